@@ -1,0 +1,277 @@
+//! Message bodies, one type per channel of the topic table.
+//!
+//! These are the only serde types that cross the wire; `edge` and `hub`
+//! convert their internal state to and from them at the boundary. They are
+//! encoded with postcard, which is compact and schema-less: a field's position
+//! is its identity, so adding, removing or reordering fields is a wire change
+//! that the golden files in `tests/golden` catch.
+//!
+//! Times are unix milliseconds (UTC) as `u64`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// `opmas/v1/{device}/status`: retained presence. `Offline` is also the Last Will.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Online,
+    Offline,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Offline => "offline",
+        }
+    }
+}
+
+/// `opmas/v1/{device}/hb`: what the edge reports about itself every interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The edge's run epoch (see [`FindingBatch::epoch`]).
+    pub epoch: u64,
+    /// Seconds since this edge process started.
+    pub uptime_s: u64,
+    /// `opmas-edge` version string.
+    pub version: String,
+    /// Version of the agent configuration in force (0: UCI defaults only).
+    pub config_version: u64,
+    /// The finding spool.
+    pub spool: SpoolStats,
+    /// One entry per agent.
+    pub agents: Vec<AgentStatus>,
+    /// Line and event counters since start.
+    pub counters: Counters,
+    /// 1-minute load average times 1000, when the OS tells.
+    pub load_milli: Option<u32>,
+    /// Resident memory of the edge process in KiB, when the OS tells.
+    pub rss_kib: Option<u64>,
+}
+
+/// State of the edge's finding spool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolStats {
+    /// Findings waiting for the hub's ack.
+    pub depth: u32,
+    /// Bytes those findings take.
+    pub bytes: u32,
+    /// The byte budget.
+    pub budget: u32,
+    /// Findings dropped since start because the budget was full.
+    pub dropped: u64,
+    /// Highest sequence the hub has acknowledged in this epoch.
+    pub acked_upto: u64,
+}
+
+/// What an agent is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentState {
+    Running,
+    Stopped,
+    /// Failed too often and was given up on until an operator restarts it.
+    Failed,
+}
+
+/// One agent's line in the heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub name: String,
+    pub state: AgentState,
+    /// Events the agent has consumed.
+    pub events: u64,
+    /// Findings the agent has produced.
+    pub findings: u64,
+    /// Entries evicted from the agent's bounded tables.
+    pub evicted: u64,
+}
+
+/// Counters of the edge's input path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Lines read from all sources.
+    pub lines: u64,
+    /// Lines that could not be parsed.
+    pub unparsed: u64,
+    /// Lines dropped because the pipeline was full.
+    pub shed: u64,
+    /// Findings produced.
+    pub findings: u64,
+}
+
+/// Severity from 1 (informational) to 5 (critical).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Severity(u8);
+
+/// A severity outside 1..=5.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("severity must be 1 to 5, got {0}")]
+pub struct SeverityError(pub u8);
+
+impl Severity {
+    pub const INFO: Severity = Severity(1);
+    pub const LOW: Severity = Severity(2);
+    pub const MEDIUM: Severity = Severity(3);
+    pub const HIGH: Severity = Severity(4);
+    pub const CRITICAL: Severity = Severity(5);
+
+    pub fn new(v: u8) -> Result<Self, SeverityError> {
+        if (1..=5).contains(&v) {
+            Ok(Severity(v))
+        } else {
+            Err(SeverityError(v))
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Severity {
+    type Error = SeverityError;
+    fn try_from(v: u8) -> Result<Self, Self::Error> {
+        Severity::new(v)
+    }
+}
+
+impl From<Severity> for u8 {
+    fn from(s: Severity) -> u8 {
+        s.0
+    }
+}
+
+/// The keys a finding is about. Which ones are set depends on the kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub src_ip: Option<IpAddr>,
+    pub mac: Option<String>,
+    pub iface: Option<String>,
+    pub user: Option<String>,
+    pub service: Option<String>,
+}
+
+/// One detection made by an agent on the edge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Device-scoped sequence number within the batch's epoch, from 1.
+    pub seq: u64,
+    /// Agent that produced it: `security`, `wifi`, `network`, `system`.
+    pub agent: String,
+    /// Dotted kind, for example `ssh.bruteforce`.
+    pub kind: String,
+    pub severity: Severity,
+    pub subject: Subject,
+    /// How many events the finding summarises.
+    pub count: u32,
+    /// Time of the first and last event (unix ms; from the log when it says).
+    pub first_ms: u64,
+    pub last_ms: u64,
+    /// One human sentence.
+    pub summary: String,
+    /// A few of the log lines behind it, truncated.
+    pub evidence: Vec<String>,
+}
+
+/// `opmas/v1/{device}/finding`: findings in sequence order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingBatch {
+    /// Random number the edge draws at start. Sequences restart at 1 in each
+    /// epoch, so (device, epoch, seq) identifies a finding across restarts and
+    /// reboots without writing a counter to flash.
+    pub epoch: u64,
+    pub findings: Vec<Finding>,
+}
+
+/// `opmas/v1/{device}/ack`: the hub has stored every finding of `epoch` up to
+/// and including `upto`; the edge may free them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub epoch: u64,
+    pub upto: u64,
+}
+
+/// A typed configuration value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<String>),
+}
+
+/// One agent's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    pub enabled: bool,
+    /// Thresholds and windows by name.
+    pub params: BTreeMap<String, Value>,
+}
+
+/// `opmas/v1/{device}/config`: the device's whole effective agent
+/// configuration. Retained, so a reconnecting edge gets the latest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfigDoc {
+    /// Increases with every change; the edge ignores older versions.
+    pub version: u64,
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+/// What a command asks the edge to do. Parameters are typed so that nothing
+/// but an address, a MAC or a name from a list can reach an action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Answer with a result; nothing else.
+    Ping,
+    AgentStart { agent: String },
+    AgentStop { agent: String },
+    AgentRestart { agent: String },
+    /// Add an address to the fw4 block set for `timeout_s` seconds.
+    BlockIp { ip: IpAddr, timeout_s: u32 },
+    UnblockIp { ip: IpAddr },
+    /// Disconnect a station and refuse it for `ban_ms`.
+    BanClient { iface: String, mac: [u8; 6], ban_ms: u32 },
+    /// Restart a service from the edge's allowlist.
+    RestartService { service: String },
+    ReloadWifi,
+}
+
+/// `opmas/v1/{device}/cmd`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Hub-wide command id, echoed in the result.
+    pub id: u64,
+    /// The edge refuses the command after this time (unix ms).
+    pub expires_ms: u64,
+    pub action: Action,
+}
+
+/// `opmas/v1/{device}/result`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub id: u64,
+    pub ok: bool,
+    /// What happened, or why not.
+    pub message: String,
+    pub duration_ms: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_outside_one_to_five_is_refused_on_decode() {
+        assert_eq!(Severity::new(0), Err(SeverityError(0)));
+        assert_eq!(Severity::new(6), Err(SeverityError(6)));
+        let bytes = postcard::to_allocvec(&9u8).unwrap();
+        assert!(postcard::from_bytes::<Severity>(&bytes).is_err());
+        let bytes = postcard::to_allocvec(&Severity::HIGH).unwrap();
+        assert_eq!(postcard::from_bytes::<Severity>(&bytes).unwrap(), Severity::HIGH);
+    }
+}
