@@ -1,1 +1,20 @@
-//! placeholder
+//! `opmas-edge`: the OPMAS agent that runs on each OpenWRT router.
+//!
+//! Reading order: [`uci`] (the config file format) → [`config`] (typed
+//! settings) → [`sources`] (where lines come from) → [`parse`] (line →
+//! record) → [`agents`] (record → finding) → [`spool`] (findings until
+//! acked) → [`uplink`] (MQTT to the hub) → [`run`] (the loop that owns them).
+//!
+//! Architecture invariants: [`parse`], [`agents`] and [`spool`] do no I/O
+//! and read no clock, so they are tested with plain data; every table and
+//! queue has a fixed capacity; nothing is written to flash per line or per
+//! finding.
+
+pub mod agents;
+pub mod config;
+pub mod parse;
+pub mod run;
+pub mod sources;
+pub mod spool;
+pub mod uci;
+pub mod uplink;

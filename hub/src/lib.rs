@@ -1,1 +1,20 @@
-//! placeholder
+//! `opmas-hub`: the central OPMAS service.
+//!
+//! Reading order: [`config`] (settings) → [`store`] (database) → [`keys`]
+//! (device secrets) → [`broker`] (embedded MQTT and device auth) → [`ingest`]
+//! (envelopes to rows and acks) → [`http`] (REST API) → [`serve`] (wiring) →
+//! [`enrol`] and [`demo`] (command-line jobs).
+//!
+//! Architecture invariant: only [`broker`] knows rumqttd; only [`store`]
+//! writes SQL; handlers and ingest see typed rows and `opmas-proto` types.
+
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod enrol;
+pub mod http;
+pub mod ingest;
+pub mod keys;
+pub mod serve;
+pub mod stats;
+pub mod store;

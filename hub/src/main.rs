@@ -1,1 +1,138 @@
-fn main() {}
+//! `opmas-hub` command line: parses flags, sets up logging, calls the library.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use opmas_hub::config::{HubConfig, Overrides};
+use opmas_hub::store::Store;
+use opmas_hub::{demo, enrol, serve};
+
+/// OPMAS hub: MQTT broker, ingest, storage and REST API for a fleet of OpenWRT routers.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// TOML settings file (default: config/hub.toml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory holding opmas.db and admin.token [env: OPMAS_DATA_DIR] [default: ./opmas-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// MQTT listen address [env: OPMAS_MQTT_LISTEN] [default: 0.0.0.0:1883].
+    #[arg(long, global = true, value_name = "ADDR")]
+    mqtt_listen: Option<std::net::SocketAddr>,
+    /// REST API listen address [env: OPMAS_HTTP_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, global = true, value_name = "ADDR")]
+    http_listen: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the hub (the default).
+    Serve,
+    /// Enrol and list devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Run the hub with a demo fleet of simulated routers running the real edge code.
+    Demo {
+        /// How many simulated routers.
+        #[arg(long, default_value_t = 3)]
+        devices: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DeviceCommand {
+    /// Enrol a device: prints its id, its secret and the uci commands for the router.
+    Add {
+        /// Device name; becomes the device id (a-z, 0-9, '-', '_', '.').
+        name: String,
+        /// Hub URL the router should connect to [default: mqtt://<this host>:<mqtt port>].
+        #[arg(long)]
+        hub_url: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List enrolled devices.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Overrides {
+        data_dir: cli.data_dir.clone(),
+        mqtt_listen: cli.mqtt_listen,
+        http_listen: cli.http_listen,
+        presence_timeout_s: None,
+    };
+    let cfg = HubConfig::load(cli.config.as_deref(), &HubConfig::env_overrides()?, &flags)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve::run(cfg, shutdown_signal()).await,
+            Command::Demo { devices } => demo::run(cfg, devices, shutdown_signal()).await,
+            Command::Device { command } => device(cfg, command).await,
+        }
+    })
+}
+
+async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
+    opmas_hub::store::create_private_dir(&cfg.data_dir)?;
+    let store = Store::open_sqlite(&cfg.db_path()).await?;
+    match command {
+        DeviceCommand::Add { name, hub_url, json } => {
+            let url = hub_url.unwrap_or_else(|| enrol::default_hub_url(cfg.mqtt_listen.port()));
+            let e = enrol::add(&store, &name, &url).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                println!("Enrolled device {}.\n\nid:     {}\nsecret: {}\n", e.id, e.id, e.secret);
+                println!("On the router, run:\n\n{}", e.uci);
+                println!("then: service opmas restart");
+            }
+        }
+        DeviceCommand::List { json } => {
+            let devices = store.list_devices().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else {
+                println!("{:<24} {:<8} {:>14}", "ID", "STATUS", "LAST SEEN (ms)");
+                for d in devices {
+                    let seen = d.last_seen_ms.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+                    println!("{:<24} {:<8} {:>14}", d.id, d.status, seen);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return ctrl_c.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

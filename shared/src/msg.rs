@@ -261,6 +261,12 @@ pub struct CommandResult {
     pub duration_ms: u32,
 }
 
+/// Bytes `value` takes when postcard-encoded (what it costs on the wire and
+/// in the edge's spool budget).
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    postcard::to_allocvec(value).map_or(usize::MAX, |v| v.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

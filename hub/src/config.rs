@@ -1,0 +1,173 @@
+//! Hub settings: built-in defaults, `config/hub.toml`, `OPMAS_*` environment
+//! variables and command-line flags, merged in that order of precedence.
+//!
+//! The merge is explicit here rather than spread over clap and serde so that
+//! one place says which source wins: flags > environment > file > defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// The values the hub runs with.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Directory of `opmas.db` and `admin.token`.
+    pub data_dir: PathBuf,
+    /// Embedded broker's MQTT listener.
+    pub mqtt_listen: SocketAddr,
+    /// REST API listener.
+    pub http_listen: SocketAddr,
+    /// Seconds of silence after which a device is marked offline.
+    pub presence_timeout_s: u64,
+    /// Embedded broker tuning.
+    pub broker: BrokerConfig,
+}
+
+/// Tuning of the embedded rumqttd broker (see `config/hub.toml` for why).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub max_connections: usize,
+    pub next_connection_delay_ms: u64,
+    pub max_segment_size: usize,
+    pub max_segment_count: usize,
+    pub max_payload_size: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            data_dir: PathBuf::from("./opmas-data"),
+            mqtt_listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            presence_timeout_s: 95,
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            max_connections: 10_010,
+            next_connection_delay_ms: 1,
+            max_segment_size: 1 << 20,
+            max_segment_count: 10,
+            max_payload_size: 256 * 1024,
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; `None` = not given.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub mqtt_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub presence_timeout_s: Option<u64>,
+}
+
+impl HubConfig {
+    /// Reads `file` if given (an explicitly named file must exist), else
+    /// `config/hub.toml` if present, else the built-in defaults; then applies
+    /// `env` and `flags` on top.
+    pub fn load(file: Option<&Path>, env: &Overrides, flags: &Overrides) -> Result<HubConfig> {
+        let mut cfg = match file {
+            Some(path) => Self::from_file(path)?,
+            None => {
+                let default = Path::new("config/hub.toml");
+                if default.is_file() {
+                    Self::from_file(default)?
+                } else {
+                    HubConfig::default()
+                }
+            }
+        };
+        for o in [env, flags] {
+            if let Some(v) = &o.data_dir {
+                cfg.data_dir = v.clone();
+            }
+            if let Some(v) = o.mqtt_listen {
+                cfg.mqtt_listen = v;
+            }
+            if let Some(v) = o.http_listen {
+                cfg.http_listen = v;
+            }
+            if let Some(v) = o.presence_timeout_s {
+                cfg.presence_timeout_s = v;
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn from_file(path: &Path) -> Result<HubConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Reads the `OPMAS_*` variables. A variable that is set but unparsable is
+    /// an error naming it, not silently ignored.
+    pub fn env_overrides() -> Result<Overrides> {
+        fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("environment variable {name}={v:?}: {e}")),
+                Err(_) => Ok(None),
+            }
+        }
+        Ok(Overrides {
+            data_dir: var("OPMAS_DATA_DIR")?,
+            mqtt_listen: var("OPMAS_MQTT_LISTEN")?,
+            http_listen: var("OPMAS_HTTP_LISTEN")?,
+            presence_timeout_s: var("OPMAS_PRESENCE_TIMEOUT_S")?,
+        })
+    }
+
+    /// The SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("opmas.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_equals_built_in_defaults() {
+        let shipped = HubConfig::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml")).unwrap();
+        let d = HubConfig::default();
+        assert_eq!(format!("{shipped:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hub.toml");
+        std::fs::write(&file, "http_listen = \"127.0.0.1:1\"\nmqtt_listen = \"127.0.0.1:2\"\ndata_dir = \"/f\"\n").unwrap();
+        let env = Overrides { http_listen: Some("127.0.0.1:3".parse().unwrap()), data_dir: Some("/e".into()), ..Default::default() };
+        let flags = Overrides { data_dir: Some("/c".into()), ..Default::default() };
+        let cfg = HubConfig::load(Some(&file), &env, &flags).unwrap();
+        assert_eq!(cfg.mqtt_listen.port(), 2);
+        assert_eq!(cfg.http_listen.port(), 3);
+        assert_eq!(cfg.data_dir, PathBuf::from("/c"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hub.toml");
+        std::fs::write(&file, "htp_listen = 1\n").unwrap();
+        let err = HubConfig::load(Some(&file), &Overrides::default(), &Overrides::default()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("hub.toml") && msg.contains("htp_listen"), "{msg}");
+    }
+}

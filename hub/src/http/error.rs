@@ -1,0 +1,45 @@
+//! The API's one error type: each variant knows its status code, and the body
+//! is always `{"error": "..."}`. Internal details are logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::store::StoreError;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    /// A request parameter is invalid; names the parameter.
+    #[error("invalid parameter {field:?}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("internal error")]
+    Internal(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "API request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let ApiError::Invalid { field, .. } = &self {
+            body["field"] = serde_json::Value::from(*field);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

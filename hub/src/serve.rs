@@ -1,0 +1,90 @@
+//! `opmas-hub serve`: wires storage, the broker, ingest and the API together.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::oneshot;
+use tracing::info;
+
+use crate::broker;
+use crate::config::HubConfig;
+use crate::http::{self, AppState};
+use crate::ingest::{self, Ingest};
+use crate::keys::Keys;
+use crate::stats::Stats;
+use crate::store::{self, now_ms, Store};
+
+/// A started hub.
+pub struct Running {
+    pub store: Store,
+    pub stats: Arc<Stats>,
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    http_listener: tokio::net::TcpListener,
+    app: axum::Router,
+    broker_stopped: oneshot::Receiver<String>,
+}
+
+/// Opens the database, starts the broker, ingest and presence tasks, and
+/// binds the API; returns once every listener accepts connections.
+pub async fn start(cfg: &HubConfig) -> Result<Running> {
+    store::create_private_dir(&cfg.data_dir)?;
+    let store = Store::open_sqlite(&cfg.db_path()).await.with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    info!(path = %cfg.db_path().display(), "database ready");
+    if let Some(path) = store.ensure_admin_token(&cfg.data_dir, now_ms()).await? {
+        info!(path = %path.display(), "created the admin API token (first start); read it from this file");
+    }
+
+    let stats = Arc::new(Stats::default());
+    let keys = Keys::new(store.clone());
+    let broker = broker::start_embedded(cfg, keys.clone(), stats.clone()).await?;
+    info!(listen = %cfg.mqtt_listen, "embedded MQTT broker listening");
+
+    let ingest = Ingest {
+        store: store.clone(),
+        keys,
+        publisher: broker.publisher.clone(),
+        stats: stats.clone(),
+        down_seq: Arc::new(AtomicU64::new(now_ms() as u64 * 1000)),
+    };
+    tokio::spawn(ingest.run(broker.inbound));
+    tokio::spawn(ingest::presence(store.clone(), Duration::from_secs(cfg.presence_timeout_s.max(1))));
+
+    let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("HTTP listen address {}", cfg.http_listen))?;
+    let http_addr = http_listener.local_addr()?;
+    info!(listen = %http_addr, "REST API listening on http://{http_addr}/api/v1");
+    let app = http::router(AppState { store: store.clone(), stats: stats.clone() });
+    Ok(Running {
+        store,
+        stats,
+        http_addr,
+        mqtt_addr: cfg.mqtt_listen,
+        http_listener,
+        app,
+        broker_stopped: broker.stopped,
+    })
+}
+
+impl Running {
+    /// Serves until `shutdown` resolves or the broker dies.
+    pub async fn wait(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let server = axum::serve(self.http_listener, self.app).with_graceful_shutdown(shutdown);
+        tokio::select! {
+            res = server => res.context("HTTP server")?,
+            why = self.broker_stopped => anyhow::bail!(why.unwrap_or_else(|_| "MQTT broker thread ended".into())),
+        }
+        info!("hub stopped");
+        Ok(())
+    }
+}
+
+/// Starts the hub and serves until `shutdown`.
+pub async fn run(cfg: HubConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    start(&cfg).await?.wait(shutdown).await
+}

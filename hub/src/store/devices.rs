@@ -1,0 +1,180 @@
+//! The `devices` table: enrolment, secrets, presence and last heartbeat.
+
+use serde::Serialize;
+use sqlx::SqliteConnection;
+
+use super::{Store, StoreError};
+
+/// A device as the API shows it (never with its secret).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub id: String,
+    pub name: String,
+    pub created_ms: i64,
+    /// `never`, `online` or `offline`.
+    pub status: String,
+    pub status_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
+    /// The edge's current run epoch, as a decimal string (it is a `u64`).
+    #[sqlx(skip)]
+    pub epoch: Option<String>,
+    #[serde(skip)]
+    #[sqlx(rename = "epoch")]
+    pub epoch_raw: Option<i64>,
+    /// The last heartbeat, as stored JSON.
+    #[serde(skip)]
+    pub heartbeat: Option<String>,
+}
+
+/// What a status update did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusChange {
+    Unchanged,
+    Changed,
+}
+
+const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch, heartbeat";
+
+fn finish(mut row: DeviceRow) -> DeviceRow {
+    row.epoch = row.epoch_raw.map(|e| (e as u64).to_string());
+    row
+}
+
+impl Store {
+    /// Enrols a device. Fails with [`StoreError::DeviceExists`] for a taken id.
+    pub async fn insert_device(&self, id: &str, name: &str, secret_hex: &str, now_ms: i64) -> Result<(), StoreError> {
+        let res = sqlx::query("INSERT INTO devices (id, name, secret, created_ms) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(name)
+            .bind(secret_hex)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::DeviceExists(id.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a device and its findings.
+    pub async fn delete_device(&self, id: &str) -> Result<(), StoreError> {
+        let res = sqlx::query("DELETE FROM devices WHERE id = ?").bind(id).execute(self.pool()).await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::NoDevice(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows: Vec<DeviceRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices ORDER BY id"))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(finish).collect())
+    }
+
+    pub async fn get_device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        let row: Option<DeviceRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(finish))
+    }
+
+    /// The device's secret in hex, if it is enrolled.
+    pub async fn device_secret(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let secret: Option<(String,)> =
+            sqlx::query_as("SELECT secret FROM devices WHERE id = ?").bind(id).fetch_optional(self.pool()).await?;
+        Ok(secret.map(|(s,)| s))
+    }
+
+    /// Marks every `online` device not heard from since `cutoff_ms` as
+    /// `offline`, returning their ids.
+    pub async fn mark_silent_offline(&self, cutoff_ms: i64, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "UPDATE devices SET status = 'offline', status_ms = ?
+             WHERE status = 'online' AND COALESCE(last_seen_ms, 0) < ? RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(cutoff_ms)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+}
+
+/// Records that the device was heard from. Any message means it is online.
+pub async fn touch(conn: &mut SqliteConnection, id: &str, now_ms: i64) -> Result<StatusChange, StoreError> {
+    let res = sqlx::query(
+        "UPDATE devices SET last_seen_ms = ?,
+             status_ms = CASE WHEN status = 'online' THEN status_ms ELSE ? END,
+             status = 'online'
+         WHERE id = ? AND status != 'online'",
+    )
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() > 0 {
+        return Ok(StatusChange::Changed);
+    }
+    sqlx::query("UPDATE devices SET last_seen_ms = ? WHERE id = ?").bind(now_ms).bind(id).execute(&mut *conn).await?;
+    Ok(StatusChange::Unchanged)
+}
+
+/// Stores the latest heartbeat and epoch.
+pub async fn record_heartbeat(
+    conn: &mut SqliteConnection,
+    id: &str,
+    epoch: u64,
+    heartbeat_json: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE devices SET epoch = ?, heartbeat = ? WHERE id = ?")
+        .bind(epoch as i64)
+        .bind(heartbeat_json)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Sets the presence from a status message (`online`, or the Last Will).
+pub async fn set_status(conn: &mut SqliteConnection, id: &str, status: &str, now_ms: i64) -> Result<StatusChange, StoreError> {
+    let res = sqlx::query("UPDATE devices SET status = ?, status_ms = ? WHERE id = ? AND status != ?")
+        .bind(status)
+        .bind(now_ms)
+        .bind(id)
+        .bind(status)
+        .execute(&mut *conn)
+        .await?;
+    Ok(if res.rows_affected() > 0 { StatusChange::Changed } else { StatusChange::Unchanged })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    #[tokio::test]
+    async fn enrolling_the_same_id_twice_is_refused() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let err = store.insert_device("gw-1", "other", "bb", 2).await.unwrap_err();
+        assert!(matches!(err, StoreError::DeviceExists(id) if id == "gw-1"));
+        assert_eq!(store.device_secret("gw-1").await.unwrap().as_deref(), Some("aa"));
+    }
+
+    #[tokio::test]
+    async fn silent_devices_go_offline_and_messages_bring_them_back() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        assert_eq!(touch(&mut conn, "gw-1", 1_000).await.unwrap(), StatusChange::Changed);
+        assert_eq!(touch(&mut conn, "gw-1", 2_000).await.unwrap(), StatusChange::Unchanged);
+        drop(conn);
+        assert!(store.mark_silent_offline(1_500, 3_000).await.unwrap().is_empty());
+        assert_eq!(store.mark_silent_offline(2_500, 3_000).await.unwrap(), vec!["gw-1".to_string()]);
+        assert_eq!(store.get_device("gw-1").await.unwrap().unwrap().status, "offline");
+    }
+}

@@ -1,0 +1,203 @@
+//! The `findings` table: idempotent batch insert and the paginated query.
+
+use opmas_proto::msg::Finding;
+use serde::Serialize;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::{Store, StoreError};
+
+/// A stored finding as the API returns it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct FindingRow {
+    pub id: i64,
+    pub device_id: String,
+    /// The edge run epoch as a decimal string (a `u64` does not fit JSON numbers safely).
+    #[sqlx(skip)]
+    pub epoch: String,
+    #[serde(skip)]
+    #[sqlx(rename = "epoch")]
+    pub epoch_raw: i64,
+    pub seq: i64,
+    pub agent: String,
+    pub kind: String,
+    pub severity: i64,
+    pub src_ip: Option<String>,
+    pub mac: Option<String>,
+    pub iface: Option<String>,
+    pub user: Option<String>,
+    pub service: Option<String>,
+    pub count: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub summary: String,
+    #[sqlx(skip)]
+    pub evidence: Vec<String>,
+    #[serde(skip)]
+    #[sqlx(rename = "evidence")]
+    pub evidence_json: String,
+    pub received_ms: i64,
+}
+
+/// Filters and page of a findings query. Newest first.
+#[derive(Clone, Debug, Default)]
+pub struct FindingQuery {
+    pub device: Option<String>,
+    pub agent: Option<String>,
+    pub kind: Option<String>,
+    /// Only findings whose last event is at or after this time.
+    pub since_ms: Option<i64>,
+    /// Only findings with an id below this (the previous page's last id).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Counts of one batch insert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inserted {
+    pub stored: u64,
+    pub duplicates: u64,
+}
+
+/// Inserts `findings` of `device`/`epoch`, ignoring ones already stored (a
+/// resend after a lost ack). Runs on the caller's transaction.
+pub async fn insert_batch(
+    conn: &mut SqliteConnection,
+    device: &str,
+    epoch: u64,
+    findings: &[Finding],
+    received_ms: i64,
+) -> Result<Inserted, StoreError> {
+    let mut counts = Inserted::default();
+    for f in findings {
+        let evidence = serde_json::to_string(&f.evidence).unwrap_or_else(|_| "[]".into());
+        let res = sqlx::query(
+            "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
+                                   count, first_ms, last_ms, summary, evidence, received_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (device_id, epoch, seq) DO NOTHING",
+        )
+        .bind(device)
+        .bind(epoch as i64)
+        .bind(f.seq as i64)
+        .bind(&f.agent)
+        .bind(&f.kind)
+        .bind(f.severity.get() as i64)
+        .bind(f.subject.src_ip.map(|ip| ip.to_string()))
+        .bind(&f.subject.mac)
+        .bind(&f.subject.iface)
+        .bind(&f.subject.user)
+        .bind(&f.subject.service)
+        .bind(f.count as i64)
+        .bind(f.first_ms as i64)
+        .bind(f.last_ms as i64)
+        .bind(&f.summary)
+        .bind(evidence)
+        .bind(received_ms)
+        .execute(&mut *conn)
+        .await?;
+        if res.rows_affected() == 1 {
+            counts.stored += 1;
+        } else {
+            counts.duplicates += 1;
+        }
+    }
+    Ok(counts)
+}
+
+impl Store {
+    /// Runs a findings query; newest (highest id) first.
+    pub async fn query_findings(&self, q: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
+                    count, first_ms, last_ms, summary, evidence, received_ms FROM findings WHERE 1 = 1",
+        );
+        if let Some(d) = &q.device {
+            b.push(" AND device_id = ").push_bind(d);
+        }
+        if let Some(a) = &q.agent {
+            b.push(" AND agent = ").push_bind(a);
+        }
+        if let Some(k) = &q.kind {
+            b.push(" AND kind = ").push_bind(k);
+        }
+        if let Some(s) = q.since_ms {
+            b.push(" AND last_ms >= ").push_bind(s);
+        }
+        if let Some(c) = q.before_id {
+            b.push(" AND id < ").push_bind(c);
+        }
+        b.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64);
+        let rows: Vec<FindingRow> = b.build_query_as().fetch_all(self.pool()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| {
+                r.epoch = (r.epoch_raw as u64).to_string();
+                r.evidence = serde_json::from_str(&r.evidence_json).unwrap_or_default();
+                r
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+    use opmas_proto::msg::{Severity, Subject};
+
+    fn finding(seq: u64, kind: &str) -> Finding {
+        Finding {
+            seq,
+            agent: "security".into(),
+            kind: kind.into(),
+            severity: Severity::HIGH,
+            subject: Subject { src_ip: Some("203.0.113.9".parse().unwrap()), ..Default::default() },
+            count: 5,
+            first_ms: 1000,
+            last_ms: 2000 + seq,
+            summary: "s".into(),
+            evidence: vec!["line".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resent_batch_is_stored_once_and_epochs_keep_sequences_apart() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let batch = [finding(1, "ssh.bruteforce"), finding(2, "ssh.bruteforce")];
+        assert_eq!(insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 5).await.unwrap(), Inserted { stored: 2, duplicates: 0 });
+        assert_eq!(insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 6).await.unwrap(), Inserted { stored: 0, duplicates: 2 });
+        assert_eq!(insert_batch(&mut conn, "gw-1", 7, &batch[..1], 7).await.unwrap().stored, 1);
+        drop(conn);
+        let all = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].epoch, "7");
+        assert_eq!(all[2].epoch, u64::MAX.to_string());
+        assert_eq!(all[0].evidence, vec!["line".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_cursor_and_filters_apply() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let batch: Vec<Finding> =
+            (1..=5).map(|i| finding(i, if i % 2 == 0 { "ssh.bruteforce" } else { "ssh.other" })).collect();
+        insert_batch(&mut conn, "gw-1", 1, &batch, 5).await.unwrap();
+        drop(conn);
+        let page1 = store.query_findings(&FindingQuery { limit: 2, ..Default::default() }).await.unwrap();
+        let page2 = store
+            .query_findings(&FindingQuery { limit: 2, before_id: Some(page1[1].id), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(page1.iter().chain(&page2).map(|r| r.seq).collect::<Vec<_>>(), vec![5, 4, 3, 2]);
+        let only = store
+            .query_findings(&FindingQuery { kind: Some("ssh.bruteforce".into()), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(only.len(), 2);
+        let since = store.query_findings(&FindingQuery { since_ms: Some(2004), limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(since.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5, 4]);
+    }
+}
