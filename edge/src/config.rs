@@ -119,19 +119,14 @@ impl EdgeConfig {
             security.window_s = number(a, "ssh_window", security.window_s as u64, 1..=86_400)? as u32;
             security.suppress_s = number(a, "ssh_suppress", security.suppress_s as u64, 0..=604_800)? as u32;
         }
-        security.validate().map_err(|e| ConfigError::Option { line: 0, option: "agent security", message: e.to_string() })?;
+        security.validate().map_err(|e| ConfigError::Option {
+            line: 0,
+            option: "agent security",
+            message: e.to_string(),
+        })?;
 
         Ok(EdgeConfig {
-            hub: HubConfig {
-                host,
-                port,
-                device_id,
-                secret,
-                heartbeat_interval,
-                keepalive,
-                backoff_max,
-                spool_bytes,
-            },
+            hub: HubConfig { host, port, device_id, secret, heartbeat_interval, keepalive, backoff_max, spool_bytes },
             sources,
             security,
         })
@@ -143,12 +138,19 @@ fn bad(s: &Section, option: &'static str, message: String) -> ConfigError {
 }
 
 fn required<'a>(s: &'a Section, option: &'static str) -> Result<&'a str, ConfigError> {
-    s.get(option)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ConfigError::Missing { kind: s.kind.clone(), line: s.line, option })
+    s.get(option).filter(|v| !v.is_empty()).ok_or_else(|| ConfigError::Missing {
+        kind: s.kind.clone(),
+        line: s.line,
+        option,
+    })
 }
 
-fn number(s: &Section, option: &'static str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+fn number(
+    s: &Section,
+    option: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
     let Some(v) = s.get(option) else { return Ok(default) };
     match u64::from_str(v.trim()) {
         Ok(n) if range.contains(&n) => Ok(n),
@@ -234,8 +236,11 @@ mod tests {
 
     #[test]
     fn agent_thresholds_are_read_and_checked() {
-        let c = cfg("config source\n\toption type stdin\nconfig agent 'security'\n\toption ssh_failures '8'\n").unwrap();
+        let c =
+            cfg("config source\n\toption type stdin\nconfig agent 'security'\n\toption ssh_failures '8'\n").unwrap();
         assert_eq!(c.security.failures, 8);
-        assert!(cfg("config source\n\toption type stdin\nconfig agent 'security'\n\toption ssh_failures '1'\n").is_err());
+        assert!(
+            cfg("config source\n\toption type stdin\nconfig agent 'security'\n\toption ssh_failures '1'\n").is_err()
+        );
     }
 }

@@ -144,9 +144,29 @@ fn fallback(line: &str, ctx: Context) -> Record<'_> {
 fn is_facility(s: &str) -> bool {
     matches!(
         s,
-        "kern" | "user" | "mail" | "daemon" | "auth" | "syslog" | "lpr" | "news" | "uucp" | "cron" | "authpriv"
-            | "ftp" | "ntp" | "security" | "console" | "local0" | "local1" | "local2" | "local3" | "local4"
-            | "local5" | "local6" | "local7"
+        "kern"
+            | "user"
+            | "mail"
+            | "daemon"
+            | "auth"
+            | "syslog"
+            | "lpr"
+            | "news"
+            | "uucp"
+            | "cron"
+            | "authpriv"
+            | "ftp"
+            | "ntp"
+            | "security"
+            | "console"
+            | "local0"
+            | "local1"
+            | "local2"
+            | "local3"
+            | "local4"
+            | "local5"
+            | "local6"
+            | "local7"
     )
 }
 
@@ -220,7 +240,9 @@ mod tests {
 
     #[test]
     fn luci_export_without_date() {
-        let r = parse_line("authpriv.warn dropbear[8843]: Bad password attempt for 'root' from 192.168.9.204:63779", CTX).unwrap();
+        let r =
+            parse_line("authpriv.warn dropbear[8843]: Bad password attempt for 'root' from 192.168.9.204:63779", CTX)
+                .unwrap();
         assert_eq!(r.ts_ms, None);
         assert_eq!(r.program, Some("dropbear"));
         assert_eq!(r.pid, Some(8843));
@@ -228,7 +250,11 @@ mod tests {
 
     #[test]
     fn rfc3164_with_hostname_goes_through_syslog_loose() {
-        let r = parse_line("Feb  5 03:13:39 openwrt user.warn dropbear[10221]: bad password attempt for 'root' from 192.168.1.1:51570", CTX).unwrap();
+        let r = parse_line(
+            "Feb  5 03:13:39 openwrt user.warn dropbear[10221]: bad password attempt for 'root' from 192.168.1.1:51570",
+            CTX,
+        )
+        .unwrap();
         assert_eq!(r.host, Some("openwrt"));
         assert!(r.ts_ms.is_some());
         assert!(r.msg.contains("bad password attempt"), "{r:?}");
@@ -236,7 +262,8 @@ mod tests {
 
     #[test]
     fn rfc3164_with_pri() {
-        let r = parse_line("<38>Dec  5 17:43:57 gw sshd[99]: Failed password for root from 10.0.0.1 port 22 ssh2", CTX).unwrap();
+        let r = parse_line("<38>Dec  5 17:43:57 gw sshd[99]: Failed password for root from 10.0.0.1 port 22 ssh2", CTX)
+            .unwrap();
         assert_eq!(r.program, Some("sshd"));
         assert_eq!(r.pid, Some(99));
         assert_eq!(r.facility, Some("auth"));

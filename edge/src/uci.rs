@@ -244,18 +244,12 @@ pub fn parse(text: &str) -> Result<Package, UciError> {
     // libuci sees CR as whitespace outside quotes; folding CRLF up front also keeps a CR out of
     // multi-line quoted values and lets `\` + CRLF continue a line, as libuci does.
     let text = text.replace("\r\n", "\n");
-    let mut lexer = Lexer {
-        text: &text,
-        pos: 0,
-        line: 1,
-    };
+    let mut lexer = Lexer { text: &text, pos: 0, line: 1 };
     let mut builder = Builder::default();
     while let Some(words) = lexer.command()? {
         builder.apply(words)?;
     }
-    Ok(Package {
-        sections: builder.sections,
-    })
+    Ok(Package { sections: builder.sections })
 }
 
 impl Package {
@@ -266,9 +260,7 @@ impl Package {
 
     /// The named section of the given type.
     pub fn section(&self, kind: &str, name: &str) -> Option<&Section> {
-        self.sections
-            .iter()
-            .find(|s| s.kind == kind && s.name.as_deref() == Some(name))
+        self.sections.iter().find(|s| s.kind == kind && s.name.as_deref() == Some(name))
     }
 
     /// How `uci` would refer to a section: its name, or `@type[index]` for an anonymous one,
@@ -280,10 +272,7 @@ impl Package {
         if let Some(name) = &section.name {
             return name.clone();
         }
-        match self
-            .sections_of(&section.kind)
-            .position(|s| std::ptr::eq(s, section))
-        {
+        match self.sections_of(&section.kind).position(|s| std::ptr::eq(s, section)) {
             Some(index) => format!("@{}[{index}]", section.kind),
             None => format!("@{}[?]", section.kind),
         }
@@ -293,10 +282,7 @@ impl Package {
     /// negative index counting from the end (`@source[-1]` is the last `source` section).
     pub fn lookup(&self, reference: &str) -> Option<&Section> {
         let Some(rest) = reference.strip_prefix('@') else {
-            return self
-                .sections
-                .iter()
-                .find(|s| s.name.as_deref() == Some(reference));
+            return self.sections.iter().find(|s| s.name.as_deref() == Some(reference));
         };
         let (kind, index) = rest.strip_suffix(']')?.split_once('[')?;
         let index: i64 = index.parse().ok()?;
@@ -365,15 +351,11 @@ fn is_blank(c: char) -> bool {
 
 impl Lexer<'_> {
     fn peek(&self) -> Option<char> {
-        self.text
-            .get(self.pos..)
-            .and_then(|rest| rest.chars().next())
+        self.text.get(self.pos..).and_then(|rest| rest.chars().next())
     }
 
     fn peek_second(&self) -> Option<char> {
-        self.text
-            .get(self.pos..)
-            .and_then(|rest| rest.chars().nth(1))
+        self.text.get(self.pos..).and_then(|rest| rest.chars().nth(1))
     }
 
     fn bump(&mut self) -> Option<char> {
@@ -421,11 +403,7 @@ impl Lexer<'_> {
     }
 
     fn word(&mut self) -> Result<Word, UciError> {
-        let mut word = Word {
-            text: String::new(),
-            line: self.line,
-            plain: true,
-        };
+        let mut word = Word { text: String::new(), line: self.line, plain: true };
         while let Some(c) = self.peek() {
             match c {
                 '\n' | ';' | '#' => break,
@@ -460,12 +438,7 @@ impl Lexer<'_> {
         self.bump();
         loop {
             match self.bump() {
-                None => {
-                    return Err(UciError::UnterminatedQuote {
-                        line,
-                        quote: Quote::Single,
-                    })
-                }
+                None => return Err(UciError::UnterminatedQuote { line, quote: Quote::Single }),
                 Some('\'') => return Ok(()),
                 Some(c) => out.push(c),
             }
@@ -477,20 +450,10 @@ impl Lexer<'_> {
         self.bump();
         loop {
             match self.bump() {
-                None => {
-                    return Err(UciError::UnterminatedQuote {
-                        line,
-                        quote: Quote::Double,
-                    })
-                }
+                None => return Err(UciError::UnterminatedQuote { line, quote: Quote::Double }),
                 Some('"') => return Ok(()),
                 Some('\\') => match self.bump() {
-                    None => {
-                        return Err(UciError::UnterminatedQuote {
-                            line,
-                            quote: Quote::Double,
-                        })
-                    }
+                    None => return Err(UciError::UnterminatedQuote { line, quote: Quote::Double }),
                     Some('\n') => {}
                     Some(escaped) => out.push(escaped),
                 },
@@ -509,19 +472,12 @@ fn is_valid_type(kind: &str) -> bool {
 }
 
 fn is_valid_package(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn reject_extra(keyword: &'static str, extra: Option<&Word>) -> Result<(), UciError> {
     match extra {
-        Some(word) => Err(UciError::TooManyArguments {
-            line: word.line,
-            keyword,
-            extra: word.text.clone(),
-        }),
+        Some(word) => Err(UciError::TooManyArguments { line: word.line, keyword, extra: word.text.clone() }),
         None => Ok(()),
     }
 }
@@ -542,10 +498,7 @@ impl Builder {
         };
         let line = command.line;
         if !command.plain {
-            return Err(UciError::QuotedCommand {
-                line,
-                word: command.text.clone(),
-            });
+            return Err(UciError::QuotedCommand { line, word: command.text.clone() });
         }
         match command.text.as_str() {
             "config" | "c" => self.config(line, args),
@@ -557,20 +510,14 @@ impl Builder {
                     _ => return Err(UciError::MissingPackageName { line }),
                 };
                 if !is_valid_package(name) {
-                    return Err(UciError::InvalidPackageName {
-                        line,
-                        name: name.clone(),
-                    });
+                    return Err(UciError::InvalidPackageName { line, name: name.clone() });
                 }
                 reject_extra("package", args.get(1))?;
                 // libuci starts a new package here, so no section is open any more.
                 self.current = None;
                 Ok(())
             }
-            _ => Err(UciError::UnknownCommand {
-                line,
-                word: command.text.clone(),
-            }),
+            _ => Err(UciError::UnknownCommand { line, word: command.text.clone() }),
         }
     }
 
@@ -580,19 +527,13 @@ impl Builder {
             _ => return Err(UciError::MissingSectionType { line }),
         };
         if !is_valid_type(kind) {
-            return Err(UciError::InvalidSectionType {
-                line,
-                kind: kind.clone(),
-            });
+            return Err(UciError::InvalidSectionType { line, kind: kind.clone() });
         }
         // An empty name (`config t ''`) declares an anonymous section, as in libuci.
         let name = args.get(1).map(|w| &w.text).filter(|n| !n.is_empty());
         if let Some(name) = name {
             if !is_valid_name(name) {
-                return Err(UciError::InvalidSectionName {
-                    line,
-                    name: name.clone(),
-                });
+                return Err(UciError::InvalidSectionName { line, name: name.clone() });
             }
         }
         reject_extra("config", args.get(2))?;
@@ -616,21 +557,11 @@ impl Builder {
             self.named.insert(name.clone(), self.sections.len());
         }
         self.current = Some(self.sections.len());
-        self.sections.push(Section {
-            kind: kind.clone(),
-            name: name.cloned(),
-            line,
-            options: Vec::new(),
-        });
+        self.sections.push(Section { kind: kind.clone(), name: name.cloned(), line, options: Vec::new() });
         Ok(())
     }
 
-    fn option(
-        &mut self,
-        line: usize,
-        keyword: &'static str,
-        args: &[Word],
-    ) -> Result<(), UciError> {
+    fn option(&mut self, line: usize, keyword: &'static str, args: &[Word]) -> Result<(), UciError> {
         let Some(section) = self.current.and_then(|i| self.sections.get_mut(i)) else {
             return Err(UciError::OutsideSection { line, keyword });
         };
@@ -639,18 +570,10 @@ impl Builder {
             _ => return Err(UciError::MissingOptionName { line, keyword }),
         };
         if !is_valid_name(name) {
-            return Err(UciError::InvalidOptionName {
-                line,
-                keyword,
-                name: name.clone(),
-            });
+            return Err(UciError::InvalidOptionName { line, keyword, name: name.clone() });
         }
         let Some(value) = args.get(1) else {
-            return Err(UciError::MissingValue {
-                line,
-                keyword,
-                name: name.clone(),
-            });
+            return Err(UciError::MissingValue { line, keyword, name: name.clone() });
         };
         reject_extra(keyword, args.get(2))?;
         let value = value.text.clone();
@@ -665,9 +588,7 @@ impl Builder {
                         *slot = Value::List(vec![previous, value]);
                     }
                 }
-                None => section
-                    .options
-                    .push((name.clone(), Value::List(vec![value]), line)),
+                None => section.options.push((name.clone(), Value::List(vec![value]), line)),
             }
         } else if value.is_empty() {
             // libuci's uci_set treats an empty value as "unset" and, while loading a file,
@@ -678,9 +599,7 @@ impl Builder {
                     *slot = Value::Single(value);
                     *slot_line = line;
                 }
-                None => section
-                    .options
-                    .push((name.clone(), Value::Single(value), line)),
+                None => section.options.push((name.clone(), Value::Single(value), line)),
             }
         }
         Ok(())
@@ -707,13 +626,7 @@ mod tests {
                         Value::List(vs) => format!("{name}={vs:?}@{line}"),
                     })
                     .collect();
-                format!(
-                    "{} {}@{}{{{}}}",
-                    s.kind,
-                    s.name.as_deref().unwrap_or("-"),
-                    s.line,
-                    options.join(",")
-                )
+                format!("{} {}@{}{{{}}}", s.kind, s.name.as_deref().unwrap_or("-"), s.line, options.join(","))
             })
             .collect();
         sections.join("|")
@@ -741,57 +654,30 @@ mod tests {
     fn quoting_forms() {
         check(&[
             ("config t\n option a bare", r#"t -@1{a="bare"@2}"#),
-            (
-                "config t\n option a 'single quoted'",
-                r#"t -@1{a="single quoted"@2}"#,
-            ),
-            (
-                "config t\n option a \"double quoted\"",
-                r#"t -@1{a="double quoted"@2}"#,
-            ),
-            (
-                "config t\n option a 'no \\escape'",
-                r#"t -@1{a="no \\escape"@2}"#,
-            ),
-            (
-                "config t\n option a \"q\\\"x\\\\y\\nz\"",
-                r#"t -@1{a="q\"x\\ynz"@2}"#,
-            ),
+            ("config t\n option a 'single quoted'", r#"t -@1{a="single quoted"@2}"#),
+            ("config t\n option a \"double quoted\"", r#"t -@1{a="double quoted"@2}"#),
+            ("config t\n option a 'no \\escape'", r#"t -@1{a="no \\escape"@2}"#),
+            ("config t\n option a \"q\\\"x\\\\y\\nz\"", r#"t -@1{a="q\"x\\ynz"@2}"#),
             ("config t\n option a 'a'\"b\"c", r#"t -@1{a="abc"@2}"#),
             ("config t\n option a x'y z'\"w\"", r#"t -@1{a="xy zw"@2}"#),
             ("config t\n option a \"it's\"", r#"t -@1{a="it's"@2}"#),
-            (
-                "config t\n option a 'say \"hi\"'",
-                r#"t -@1{a="say \"hi\""@2}"#,
-            ),
+            ("config t\n option a 'say \"hi\"'", r#"t -@1{a="say \"hi\""@2}"#),
             ("config t\n option a foo\\ bar", r#"t -@1{a="foo bar"@2}"#),
             ("config t\n option a \\#x", r##"t -@1{a="#x"@2}"##),
             ("config 't' \"n\"\n option 'a' \"v\"", r#"t n@1{a="v"@2}"#),
-            (
-                "config t\n option a 'multi\nline'\n option b c",
-                r#"t -@1{a="multi\nline"@2,b="c"@4}"#,
-            ),
+            ("config t\n option a 'multi\nline'\n option b c", r#"t -@1{a="multi\nline"@2,b="c"@4}"#),
         ]);
     }
 
     #[test]
     fn comments() {
         check(&[
-            (
-                "# top\nconfig t # after type\n\toption a b # trailing",
-                r#"t -@2{a="b"@3}"#,
-            ),
+            ("# top\nconfig t # after type\n\toption a b # trailing", r#"t -@2{a="b"@3}"#),
             ("config t\n option a 'x # y'", r#"t -@1{a="x # y"@2}"#),
             ("config t\n option a \"x#y\"", r##"t -@1{a="x#y"@2}"##),
             ("config t\n option a abc#def", r#"t -@1{a="abc"@2}"#),
-            (
-                "config t\n# option a b\n  # indented comment\n option c d",
-                r#"t -@1{c="d"@4}"#,
-            ),
-            (
-                "config t\n option a b # comment \\\n option c d",
-                r#"t -@1{a="b"@2,c="d"@3}"#,
-            ),
+            ("config t\n# option a b\n  # indented comment\n option c d", r#"t -@1{c="d"@4}"#),
+            ("config t\n option a b # comment \\\n option c d", r#"t -@1{a="b"@2,c="d"@3}"#),
         ]);
     }
 
@@ -800,46 +686,22 @@ mod tests {
         check(&[
             ("config t\n option a foo\\\nbar", r#"t -@1{a="foobar"@2}"#),
             ("config t\n option a \\\n  bar", r#"t -@1{a="bar"@2}"#),
-            (
-                "config t\n option a \"foo\\\nbar\"",
-                r#"t -@1{a="foobar"@2}"#,
-            ),
-            (
-                "config t\n option a 'foo\\\nbar'",
-                r#"t -@1{a="foo\\\nbar"@2}"#,
-            ),
-            (
-                "config t\n option \\\n a b\n option c d",
-                r#"t -@1{a="b"@2,c="d"@4}"#,
-            ),
-            (
-                "config t; option a b; list l x;list l y",
-                r#"t -@1{a="b"@1,l=["x", "y"]@1}"#,
-            ),
+            ("config t\n option a \"foo\\\nbar\"", r#"t -@1{a="foobar"@2}"#),
+            ("config t\n option a 'foo\\\nbar'", r#"t -@1{a="foo\\\nbar"@2}"#),
+            ("config t\n option \\\n a b\n option c d", r#"t -@1{a="b"@2,c="d"@4}"#),
+            ("config t; option a b; list l x;list l y", r#"t -@1{a="b"@1,l=["x", "y"]@1}"#),
             ("config t\n option a 'x;y'", r#"t -@1{a="x;y"@2}"#),
-            (
-                "c t n\n o a b\n l c d\n p pkg",
-                r#"t n@1{a="b"@2,c=["d"]@3}"#,
-            ),
+            ("c t n\n o a b\n l c d\n p pkg", r#"t n@1{a="b"@2,c=["d"]@3}"#),
         ]);
     }
 
     #[test]
     fn sections_named_and_anonymous() {
         check(&[
-            (
-                "config a\nconfig b 'x'\nconfig a ''",
-                "a -@1{}|b x@2{}|a -@3{}",
-            ),
+            ("config a\nconfig b 'x'\nconfig a ''", "a -@1{}|b x@2{}|a -@3{}"),
             ("package opmas\n\nconfig hub 'hub'\n", "hub hub@3{}"),
-            (
-                "config t 'x'\n option a 1\nconfig u\nconfig t 'x'\n option b 2",
-                r#"t x@1{a="1"@2,b="2"@5}|u -@3{}"#,
-            ),
-            (
-                "config wifi-iface\nconfig 'a.b'",
-                "wifi-iface -@1{}|a.b -@2{}",
-            ),
+            ("config t 'x'\n option a 1\nconfig u\nconfig t 'x'\n option b 2", r#"t x@1{a="1"@2,b="2"@5}|u -@3{}"#),
+            ("config wifi-iface\nconfig 'a.b'", "wifi-iface -@1{}|a.b -@2{}"),
         ]);
         let pkg = parse("config s\nconfig s 'named'\nconfig other\nconfig s\n").expect("parses");
         let labels: Vec<String> = pkg.sections.iter().map(|s| pkg.label_of(s)).collect();
@@ -859,12 +721,7 @@ mod tests {
         assert_eq!(pkg.section("s", "named").map(|s| s.line), Some(2));
         assert_eq!(pkg.section("other", "named"), None);
         assert_eq!(pkg.sections_of("s").count(), 3);
-        let foreign = Section {
-            kind: "s".into(),
-            name: None,
-            line: 1,
-            options: Vec::new(),
-        };
+        let foreign = Section { kind: "s".into(), name: None, line: 1, options: Vec::new() };
         assert_eq!(pkg.label_of(&foreign), "@s[?]");
     }
 
@@ -872,24 +729,14 @@ mod tests {
     fn options_and_lists() {
         check(&[
             ("config t\n option a 1\n option a 2", r#"t -@1{a="2"@3}"#),
-            (
-                "config t\n list l 1\n list l 2\n list l 3",
-                r#"t -@1{l=["1", "2", "3"]@2}"#,
-            ),
-            (
-                "config t\n option l 1\n list l 2",
-                r#"t -@1{l=["1", "2"]@2}"#,
-            ),
-            (
-                "config t\n list l 1\n option x y\n option l 2",
-                r#"t -@1{l="2"@4,x="y"@3}"#,
-            ),
+            ("config t\n list l 1\n list l 2\n list l 3", r#"t -@1{l=["1", "2", "3"]@2}"#),
+            ("config t\n option l 1\n list l 2", r#"t -@1{l=["1", "2"]@2}"#),
+            ("config t\n list l 1\n option x y\n option l 2", r#"t -@1{l="2"@4,x="y"@3}"#),
             ("config t\n option a ''\n option b \"\"", "t -@1{}"),
             ("config t\n option a x\n option a ''", r#"t -@1{a="x"@2}"#),
             ("config t\n list l ''\n list l x", r#"t -@1{l=["", "x"]@2}"#),
         ]);
-        let pkg = parse("config t\n option s v\n list l a\n list l b\n option one x\n list one y")
-            .expect("parses");
+        let pkg = parse("config t\n option s v\n list l a\n list l b\n option one x\n list one y").expect("parses");
         let s = &pkg.sections[0];
         assert_eq!(s.get("s"), Some("v"));
         assert_eq!(s.get("l"), None);
@@ -905,23 +752,11 @@ mod tests {
     #[test]
     fn whitespace_crlf_and_unicode() {
         check(&[
-            (
-                "config t\r\n\toption a b\r\n\tlist l 'x'\r\n",
-                r#"t -@1{a="b"@2,l=["x"]@3}"#,
-            ),
+            ("config t\r\n\toption a b\r\n\tlist l 'x'\r\n", r#"t -@1{a="b"@2,l=["x"]@3}"#),
             ("config t\r\n option a 'x\r\ny'\r\n", r#"t -@1{a="x\ny"@2}"#),
-            (
-                "config t\r\n option a foo\\\r\nbar\r\n",
-                r#"t -@1{a="foobar"@2}"#,
-            ),
-            (
-                "  config \t t  \t\n\t \toption\t a \t  b   \n\n\n",
-                r#"t -@1{a="b"@2}"#,
-            ),
-            (
-                "config t\n option a 'héllo wörld ✓'",
-                r#"t -@1{a="héllo wörld ✓"@2}"#,
-            ),
+            ("config t\r\n option a foo\\\r\nbar\r\n", r#"t -@1{a="foobar"@2}"#),
+            ("  config \t t  \t\n\t \toption\t a \t  b   \n\n\n", r#"t -@1{a="b"@2}"#),
+            ("config t\n option a 'héllo wörld ✓'", r#"t -@1{a="héllo wörld ✓"@2}"#),
             ("config t\n option a 日本語", r#"t -@1{a="日本語"@2}"#),
             ("", ""),
             ("\n\n# only comments\n", ""),
@@ -931,90 +766,33 @@ mod tests {
     #[test]
     fn errors_with_line_numbers() {
         check_err(&[
-            (
-                "config t\n option a b\n\n\n\n\n option c 'open",
-                "line 7: unterminated single quote",
-            ),
-            (
-                "config t\n option c \"open\nmore\nlines",
-                "line 2: unterminated double quote",
-            ),
-            (
-                "config t\n option c \"ends in escape\\",
-                "line 2: unterminated double quote",
-            ),
-            (
-                "# c\n\n option a b",
-                "line 3: option outside of a config section",
-            ),
+            ("config t\n option a b\n\n\n\n\n option c 'open", "line 7: unterminated single quote"),
+            ("config t\n option c \"open\nmore\nlines", "line 2: unterminated double quote"),
+            ("config t\n option c \"ends in escape\\", "line 2: unterminated double quote"),
+            ("# c\n\n option a b", "line 3: option outside of a config section"),
             ("list a b", "line 1: list outside of a config section"),
-            (
-                "config t\npackage p\noption a b",
-                "line 3: option outside of a config section",
-            ),
-            (
-                "\n\n\n\nconfig t 'a-b'",
-                "line 5: invalid section name \"a-b\"",
-            ),
-            (
-                "config t\n\n\n\n\n\n\n\n option url",
-                "line 9: expected a value after option name \"url\"",
-            ),
-            (
-                "config t\n list allow",
-                "line 2: expected a value after list name \"allow\"",
-            ),
+            ("config t\npackage p\noption a b", "line 3: option outside of a config section"),
+            ("\n\n\n\nconfig t 'a-b'", "line 5: invalid section name \"a-b\""),
+            ("config t\n\n\n\n\n\n\n\n option url", "line 9: expected a value after option name \"url\""),
+            ("config t\n list allow", "line 2: expected a value after list name \"allow\""),
             ("config t\n option", "line 2: expected a name after option"),
-            (
-                "config t\n option '' x",
-                "line 2: expected a name after option",
-            ),
-            (
-                "config t\n option a.b x",
-                "line 2: invalid option name \"a.b\"",
-            ),
-            (
-                "config t\n list 'sp ace' x",
-                "line 2: invalid list name \"sp ace\"",
-            ),
+            ("config t\n option '' x", "line 2: expected a name after option"),
+            ("config t\n option a.b x", "line 2: invalid option name \"a.b\""),
+            ("config t\n list 'sp ace' x", "line 2: invalid list name \"sp ace\""),
             ("config", "line 1: expected a section type after config"),
             ("config ''", "line 1: expected a section type after config"),
             ("config 'a b'", "line 1: invalid section type \"a b\""),
             ("config tÿpe", "line 1: invalid section type \"tÿpe\""),
-            (
-                "config t n extra",
-                "line 1: unexpected extra argument \"extra\" after config",
-            ),
-            (
-                "config t\n option a b c",
-                "line 2: unexpected extra argument \"c\" after option",
-            ),
-            (
-                "config t\n option a b \\\n c",
-                "line 3: unexpected extra argument \"c\" after option",
-            ),
-            (
-                "config t\n optoin a b",
-                "line 2: unknown command \"optoin\" (expected config, option, list or package)",
-            ),
-            (
-                "'config' t",
-                "line 1: command \"config\" must be written without quotes or backslashes",
-            ),
-            (
-                "con\\fig t",
-                "line 1: command \"config\" must be written without quotes or backslashes",
-            ),
-            (
-                "config t\nfoo",
-                "line 2: unknown command \"foo\" (expected config, option, list or package)",
-            ),
+            ("config t n extra", "line 1: unexpected extra argument \"extra\" after config"),
+            ("config t\n option a b c", "line 2: unexpected extra argument \"c\" after option"),
+            ("config t\n option a b \\\n c", "line 3: unexpected extra argument \"c\" after option"),
+            ("config t\n optoin a b", "line 2: unknown command \"optoin\" (expected config, option, list or package)"),
+            ("'config' t", "line 1: command \"config\" must be written without quotes or backslashes"),
+            ("con\\fig t", "line 1: command \"config\" must be written without quotes or backslashes"),
+            ("config t\nfoo", "line 2: unknown command \"foo\" (expected config, option, list or package)"),
             ("package", "line 1: expected a name after package"),
             ("package 'a b'", "line 1: invalid package name \"a b\""),
-            (
-                "package a b",
-                "line 1: unexpected extra argument \"b\" after package",
-            ),
+            ("package a b", "line 1: unexpected extra argument \"b\" after package"),
             (
                 "config a 'x'\nconfig b 'x'",
                 r#"line 2: section "x" redeclared with type "b", but line 1 declared it with type "a""#,
@@ -1022,13 +800,7 @@ mod tests {
         ]);
         let err = parse("config t\n option a 'x").expect_err("unterminated");
         assert_eq!(err.line(), 2);
-        assert_eq!(
-            err,
-            UciError::UnterminatedQuote {
-                line: 2,
-                quote: Quote::Single
-            }
-        );
+        assert_eq!(err, UciError::UnterminatedQuote { line: 2, quote: Quote::Single });
     }
 
     const OPMAS: &str = "\
@@ -1074,54 +846,35 @@ config source 'kernel'
         assert_eq!(pkg.label_of(sources[0]), "@source[0]");
         assert_eq!(sources[0].get("type"), Some("file"));
         assert_eq!(sources[0].get("path"), Some("/var/log/messages"));
-        assert_eq!(
-            sources[0].get_list("allow"),
-            ["10.0.0.0/8", "192.168.0.0/16"]
-        );
+        assert_eq!(sources[0].get_list("allow"), ["10.0.0.0/8", "192.168.0.0/16"]);
         assert_eq!(sources[0].line_of("allow"), Some(13));
 
         assert_eq!(pkg.label_of(sources[1]), "kernel");
         assert_eq!(sources[1].get("path"), Some("/tmp/log/kern.log"));
         assert_eq!(sources[1].get_list("match"), ["oom-killer", "segfault at"]);
         assert_eq!(pkg.lookup("@source[-1]").map(|s| s.line), Some(16));
-        let names: Vec<&str> = sources[1]
-            .options
-            .iter()
-            .map(|(n, _, _)| n.as_str())
-            .collect();
+        let names: Vec<&str> = sources[1].options.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(names, ["type", "path", "from_start", "match"]);
     }
 
     #[test]
     fn never_panics() {
-        for (i, _) in OPMAS
-            .char_indices()
-            .chain(std::iter::once((OPMAS.len(), ' ')))
-        {
+        for (i, _) in OPMAS.char_indices().chain(std::iter::once((OPMAS.len(), ' '))) {
             let _ = parse(&OPMAS[..i]);
             let _ = parse(&OPMAS[i..]);
         }
         // A small LCG keeps the test deterministic; the alphabet is biased towards the bytes
         // the lexer treats specially, plus bytes that are not valid UTF-8.
-        const ALPHABET: &[u8] =
-            b"config option list package \t\r\n'\"\\#;@[]-_ab01\xff\xc3\xa9\xe2\x80";
+        const ALPHABET: &[u8] = b"config option list package \t\r\n'\"\\#;@[]-_ab01\xff\xc3\xa9\xe2\x80";
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..2000 {
             let mut bytes = Vec::new();
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let len = (state >> 56) as usize;
             for _ in 0..len {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 let pick = (state >> 33) as usize;
-                bytes.push(if pick.is_multiple_of(8) {
-                    (pick >> 8) as u8
-                } else {
-                    ALPHABET[pick % ALPHABET.len()]
-                });
+                bytes.push(if pick.is_multiple_of(8) { (pick >> 8) as u8 } else { ALPHABET[pick % ALPHABET.len()] });
             }
             let text = String::from_utf8_lossy(&bytes);
             if let Ok(pkg) = parse(&text) {

@@ -29,7 +29,10 @@ pub enum UplinkEvent {
     Connected,
     Disconnected(String),
     /// A message on one of our downlink topics.
-    Message { topic: String, payload: Vec<u8> },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
 }
 
 /// Why a publish did not go out.
@@ -53,10 +56,7 @@ pub struct Uplink {
 
 /// Wall clock in unix milliseconds.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Uplink {
@@ -68,7 +68,8 @@ impl Uplink {
         opts.set_keep_alive(cfg.keepalive);
         opts.set_clean_session(true);
         opts.set_max_packet_size(256 * 1024, 256 * 1024);
-        let will = Envelope::new(cfg.device_id.clone(), 0, now_ms(), &Status::Offline).seal(Channel::Status, &cfg.secret);
+        let will =
+            Envelope::new(cfg.device_id.clone(), 0, now_ms(), &Status::Offline).seal(Channel::Status, &cfg.secret);
         opts.set_last_will(LastWill::new(topic(&cfg.device_id, Channel::Status), will, QoS::AtLeastOnce, true));
         let (client, eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
         tokio::spawn(drive(eventloop, events, cfg.backoff_max, format!("{}:{}", cfg.host, cfg.port)));

@@ -17,7 +17,7 @@
 //! - the in-process link stops receiving unless `ready()` is called after
 //!   `Notification::Unschedule`.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,8 +83,9 @@ pub struct BrokerHandle {
 /// with `keys`, and waits until it accepts TCP connections.
 pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> Result<BrokerHandle> {
     // Fail with a clear message on a taken port instead of a broker thread
-    // that logs and exits.
-    TcpListener::bind(cfg.mqtt_listen).with_context(|| format!("MQTT listen address {}", cfg.mqtt_listen))?;
+    // that logs and exits. SO_REUSEADDR as rumqttd's own listener uses, so
+    // that sockets in TIME_WAIT from a previous run do not count as taken.
+    check_bindable(cfg.mqtt_listen).with_context(|| format!("MQTT listen address {}", cfg.mqtt_listen))?;
 
     let runtime = tokio::runtime::Handle::current();
     let mut connections = ConnectionSettings {
@@ -164,7 +165,10 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
         loop {
             match link_rx.next().await {
                 Ok(Some(Notification::Forward(fwd))) => {
-                    let msg = Inbound { topic: String::from_utf8_lossy(&fwd.publish.topic).into_owned(), payload: fwd.publish.payload.to_vec() };
+                    let msg = Inbound {
+                        topic: String::from_utf8_lossy(&fwd.publish.topic).into_owned(),
+                        payload: fwd.publish.payload.to_vec(),
+                    };
                     // Waiting here pauses the link, which backs up into the
                     // broker rather than growing memory without bound.
                     if in_tx.send(msg).await.is_err() {
@@ -200,6 +204,13 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
     Ok(BrokerHandle { inbound, publisher: Publisher { tx: out_tx }, stopped })
 }
 
+fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1).map(drop)
+}
+
 async fn wait_until_listening(listen: SocketAddr) -> Result<()> {
     let probe = if listen.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
@@ -207,7 +218,8 @@ async fn wait_until_listening(listen: SocketAddr) -> Result<()> {
         listen
     };
     for _ in 0..100 {
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(probe)).await {
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(probe)).await
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

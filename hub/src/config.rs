@@ -116,10 +116,7 @@ impl HubConfig {
             T::Err: std::fmt::Display,
         {
             match std::env::var(name) {
-                Ok(v) => v
-                    .parse()
-                    .map(Some)
-                    .map_err(|e| anyhow::anyhow!("environment variable {name}={v:?}: {e}")),
+                Ok(v) => v.parse().map(Some).map_err(|e| anyhow::anyhow!("environment variable {name}={v:?}: {e}")),
                 Err(_) => Ok(None),
             }
         }
@@ -152,8 +149,13 @@ mod tests {
     fn flags_beat_environment_which_beats_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hub.toml");
-        std::fs::write(&file, "http_listen = \"127.0.0.1:1\"\nmqtt_listen = \"127.0.0.1:2\"\ndata_dir = \"/f\"\n").unwrap();
-        let env = Overrides { http_listen: Some("127.0.0.1:3".parse().unwrap()), data_dir: Some("/e".into()), ..Default::default() };
+        std::fs::write(&file, "http_listen = \"127.0.0.1:1\"\nmqtt_listen = \"127.0.0.1:2\"\ndata_dir = \"/f\"\n")
+            .unwrap();
+        let env = Overrides {
+            http_listen: Some("127.0.0.1:3".parse().unwrap()),
+            data_dir: Some("/e".into()),
+            ..Default::default()
+        };
         let flags = Overrides { data_dir: Some("/c".into()), ..Default::default() };
         let cfg = HubConfig::load(Some(&file), &env, &flags).unwrap();
         assert_eq!(cfg.mqtt_listen.port(), 2);

@@ -87,7 +87,8 @@ async fn generate(tx: mpsc::Sender<String>, seed: u64) {
     loop {
         let now = tokio::time::Instant::now();
         if now >= next_attack {
-            let ip = format!("{}.{}", ["203.0.113", "198.51.100", "192.0.2"][rng.gen_range(0..3)], rng.gen_range(1..255));
+            let ip =
+                format!("{}.{}", ["203.0.113", "198.51.100", "192.0.2"][rng.gen_range(0..3)], rng.gen_range(1..255));
             let tries = rng.gen_range(6..14);
             for _ in 0..tries {
                 pid += 1;

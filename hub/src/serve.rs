@@ -33,7 +33,8 @@ pub struct Running {
 /// binds the API; returns once every listener accepts connections.
 pub async fn start(cfg: &HubConfig) -> Result<Running> {
     store::create_private_dir(&cfg.data_dir)?;
-    let store = Store::open_sqlite(&cfg.db_path()).await.with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let store =
+        Store::open_sqlite(&cfg.db_path()).await.with_context(|| format!("opening {}", cfg.db_path().display()))?;
     info!(path = %cfg.db_path().display(), "database ready");
     if let Some(path) = store.ensure_admin_token(&cfg.data_dir, now_ms()).await? {
         info!(path = %path.display(), "created the admin API token (first start); read it from this file");

@@ -62,7 +62,9 @@ pub enum DecodeError {
     TrailingBytes { what: &'static str, count: usize },
     #[error("envelope from device {envelope:?} arrived on the topic of device {topic:?}")]
     DeviceMismatch { topic: String, envelope: String },
-    #[error("bad tag: the envelope for device {device:?} on channel {channel} was not signed with that device's secret")]
+    #[error(
+        "bad tag: the envelope for device {device:?} on channel {channel} was not signed with that device's secret"
+    )]
     BadTag { device: String, channel: Channel },
 }
 
@@ -126,17 +128,14 @@ impl Envelope {
         let signed = &bytes[..bytes.len() - TAG_LEN];
         let mut mac = mac_for(key, topic.channel);
         mac.update(signed);
-        mac.verify_slice(&wire.tag).map_err(|_| DecodeError::BadTag {
-            device: wire.device.to_string(),
-            channel: topic.channel,
-        })?;
+        mac.verify_slice(&wire.tag)
+            .map_err(|_| DecodeError::BadTag { device: wire.device.to_string(), channel: topic.channel })?;
         Ok(Envelope { device: wire.device, seq: wire.seq, ts_ms: wire.ts_ms, body: wire.body })
     }
 
     /// Decodes the body as `T`, refusing trailing bytes.
     pub fn body<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        let (value, rest) =
-            postcard::take_from_bytes(&self.body).map_err(|e| classify("body", self.body.len(), e))?;
+        let (value, rest) = postcard::take_from_bytes(&self.body).map_err(|e| classify("body", self.body.len(), e))?;
         if !rest.is_empty() {
             return Err(DecodeError::TrailingBytes { what: "body", count: rest.len() });
         }
@@ -222,7 +221,10 @@ mod tests {
         for n in 1..bytes.len() {
             let err = Envelope::open(&t, &bytes[..n], &key(1)).unwrap_err();
             assert!(
-                matches!(err, DecodeError::Truncated { .. } | DecodeError::BadTag { .. } | DecodeError::Malformed { .. }),
+                matches!(
+                    err,
+                    DecodeError::Truncated { .. } | DecodeError::BadTag { .. } | DecodeError::Malformed { .. }
+                ),
                 "cut at {n}: {err}"
             );
         }

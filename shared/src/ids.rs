@@ -46,10 +46,8 @@ impl DeviceId {
         if s.len() > MAX_DEVICE_ID_LEN {
             return Err(DeviceIdError::TooLong { len: s.len() });
         }
-        if let Some((pos, ch)) = s
-            .chars()
-            .enumerate()
-            .find(|&(_, c)| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c)))
+        if let Some((pos, ch)) =
+            s.chars().enumerate().find(|&(_, c)| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c)))
         {
             return Err(DeviceIdError::BadChar { id: s, ch, pos });
         }

@@ -228,16 +228,33 @@ pub struct ConfigDoc {
 pub enum Action {
     /// Answer with a result; nothing else.
     Ping,
-    AgentStart { agent: String },
-    AgentStop { agent: String },
-    AgentRestart { agent: String },
+    AgentStart {
+        agent: String,
+    },
+    AgentStop {
+        agent: String,
+    },
+    AgentRestart {
+        agent: String,
+    },
     /// Add an address to the fw4 block set for `timeout_s` seconds.
-    BlockIp { ip: IpAddr, timeout_s: u32 },
-    UnblockIp { ip: IpAddr },
+    BlockIp {
+        ip: IpAddr,
+        timeout_s: u32,
+    },
+    UnblockIp {
+        ip: IpAddr,
+    },
     /// Disconnect a station and refuse it for `ban_ms`.
-    BanClient { iface: String, mac: [u8; 6], ban_ms: u32 },
+    BanClient {
+        iface: String,
+        mac: [u8; 6],
+        ban_ms: u32,
+    },
     /// Restart a service from the edge's allowlist.
-    RestartService { service: String },
+    RestartService {
+        service: String,
+    },
     ReloadWifi,
 }
 

@@ -124,12 +124,9 @@ impl Topic {
         let (Some(device), Some(channel), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(TopicError::Levels { topic: topic.to_owned() });
         };
-        let channel = Channel::parse(channel).ok_or_else(|| TopicError::Channel {
-            topic: topic.to_owned(),
-            channel: channel.to_owned(),
-        })?;
-        let device = DeviceId::new(device)
-            .map_err(|source| TopicError::Device { topic: topic.to_owned(), source })?;
+        let channel = Channel::parse(channel)
+            .ok_or_else(|| TopicError::Channel { topic: topic.to_owned(), channel: channel.to_owned() })?;
+        let device = DeviceId::new(device).map_err(|source| TopicError::Device { topic: topic.to_owned(), source })?;
         Ok(Topic { device, channel })
     }
 }

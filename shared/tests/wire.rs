@@ -71,7 +71,13 @@ fn heartbeat_bytes_are_stable() {
         version: "0.1.0".into(),
         config_version: 3,
         spool: SpoolStats { depth: 2, bytes: 512, budget: 1 << 20, dropped: 1, acked_upto: 40 },
-        agents: vec![AgentStatus { name: "security".into(), state: AgentState::Running, events: 100, findings: 2, evicted: 0 }],
+        agents: vec![AgentStatus {
+            name: "security".into(),
+            state: AgentState::Running,
+            events: 100,
+            findings: 2,
+            evicted: 0,
+        }],
         counters: Counters { lines: 1000, unparsed: 3, shed: 0, findings: 2 },
         load_milli: Some(150),
         rss_kib: Some(2048),
@@ -112,7 +118,11 @@ fn command_bytes_are_stable() {
 
 #[test]
 fn command_result_bytes_are_stable() {
-    check_golden("result", Channel::Result, &CommandResult { id: 9, ok: true, message: "blocked".into(), duration_ms: 12 });
+    check_golden(
+        "result",
+        Channel::Result,
+        &CommandResult { id: 9, ok: true, message: "blocked".into(), duration_ms: 12 },
+    );
 }
 
 fn arb_subject() -> impl Strategy<Value = Subject> {
@@ -126,7 +136,16 @@ fn arb_subject() -> impl Strategy<Value = Subject> {
 }
 
 fn arb_finding() -> impl Strategy<Value = Finding> {
-    (any::<u64>(), 1u8..=5, arb_subject(), any::<u32>(), any::<u64>(), any::<u64>(), ".{0,40}", proptest::collection::vec(".{0,80}", 0..4))
+    (
+        any::<u64>(),
+        1u8..=5,
+        arb_subject(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        ".{0,40}",
+        proptest::collection::vec(".{0,80}", 0..4),
+    )
         .prop_map(|(seq, sev, subject, count, first_ms, last_ms, summary, evidence)| Finding {
             seq,
             agent: "security".into(),

@@ -1,1 +1,298 @@
-//! placeholder
+//! Harness for end-to-end tests: starts the real `opmas-hub` and
+//! `opmas-edge` binaries on free loopback ports with temporary data, and
+//! talks to them the way a user does (CLI, REST API, MQTT).
+//!
+//! The binaries are found next to the test executable's target directory
+//! (`target/debug/`), or in `$OPMAS_BIN_DIR`; `scripts/test` builds them
+//! first.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Path of a workspace binary.
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("OPMAS_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    // target/debug/deps/<test> → target/debug/<name>
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run `cargo build --workspace --bins` (scripts/test does)", path.display());
+    path
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process that is killed when dropped, with its log in a file.
+pub struct Proc {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Result<Proc> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let err = out.try_clone()?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).env("NO_COLOR", "1").env("RUST_LOG", "info,rumqttd=warn");
+        let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+        Ok(Proc { child, log })
+    }
+
+    /// Kills the process (SIGKILL: as abrupt as a crash or power loss).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                bail!("process ignored SIGTERM for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A hub under test: its data dir, addresses, token and process.
+pub struct Hub {
+    pub data_dir: PathBuf,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub token: String,
+    pub proc: Option<Proc>,
+    http_client: reqwest::blocking::Client,
+}
+
+/// What `device add --json` printed.
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub id: String,
+    pub secret: String,
+}
+
+impl Hub {
+    /// Starts a hub with a fresh data dir inside `dir`.
+    pub fn start(dir: &Path) -> Result<Hub> {
+        let mut hub = Hub {
+            data_dir: dir.join("hub-data"),
+            mqtt: free_addr(),
+            http: free_addr(),
+            token: String::new(),
+            proc: None,
+            http_client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?,
+        };
+        hub.restart()?;
+        hub.token = std::fs::read_to_string(hub.data_dir.join("admin.token"))?.trim().to_owned();
+        Ok(hub)
+    }
+
+    /// Starts the hub process again on the same ports and data (after [`Hub::kill`]).
+    pub fn restart(&mut self) -> Result<()> {
+        let mut cmd = Command::new(bin("opmas-hub"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--mqtt-listen")
+            .arg(self.mqtt.to_string())
+            .arg("--http-listen")
+            .arg(self.http.to_string());
+        let log = self.data_dir.with_file_name("hub.log");
+        self.proc = Some(Proc::spawn(cmd, log)?);
+        let url = format!("http://{}/api/v1/health", self.http);
+        let client = self.http_client.clone();
+        let started = wait_for(Duration::from_secs(20), "the hub's /health", || {
+            client.get(&url).send().ok().filter(|r| r.status().is_success())
+        });
+        if started.is_err() {
+            bail!("hub did not start; its log:\n{}", self.log());
+        }
+        Ok(())
+    }
+
+    /// Kills the hub process abruptly.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_file_name("hub.log")).unwrap_or_default()
+    }
+
+    /// Enrols a device through the CLI, as an operator does.
+    pub fn enrol(&self, name: &str) -> Result<Device> {
+        let out = Command::new(bin("opmas-hub"))
+            .args(["device", "add", name, "--json", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--hub-url", &format!("mqtt://{}", self.mqtt)])
+            .output()?;
+        if !out.status.success() {
+            bail!("device add failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).context("device add --json output")?;
+        Ok(Device {
+            id: v["id"].as_str().context("id")?.to_owned(),
+            secret: v["secret"].as_str().context("secret")?.to_owned(),
+        })
+    }
+
+    /// GET `/api/v1{path}` with the admin token; returns status and JSON.
+    pub fn get(&self, path: &str) -> Result<(u16, Value)> {
+        let resp =
+            self.http_client.get(format!("http://{}/api/v1{path}", self.http)).bearer_auth(&self.token).send()?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().unwrap_or(Value::Null)))
+    }
+
+    /// All findings of a kind (follows pagination).
+    pub fn findings(&self, query: &str) -> Result<Vec<Value>> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = query.to_owned();
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let (status, v) = self.get(&format!("/findings?{q}"))?;
+            if status != 200 {
+                bail!("GET /findings?{q}: {status} {v}");
+            }
+            all.extend(v["findings"].as_array().cloned().unwrap_or_default());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// The hub's counters.
+    pub fn stats(&self) -> Result<Value> {
+        let (status, v) = self.get("/stats")?;
+        if status != 200 {
+            bail!("GET /stats: {status}");
+        }
+        Ok(v)
+    }
+}
+
+/// An edge under test, following a log file.
+pub struct Edge {
+    pub config: PathBuf,
+    pub log_file: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl Edge {
+    /// Writes a UCI config for `device` that follows `log_file`, and starts the edge.
+    pub fn start(dir: &Path, hub: &Hub, device: &Device) -> Result<Edge> {
+        let config = dir.join(format!("opmas-{}.uci", device.id));
+        let log_file = dir.join(format!("{}-messages.log", device.id));
+        std::fs::File::create(&log_file)?;
+        std::fs::write(
+            &config,
+            format!(
+                "# written by the e2e harness\nconfig hub 'hub'\n\toption url 'mqtt://{}'\n\toption device_id '{}'\n\toption secret '{}'\n\toption heartbeat_interval '2'\n\toption backoff_max '1'\n\nconfig source\n\toption type 'file'\n\toption path '{}'\n",
+                hub.mqtt,
+                device.id,
+                device.secret,
+                log_file.display()
+            ),
+        )?;
+        let mut edge = Edge { config, log_file, proc: None };
+        edge.restart()?;
+        Ok(edge)
+    }
+
+    /// Starts the edge process (again).
+    pub fn restart(&mut self) -> Result<()> {
+        let mut cmd = Command::new(bin("opmas-edge"));
+        cmd.arg("run").arg("--config").arg(&self.config);
+        self.proc = Some(Proc::spawn(cmd, self.config.with_extension("log"))?);
+        Ok(())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Appends lines to the followed file, as logd would.
+    pub fn append(&self, lines: &[String]) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.log_file)?;
+        for l in lines {
+            writeln!(f, "{l}")?;
+        }
+        f.flush()?;
+        Ok(())
+    }
+}
+
+/// `n` dropbear failures from `ip`, in `logread` format, stamped now.
+pub fn dropbear_attack(ip: &str, n: usize) -> Vec<String> {
+    let now = now_logread();
+    (0..n)
+        .flat_map(|i| {
+            let pid = 20_000 + i;
+            let port = 40_000 + i;
+            [
+                format!("{now} authpriv.info dropbear[{pid}]: Child connection from {ip}:{port}"),
+                format!("{now} authpriv.warn dropbear[{pid}]: Bad password attempt for 'root' from {ip}:{port}"),
+            ]
+        })
+        .collect()
+}
+
+/// The current UTC time as `logread` prints it: `Thu Dec  5 17:43:57 2024`.
+pub fn now_logread() -> String {
+    let out = Command::new("date").args(["-u", "+%a %b %e %H:%M:%S %Y"]).output().expect("date(1)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

@@ -111,7 +111,12 @@ pub struct SecurityAgent {
 
 impl SecurityAgent {
     pub fn new(cfg: SecurityConfig) -> Self {
-        SecurityAgent { cfg, sources: FnvIndexMap::new(), conns: FnvIndexMap::new(), counters: AgentCounters::default() }
+        SecurityAgent {
+            cfg,
+            sources: FnvIndexMap::new(),
+            conns: FnvIndexMap::new(),
+            counters: AgentCounters::default(),
+        }
     }
 
     fn remember_conn(&mut self, pid: u32, ip: IpAddr, now: u64) {
@@ -368,7 +373,8 @@ mod tests {
     #[test]
     fn failures_spread_wider_than_the_window_are_not_a_brute_force() {
         let cfg = SecurityConfig { failures: 3, window_s: 10, suppress_s: 600 };
-        let lines = [bad_pw(0, "203.0.113.5"), bad_pw(8, "203.0.113.5"), bad_pw(16, "203.0.113.5"), bad_pw(24, "203.0.113.5")];
+        let lines =
+            [bad_pw(0, "203.0.113.5"), bad_pw(8, "203.0.113.5"), bad_pw(16, "203.0.113.5"), bad_pw(24, "203.0.113.5")];
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert!(check(cfg, &refs).is_empty());
     }

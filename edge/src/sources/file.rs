@@ -49,11 +49,7 @@ pub struct FollowOptions {
 
 impl Default for FollowOptions {
     fn default() -> Self {
-        Self {
-            from_start: false,
-            poll: Duration::from_millis(250),
-            max_line: 8192,
-        }
+        Self { from_start: false, poll: Duration::from_millis(250), max_line: 8192 }
     }
 }
 
@@ -83,14 +79,7 @@ struct Lines {
 
 impl Lines {
     fn new(max_line: usize) -> Self {
-        Self {
-            max_line,
-            partial: Vec::new(),
-            overflow: false,
-            skip: false,
-            ready: VecDeque::new(),
-            truncated: 0,
-        }
+        Self { max_line, partial: Vec::new(), overflow: false, skip: false, ready: VecDeque::new(), truncated: 0 }
     }
 
     fn ingest(&mut self, mut data: &[u8]) {
@@ -111,8 +100,7 @@ impl Lines {
         if bytes.len() > room {
             self.overflow = true;
         }
-        self.partial
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
     /// Ends the unfinished line, as at a newline.
@@ -324,12 +312,7 @@ impl FileFollower {
         }
         self.at_startup = false;
         self.lines.skip = skip;
-        self.current = Some(Tracked {
-            file,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            offset,
-        });
+        self.current = Some(Tracked { file, dev: meta.dev(), ino: meta.ino(), offset });
         Ok(true)
     }
 
@@ -364,9 +347,7 @@ fn start_of_last_line(file: &mut File, size: u64) -> io::Result<(u64, bool)> {
     let window_start = size.saturating_sub(START_WINDOW);
     file.seek(SeekFrom::Start(window_start))?;
     let mut tail = Vec::new();
-    file.by_ref()
-        .take(size - window_start)
-        .read_to_end(&mut tail)?;
+    file.by_ref().take(size - window_start).read_to_end(&mut tail)?;
     Ok(match tail.iter().rposition(|&b| b == b'\n') {
         Some(newline) => (window_start + newline as u64 + 1, false),
         None if window_start == 0 => (0, false),
@@ -376,11 +357,7 @@ fn start_of_last_line(file: &mut File, size: u64) -> io::Result<(u64, bool)> {
 
 /// Follows `path` and sends each line to `tx` until the receiver is closed (then returns
 /// `Ok`). Returns `Err` on the first I/O error from [`FileFollower::next_line`].
-pub async fn run(
-    path: impl Into<PathBuf>,
-    opts: FollowOptions,
-    tx: mpsc::Sender<String>,
-) -> io::Result<()> {
+pub async fn run(path: impl Into<PathBuf>, opts: FollowOptions, tx: mpsc::Sender<String>) -> io::Result<()> {
     let mut follower = FileFollower::new(path, opts);
     loop {
         let line = tokio::select! {
@@ -406,18 +383,11 @@ mod tests {
     const QUIET: Duration = Duration::from_millis(150);
 
     fn opts() -> FollowOptions {
-        FollowOptions {
-            poll: Duration::from_millis(20),
-            ..FollowOptions::default()
-        }
+        FollowOptions { poll: Duration::from_millis(20), ..FollowOptions::default() }
     }
 
     fn append(path: &Path, data: &[u8]) {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("open for append");
+        let mut file = OpenOptions::new().create(true).append(true).open(path).expect("open for append");
         file.write_all(data).expect("append");
     }
 
@@ -465,13 +435,7 @@ mod tests {
         let path = dir.path().join("log");
         append(&path, b"old1\nold2\n");
         let mut at_end = FileFollower::new(&path, opts());
-        let mut from_start = FileFollower::new(
-            &path,
-            FollowOptions {
-                from_start: true,
-                ..opts()
-            },
-        );
+        let mut from_start = FileFollower::new(&path, FollowOptions { from_start: true, ..opts() });
         append(&path, b"new\n");
         assert_eq!(next(&mut at_end).await, "new");
         assert_quiet(&mut at_end).await;
@@ -518,13 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
         append(&path, b"a1\nb1\nc1\n");
-        let mut follower = FileFollower::new(
-            &path,
-            FollowOptions {
-                from_start: true,
-                ..opts()
-            },
-        );
+        let mut follower = FileFollower::new(&path, FollowOptions { from_start: true, ..opts() });
         assert_eq!(next_n(&mut follower, 3).await, ["a1", "b1", "c1"]);
         File::create(&path).expect("truncate");
         append(&path, b"d\ne\n");
@@ -538,13 +496,7 @@ mod tests {
         let path = dir.path().join("log");
         let rotated = dir.path().join("log.1");
         append(&path, b"1\n2\n");
-        let mut follower = FileFollower::new(
-            &path,
-            FollowOptions {
-                from_start: true,
-                ..opts()
-            },
-        );
+        let mut follower = FileFollower::new(&path, FollowOptions { from_start: true, ..opts() });
         assert_eq!(next_n(&mut follower, 2).await, ["1", "2"]);
 
         append(&path, b"3\n");
@@ -552,10 +504,7 @@ mod tests {
         // The writer has not reopened yet and still appends to the old file.
         append(&rotated, b"4\nunterminated");
         append(&path, b"5\n6\n");
-        assert_eq!(
-            next_n(&mut follower, 5).await,
-            ["3", "4", "unterminated", "5", "6"]
-        );
+        assert_eq!(next_n(&mut follower, 5).await, ["3", "4", "unterminated", "5", "6"]);
         assert_quiet(&mut follower).await;
 
         // Once switched, the old file is no longer read (as with `tail -F`).
@@ -604,18 +553,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
         append(&path, b"");
-        let mut follower = FileFollower::new(
-            &path,
-            FollowOptions {
-                max_line: 10,
-                ..opts()
-            },
-        );
+        let mut follower = FileFollower::new(&path, FollowOptions { max_line: 10, ..opts() });
         append(&path, b"0123456789ABCDEF\nshort\n0123456789\r\n");
-        assert_eq!(
-            next_n(&mut follower, 3).await,
-            ["0123456789", "short", "0123456789"]
-        );
+        assert_eq!(next_n(&mut follower, 3).await, ["0123456789", "short", "0123456789"]);
         assert_eq!(follower.truncated_lines(), 1);
 
         // The cut never splits a character: 'é' would straddle the 10-byte cap.
@@ -640,10 +580,7 @@ mod tests {
         append(&path, b"");
         let mut follower = FileFollower::new(&path, opts());
         append(&path, b"a\r\nmid\rdle\r\ncaf\xe9\n\r\n\n");
-        assert_eq!(
-            next_n(&mut follower, 5).await,
-            ["a", "mid\rdle", "caf\u{fffd}", "", ""]
-        );
+        assert_eq!(next_n(&mut follower, 5).await, ["a", "mid\rdle", "caf\u{fffd}", "", ""]);
         assert_eq!(follower.truncated_lines(), 0);
     }
 
@@ -698,10 +635,7 @@ mod tests {
             assert_eq!(line.as_deref(), Some(expected));
         }
         drop(rx);
-        let result = timeout(WAIT, task)
-            .await
-            .expect("run returns")
-            .expect("run task");
+        let result = timeout(WAIT, task).await.expect("run returns").expect("run task");
         assert!(result.is_ok(), "run failed: {result:?}");
     }
 }

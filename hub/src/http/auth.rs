@@ -10,10 +10,8 @@ use super::{ApiError, AppState};
 /// Lets the request through only with `Authorization: Bearer <token>` naming
 /// a token in the database; the verified identity goes into the extensions.
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized("missing Authorization: Bearer header"))?;
+    let header =
+        req.headers().get(AUTHORIZATION).ok_or(ApiError::Unauthorized("missing Authorization: Bearer header"))?;
     let token = header
         .to_str()
         .ok()

@@ -21,7 +21,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/findings", get(list))
 }
 
-async fn list(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let q = parse_query(&params)?;
     let rows = state.store.query_findings(&q).await?;
     let next_cursor = (rows.len() as u32 == q.limit).then(|| rows.last().map(|r| encode_cursor(r.id))).flatten();
@@ -41,7 +44,12 @@ fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiErro
         None => DEFAULT_LIMIT,
         Some(v) => match v.parse::<u32>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => return Err(ApiError::Invalid { field: "limit", message: format!("{v:?} is not a number from 1 to {MAX_LIMIT}") }),
+            _ => {
+                return Err(ApiError::Invalid {
+                    field: "limit",
+                    message: format!("{v:?} is not a number from 1 to {MAX_LIMIT}"),
+                })
+            }
         },
     };
     let since_ms = params.get("since").map(|v| parse_since(v)).transpose()?;
@@ -54,9 +62,9 @@ fn parse_since(v: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }
-    OffsetDateTime::parse(v, &Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|e| ApiError::Invalid { field: "since", message: format!("{v:?} is neither RFC 3339 nor unix milliseconds: {e}") })
+    OffsetDateTime::parse(v, &Rfc3339).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64).map_err(|e| {
+        ApiError::Invalid { field: "since", message: format!("{v:?} is neither RFC 3339 nor unix milliseconds: {e}") }
+    })
 }
 
 fn encode_cursor(id: i64) -> String {
@@ -64,10 +72,9 @@ fn encode_cursor(id: i64) -> String {
 }
 
 fn decode_cursor(v: &str) -> Result<i64, ApiError> {
-    v.strip_prefix('f')
-        .and_then(|h| i64::from_str_radix(h, 16).ok())
-        .filter(|&id| id > 0)
-        .ok_or_else(|| ApiError::Invalid { field: "cursor", message: format!("{v:?} is not a cursor this API returned") })
+    v.strip_prefix('f').and_then(|h| i64::from_str_radix(h, 16).ok()).filter(|&id| id > 0).ok_or_else(|| {
+        ApiError::Invalid { field: "cursor", message: format!("{v:?} is not a cursor this API returned") }
+    })
 }
 
 #[cfg(test)]
@@ -96,7 +103,13 @@ mod tests {
 
     #[test]
     fn good_parameters_parse() {
-        let f = q(&[("since", "2024-12-05T17:43:57Z"), ("limit", "5"), ("cursor", &encode_cursor(77)), ("kind", "ssh.bruteforce")]).unwrap();
+        let f = q(&[
+            ("since", "2024-12-05T17:43:57Z"),
+            ("limit", "5"),
+            ("cursor", &encode_cursor(77)),
+            ("kind", "ssh.bruteforce"),
+        ])
+        .unwrap();
         assert_eq!(f.since_ms, Some(1_733_420_637_000));
         assert_eq!(f.limit, 5);
         assert_eq!(f.before_id, Some(77));

@@ -67,9 +67,8 @@ impl Store {
     }
 
     pub async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
-        let rows: Vec<DeviceRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices ORDER BY id"))
-            .fetch_all(self.pool())
-            .await?;
+        let rows: Vec<DeviceRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices ORDER BY id")).fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(finish).collect())
     }
 
@@ -140,7 +139,12 @@ pub async fn record_heartbeat(
 }
 
 /// Sets the presence from a status message (`online`, or the Last Will).
-pub async fn set_status(conn: &mut SqliteConnection, id: &str, status: &str, now_ms: i64) -> Result<StatusChange, StoreError> {
+pub async fn set_status(
+    conn: &mut SqliteConnection,
+    id: &str,
+    status: &str,
+    now_ms: i64,
+) -> Result<StatusChange, StoreError> {
     let res = sqlx::query("UPDATE devices SET status = ?, status_ms = ? WHERE id = ? AND status != ?")
         .bind(status)
         .bind(now_ms)

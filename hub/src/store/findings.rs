@@ -166,8 +166,14 @@ mod tests {
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
         let mut conn = store.pool().acquire().await.unwrap();
         let batch = [finding(1, "ssh.bruteforce"), finding(2, "ssh.bruteforce")];
-        assert_eq!(insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 5).await.unwrap(), Inserted { stored: 2, duplicates: 0 });
-        assert_eq!(insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 6).await.unwrap(), Inserted { stored: 0, duplicates: 2 });
+        assert_eq!(
+            insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 5).await.unwrap(),
+            Inserted { stored: 2, duplicates: 0 }
+        );
+        assert_eq!(
+            insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 6).await.unwrap(),
+            Inserted { stored: 0, duplicates: 2 }
+        );
         assert_eq!(insert_batch(&mut conn, "gw-1", 7, &batch[..1], 7).await.unwrap().stored, 1);
         drop(conn);
         let all = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
@@ -197,7 +203,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(only.len(), 2);
-        let since = store.query_findings(&FindingQuery { since_ms: Some(2004), limit: 10, ..Default::default() }).await.unwrap();
+        let since = store
+            .query_findings(&FindingQuery { since_ms: Some(2004), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(since.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5, 4]);
     }
 }

@@ -79,7 +79,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::store::test_store;
     use std::os::unix::fs::PermissionsExt;
 
