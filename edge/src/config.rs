@@ -8,8 +8,7 @@
 //!     option heartbeat_interval '30'
 //!     option spool_bytes '1048576'
 //! config source
-//!     option type 'file'
-//!     option path '/var/log/messages'
+//!     option type 'logread'          # or udp (option listen), file (option path), stdin
 //! config agent 'security'
 //!     option ssh_failures '5'
 //!     option ssh_window '60'
@@ -24,7 +23,11 @@ use std::time::Duration;
 
 use opmas_proto::{DeviceId, Secret};
 
-use crate::agents::security::SecurityConfig;
+use std::collections::BTreeMap;
+
+use opmas_proto::agents::{NetworkConfig, SecurityConfig, SystemConfig, WifiConfig};
+use opmas_proto::msg::Value;
+
 use crate::spool::DEFAULT_BUDGET;
 use crate::uci::{self, Package, Section};
 
@@ -33,7 +36,112 @@ use crate::uci::{self, Package, Section};
 pub struct EdgeConfig {
     pub hub: HubConfig,
     pub sources: Vec<SourceConfig>,
-    pub security: SecurityConfig,
+    pub agents: AgentsConfig,
+}
+
+/// Which agents run, with what thresholds. `None` = disabled
+/// (`option enabled '0'` in the agent's section).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentsConfig {
+    pub security: Option<SecurityConfig>,
+    pub wifi: Option<WifiConfig>,
+    pub network: Option<NetworkConfig>,
+    pub system: Option<SystemConfig>,
+}
+
+impl Default for AgentsConfig {
+    /// All four agents with the defaults of `config/agents/*.yaml`.
+    fn default() -> Self {
+        AgentsConfig {
+            security: Some(SecurityConfig::default()),
+            wifi: Some(WifiConfig::default()),
+            network: Some(NetworkConfig::default()),
+            system: Some(SystemConfig::default()),
+        }
+    }
+}
+
+impl AgentsConfig {
+    /// Reads only the `config agent '<name>'` sections of a UCI file.
+    pub fn from_uci_text(text: &str) -> Result<AgentsConfig, ConfigError> {
+        Self::from_package(&uci::parse(text)?)
+    }
+
+    /// Applies every `config agent '<name>'` section over the defaults.
+    pub fn from_package(pkg: &Package) -> Result<AgentsConfig, ConfigError> {
+        let mut cfg = AgentsConfig::default();
+        for s in pkg.sections_of("agent") {
+            let Some(name) = s.name.as_deref() else {
+                return Err(ConfigError::Section {
+                    line: s.line,
+                    message: "an agent section needs a name: config agent 'security' (or wifi, network, system)".into(),
+                });
+            };
+            let enabled = boolean(s, "enabled", true)?;
+            let params = agent_params(s)?;
+            let applied = match name {
+                "security" => apply_to(&mut cfg.security, enabled, &params),
+                "wifi" => apply_to(&mut cfg.wifi, enabled, &params),
+                "network" => apply_to(&mut cfg.network, enabled, &params),
+                "system" => apply_to(&mut cfg.system, enabled, &params),
+                other => {
+                    return Err(ConfigError::Section {
+                        line: s.line,
+                        message: format!("unknown agent {other:?}; known: security, wifi, network, system"),
+                    })
+                }
+            };
+            applied.map_err(|e| {
+                let line = params.keys().find(|k| e.to_string().contains(k.as_str())).and_then(|k| s.line_of(k));
+                ConfigError::Agent { line: line.unwrap_or(s.line), message: e.to_string() }
+            })?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// An agent config type from `opmas-proto`.
+trait AgentParams: Default {
+    fn apply(&mut self, params: &BTreeMap<String, Value>) -> Result<(), opmas_proto::agents::AgentConfigError>;
+}
+
+macro_rules! agent_params {
+    ($($t:ty),*) => {$(
+        impl AgentParams for $t {
+            fn apply(&mut self, params: &BTreeMap<String, Value>) -> Result<(), opmas_proto::agents::AgentConfigError> {
+                <$t>::apply(self, params)
+            }
+        }
+    )*};
+}
+agent_params!(SecurityConfig, WifiConfig, NetworkConfig, SystemConfig);
+
+fn apply_to<T: AgentParams>(
+    slot: &mut Option<T>,
+    enabled: bool,
+    params: &BTreeMap<String, Value>,
+) -> Result<(), opmas_proto::agents::AgentConfigError> {
+    let mut cfg = slot.take().unwrap_or_default();
+    cfg.apply(params)?;
+    *slot = enabled.then_some(cfg);
+    Ok(())
+}
+
+/// The section's options other than `enabled`, as integers where they parse
+/// (the agent's validation names any that do not).
+fn agent_params(s: &Section) -> Result<BTreeMap<String, Value>, ConfigError> {
+    let mut params = BTreeMap::new();
+    for (name, _, _) in s.options.iter().filter(|(n, _, _)| n != "enabled") {
+        let Some(v) = s.get(name) else {
+            return Err(ConfigError::Agent {
+                line: s.line_of(name).unwrap_or(s.line),
+                message: format!("option {name} must be a single value, not a list"),
+            });
+        };
+        let value = v.trim().parse::<i64>().map(Value::Int).unwrap_or_else(|_| Value::Str(v.to_owned()));
+        params.insert(name.clone(), value);
+    }
+    Ok(params)
 }
 
 /// Where and as whom to connect.
@@ -56,6 +164,11 @@ pub struct HubConfig {
 /// One log source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceConfig {
+    /// Run `logread -f` (OpenWRT's default) and read its output; restarted
+    /// with backoff when it exits.
+    Logread { command: PathBuf },
+    /// Listen for syslog datagrams (logd's `log_ip`/`log_port`).
+    Udp { listen: std::net::SocketAddr },
     /// Follow a file like `tail -F`.
     File { path: PathBuf, from_start: bool },
     /// Read standard input until it ends.
@@ -75,6 +188,10 @@ pub enum ConfigError {
     Missing { kind: String, line: usize, option: &'static str },
     #[error("no `config source` section: nothing to read")]
     NoSource,
+    #[error("line {line}: {message}")]
+    Section { line: usize, message: String },
+    #[error("line {line}: {message}")]
+    Agent { line: usize, message: String },
 }
 
 impl EdgeConfig {
@@ -99,36 +216,40 @@ impl EdgeConfig {
             if matches!(s.get("enabled"), Some("0")) {
                 continue;
             }
-            let kind = s.get("type").unwrap_or("file");
+            let kind = s.get("type").unwrap_or("logread");
             sources.push(match kind {
                 "file" => SourceConfig::File {
                     path: PathBuf::from(required(s, "path")?),
                     from_start: boolean(s, "from_start", false)?,
                 },
                 "stdin" => SourceConfig::Stdin,
-                other => return Err(bad(s, "type", format!("unknown source type {other:?}; known: file, stdin"))),
+                "logread" => SourceConfig::Logread { command: PathBuf::from(s.get("command").unwrap_or("logread")) },
+                "udp" => {
+                    let listen = s.get("listen").unwrap_or("127.0.0.1:5514");
+                    let listen = listen.parse().map_err(|_| {
+                        bad(s, "listen", format!("{listen:?} is not an address:port like 127.0.0.1:5514"))
+                    })?;
+                    SourceConfig::Udp { listen }
+                }
+                other => {
+                    return Err(bad(
+                        s,
+                        "type",
+                        format!("unknown source type {other:?}; known: logread, udp, file, stdin"),
+                    ))
+                }
             });
         }
         if sources.is_empty() {
             return Err(ConfigError::NoSource);
         }
 
-        let mut security = SecurityConfig::default();
-        if let Some(a) = pkg.section("agent", "security") {
-            security.failures = number(a, "ssh_failures", security.failures as u64, 2..=64)? as u32;
-            security.window_s = number(a, "ssh_window", security.window_s as u64, 1..=86_400)? as u32;
-            security.suppress_s = number(a, "ssh_suppress", security.suppress_s as u64, 0..=604_800)? as u32;
-        }
-        security.validate().map_err(|e| ConfigError::Option {
-            line: 0,
-            option: "agent security",
-            message: e.to_string(),
-        })?;
+        let agents = AgentsConfig::from_package(pkg)?;
 
         Ok(EdgeConfig {
             hub: HubConfig { host, port, device_id, secret, heartbeat_interval, keepalive, backoff_max, spool_bytes },
             sources,
-            security,
+            agents,
         })
     }
 }
@@ -211,7 +332,7 @@ mod tests {
         assert_eq!(c.hub.heartbeat_interval, Duration::from_secs(30));
         assert_eq!(c.hub.spool_bytes, DEFAULT_BUDGET);
         assert_eq!(c.sources, vec![SourceConfig::File { path: "/var/log/messages".into(), from_start: false }]);
-        assert_eq!(c.security, SecurityConfig::default());
+        assert_eq!(c.agents, AgentsConfig::default());
     }
 
     #[test]
@@ -236,11 +357,16 @@ mod tests {
 
     #[test]
     fn agent_thresholds_are_read_and_checked() {
-        let c =
-            cfg("config source\n\toption type stdin\nconfig agent 'security'\n\toption ssh_failures '8'\n").unwrap();
-        assert_eq!(c.security.failures, 8);
-        assert!(
-            cfg("config source\n\toption type stdin\nconfig agent 'security'\n\toption ssh_failures '1'\n").is_err()
-        );
+        let stdin = "config source\n\toption type stdin\n";
+        let c = cfg(&format!("{stdin}config agent 'security'\n\toption ssh_failures '8'\n")).unwrap();
+        assert_eq!(c.agents.security.unwrap().failures, 8);
+        let err = cfg(&format!("{stdin}config agent 'security'\n\toption ssh_failures '1'\n")).unwrap_err().to_string();
+        assert!(err.starts_with("line 8: security agent: ssh_failures must be 2 to 64"), "{err}");
+        let err = cfg(&format!("{stdin}config agent 'wifi'\n\toption deauth_flod '3'\n")).unwrap_err().to_string();
+        assert!(err.contains("unknown parameter deauth_flod"), "{err}");
+        let err = cfg(&format!("{stdin}config agent 'dns'\n")).unwrap_err().to_string();
+        assert!(err.contains("unknown agent \"dns\""), "{err}");
+        let c = cfg(&format!("{stdin}config agent 'wifi'\n\toption enabled '0'\n")).unwrap();
+        assert!(c.agents.wifi.is_none() && c.agents.security.is_some());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Reading order: [`uci`] (the config file format) → [`config`] (typed
 //! settings) → [`sources`] (where lines come from) → [`parse`] (line →
-//! record) → [`agents`] (record → finding) → [`spool`] (findings until
+//! record) → [`classify`] (record → [`events`]) → [`agents`] (event → finding) → [`spool`] (findings until
 //! acked) → [`uplink`] (MQTT to the hub) → [`run`] (the loop that owns them).
 //!
 //! Architecture invariants: [`parse`], [`agents`] and [`spool`] do no I/O
@@ -11,8 +11,12 @@
 //! finding.
 
 pub mod agents;
+pub mod classify;
 pub mod config;
+pub mod events;
+pub mod explain;
 pub mod parse;
+pub mod replay;
 pub mod run;
 pub mod sources;
 pub mod spool;

@@ -1,11 +1,13 @@
 //! `opmas-edge` command line: parses flags, sets up logging, runs the loop.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use opmas_edge::config::AgentsConfig;
 use opmas_edge::config::EdgeConfig;
-use opmas_edge::{run, sources};
+use opmas_edge::{explain, replay, run, sources};
 use tokio::sync::mpsc;
 
 /// OPMAS edge agent: reads the router's syslog, detects attacks and faults, reports to opmas-hub.
@@ -23,6 +25,28 @@ enum Command {
         /// UCI configuration file.
         #[arg(long, default_value = "/etc/config/opmas", value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Print what the agents see in each log line, as one JSON object per line.
+    Explain {
+        /// Log file to read (standard input when absent).
+        file: Option<PathBuf>,
+        /// The time to assume for lines without a year: 2026-06-01, RFC 3339 or unix ms (default: now).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// Run the agents over a log file as fast as possible and print the findings.
+    Replay {
+        /// Log file to replay.
+        file: PathBuf,
+        /// Print findings as JSON lines (the default is one summary line per finding).
+        #[arg(long)]
+        json: bool,
+        /// UCI file whose agent sections set the thresholds (default: built-in defaults).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The time to assume for lines without a year (default: now).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
     },
 }
 
@@ -43,11 +67,59 @@ fn main() -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async move {
                 let (tx, rx) = mpsc::channel(sources::LINE_QUEUE);
-                sources::spawn_all(&cfg.sources, tx);
-                run::run(cfg, rx, shutdown_signal()).await;
+                let stats = Arc::new(sources::SourceStats::default());
+                sources::spawn_all(&cfg.sources, tx, stats.clone());
+                run::run(cfg, rx, stats, shutdown_signal()).await;
             });
             Ok(())
         }
+        Command::Explain { file, now } => {
+            let now_ms = now_arg(now.as_deref())?;
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let stats = match &file {
+                Some(path) => {
+                    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                    explain::explain(std::io::BufReader::new(f), out, now_ms)?
+                }
+                None => explain::explain(std::io::stdin().lock(), out, now_ms)?,
+            };
+            eprintln!(
+                "{} lines: {} events, {} without event, {} rejected",
+                stats.lines, stats.events, stats.no_event, stats.errors
+            );
+            Ok(())
+        }
+        Command::Replay { file, json, config, now } => {
+            let now_ms = now_arg(now.as_deref())?;
+            let agents = match config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    AgentsConfig::from_uci_text(&text).with_context(|| format!("in {}", path.display()))?
+                }
+                None => AgentsConfig::default(),
+            };
+            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let s = replay::replay(std::io::BufReader::new(f), out, &agents, now_ms, json)?;
+            eprintln!(
+                "{} lines, {} events, {} findings, {:.3} s, {:.0} lines/s",
+                s.lines,
+                s.events,
+                s.findings,
+                s.seconds,
+                s.lines as f64 / s.seconds.max(1e-9)
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Parses `--now`, defaulting to the wall clock.
+fn now_arg(now: Option<&str>) -> Result<u64> {
+    match now {
+        None => Ok(opmas_edge::uplink::now_ms()),
+        Some(s) => explain::parse_now(s)
+            .with_context(|| format!("--now {s:?}: expected a date (2026-06-01), RFC 3339 time or unix milliseconds")),
     }
 }
 

@@ -6,13 +6,20 @@ use std::time::{Duration, Instant};
 
 use opmas_proto::msg::{Ack, AgentState, AgentStatus, Counters, Finding, Heartbeat};
 use opmas_proto::Channel;
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::agents::network::NetworkAgent;
 use crate::agents::security::SecurityAgent;
-use crate::agents::{Agent, Input};
-use crate::config::EdgeConfig;
+use crate::agents::system::SystemAgent;
+use crate::agents::wifi::WifiAgent;
+use crate::agents::{Agent, Meta};
+use crate::classify::classify;
+use crate::config::{AgentsConfig, EdgeConfig};
 use crate::parse::{self, parse_line};
+use crate::sources::SourceStats;
 use crate::spool::Spool;
 use crate::uplink::{now_ms, Uplink, UplinkEvent};
 
@@ -21,31 +28,44 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// Resend unacked findings after this long without an ack.
 const ACK_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The detection pipeline without I/O: parse, agents, spool.
+/// The detection pipeline without I/O: parse, classify, agents.
 pub struct Pipeline {
     agents: Vec<Box<dyn Agent>>,
-    pub spool: Spool,
+    /// Line counters for the heartbeat.
     counters: Counters,
-    /// Findings produced by the last call, reused to avoid allocation.
-    scratch: Vec<Finding>,
+    /// Lines that carried an event.
+    events: u64,
 }
 
 impl Pipeline {
-    pub fn new(cfg: &EdgeConfig, epoch: u64) -> Self {
-        Pipeline {
-            agents: vec![Box::new(SecurityAgent::new(cfg.security))],
-            spool: Spool::new(epoch, cfg.hub.spool_bytes),
-            counters: Counters::default(),
-            scratch: Vec::new(),
+    /// The enabled agents of `cfg`.
+    pub fn new(cfg: &AgentsConfig) -> Self {
+        let mut agents: Vec<Box<dyn Agent>> = Vec::new();
+        if let Some(c) = &cfg.security {
+            agents.push(Box::new(SecurityAgent::new(*c)));
         }
+        if let Some(c) = &cfg.wifi {
+            agents.push(Box::new(WifiAgent::new(*c)));
+        }
+        if let Some(c) = &cfg.network {
+            agents.push(Box::new(NetworkAgent::new(*c)));
+        }
+        if let Some(c) = &cfg.system {
+            agents.push(Box::new(SystemAgent::new(*c)));
+        }
+        Pipeline { agents, counters: Counters::default(), events: 0 }
     }
 
-    /// Parses one line and runs the agents; new findings go to the spool.
-    /// Returns how many findings the line produced.
-    pub fn feed(&mut self, line: &str, arrival_ms: u64) -> usize {
+    /// All four agents with their default thresholds.
+    pub fn with_defaults() -> Self {
+        Pipeline::new(&AgentsConfig::default())
+    }
+
+    /// Parses one line and runs the agents; findings are appended to `out`.
+    /// Returns how many the line produced.
+    pub fn feed(&mut self, line: &str, arrival_ms: u64, out: &mut Vec<Finding>) -> usize {
         self.counters.lines += 1;
-        let ctx = parse::Context { year: parse::year_of(arrival_ms) };
-        let record = match parse_line(line, ctx) {
+        let record = match parse_line(line, parse::Context::at(arrival_ms)) {
             Ok(r) => r,
             Err(e) => {
                 self.counters.unparsed += 1;
@@ -53,32 +73,42 @@ impl Pipeline {
                 return 0;
             }
         };
-        let input = Input { record: &record, line, now_ms: record.ts_ms.unwrap_or(arrival_ms) };
+        let Some(event) = classify(&record) else { return 0 };
+        self.events += 1;
+        let meta = Meta { line, now_ms: record.ts_ms.unwrap_or(arrival_ms), program: record.program, pid: record.pid };
+        let before = out.len();
         for agent in &mut self.agents {
-            agent.on_record(input, &mut self.scratch);
+            agent.on_event(&event, &meta, out);
         }
-        self.drain()
+        self.found(out.len() - before)
     }
 
-    /// Lets the agents expire state.
-    pub fn tick(&mut self, now_ms: u64) -> usize {
+    /// Lets the agents close windows and expire state; appends any updates to `out`.
+    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Finding>) -> usize {
+        let before = out.len();
         for agent in &mut self.agents {
-            agent.tick(now_ms, &mut self.scratch);
+            agent.tick(now_ms, out);
         }
-        self.drain()
+        self.found(out.len() - before)
     }
 
-    fn drain(&mut self) -> usize {
-        let n = self.scratch.len();
-        for f in self.scratch.drain(..) {
-            info!(kind = %f.kind, summary = %f.summary, "finding");
-            self.counters.findings += 1;
-            self.spool.push(f);
-        }
+    fn found(&mut self, n: usize) -> usize {
+        self.counters.findings += n as u64;
         n
     }
 
-    fn agent_status(&self) -> Vec<AgentStatus> {
+    /// Lines read, unparsed, findings produced.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Lines that carried an event.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Each agent's line in the heartbeat.
+    pub fn agent_status(&self) -> Vec<AgentStatus> {
         self.agents
             .iter()
             .map(|a| {
@@ -108,10 +138,17 @@ pub fn new_epoch() -> u64 {
 }
 
 /// Runs the edge until `shutdown` resolves, reading lines from `lines`.
-pub async fn run(cfg: EdgeConfig, mut lines: mpsc::Receiver<String>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    cfg: EdgeConfig,
+    mut lines: mpsc::Receiver<String>,
+    sources: Arc<SourceStats>,
+    shutdown: impl Future<Output = ()>,
+) {
     let started = Instant::now();
     let epoch = new_epoch();
-    let mut pipeline = Pipeline::new(&cfg, epoch);
+    let mut pipeline = Pipeline::new(&cfg.agents);
+    let mut spool = Spool::new(epoch, cfg.hub.spool_bytes);
+    let mut found: Vec<Finding> = Vec::new();
     let (ev_tx, mut events) = mpsc::channel(64);
     let mut uplink = Uplink::start(&cfg.hub, ev_tx);
     info!(device = %cfg.hub.device_id, hub = %format!("{}:{}", cfg.hub.host, cfg.hub.port), epoch, "opmas-edge running");
@@ -127,8 +164,9 @@ pub async fn run(cfg: EdgeConfig, mut lines: mpsc::Receiver<String>, shutdown: i
         tokio::select! {
             line = lines.recv(), if lines_open => match line {
                 Some(line) => {
-                    if pipeline.feed(&line, now_ms()) > 0 {
-                        flush(&mut pipeline.spool, &mut uplink, &mut last_progress);
+                    if pipeline.feed(&line, now_ms(), &mut found) > 0 {
+                        spool_findings(&mut found, &mut spool);
+                        flush(&mut spool, &mut uplink, &mut last_progress);
                     }
                 }
                 None => lines_open = false,
@@ -136,28 +174,30 @@ pub async fn run(cfg: EdgeConfig, mut lines: mpsc::Receiver<String>, shutdown: i
             ev = events.recv() => match ev {
                 Some(UplinkEvent::Connected) => {
                     uplink.on_connected();
-                    pipeline.spool.rewind();
-                    send_heartbeat(&pipeline, &mut uplink, started, epoch);
+                    spool.rewind();
+                    send_heartbeat(&pipeline, &spool, &sources, &mut uplink, started, epoch);
                     last_heartbeat = Some(Instant::now());
-                    flush(&mut pipeline.spool, &mut uplink, &mut last_progress);
+                    flush(&mut spool, &mut uplink, &mut last_progress);
                 }
                 Some(UplinkEvent::Disconnected(_)) => uplink.on_disconnected(),
                 Some(UplinkEvent::Message { topic, payload }) => {
-                    on_downlink(&topic, &payload, &mut pipeline.spool, &uplink, &mut last_progress);
-                    flush(&mut pipeline.spool, &mut uplink, &mut last_progress);
+                    on_downlink(&topic, &payload, &mut spool, &uplink, &mut last_progress);
+                    flush(&mut spool, &mut uplink, &mut last_progress);
                 }
                 None => break,
             },
             _ = tick.tick() => {
-                pipeline.tick(now_ms());
-                if pipeline.spool.awaiting_ack() && last_progress.elapsed() > ACK_TIMEOUT {
+                if pipeline.tick(now_ms(), &mut found) > 0 {
+                    spool_findings(&mut found, &mut spool);
+                }
+                if spool.awaiting_ack() && last_progress.elapsed() > ACK_TIMEOUT {
                     warn!(timeout_s = ACK_TIMEOUT.as_secs(), "no ack from the hub; resending unacked findings");
-                    pipeline.spool.rewind();
+                    spool.rewind();
                     last_progress = Instant::now();
                 }
-                flush(&mut pipeline.spool, &mut uplink, &mut last_progress);
+                flush(&mut spool, &mut uplink, &mut last_progress);
                 if uplink.is_connected() && last_heartbeat.is_none_or(|t| t.elapsed() >= cfg.hub.heartbeat_interval) {
-                    send_heartbeat(&pipeline, &mut uplink, started, epoch);
+                    send_heartbeat(&pipeline, &spool, &sources, &mut uplink, started, epoch);
                     last_heartbeat = Some(Instant::now());
                 }
             },
@@ -211,15 +251,32 @@ fn on_downlink(topic: &str, payload: &[u8], spool: &mut Spool, uplink: &Uplink, 
     }
 }
 
-fn send_heartbeat(p: &Pipeline, uplink: &mut Uplink, started: Instant, epoch: u64) {
+/// Moves new findings into the spool, logging each.
+fn spool_findings(found: &mut Vec<Finding>, spool: &mut Spool) {
+    for f in found.drain(..) {
+        info!(kind = %f.kind, update = f.update, summary = %f.summary, "finding");
+        spool.push(f);
+    }
+}
+
+fn send_heartbeat(
+    p: &Pipeline,
+    spool: &Spool,
+    sources: &SourceStats,
+    uplink: &mut Uplink,
+    started: Instant,
+    epoch: u64,
+) {
+    let src = sources.snapshot();
+    let counters = Counters { shed: src.shed, truncated: src.truncated, ..p.counters().clone() };
     let hb = Heartbeat {
         epoch,
         uptime_s: started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION").into(),
         config_version: 0,
-        spool: p.spool.stats(),
+        spool: spool.stats(),
         agents: p.agent_status(),
-        counters: p.counters.clone(),
+        counters,
         load_milli: load_milli(),
         rss_kib: rss_kib(),
     };

@@ -147,6 +147,7 @@ mod tests {
             last_ms: 2,
             summary: "x".repeat(n),
             evidence: vec![],
+            update: false,
         }
     }
 

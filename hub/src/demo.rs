@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use opmas_edge::agents::security::SecurityConfig;
+use opmas_edge::config::AgentsConfig;
 use opmas_edge::config::{EdgeConfig, HubConfig as EdgeHub};
 use opmas_proto::{DeviceId, Secret};
 use rand::rngs::StdRng;
@@ -47,7 +47,7 @@ pub async fn run(cfg: HubConfig, devices: usize, shutdown: impl Future<Output = 
                 spool_bytes: opmas_edge::spool::DEFAULT_BUDGET,
             },
             sources: Vec::new(),
-            security: SecurityConfig::default(),
+            agents: AgentsConfig::default(),
         };
         std::thread::Builder::new().name(id.to_string()).spawn(move || simulate(edge, i as u64))?;
     }
@@ -71,7 +71,8 @@ fn simulate(cfg: EdgeConfig, seed: u64) {
         async move {
             let (tx, rx) = mpsc::channel(opmas_edge::sources::LINE_QUEUE);
             tokio::spawn(generate(tx, seed));
-            opmas_edge::run::run(cfg, rx, std::future::pending()).await;
+            let stats = std::sync::Arc::new(opmas_edge::sources::SourceStats::default());
+            opmas_edge::run::run(cfg, rx, stats, std::future::pending()).await;
         }
         .instrument(span),
     );
@@ -166,7 +167,7 @@ mod tests {
     #[test]
     fn stamped_lines_parse_as_logread_with_the_current_time() {
         let line = stamp("authpriv.warn dropbear[1]: Bad password attempt for 'root' from 192.0.2.1:5");
-        let rec = opmas_edge::parse::parse_line(&line, opmas_edge::parse::Context { year: 2000 }).unwrap();
+        let rec = opmas_edge::parse::parse_line(&line, opmas_edge::parse::Context::in_year(2000)).unwrap();
         let ts = rec.ts_ms.unwrap();
         assert!(now_ms().abs_diff(ts as i64) < 2_000, "{line}");
         assert_eq!(rec.program, Some("dropbear"));

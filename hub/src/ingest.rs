@@ -147,8 +147,15 @@ impl Ingest {
                     let n = findings::insert_batch(&mut tx, id, b.epoch, &b.findings, now).await?;
                     add(&self.stats.findings_stored, n.stored);
                     add(&self.stats.findings_duplicate, n.duplicates);
-                    if n.stored > 0 {
-                        info!(device = id, stored = n.stored, duplicates = n.duplicates, "findings stored");
+                    add(&self.stats.findings_updated, n.updated);
+                    if n.stored + n.updated > 0 {
+                        info!(
+                            device = id,
+                            stored = n.stored,
+                            updated = n.updated,
+                            duplicates = n.duplicates,
+                            "findings stored"
+                        );
                     }
                     if let Some(max) = b.findings.iter().map(|f| f.seq).max() {
                         let e = acks.entry((device.clone(), b.epoch)).or_insert(0);

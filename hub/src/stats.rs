@@ -36,6 +36,8 @@ counters! {
     findings_stored,
     /// Findings received again after a lost ack (already stored, ignored).
     findings_duplicate,
+    /// Updates (a flood's growing count) applied to stored findings.
+    findings_updated,
     /// Heartbeats recorded.
     heartbeats,
     /// Acks published to edges.

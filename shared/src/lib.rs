@@ -8,8 +8,10 @@
 //! is pure encode/decode over byte slices, so both sides, the tests and the
 //! fuzzers can use it without sockets or clocks (callers pass the time in).
 //!
-//! Reading order: [`ids`] → [`topic`] → [`msg`] → [`envelope`].
+//! Reading order: [`ids`] → [`topic`] → [`msg`] → [`envelope`]; [`agents`] is
+//! the schema of the agents' configuration that [`msg::ConfigDoc`] carries.
 
+pub mod agents;
 pub mod envelope;
 pub mod ids;
 pub mod msg;

@@ -96,8 +96,10 @@ pub struct Counters {
     pub lines: u64,
     /// Lines that could not be parsed.
     pub unparsed: u64,
-    /// Lines dropped because the pipeline was full.
+    /// Lines dropped because the pipeline was full (UDP cannot wait).
     pub shed: u64,
+    /// Lines or datagrams cut at the length limit.
+    pub truncated: u64,
     /// Findings produced.
     pub findings: u64,
 }
@@ -175,6 +177,11 @@ pub struct Finding {
     pub summary: String,
     /// A few of the log lines behind it, truncated.
     pub evidence: Vec<String>,
+    /// False for a new finding. True when this is an update of the finding of
+    /// this epoch with the same agent, kind, subject and `first_ms`: a flood
+    /// yields one finding per suppression window whose count grows, not one
+    /// finding per event.
+    pub update: bool,
 }
 
 /// `opmas/v1/{device}/finding`: findings in sequence order.

@@ -40,6 +40,7 @@ fn finding() -> Finding {
         last_ms: 1_733_420_641_000,
         summary: "5 failed SSH logins from 203.0.113.7 in 4 s".into(),
         evidence: vec!["Thu Dec  5 17:43:57 2024 authpriv.warn dropbear[12388]: Bad password attempt for 'root' from 203.0.113.7:52144".into()],
+        update: false,
     }
 }
 
@@ -78,7 +79,7 @@ fn heartbeat_bytes_are_stable() {
             findings: 2,
             evicted: 0,
         }],
-        counters: Counters { lines: 1000, unparsed: 3, shed: 0, findings: 2 },
+        counters: Counters { lines: 1000, unparsed: 3, shed: 0, truncated: 1, findings: 2 },
         load_milli: Some(150),
         rss_kib: Some(2048),
     };
@@ -157,6 +158,7 @@ fn arb_finding() -> impl Strategy<Value = Finding> {
             last_ms,
             summary,
             evidence,
+            update: seq % 2 == 0,
         })
 }
 

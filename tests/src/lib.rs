@@ -28,6 +28,12 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A loopback UDP address with a port that was free a moment ago.
+pub fn free_udp_addr() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr")
+}
+
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -229,17 +235,20 @@ pub struct Edge {
 impl Edge {
     /// Writes a UCI config for `device` that follows `log_file`, and starts the edge.
     pub fn start(dir: &Path, hub: &Hub, device: &Device) -> Result<Edge> {
-        let config = dir.join(format!("opmas-{}.uci", device.id));
         let log_file = dir.join(format!("{}-messages.log", device.id));
         std::fs::File::create(&log_file)?;
+        let source = format!("config source\n\toption type 'file'\n\toption path '{}'\n", log_file.display());
+        Edge::start_with(dir, hub, device, &source, log_file)
+    }
+
+    /// Starts an edge with the given UCI `source` sections (and any agent sections).
+    pub fn start_with(dir: &Path, hub: &Hub, device: &Device, sections: &str, log_file: PathBuf) -> Result<Edge> {
+        let config = dir.join(format!("opmas-{}.uci", device.id));
         std::fs::write(
             &config,
             format!(
-                "# written by the e2e harness\nconfig hub 'hub'\n\toption url 'mqtt://{}'\n\toption device_id '{}'\n\toption secret '{}'\n\toption heartbeat_interval '2'\n\toption backoff_max '1'\n\nconfig source\n\toption type 'file'\n\toption path '{}'\n",
-                hub.mqtt,
-                device.id,
-                device.secret,
-                log_file.display()
+                "# written by the e2e harness\nconfig hub 'hub'\n\toption url 'mqtt://{}'\n\toption device_id '{}'\n\toption secret '{}'\n\toption heartbeat_interval '2'\n\toption backoff_max '1'\n\n{sections}",
+                hub.mqtt, device.id, device.secret,
             ),
         )?;
         let mut edge = Edge { config, log_file, proc: None };

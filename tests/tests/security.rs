@@ -44,6 +44,7 @@ fn batch() -> FindingBatch {
             last_ms: 2,
             summary: "forged".into(),
             evidence: vec![],
+            update: false,
         }],
     }
 }

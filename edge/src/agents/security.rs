@@ -1,8 +1,23 @@
-//! Security agent: SSH brute force from dropbear and OpenSSH lines.
+//! Security agent: SSH (dropbear, OpenSSH) and LuCI logins.
 //!
-//! A brute force is `failures` failed logins from one source address within
-//! `window`. It yields one `ssh.bruteforce` finding, then the source is quiet
-//! for `suppress` so that a long attack is one finding, not thousands.
+//! - `ssh.bruteforce`: `ssh_failures` failed logins from one source within
+//!   `ssh_window`. A pause longer than the window starts the count over.
+//! - `ssh.user_enum`: `user_enum_names` distinct user names tried from one
+//!   source within `user_enum_window`. Only lines that name the user count:
+//!   dropbear's "Login attempt for nonexistent user" leaves the name out on
+//!   purpose (it may be a password typed into the user field).
+//! - `ssh.distributed_bruteforce`: `distributed_sources` distinct sources
+//!   failing as one user within `distributed_window`: a brute force spread
+//!   over many addresses to stay under the per-source threshold.
+//! - `web.bruteforce`: `web_failures` failed LuCI logins from one source
+//!   within `web_window` (a LuCI line without an address counts as one
+//!   unknown source).
+//! - `auth.success_after_failures`: an SSH or LuCI login succeeds from a
+//!   source that failed `success_failures` times (SSH and LuCI together)
+//!   within `success_window` before it: a guessed password, most likely.
+//!
+//! All five are suppressed per subject for `ssh_suppress` (see
+//! [`super`]): a long attack is one finding and an update, not thousands.
 //!
 //! dropbear often leaves the address out of the failure line ("Login attempt
 //! for nonexistent user") and names it only in the connection line of the
@@ -13,335 +28,399 @@
 
 use std::net::IpAddr;
 
-use heapless::{Deque, FnvIndexMap, Vec as HVec};
-use opmas_proto::msg::{Finding, Severity, Subject};
+use heapless::String as HString;
+use opmas_proto::msg::{Finding, Subject};
 
-use super::{evidence, Agent, AgentCounters, Input, MAX_EVIDENCE};
+use super::{
+    finding, hash_ip, hash_str, opt, short, Agent, AgentCounters, BoundedMap, Burst, Clock, Distinct, EvidencePool,
+    Meta, Suppressor, AUTH_SUCCESS_AFTER_FAILURES, MAX_OPEN, SSH_BRUTEFORCE, SSH_DISTRIBUTED_BRUTEFORCE, SSH_USER_ENUM,
+    WEB_BRUTEFORCE,
+};
+use crate::events::Event;
 
-/// Sources tracked at once. Power of two (FnvIndexMap). A flood from more
-/// addresses evicts the least recently seen.
+pub use opmas_proto::agents::SecurityConfig;
+
+/// The agent's name in findings and the heartbeat.
+const AGENT: &str = "security";
+/// Sources tracked at once: an internet-facing router sees a few dozen SSH
+/// scanners a day, so 512 leaves room for a burst; a flood from more
+/// addresses evicts the ones not seen lately (about 480 bytes each).
 pub const MAX_SOURCES: usize = 512;
-/// dropbear connections tracked at once (pid → address).
+/// dropbear connections tracked at once (pid → address): dropbear's own
+/// limit of unauthenticated connections is 10 (`MAX_UNAUTH_CLIENTS`), so
+/// 256 only runs out when lines arrive from many routers at once.
 pub const MAX_CONNECTIONS: usize = 256;
-/// Largest allowed `failures` threshold: the per-source ring holds this many times.
+/// Largest allowed `ssh_failures` / `web_failures` / `success_failures`: each
+/// source keeps the times of this many latest failures.
 pub const MAX_FAILURES: usize = 64;
+/// User names tracked for distributed brute force: bots try a few dozen
+/// common names; random names beyond this evict the ones not seen lately.
+pub const MAX_USERS: usize = 128;
+/// LuCI sources tracked: LuCI is normally reachable from the LAN only.
+pub const MAX_WEB_SOURCES: usize = 128;
+/// Evidence lines waiting for a finding: two per subject whose run has
+/// started, for the subjects active at once in a normal attack.
+const EVIDENCE_SLOTS: usize = 64;
+/// Bytes of a user name kept for a finding's subject.
+const NAME_LEN: usize = 32;
 
-/// Thresholds of the security agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SecurityConfig {
-    /// Failed logins from one source that make a brute force.
-    pub failures: u32,
-    /// Window for `failures`, in seconds.
-    pub window_s: u32,
-    /// Quiet time per source after a finding, in seconds.
-    pub suppress_s: u32,
+/// One SSH source address.
+#[derive(Debug, Default)]
+struct SshSource {
+    /// Its failures: the brute-force run and the history for a success.
+    fails: Burst<MAX_FAILURES>,
+    /// The first user name of the run.
+    user: HString<NAME_LEN>,
+    /// Distinct user names it tried.
+    users: Distinct,
 }
 
-impl Default for SecurityConfig {
-    fn default() -> Self {
-        SecurityConfig { failures: 5, window_s: 60, suppress_s: 600 }
-    }
-}
-
-/// A configuration value out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("security agent: {0}")]
-pub struct ConfigError(pub String);
-
-impl SecurityConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.failures < 2 || self.failures as usize > MAX_FAILURES {
-            return Err(ConfigError(format!("ssh_failures must be 2 to {MAX_FAILURES}, got {}", self.failures)));
-        }
-        if self.window_s == 0 || self.window_s > 86_400 {
-            return Err(ConfigError(format!("ssh_window must be 1 to 86400 seconds, got {}", self.window_s)));
-        }
-        if self.suppress_s > 7 * 86_400 {
-            return Err(ConfigError(format!("ssh_suppress must be at most 604800 seconds, got {}", self.suppress_s)));
-        }
-        Ok(())
-    }
-}
-
-/// What one SSH log line says, if anything the agent uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum SshLine<'a> {
-    /// dropbear "Child connection from ip:port".
-    Connection { ip: IpAddr },
-    /// A failed login; `ip` when the line names it.
-    Failure { ip: Option<IpAddr>, user: Option<&'a str> },
-    /// dropbear "Exit before auth ... (user 'u', N fails)".
-    ExitFails { ip: Option<IpAddr>, user: Option<&'a str>, fails: u32 },
-}
-
-/// Per-source state.
-#[derive(Debug)]
-struct Source {
-    /// Times of the latest failures, oldest first.
-    times: Deque<u64, MAX_FAILURES>,
-    /// Total failures in the current window run (for the finding's count).
-    count: u32,
-    first_ms: u64,
-    last_ms: u64,
-    /// First user names tried.
-    user: Option<String>,
-    /// The first lines of the run.
-    evidence: HVec<String, MAX_EVIDENCE>,
-    /// No new finding for this source before this time.
-    quiet_until_ms: u64,
-}
-
-/// Per-connection state (dropbear pid).
+/// One dropbear connection (pid).
 #[derive(Debug, Clone, Copy)]
 struct Conn {
+    /// The client address from "Child connection from".
     ip: IpAddr,
     /// Failures already counted for this connection.
     counted: u32,
+    /// Line time of its latest line.
     last_ms: u64,
+    /// Its "Exit before auth" line was seen: the pid is done.
+    closed: bool,
+}
+
+/// One user name that sources fail to log in as.
+#[derive(Debug, Default)]
+struct Target {
+    /// The name, for the finding.
+    name: HString<NAME_LEN>,
+    /// Distinct sources failing as this user.
+    sources: Distinct,
+}
+
+/// One LuCI source address (or the unknown one).
+#[derive(Debug, Default)]
+struct WebSource {
+    /// Its failures.
+    fails: Burst<MAX_FAILURES>,
+    /// The first user name of the run.
+    user: HString<NAME_LEN>,
 }
 
 /// The security agent.
-#[derive(Debug)]
 pub struct SecurityAgent {
+    /// Thresholds and windows.
     cfg: SecurityConfig,
-    sources: FnvIndexMap<IpAddr, Source, MAX_SOURCES>,
-    conns: FnvIndexMap<u32, Conn, MAX_CONNECTIONS>,
-    counters: AgentCounters,
+    /// `user_enum_names` as a bit count of [`Distinct`].
+    user_enum_bits: u16,
+    /// `distributed_sources` as a bit count of [`Distinct`].
+    distributed_bits: u16,
+    /// Line time for ticks.
+    clock: Clock,
+    /// SSH sources by address.
+    ssh: Box<BoundedMap<IpAddr, SshSource, MAX_SOURCES, { 2 * MAX_SOURCES }>>,
+    /// dropbear connections by pid.
+    conns: Box<BoundedMap<u32, Conn, MAX_CONNECTIONS, { 2 * MAX_CONNECTIONS }>>,
+    /// Targeted user names by hash.
+    users: Box<BoundedMap<u64, Target, MAX_USERS, { 2 * MAX_USERS }>>,
+    /// LuCI sources by address.
+    web: Box<BoundedMap<Option<IpAddr>, WebSource, MAX_WEB_SOURCES, { 2 * MAX_WEB_SOURCES }>>,
+    /// Evidence lines of runs in progress.
+    pool: Box<EvidencePool<EVIDENCE_SLOTS>>,
+    /// Suppression windows.
+    sup: Suppressor<MAX_OPEN>,
+    /// Events consumed.
+    events: u64,
 }
 
 impl SecurityAgent {
+    /// An agent with `cfg` (validated by the caller; out-of-range values
+    /// make a detector never or always fire, never panic).
     pub fn new(cfg: SecurityConfig) -> Self {
         SecurityAgent {
             cfg,
-            sources: FnvIndexMap::new(),
-            conns: FnvIndexMap::new(),
-            counters: AgentCounters::default(),
+            user_enum_bits: Distinct::bits_for(cfg.user_enum_names),
+            distributed_bits: Distinct::bits_for(cfg.distributed_sources),
+            clock: Clock::default(),
+            ssh: Box::default(),
+            conns: Box::default(),
+            users: Box::default(),
+            web: Box::default(),
+            pool: Box::default(),
+            sup: Suppressor::new(cfg.suppress_s),
+            events: 0,
         }
     }
 
     fn remember_conn(&mut self, pid: u32, ip: IpAddr, now: u64) {
-        if self.conns.len() == MAX_CONNECTIONS && !self.conns.contains_key(&pid) {
-            if let Some(oldest) = self.conns.iter().min_by_key(|(_, c)| c.last_ms).map(|(k, _)| *k) {
-                self.conns.remove(&oldest);
-                self.counters.evicted += 1;
-            }
+        let fresh = Conn { ip, counted: 0, last_ms: now, closed: false };
+        // Connections idle for longer than any sane login are over.
+        let stale = |c: &Conn| c.closed || now.saturating_sub(c.last_ms) > 600_000;
+        if let Some(c) = self.conns.entry(pid, stale, || fresh) {
+            // A reused pid is a new connection.
+            *c = fresh;
         }
-        let _ = self.conns.insert(pid, Conn { ip, counted: 0, last_ms: now });
     }
 
-    /// Adds `n` failures from `ip`; emits a finding when the threshold is crossed.
-    fn fail(&mut self, ip: IpAddr, user: Option<&str>, n: u32, input: Input<'_>, out: &mut Vec<Finding>) {
-        let now = input.now_ms;
-        let window_ms = self.cfg.window_s as u64 * 1000;
-        if !self.sources.contains_key(&ip) && self.sources.len() == MAX_SOURCES {
-            // Evict the source seen least recently: an active attacker stays.
-            if let Some(oldest) = self.sources.iter().min_by_key(|(_, s)| s.last_ms).map(|(k, _)| *k) {
-                self.sources.remove(&oldest);
-                self.counters.evicted += 1;
-            }
+    /// Adds `n` failures from `ip` as `user`; emits what they complete.
+    fn ssh_fail(&mut self, ip: IpAddr, user: Option<&str>, n: u32, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+        let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
+        let keep_ms = u64::from(cfg.window_s.max(cfg.success_window_s).max(cfg.user_enum_window_s)) * 1000;
+        let stale = |s: &SshSource| now.saturating_sub(s.fails.last_ms()) > keep_ms;
+        let Some(src) = self.ssh.entry(ip, stale, SshSource::default) else { return };
+        if src.fails.push(now, n, cfg.window_s, &mut self.pool, line) {
+            src.user.clear();
         }
-        if !self.sources.contains_key(&ip) {
-            let fresh = Source {
-                times: Deque::new(),
-                count: 0,
-                first_ms: now,
-                last_ms: now,
-                user: None,
-                evidence: HVec::new(),
-                quiet_until_ms: 0,
-            };
-            // Cannot fail: a slot was freed above.
-            let _ = self.sources.insert(ip, fresh);
+        if let (true, Some(u)) = (src.user.is_empty(), user) {
+            src.user = short(u);
         }
-        let Some(src) = self.sources.get_mut(&ip) else { return };
-        // A gap longer than the window starts a new run.
-        if now.saturating_sub(src.last_ms) > window_ms {
-            src.times.clear();
-            src.count = 0;
-            src.first_ms = now;
-            src.user = None;
-            src.evidence.clear();
+        let key = hash_ip(ip);
+
+        if self.sup.note(&SSH_BRUTEFORCE, key, now, n, line, out) {
+            src.fails.reset_run();
+        } else if src.fails.hits(cfg.failures, cfg.window_s, now) {
+            let b = &src.fails;
+            let secs = now.saturating_sub(b.first_ms()) / 1000;
+            let f = finding(
+                AGENT,
+                &SSH_BRUTEFORCE,
+                Subject { src_ip: Some(ip), user: opt(&src.user), service: Some("ssh".into()), ..Subject::default() },
+                b.count(),
+                b.first_ms(),
+                now,
+                format!("{} failed SSH logins from {ip} in {secs} s", b.count()),
+                b.ev().lines(&self.pool, line),
+            );
+            self.sup.emit(&SSH_BRUTEFORCE, key, now, f, out);
+            src.fails.reset_run();
         }
-        for _ in 0..n {
-            if src.times.is_full() {
-                src.times.pop_front();
-            }
-            let _ = src.times.push_back(now);
+
+        let Some(user) = user else { return };
+        src.users.insert(hash_str(user), now, cfg.user_enum_window_s, &mut self.pool, line);
+        if self.sup.note(&SSH_USER_ENUM, key, now, 1, line, out) {
+            src.users.reset();
+        } else if src.users.bits() >= self.user_enum_bits {
+            let d = &src.users;
+            let secs = now.saturating_sub(d.first_ms()) / 1000;
+            let f = finding(
+                AGENT,
+                &SSH_USER_ENUM,
+                Subject { src_ip: Some(ip), service: Some("ssh".into()), ..Subject::default() },
+                d.events(),
+                d.first_ms(),
+                now,
+                format!("{} user names tried over SSH from {ip} in {secs} s ({} attempts)", d.estimate(), d.events()),
+                d.ev().lines(&self.pool, line),
+            );
+            self.sup.emit(&SSH_USER_ENUM, key, now, f, out);
+            src.users.reset();
         }
-        src.count = src.count.saturating_add(n);
-        src.last_ms = now;
-        if src.user.is_none() {
-            src.user = user.map(str::to_owned);
+
+        self.target_fail(ip, user, meta, out);
+    }
+
+    /// Counts `ip` among the sources failing as `user`.
+    fn target_fail(&mut self, ip: IpAddr, user: &str, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+        let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
+        let window_ms = u64::from(cfg.distributed_window_s) * 1000;
+        let key = hash_str(user);
+        let stale = |t: &Target| now.saturating_sub(t.sources.last_ms()) > window_ms;
+        let make = || Target { name: short(user), sources: Distinct::default() };
+        let Some(t) = self.users.entry(key, stale, make) else { return };
+        t.sources.insert(hash_ip(ip), now, cfg.distributed_window_s, &mut self.pool, line);
+        if self.sup.note(&SSH_DISTRIBUTED_BRUTEFORCE, key, now, 1, line, out) {
+            t.sources.reset();
+        } else if t.sources.bits() >= self.distributed_bits {
+            let d = &t.sources;
+            let secs = now.saturating_sub(d.first_ms()) / 1000;
+            let f = finding(
+                AGENT,
+                &SSH_DISTRIBUTED_BRUTEFORCE,
+                Subject { user: opt(&t.name), service: Some("ssh".into()), ..Subject::default() },
+                d.events(),
+                d.first_ms(),
+                now,
+                format!("{} sources failed SSH logins as {user} in {secs} s ({} attempts)", d.estimate(), d.events()),
+                d.ev().lines(&self.pool, line),
+            );
+            self.sup.emit(&SSH_DISTRIBUTED_BRUTEFORCE, key, now, f, out);
+            t.sources.reset();
         }
-        if !src.evidence.is_full() {
-            let _ = src.evidence.push(evidence(input.line));
+    }
+
+    /// A failed LuCI login from `src_ip` (unknown when `None`).
+    fn web_fail(&mut self, src_ip: Option<IpAddr>, user: Option<&str>, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+        let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
+        let keep_ms = u64::from(cfg.web_window_s.max(cfg.success_window_s)) * 1000;
+        let stale = |w: &WebSource| now.saturating_sub(w.fails.last_ms()) > keep_ms;
+        let Some(w) = self.web.entry(src_ip, stale, WebSource::default) else { return };
+        if w.fails.push(now, 1, cfg.web_window_s, &mut self.pool, line) {
+            w.user.clear();
         }
-        while src.times.len() > self.cfg.failures as usize {
-            src.times.pop_front();
+        if let (true, Some(u)) = (w.user.is_empty(), user) {
+            w.user = short(u);
         }
-        let in_window = src.times.len() as u32 >= self.cfg.failures
-            && src.times.front().is_some_and(|&t| now.saturating_sub(t) <= window_ms);
-        if !in_window || now < src.quiet_until_ms {
+        let key = src_ip.map_or(0, hash_ip);
+        if self.sup.note(&WEB_BRUTEFORCE, key, now, 1, line, out) {
+            w.fails.reset_run();
+        } else if w.fails.hits(cfg.web_failures, cfg.web_window_s, now) {
+            let b = &w.fails;
+            let secs = now.saturating_sub(b.first_ms()) / 1000;
+            let from = src_ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
+            let f = finding(
+                AGENT,
+                &WEB_BRUTEFORCE,
+                Subject { src_ip, user: opt(&w.user), service: Some("luci".into()), ..Subject::default() },
+                b.count(),
+                b.first_ms(),
+                now,
+                format!("{} failed LuCI logins from {from} in {secs} s", b.count()),
+                b.ev().lines(&self.pool, line),
+            );
+            self.sup.emit(&WEB_BRUTEFORCE, key, now, f, out);
+            w.fails.reset_run();
+        }
+    }
+
+    /// A successful `service` login from `ip`: a finding if it failed enough just before.
+    fn success(&mut self, ip: IpAddr, user: Option<&str>, service: &str, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+        let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
+        let ssh = self.ssh.get(&ip);
+        let web = self.web.get(&Some(ip));
+        let (n_ssh, first_ssh) = ssh.map_or((0, None), |s| s.fails.count_within(cfg.success_window_s, now));
+        let (n_web, first_web) = web.map_or((0, None), |w| w.fails.count_within(cfg.success_window_s, now));
+        let failures = n_ssh + n_web;
+        if failures < cfg.success_failures {
             return;
         }
-        src.quiet_until_ms = now + self.cfg.suppress_s as u64 * 1000;
-        let secs = (src.last_ms - src.first_ms) / 1000;
-        out.push(Finding {
-            seq: 0,
-            agent: "security".into(),
-            kind: "ssh.bruteforce".into(),
-            severity: Severity::HIGH,
-            subject: Subject { src_ip: Some(ip), user: src.user.clone(), ..Subject::default() },
-            count: src.count,
-            first_ms: src.first_ms,
-            last_ms: src.last_ms,
-            summary: format!("{} failed SSH logins from {ip} in {secs} s", src.count),
-            evidence: src.evidence.iter().cloned().collect(),
-        });
-        self.counters.findings += 1;
+        let key = hash_ip(ip);
+        if self.sup.note(&AUTH_SUCCESS_AFTER_FAILURES, key, now, 1, line, out) {
+            return;
+        }
+        let first_ms = first_ssh.into_iter().chain(first_web).min().unwrap_or(now);
+        let secs = now.saturating_sub(first_ms) / 1000;
+        let as_user = user.map(|u| format!(" as {u}")).unwrap_or_default();
+        // The failures' first lines when still kept, then the success.
+        let evidence = match (ssh, web) {
+            (Some(s), _) if n_ssh > 0 => s.fails.ev().lines_then(&self.pool, line),
+            (_, Some(w)) => w.fails.ev().lines_then(&self.pool, line),
+            _ => vec![super::evidence(line)],
+        };
+        let f = finding(
+            AGENT,
+            &AUTH_SUCCESS_AFTER_FAILURES,
+            Subject {
+                src_ip: Some(ip),
+                user: user.map(|u| short::<NAME_LEN>(u).as_str().to_owned()),
+                service: Some(service.into()),
+                ..Subject::default()
+            },
+            failures + 1,
+            first_ms,
+            now,
+            format!("{service} login{as_user} from {ip} succeeded after {failures} failed logins in {secs} s"),
+            evidence,
+        );
+        self.sup.emit(&AUTH_SUCCESS_AFTER_FAILURES, key, now, f, out);
+    }
+
+    /// The dropbear connection `pid`, if open.
+    fn conn(&mut self, pid: Option<u32>) -> Option<&mut Conn> {
+        pid.and_then(|p| self.conns.get_mut(&p)).filter(|c| !c.closed)
     }
 }
 
 impl Agent for SecurityAgent {
     fn name(&self) -> &'static str {
-        "security"
+        AGENT
     }
 
-    fn on_record(&mut self, input: Input<'_>, out: &mut Vec<Finding>) {
-        let r = input.record;
-        let Some(program) = r.program else { return };
-        let Some(line) = classify(program, r.msg) else { return };
-        self.counters.events += 1;
-        let now = input.now_ms;
-        match (line, r.pid) {
-            (SshLine::Connection { ip }, Some(pid)) => self.remember_conn(pid, ip, now),
-            (SshLine::Connection { .. }, None) => {}
-            (SshLine::Failure { ip, user }, pid) => {
-                let conn_ip = pid.and_then(|p| self.conns.get_mut(&p)).map(|c| {
+    fn on_event(&mut self, event: &Event<'_>, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+        self.clock.observe(meta.now_ms);
+        let now = meta.now_ms;
+        match *event {
+            Event::SshConnection { src_ip, .. } => {
+                self.events += 1;
+                if let Some(pid) = meta.pid {
+                    self.remember_conn(pid, src_ip, now);
+                }
+            }
+            Event::SshAuthFailed { src_ip, user, .. } | Event::SshInvalidUser { src_ip, user, .. } => {
+                self.events += 1;
+                // dropbear often names the address only in the connection line of the same pid.
+                let conn_ip = self.conn(meta.pid).map(|c| {
                     c.counted += 1;
                     c.last_ms = now;
                     c.ip
                 });
-                if let Some(ip) = ip.or(conn_ip) {
-                    self.fail(ip, user, 1, input, out);
+                if let Some(ip) = src_ip.or(conn_ip) {
+                    self.ssh_fail(ip, user, 1, meta, out);
                 }
             }
-            (SshLine::ExitFails { ip, user, fails }, pid) => {
-                let conn = pid.and_then(|p| self.conns.remove(&p));
-                let ip = ip.or(conn.map(|c| c.ip));
-                let extra = fails.saturating_sub(conn.map_or(0, |c| c.counted));
+            Event::SshMaxTries { src_ip, user, fails, .. } => {
+                self.events += 1;
+                let conn = self.conn(meta.pid).map(|c| {
+                    c.closed = true;
+                    (c.ip, c.counted)
+                });
+                let ip = src_ip.or(conn.map(|c| c.0));
+                let extra = fails.unwrap_or(0).saturating_sub(conn.map_or(0, |c| c.1));
                 if let (Some(ip), true) = (ip, extra > 0) {
-                    self.fail(ip, user, extra, input, out);
+                    self.ssh_fail(ip, user, extra, meta, out);
                 }
             }
+            Event::SshLoginOk { src_ip, user, .. } => {
+                self.events += 1;
+                let conn_ip = self.conn(meta.pid).map(|c| c.ip);
+                if let Some(ip) = src_ip.or(conn_ip) {
+                    self.success(ip, user, "ssh", meta, out);
+                }
+            }
+            Event::WebLoginFailed { user, src_ip } => {
+                self.events += 1;
+                self.web_fail(src_ip, user, meta, out);
+            }
+            Event::WebLoginOk { user, src_ip } => {
+                self.events += 1;
+                if let Some(ip) = src_ip {
+                    self.success(ip, user, "luci", meta, out);
+                }
+            }
+            _ => {}
         }
     }
 
-    fn tick(&mut self, now_ms: u64, _out: &mut Vec<Finding>) {
-        // Forget sources whose run and quiet time are over, and connections
-        // idle for longer than any sane login, so tables hold live state only.
-        let window_ms = self.cfg.window_s as u64 * 1000;
-        let stale: HVec<IpAddr, MAX_SOURCES> = self
-            .sources
-            .iter()
-            .filter(|(_, s)| now_ms.saturating_sub(s.last_ms) > window_ms && now_ms >= s.quiet_until_ms)
-            .map(|(ip, _)| *ip)
-            .collect();
-        for ip in &stale {
-            self.sources.remove(ip);
-        }
-        let idle: HVec<u32, MAX_CONNECTIONS> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| now_ms.saturating_sub(c.last_ms) > 600_000)
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in &idle {
-            self.conns.remove(pid);
-        }
+    fn tick(&mut self, now_ms: u64, out: &mut Vec<Finding>) {
+        // Tables need no sweep: entries whose windows are over are reused
+        // uncounted when room is needed.
+        let now = self.clock.at_tick(now_ms);
+        self.sup.expire(now, out);
     }
 
     fn counters(&self) -> AgentCounters {
-        self.counters
+        AgentCounters {
+            events: self.events,
+            findings: self.sup.emitted(),
+            evicted: self.ssh.evicted()
+                + self.conns.evicted()
+                + self.users.evicted()
+                + self.web.evicted()
+                + self.sup.evicted(),
+        }
     }
-}
-
-/// Recognises the SSH lines the agent uses.
-fn classify<'a>(program: &str, msg: &'a str) -> Option<SshLine<'a>> {
-    match program {
-        "dropbear" => dropbear(msg),
-        "sshd" => openssh(msg),
-        _ => None,
-    }
-}
-
-fn dropbear(msg: &str) -> Option<SshLine<'_>> {
-    if let Some(rest) = msg.strip_prefix("Child connection from ") {
-        return Some(SshLine::Connection { ip: parse_ip_port(rest)? });
-    }
-    // Old dropbear logs in lower case, newer capitalised.
-    let lower_first = |p: &str| msg.strip_prefix(p).or_else(|| msg.strip_prefix(&p.to_ascii_lowercase()[..]));
-    if let Some(rest) = lower_first("Bad password attempt for '") {
-        let (user, rest) = rest.split_once('\'')?;
-        let ip = rest.strip_prefix(" from ").and_then(parse_ip_port);
-        return Some(SshLine::Failure { ip, user: Some(user) });
-    }
-    if let Some(rest) = lower_first("Login attempt for nonexistent user") {
-        let ip = rest.strip_prefix(" from ").and_then(parse_ip_port);
-        return Some(SshLine::Failure { ip, user: None });
-    }
-    if let Some(rest) = lower_first("Exit before auth") {
-        // "Exit before auth from <1.2.3.4:5>: (user 'root', 3 fails): ..."
-        // "exit before auth (user 'root', 5 fails): ..."
-        let ip = rest.strip_prefix(" from <").and_then(|r| r.split_once('>')).and_then(|(a, _)| parse_ip_port(a));
-        let (user, fails) = match rest.split_once("(user '") {
-            Some((_, r)) => {
-                let (user, r) = r.split_once("', ")?;
-                let (n, _) = r.split_once(" fails)")?;
-                (Some(user), n.parse().ok()?)
-            }
-            None => return None,
-        };
-        return Some(SshLine::ExitFails { ip, user, fails });
-    }
-    None
-}
-
-fn openssh(msg: &str) -> Option<SshLine<'_>> {
-    // "Failed password for [invalid user ]U from IP port P ssh2"
-    let rest = msg.strip_prefix("Failed ")?;
-    let (_, rest) = rest.split_once(" for ")?;
-    let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
-    let (user, rest) = rest.rsplit_once(" from ")?;
-    let ip = rest.split(' ').next()?.parse().ok()?;
-    Some(SshLine::Failure { ip: Some(ip), user: Some(user) })
-}
-
-/// Parses `1.2.3.4:5678`, `[2001:db8::1]:22` or a bare address.
-fn parse_ip_port(s: &str) -> Option<IpAddr> {
-    let s = s.trim();
-    if let Ok(ip) = s.parse() {
-        return Some(ip);
-    }
-    if let Some(rest) = s.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse().ok();
-    }
-    s.rsplit_once(':')?.0.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{feed, feed_line, kinds, line, t, tick_after};
+    use super::super::MAX_EVIDENCE;
     use super::*;
-    use crate::parse::{parse_line, Context};
 
     /// Feeds `lines` (logread format) and returns the findings.
     fn check(cfg: SecurityConfig, lines: &[&str]) -> Vec<Finding> {
         let mut agent = SecurityAgent::new(cfg);
         let mut out = Vec::new();
         for line in lines {
-            let rec = parse_line(line, Context { year: 2024 }).unwrap();
-            let now = rec.ts_ms.unwrap_or(0);
-            agent.on_record(Input { record: &rec, line, now_ms: now }, &mut out);
+            feed_line(&mut agent, line, None, &mut out);
         }
         out
     }
@@ -350,33 +429,35 @@ mod tests {
         format!("Thu Dec  5 17:43:{sec:02} 2024 authpriv.warn dropbear[100]: Bad password attempt for 'root' from {ip}:5000")
     }
 
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
     #[test]
     fn five_failures_in_a_minute_is_one_finding_and_twenty_still_one() {
         let lines: Vec<String> = (0..20).map(|i| bad_pw(i * 2, "203.0.113.5")).collect();
-        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let f = check(SecurityConfig::default(), &refs);
+        let f = check(SecurityConfig::default(), &refs(&lines));
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!(f[0].kind, "ssh.bruteforce");
         assert_eq!(f[0].subject.src_ip, Some("203.0.113.5".parse().unwrap()));
         assert_eq!(f[0].subject.user.as_deref(), Some("root"));
         assert_eq!(f[0].count, 5);
         assert_eq!(f[0].evidence.len(), MAX_EVIDENCE);
+        assert!(!f[0].update);
     }
 
     #[test]
     fn four_failures_are_not_a_brute_force() {
         let lines: Vec<String> = (0..4).map(|i| bad_pw(i, "203.0.113.5")).collect();
-        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        assert!(check(SecurityConfig::default(), &refs).is_empty());
+        assert!(check(SecurityConfig::default(), &refs(&lines)).is_empty());
     }
 
     #[test]
     fn failures_spread_wider_than_the_window_are_not_a_brute_force() {
-        let cfg = SecurityConfig { failures: 3, window_s: 10, suppress_s: 600 };
+        let cfg = SecurityConfig { failures: 3, window_s: 10, ..Default::default() };
         let lines =
             [bad_pw(0, "203.0.113.5"), bad_pw(8, "203.0.113.5"), bad_pw(16, "203.0.113.5"), bad_pw(24, "203.0.113.5")];
-        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        assert!(check(cfg, &refs).is_empty());
+        assert!(check(cfg, &refs(&lines)).is_empty());
     }
 
     #[test]
@@ -386,8 +467,7 @@ mod tests {
             lines.push(bad_pw(i, "203.0.113.5"));
             lines.push(bad_pw(i, "198.51.100.7"));
         }
-        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        assert_eq!(check(SecurityConfig::default(), &refs).len(), 2);
+        assert_eq!(check(SecurityConfig::default(), &refs(&lines)).len(), 2);
     }
 
     #[test]
@@ -434,8 +514,7 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         let lines: Vec<String> = (0..5)
             .map(|i| format!("<38>Dec  5 17:43:{i:02} gw sshd[9]: Failed password for invalid user admin from 2001:db8::7 port 4{i} ssh2"))
             .collect();
-        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let f = check(SecurityConfig::default(), &refs);
+        let f = check(SecurityConfig::default(), &refs(&lines));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].subject.src_ip, Some("2001:db8::7".parse().unwrap()));
         assert_eq!(f[0].subject.user.as_deref(), Some("admin"));
@@ -447,13 +526,13 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         let mut out = Vec::new();
         for i in 0..5000u32 {
             let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
-            let line = bad_pw(0, &ip);
-            let rec = parse_line(&line, Context { year: 2024 }).unwrap();
-            agent.on_record(Input { record: &rec, line: &line, now_ms: i as u64 }, &mut out);
+            feed_line(&mut agent, &bad_pw(0, &ip), Some(i as u64), &mut out);
         }
-        assert!(agent.sources.len() <= MAX_SOURCES);
+        assert!(agent.ssh.len() <= MAX_SOURCES);
         assert_eq!(agent.counters().evicted, 5000 - MAX_SOURCES as u64);
-        assert!(out.is_empty());
+        // One failure per source is no brute force; 5000 sources on `root` are
+        // one distributed brute force.
+        assert_eq!(kinds(&out), vec![("ssh.distributed_bruteforce", false)], "{out:#?}");
     }
 
     #[test]
@@ -462,5 +541,192 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         assert!(SecurityConfig { failures: 65, ..Default::default() }.validate().is_err());
         assert!(SecurityConfig { window_s: 0, ..Default::default() }.validate().is_err());
         assert!(SecurityConfig::default().validate().is_ok());
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn openssh_invalid(sec: u64, user: &str, from: &str) -> String {
+        let (m, s) = (sec / 60, sec % 60);
+        format!("<38>Dec  5 17:{m:02}:{s:02} gw sshd[9]: Failed password for invalid user {user} from {from} port 4000 ssh2")
+    }
+
+    #[test]
+    fn many_user_names_from_one_source_are_an_enumeration() {
+        // 20 s apart: never 5 failures within a minute, so no brute force.
+        let names = ["admin", "ubnt", "pi", "oracle", "test", "guest"];
+        let cases: [(usize, &[(&str, bool)]); 2] = [(4, &[]), (6, &[("ssh.user_enum", false)])];
+        for (n, want) in cases {
+            let lines: Vec<String> =
+                names[..n].iter().enumerate().map(|(i, u)| openssh_invalid(i as u64 * 20, u, "198.51.100.9")).collect();
+            let f = check(SecurityConfig::default(), &refs(&lines));
+            assert_eq!(kinds(&f), want, "{n} names");
+            if let Some(f) = f.first() {
+                assert_eq!(f.subject.src_ip, Some(ip("198.51.100.9")));
+                assert_eq!(f.count, 5);
+                assert!(f.summary.starts_with("5 user names tried over SSH from 198.51.100.9"), "{}", f.summary);
+            }
+        }
+        // The same name again and again is a brute force, not an enumeration.
+        let lines: Vec<String> = (0..8).map(|i| openssh_invalid(i * 20, "admin", "198.51.100.9")).collect();
+        assert!(check(SecurityConfig::default(), &refs(&lines)).is_empty());
+    }
+
+    #[test]
+    fn many_sources_failing_as_one_user_are_a_distributed_brute_force() {
+        // 12, not 10: two of ten addresses may share a bit of the estimate.
+        for (sources, want) in [(9u64, 0usize), (12, 1)] {
+            let lines: Vec<String> =
+                (0..sources).map(|i| openssh_invalid(i * 30, "admin", &format!("192.0.2.{}", i + 1))).collect();
+            let f = check(SecurityConfig::default(), &refs(&lines));
+            assert_eq!(f.len(), want, "{sources} sources: {f:#?}");
+            if let Some(f) = f.first() {
+                assert_eq!(f.kind, "ssh.distributed_bruteforce");
+                assert_eq!(f.subject.user.as_deref(), Some("admin"));
+                assert_eq!(f.subject.src_ip, None);
+                assert!((10..=12).contains(&f.count), "{}", f.count);
+            }
+        }
+    }
+
+    /// LuCI lines as uhttpd logs them (web.log), from `from`.
+    fn luci(agent: &mut SecurityAgent, ok: bool, from: &str, sec: u64, out: &mut Vec<Finding>) {
+        let what = if ok { "accepted" } else { "failed" };
+        let l = format!(
+            "Sun Jun 29 12:30:19 2025 daemon.err uhttpd[5648]: [info] luci: {what} login on / for root from {from}"
+        );
+        line(agent, &l, t(sec), out);
+    }
+
+    #[test]
+    fn luci_failures_from_one_source_are_a_web_brute_force() {
+        for (n, want) in [(4u64, 0usize), (5, 1), (40, 1)] {
+            let mut agent = SecurityAgent::new(SecurityConfig::default());
+            let mut out = Vec::new();
+            for i in 0..n {
+                luci(&mut agent, false, "192.168.9.204", i, &mut out);
+            }
+            assert_eq!(out.len(), want, "{n} failures");
+            if let Some(f) = out.first() {
+                assert_eq!(f.kind, "web.bruteforce");
+                assert_eq!(f.subject.service.as_deref(), Some("luci"));
+                assert_eq!(f.count, 5);
+                assert!(f.evidence[0].contains("luci: failed login"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_login_after_failures_from_the_same_source_is_critical() {
+        let ok = "Mon Sep 15 15:57:20 2025 authpriv.notice dropbear[6864]: Password auth succeeded for 'root' from 192.168.9.204:59300";
+        for (failures, want) in
+            [(4u32, vec![]), (5, vec![("ssh.bruteforce", false), ("auth.success_after_failures", false)])]
+        {
+            let mut lines: Vec<String> = (0..failures)
+                .map(|i| format!("Mon Sep 15 15:57:{:02} 2025 authpriv.warn dropbear[6862]: Bad password attempt for 'root' from 192.168.9.204:59200", 10 + i))
+                .collect();
+            lines.push(ok.to_owned());
+            let f = check(SecurityConfig::default(), &refs(&lines));
+            assert_eq!(kinds(&f), want, "{failures} failures");
+            if let Some(s) = f.last() {
+                assert_eq!(s.severity.get(), 5);
+                assert_eq!(s.subject.src_ip, Some(ip("192.168.9.204")));
+                assert_eq!(s.subject.user.as_deref(), Some("root"));
+                assert_eq!(s.subject.service.as_deref(), Some("ssh"));
+                assert_eq!(s.count, 6);
+                assert_eq!(s.evidence.last().map(String::as_str), Some(ok));
+            }
+        }
+        // A success from another address is nobody's business.
+        let mut lines: Vec<String> = (0..8).map(|i| bad_pw(i, "203.0.113.5")).collect();
+        lines.push(ok.to_owned());
+        assert_eq!(kinds(&check(SecurityConfig::default(), &refs(&lines))), vec![("ssh.bruteforce", false)]);
+    }
+
+    #[test]
+    fn ssh_and_luci_failures_add_up_before_a_luci_login() {
+        let mut agent = SecurityAgent::new(SecurityConfig::default());
+        let mut out = Vec::new();
+        for i in 0..3u32 {
+            feed_line(&mut agent, &bad_pw(i * 20, "192.168.9.204"), Some(t(u64::from(i) * 20)), &mut out);
+        }
+        luci(&mut agent, false, "192.168.9.204", 70, &mut out);
+        luci(&mut agent, false, "192.168.9.204", 80, &mut out);
+        assert!(out.is_empty());
+        luci(&mut agent, true, "192.168.9.204", 90, &mut out);
+        assert_eq!(kinds(&out), vec![("auth.success_after_failures", false)]);
+        assert_eq!(out[0].subject.service.as_deref(), Some("luci"));
+        assert_eq!(out[0].count, 6);
+        // Ten minutes later the failures are history.
+        luci(&mut agent, true, "192.168.9.204", 700, &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_long_attack_is_one_finding_and_one_update_per_window() {
+        let mut agent = SecurityAgent::new(SecurityConfig::default());
+        let mut out = Vec::new();
+        let fail = Event::SshInvalidUser { src_ip: Some(ip("203.0.113.5")), src_port: None, user: None };
+        // 1000 failures over 100 s.
+        for i in 0..1000u64 {
+            feed(&mut agent, fail, "dropbear[1]: Login attempt for nonexistent user", t(0) + i * 100, &mut out);
+        }
+        assert_eq!(kinds(&out), vec![("ssh.bruteforce", false)]);
+        let last = t(0) + 999 * 100;
+        // The window opened at the fifth failure, 0.4 s in, for 600 s.
+        out.extend(tick_after(&mut agent, last, 500_000));
+        assert_eq!(out.len(), 1, "the window is still open");
+        out.extend(tick_after(&mut agent, last, 601_000));
+        assert_eq!(kinds(&out), vec![("ssh.bruteforce", false), ("ssh.bruteforce", true)]);
+        let (new, update) = (&out[0], &out[1]);
+        assert_eq!((update.first_ms, &update.subject), (new.first_ms, &new.subject));
+        assert_eq!((new.count, update.count), (5, 1000));
+        assert_eq!(update.last_ms, last);
+        // After the window, the threshold must be crossed again.
+        let later = t(0) + 700_000;
+        for i in 0..4 {
+            feed(&mut agent, fail, "dropbear[1]: Login attempt for nonexistent user", later + i, &mut out);
+        }
+        assert_eq!(out.len(), 2);
+        feed(&mut agent, fail, "dropbear[1]: Login attempt for nonexistent user", later + 4, &mut out);
+        assert_eq!(out.len(), 3);
+        assert!(!out[2].update && out[2].first_ms == later && out[2].count == 5);
+        assert_eq!(agent.counters().findings, 3);
+    }
+
+    #[test]
+    fn an_attacker_is_caught_through_a_flood_of_100k_sources() {
+        let mut agent = SecurityAgent::new(SecurityConfig::default());
+        let mut out = Vec::new();
+        let attacker = ip("198.51.100.66");
+        for i in 0..100_000u32 {
+            let src = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            let ev = Event::SshInvalidUser { src_ip: Some(src), src_port: None, user: None };
+            feed(&mut agent, ev, "dropbear[1]: Login attempt for nonexistent user", t(0) + u64::from(i), &mut out);
+            if i % 200 == 0 {
+                let ev = Event::SshInvalidUser { src_ip: Some(attacker), src_port: None, user: None };
+                feed(&mut agent, ev, "dropbear[2]: Login attempt for nonexistent user", t(0) + u64::from(i), &mut out);
+            }
+        }
+        assert!(agent.ssh.len() <= MAX_SOURCES);
+        assert!(agent.counters().evicted >= 100_000 - MAX_SOURCES as u64);
+        assert_eq!(kinds(&out), vec![("ssh.bruteforce", false)]);
+        assert_eq!(out[0].subject.src_ip, Some(attacker));
+    }
+}
+#[cfg(test)]
+mod zz_sizes {
+    #[test]
+    fn sizes() {
+        use super::*;
+        println!("ssh {} conns {} users {} web {} pool {}",
+            std::mem::size_of::<BoundedMap<IpAddr, SshSource, MAX_SOURCES, { 2 * MAX_SOURCES }>>(),
+            std::mem::size_of::<BoundedMap<u32, Conn, MAX_CONNECTIONS, { 2 * MAX_CONNECTIONS }>>(),
+            std::mem::size_of::<BoundedMap<u64, Target, MAX_USERS, { 2 * MAX_USERS }>>(),
+            std::mem::size_of::<BoundedMap<Option<IpAddr>, WebSource, MAX_WEB_SOURCES, { 2 * MAX_WEB_SOURCES }>>(),
+            std::mem::size_of::<EvidencePool<EVIDENCE_SLOTS>>());
+        println!("sshsource {} distinct {} burst64 {} sup {}", std::mem::size_of::<SshSource>(), std::mem::size_of::<Distinct>(), std::mem::size_of::<Burst<64>>(), std::mem::size_of::<Suppressor<128>>());
+        println!("wifi station {} net scanner {}", std::mem::size_of::<super::super::wifi::WifiAgent>(), 0);
     }
 }

@@ -54,12 +54,17 @@ pub struct FindingQuery {
 /// Counts of one batch insert.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Inserted {
+    /// New rows.
     pub stored: u64,
+    /// Already stored (a resend after a lost ack).
     pub duplicates: u64,
+    /// Updates applied to an earlier finding (count, last time, evidence).
+    pub updated: u64,
 }
 
 /// Inserts `findings` of `device`/`epoch`, ignoring ones already stored (a
-/// resend after a lost ack). Runs on the caller's transaction.
+/// resend after a lost ack), and applies updates to the finding they update.
+/// Runs on the caller's transaction.
 pub async fn insert_batch(
     conn: &mut SqliteConnection,
     device: &str,
@@ -70,6 +75,40 @@ pub async fn insert_batch(
     let mut counts = Inserted::default();
     for f in findings {
         let evidence = serde_json::to_string(&f.evidence).unwrap_or_else(|_| "[]".into());
+        let src_ip = f.subject.src_ip.map(|ip| ip.to_string());
+        if f.update {
+            // Setting absolute values makes a repeated update harmless.
+            let res = sqlx::query(
+                "UPDATE findings SET count = ?, last_ms = ?, summary = ?, evidence = ?,
+                        severity = MAX(severity, ?), received_ms = ?
+                 WHERE device_id = ? AND epoch = ? AND agent = ? AND kind = ? AND first_ms = ?
+                   AND src_ip IS ? AND mac IS ? AND iface IS ? AND user IS ? AND service IS ?",
+            )
+            .bind(f.count as i64)
+            .bind(f.last_ms as i64)
+            .bind(&f.summary)
+            .bind(&evidence)
+            .bind(f.severity.get() as i64)
+            .bind(received_ms)
+            .bind(device)
+            .bind(epoch as i64)
+            .bind(&f.agent)
+            .bind(&f.kind)
+            .bind(f.first_ms as i64)
+            .bind(&src_ip)
+            .bind(&f.subject.mac)
+            .bind(&f.subject.iface)
+            .bind(&f.subject.user)
+            .bind(&f.subject.service)
+            .execute(&mut *conn)
+            .await?;
+            if res.rows_affected() > 0 {
+                counts.updated += 1;
+                continue;
+            }
+            // The original never arrived (dropped from a full spool): keep
+            // the update as a finding of its own.
+        }
         let res = sqlx::query(
             "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
                                    count, first_ms, last_ms, summary, evidence, received_ms)
@@ -82,7 +121,7 @@ pub async fn insert_batch(
         .bind(&f.agent)
         .bind(&f.kind)
         .bind(f.severity.get() as i64)
-        .bind(f.subject.src_ip.map(|ip| ip.to_string()))
+        .bind(&src_ip)
         .bind(&f.subject.mac)
         .bind(&f.subject.iface)
         .bind(&f.subject.user)
@@ -157,6 +196,7 @@ mod tests {
             last_ms: 2000 + seq,
             summary: "s".into(),
             evidence: vec!["line".into()],
+            update: false,
         }
     }
 
@@ -168,11 +208,11 @@ mod tests {
         let batch = [finding(1, "ssh.bruteforce"), finding(2, "ssh.bruteforce")];
         assert_eq!(
             insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 5).await.unwrap(),
-            Inserted { stored: 2, duplicates: 0 }
+            Inserted { stored: 2, ..Default::default() }
         );
         assert_eq!(
             insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 6).await.unwrap(),
-            Inserted { stored: 0, duplicates: 2 }
+            Inserted { duplicates: 2, ..Default::default() }
         );
         assert_eq!(insert_batch(&mut conn, "gw-1", 7, &batch[..1], 7).await.unwrap().stored, 1);
         drop(conn);
@@ -181,6 +221,26 @@ mod tests {
         assert_eq!(all[0].epoch, "7");
         assert_eq!(all[2].epoch, u64::MAX.to_string());
         assert_eq!(all[0].evidence, vec!["line".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn an_update_grows_the_original_and_repeating_it_changes_nothing() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &[finding(1, "net.port_scan")], 5).await.unwrap();
+        let update = Finding { seq: 2, count: 900, last_ms: 9_000, update: true, ..finding(1, "net.port_scan") };
+        for _ in 0..2 {
+            let n = insert_batch(&mut conn, "gw-1", 1, std::slice::from_ref(&update), 6).await.unwrap();
+            assert_eq!(n, Inserted { updated: 1, ..Default::default() });
+        }
+        // An update whose original is unknown (other subject) becomes a finding.
+        let orphan = Finding { subject: Subject::default(), ..update.clone() };
+        assert_eq!(insert_batch(&mut conn, "gw-1", 1, &[orphan], 7).await.unwrap().stored, 1);
+        drop(conn);
+        let rows = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].seq, rows[1].count, rows[1].last_ms), (1, 900, 9_000));
     }
 
     #[tokio::test]

@@ -1,0 +1,859 @@
+//! Record → [`Event`]: recognises the lines agents use, by program, then by
+//! message prefix. Borrowed fields, no allocation, no regex.
+//!
+//! Dispatch on the program name first keeps the cost per line to one string
+//! match for the many lines no agent uses; inside a program, the checks are
+//! `strip_prefix` and short `find`s, most frequent first.
+//!
+//! Some real-world occurrences are logged on more than one line, and each
+//! line is classified on its own (this module keeps no state). Agents see,
+//! for one occurrence:
+//! - a link change: the kernel's `Link is Up` and netifd's `link is up`;
+//! - an OOM kill (kernels ≥ 4.19): `oom-kill:...,task=X,pid=N` and
+//!   `Out of memory: Killed process N (X)`, with the same pid;
+//! - a PPP session end: up to three `ppp.down` with the same pppd pid, the
+//!   causes (`Modem hangup`, `LCP terminated by peer`, no echo replies) with
+//!   a reason, then always `Connection terminated.` without one;
+//! - a PPP session start: `PAP`/`CHAP authentication succeeded` and
+//!   `local  IP address`, with the same pid;
+//! - a boot: the kernel's `Linux version` banner and `procd: - init -`.
+//!
+//! Lines left alone on purpose: hostapd's `EAPOL-4WAY-HS-COMPLETED` (the
+//! `WPA: pairwise key handshake completed` line of the same handshake
+//! carries the interface) and `invalid MIC in msg 2/4` (a debug-level twin
+//! of `AP-STA-POSSIBLE-PSK-MISMATCH`); the old kernels' `Out of memory:
+//! Kill process N (X) score ... or sacrifice child`, which names the victim
+//! before the `Killed process` line that reports the kill.
+
+use std::net::IpAddr;
+
+use crate::events::{Event, FwPacket};
+use crate::parse::Record;
+
+/// The event a record carries, if any agent uses it.
+pub fn classify<'a>(r: &Record<'a>) -> Option<Event<'a>> {
+    let msg = r.msg;
+    match r.program {
+        Some("kernel") => kernel(msg),
+        Some("hostapd") => hostapd(msg),
+        Some("dnsmasq-dhcp") | Some("dnsmasq") => dnsmasq(msg),
+        Some("dropbear") => dropbear(msg),
+        Some("sshd") => openssh(msg),
+        Some("netifd") => netifd(msg),
+        Some("pppd") => pppd(msg),
+        Some("procd") => procd(msg),
+        Some("uhttpd") => luci(msg.strip_prefix("luci: ").or_else(|| bracketed_level(msg)?.strip_prefix("luci: "))?),
+        Some("luci") => luci(msg),
+        Some(_) => None,
+        // No tag: LuCI's own lines since 2021 (`user.info : luci: ...`) or a
+        // kernel message quoted without its prefix (`REJECT(src wan)IN=...`).
+        None => match msg.strip_prefix("luci: ") {
+            Some(rest) => luci(rest),
+            None => kernel(msg),
+        },
+    }
+}
+
+// ---------------------------------------------------------------- kernel
+
+fn kernel(msg: &str) -> Option<Event<'_>> {
+    // Firewall lines are most of a busy router's kernel log: first.
+    if let Some(p) = fw_packet(msg) {
+        return Some(Event::FwPacket(p));
+    }
+    if let Some(e) = oom(msg) {
+        return Some(e);
+    }
+    if let Some(e) = kernel_link(msg) {
+        return Some(e);
+    }
+    // The two markers of every boot: the kernel's banner, and procd's start
+    // (written to the kernel log before syslog runs). Once each per boot.
+    if msg.starts_with("Linux version ") || msg.trim_end() == "procd: - init -" {
+        return Some(Event::SysBoot);
+    }
+    if is_watchdog(msg) {
+        return Some(Event::SysWatchdog { detail: msg.trim_end() });
+    }
+    None
+}
+
+/// A netfilter LOG line: `<prefix>IN=<if> OUT=<if> ... SRC= DST= ... PROTO= SPT= DPT=`,
+/// as fw3 (iptables), fw4 (nftables) and banIP print them, IPv4 or IPv6.
+///
+/// These are most of a busy router's kernel lines, so the fields are read in
+/// one pass over the bytes with 4-byte key compares, not with `split` and
+/// string matches (which cost a `memchr` and a `memcmp` per token).
+fn fw_packet(msg: &str) -> Option<FwPacket<'_>> {
+    let b = msg.as_bytes();
+    let at = find3(b, *b"IN=")?;
+    let (in_if, rest) = cut(&msg[at + 3..], b' ')?;
+    let rest = rest.strip_prefix("OUT=")?;
+    let rule = msg[..at].trim_end().trim_end_matches(':').trim_end();
+    let mut p = FwPacket {
+        action: fw_action(rule),
+        rule,
+        in_if: Some(in_if).filter(|s| !s.is_empty()),
+        out_if: None,
+        src_ip: None,
+        dst_ip: None,
+        proto: None,
+        src_port: None,
+        dst_port: None,
+    };
+    let rb = rest.as_bytes();
+    let mut i = 0;
+    let mut first = true;
+    while i < rb.len() {
+        let start = i;
+        i = next_space(rb, i);
+        // `start` and `i` sit on ASCII spaces or the ends: char boundaries.
+        let tok = &rest[start..i];
+        i += 1;
+        if first {
+            p.out_if = Some(tok).filter(|s| !s.is_empty());
+            first = false;
+            continue;
+        }
+        let tb = tok.as_bytes();
+        // An ICMP error quotes the offending packet in brackets: not this packet's fields.
+        if tb.first() == Some(&b'[') {
+            break;
+        }
+        let Some(key) = tb.get(..4) else { continue };
+        // Only read when the key matched (ASCII), so this is a char boundary then.
+        let val = tok.get(4..).unwrap_or("");
+        match key {
+            b"SRC=" => p.src_ip = parse_ip(val),
+            b"DST=" => p.dst_ip = parse_ip(val),
+            b"PROT" => p.proto = tok.strip_prefix("PROTO=").filter(|v| !v.is_empty()),
+            b"SPT=" => p.src_port = parse_u16(val),
+            b"DPT=" => {
+                p.dst_port = parse_u16(val);
+                break;
+            }
+            _ => {}
+        }
+    }
+    Some(p)
+}
+
+/// Position of a 3-byte needle (a plain loop: the needle is near the start).
+fn find3(b: &[u8], [n0, n1, n2]: [u8; 3]) -> Option<usize> {
+    (0..b.len().saturating_sub(2)).find(|&i| b[i] == n0 && b[i + 1] == n1 && b[i + 2] == n2)
+}
+
+/// Index of the next space in `b` from `i`, or `b.len()`. Eight bytes at a
+/// time (the zero-byte test on `word ^ 0x2020...`): LOG lines have long
+/// tokens (`MAC=` is 40 bytes) and this is the hot loop of a busy router.
+fn next_space(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w) ^ (ONES * u64::from(b' '));
+        let hit = x.wrapping_sub(ONES) & !x & HIGHS;
+        if hit != 0 {
+            // The lowest flagged byte is exact (borrows only run upwards).
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] != b' ' {
+        i += 1;
+    }
+    i
+}
+
+/// What a firewall rule did, from the words of its log prefix: `reject wan in`,
+/// `REJECT(src wan)`, `IPT_dsl-Rej`, `banIP/inbound/drop/country.v4`, `DROP`.
+fn fw_action(rule: &str) -> &'static str {
+    for word in rule.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let is = |names: &[&str]| names.iter().any(|n| word.eq_ignore_ascii_case(n));
+        if is(&["reject", "rejected", "rej"]) {
+            return "reject";
+        }
+        if is(&["drop", "dropped", "drp", "deny", "denied", "block", "blocked"]) {
+            return "drop";
+        }
+        if is(&["accept", "accepted", "acc", "allow", "allowed"]) {
+            return "accept";
+        }
+    }
+    "log"
+}
+
+/// `Out of memory: Killed process 4541 (v2ray) ...`, `Memory cgroup out of
+/// memory: Killed process ...`, `Killed process ...` (old kernels), and
+/// `oom-kill:constraint=...,task=X,pid=N,uid=U`.
+fn oom(msg: &str) -> Option<Event<'_>> {
+    if let Some(rest) = msg.strip_prefix("oom-kill:") {
+        let task = rest.split(',').find_map(|kv| kv.strip_prefix("task="))?;
+        let pid = rest.split(',').find_map(|kv| kv.strip_prefix("pid=")).and_then(|p| p.parse().ok());
+        return Some(Event::SysOomKill { process: task, pid });
+    }
+    let rest = msg
+        .strip_prefix("Out of memory: ")
+        .or_else(|| msg.strip_prefix("Memory cgroup out of memory: "))
+        .unwrap_or(msg)
+        .strip_prefix("Killed process ")?;
+    let (pid, rest) = rest.split_once(" (")?;
+    let (process, _) = rest.split_once(')')?;
+    Some(Event::SysOomKill { process, pid: pid.parse().ok() })
+}
+
+/// A driver's carrier line: `eth0: Link is Up - 1Gbps/Full` (phylink and
+/// most drivers), `igb: eth0 NIC Link is Down`, `e1000e ... eth1: NIC Link is
+/// Up 1000 Mbps`, `mt7530 mdio-bus:1f wan: Link is Down`, `eth0: link up (1000Mbps/Full duplex)` (ag71xx).
+fn kernel_link(msg: &str) -> Option<Event<'_>> {
+    let (before, state) = if let Some(i) = msg.find("Link is ") {
+        let before = msg[..i].trim_end();
+        (before.strip_suffix("NIC").unwrap_or(before).trim_end(), &msg[i + 8..])
+    } else {
+        let i = msg.find(": link ")?;
+        (&msg[..i + 1], &msg[i + 7..])
+    };
+    let iface = before.rsplit(' ').next()?.trim_end_matches(':');
+    if !is_ifname(iface) {
+        return None;
+    }
+    if state.starts_with("Up") || state.starts_with("up") {
+        Some(Event::NetLinkUp { iface })
+    } else if state.starts_with("Down") || state.starts_with("down") {
+        Some(Event::NetLinkDown { iface })
+    } else {
+        None
+    }
+}
+
+/// Soft and hard lockups, hung tasks, RCU stalls.
+fn is_watchdog(msg: &str) -> bool {
+    let m = msg.strip_prefix("watchdog: ").or_else(|| msg.strip_prefix("NMI watchdog: ")).unwrap_or(msg);
+    m.starts_with("BUG: soft lockup")
+        || m.starts_with("Watchdog detected hard LOCKUP")
+        || (m.starts_with("INFO: task ") && m.contains(" blocked for more than "))
+        || ((m.starts_with("INFO: rcu_") || m.starts_with("rcu: INFO: rcu_")) && m.contains("stall"))
+}
+
+// ---------------------------------------------------------------- hostapd
+
+/// `<iface>: AP-STA-...` and `<iface>: STA <mac> <module>: <text>`.
+fn hostapd(msg: &str) -> Option<Event<'_>> {
+    let (iface, rest) = cut(msg, b':')?;
+    let rest = rest.strip_prefix(' ')?;
+    if !is_ifname(iface) {
+        return None;
+    }
+    if let Some(ev) = rest.strip_prefix("AP-STA-") {
+        let (what, rest) = cut(ev, b' ')?;
+        let mac = first_word(rest);
+        if !is_mac(mac) {
+            return None;
+        }
+        return match what {
+            "CONNECTED" => Some(Event::WifiConnected { iface, mac }),
+            "DISCONNECTED" => Some(Event::WifiDisconnected { iface, mac }),
+            "POSSIBLE-PSK-MISMATCH" => Some(Event::WifiAuthFailed { iface, mac, reason: "psk_mismatch" }),
+            _ => None,
+        };
+    }
+    let (mac, text) = cut(rest.strip_prefix("STA ")?, b' ')?;
+    if !is_mac(mac) {
+        return None;
+    }
+    // "IEEE 802.11: " as hostapd prints it; "IEEE802.11: " as some pastes have it.
+    if let Some(t) = text.strip_prefix("IEEE 802.11: ").or_else(|| text.strip_prefix("IEEE802.11: ")) {
+        if let Some(r) = t.strip_prefix("deauthenticated") {
+            return Some(Event::WifiDeauthenticated { iface, mac, reason: due_to(r) });
+        }
+        if let Some(r) = t.strip_prefix("disassociated") {
+            return Some(Event::WifiDisassociated { iface, mac, reason: due_to(r) });
+        }
+        if t.starts_with("did not acknowledge authentication response") {
+            return Some(Event::WifiAuthFailed { iface, mac, reason: "no_ack" });
+        }
+        return None;
+    }
+    if let Some(t) = text.strip_prefix("WPA: ") {
+        if t.starts_with("pairwise key handshake completed") {
+            return Some(Event::WifiHandshakeOk { iface, mac });
+        }
+        if t.starts_with("PTKSTART: Retry limit")
+            || t.starts_with("PTKINITNEGOTIATING: Retry limit")
+            || t.starts_with("EAPOL-Key timeout")
+        {
+            return Some(Event::WifiAuthFailed { iface, mac, reason: "handshake_timeout" });
+        }
+        // "handshake failed" or "Handshake failed". A failed group rekey is a
+        // sleepy station, not a failed authentication.
+        if !t.starts_with("group key") && t.contains("andshake failed") {
+            return Some(Event::WifiAuthFailed { iface, mac, reason: "handshake_failed" });
+        }
+        return None;
+    }
+    if let Some(t) = text.strip_prefix("IEEE 802.1X: ") {
+        if t.starts_with("authentication failed") {
+            return Some(Event::WifiAuthFailed { iface, mac, reason: "eap_failed" });
+        }
+    }
+    None
+}
+
+/// ` due to inactivity (timer DEAUTH/REMOVE)` → `inactivity`; nothing → `None`.
+fn due_to(rest: &str) -> Option<&str> {
+    let r = rest.strip_prefix(" due to ")?;
+    let r = cut(r, b'(').map_or(r, |(a, _)| a).trim_end();
+    Some(r).filter(|r| !r.is_empty())
+}
+
+// ---------------------------------------------------------------- dnsmasq
+
+/// `DHCPACK(br-lan) 192.168.1.5 aa:bb:cc:dd:ee:ff host`, `DHCPNAK(...)`,
+/// `DHCPDISCOVER(br-lan) aa:bb:.. no address available` (with `log-dhcp`,
+/// a transaction number comes first).
+fn dnsmasq(msg: &str) -> Option<Event<'_>> {
+    let msg = match cut(msg, b' ') {
+        Some((n, rest)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => rest,
+        _ => msg,
+    };
+    let rest = msg.strip_prefix("DHCP")?;
+    let (verb, rest) = cut(rest, b'(')?;
+    if !matches!(verb, "ACK" | "NAK" | "DISCOVER") {
+        return None;
+    }
+    let (iface, rest) = cut(rest, b')')?;
+    let mut words = rest.split_ascii_whitespace();
+    let first = words.next()?;
+    // DHCPv4: the address is IPv4 (no costly IPv6 attempt on a MAC).
+    let ip = parse_ipv4(first);
+    let (ip, mac) = if ip.is_none() && is_mac(first) {
+        (None, first)
+    } else {
+        // An address, or one redacted by the author (`xxx.xxx.xxx.xxx`): present but unknown.
+        (ip, words.next().filter(|m| is_mac(m))?)
+    };
+    match verb {
+        "ACK" => Some(Event::DhcpAck { iface, mac, ip }),
+        "NAK" => Some(Event::DhcpNak { iface, mac, ip }),
+        _ if rest.trim_end().ends_with("no address available") => Some(Event::DhcpNoAddress { iface, mac }),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------- netifd
+
+/// `Interface 'wan' is now up|down`; `<device type> 'eth0' link is up|down`
+/// (`Network device`, `bridge`, `macvlan`, `tunnel`, `Network alias`...).
+fn netifd(msg: &str) -> Option<Event<'_>> {
+    if let Some(r) = msg.strip_prefix("Interface '") {
+        let (iface, state) = cut(r, b'\'')?;
+        return match state.trim() {
+            "is now up" if !iface.is_empty() => Some(Event::NetIfaceUp { iface }),
+            "is now down" if !iface.is_empty() => Some(Event::NetIfaceDown { iface }),
+            _ => None,
+        };
+    }
+    let (_, r) = cut(msg, b'\'')?;
+    let (iface, state) = cut(r, b'\'')?;
+    // "Network alias '' link is down": an alias without a name tells nothing.
+    if iface.is_empty() {
+        return None;
+    }
+    match state.strip_prefix(" link is ")?.trim_end() {
+        "up" => Some(Event::NetLinkUp { iface }),
+        "down" => Some(Event::NetLinkDown { iface }),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------- pppd
+
+fn pppd(msg: &str) -> Option<Event<'_>> {
+    let m = msg.trim_end();
+    if m.starts_with("local  IP address ") || m.starts_with("local IP address ") {
+        return Some(Event::PppUp { iface: None });
+    }
+    if m == "PAP authentication succeeded" || m == "CHAP authentication succeeded" {
+        return Some(Event::PppUp { iface: None });
+    }
+    let reason = if m == "Connection terminated." {
+        None
+    } else if m == "Modem hangup" {
+        Some("modem_hangup")
+    } else if m.starts_with("LCP terminated by peer") {
+        Some("peer_terminated")
+    } else if m.starts_with("No response to ") && m.ends_with(" echo-requests") {
+        Some("echo_timeout")
+    } else {
+        return None;
+    };
+    Some(Event::PppDown { iface: None, reason })
+}
+
+// ---------------------------------------------------------------- procd
+
+/// `Instance https-dns-proxy::instance1 s in a crash loop 969 crashes, 284
+/// seconds since last crash`; `- init -` when procd logs its start through
+/// syslog rather than the kernel log.
+fn procd(msg: &str) -> Option<Event<'_>> {
+    if msg.trim_end() == "- init -" {
+        return Some(Event::SysBoot);
+    }
+    let rest = msg.strip_prefix("Instance ")?;
+    let (instance, tail) = rest.split_once(' ')?;
+    if !tail.starts_with("s in a crash loop") {
+        return None;
+    }
+    let service = instance.split_once("::").map_or(instance, |(s, _)| s);
+    Some(Event::SysCrashLoop { service })
+}
+
+// ---------------------------------------------------------------- LuCI
+
+/// `failed login on / for root from 192.168.1.2` and `accepted login on ...`
+/// (the client address is `?` when uhttpd did not pass one).
+fn luci(msg: &str) -> Option<Event<'_>> {
+    let (ok, rest) = if let Some(r) = msg.strip_prefix("failed login on ") {
+        (false, r)
+    } else {
+        (true, msg.strip_prefix("accepted login on ")?)
+    };
+    let (_, rest) = rest.split_once(" for ")?;
+    let (user, addr) = match rest.rsplit_once(" from ") {
+        Some((u, a)) => (u, parse_ip(a.trim_end())),
+        None => (rest.trim_end(), None),
+    };
+    let user = Some(user).filter(|u| !u.is_empty());
+    Some(if ok { Event::WebLoginOk { user, src_ip: addr } } else { Event::WebLoginFailed { user, src_ip: addr } })
+}
+
+/// uhttpd prefixes the Lua/ucode log level: `[info] luci: ...`.
+fn bracketed_level(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix('[')?;
+    let (level, rest) = rest.split_once("] ")?;
+    (level.len() <= 8 && level.bytes().all(|c| c.is_ascii_alphabetic())).then_some(rest)
+}
+
+// ---------------------------------------------------------------- SSH
+
+fn dropbear(msg: &str) -> Option<Event<'_>> {
+    // Old dropbear logs its messages in lower case, newer ones capitalised.
+    let after = |prefix: &str| -> Option<&str> {
+        let head = msg.get(..prefix.len())?;
+        head.eq_ignore_ascii_case(prefix).then(|| &msg[prefix.len()..])
+    };
+    if let Some(rest) = after("Child connection from ") {
+        let (src_ip, src_port) = ip_port(rest)?;
+        return Some(Event::SshConnection { src_ip, src_port });
+    }
+    if let Some(rest) = after("Bad password attempt for '") {
+        let (user, rest) = cut(rest, b'\'')?;
+        let (src_ip, src_port) = from(rest);
+        return Some(Event::SshAuthFailed { src_ip, src_port, user: Some(user) });
+    }
+    if let Some(rest) = after("Login attempt for nonexistent user") {
+        let (src_ip, src_port) = from(rest);
+        return Some(Event::SshInvalidUser { src_ip, src_port, user: None });
+    }
+    if let Some(rest) = after("Exit before auth") {
+        // "Exit before auth from <1.2.3.4:5>: (user 'root', 3 fails): Max auth tries reached - user 'root'"
+        // "exit before auth (user 'root', 5 fails): Disconnect received"
+        // "Exit before auth from <1.2.3.4:5>: Max auth tries reached - user 'is invalid'"
+        let (src_ip, src_port) = rest
+            .strip_prefix(" from <")
+            .and_then(|r| r.split_once('>'))
+            .and_then(|(a, _)| ip_port(a))
+            .map_or((None, None), |(ip, port)| (Some(ip), port));
+        let (user, fails) = match rest.split_once("(user '") {
+            Some((_, r)) => {
+                let (user, r) = r.split_once("', ")?;
+                let (n, _) = r.split_once(" fail")?;
+                (Some(user), n.parse().ok())
+            }
+            None => (None, None),
+        };
+        if fails.is_none() && !rest.contains("Max auth tries reached") {
+            return None;
+        }
+        return Some(Event::SshMaxTries { src_ip, src_port, user, fails });
+    }
+    for prefix in ["Password auth succeeded for '", "Pubkey auth succeeded for '"] {
+        if let Some(rest) = after(prefix) {
+            let (user, rest) = rest.split_once('\'')?;
+            let (src_ip, src_port) =
+                rest.rsplit_once(" from ").and_then(|(_, a)| ip_port(a)).map_or((None, None), |(i, p)| (Some(i), p));
+            return Some(Event::SshLoginOk { src_ip, src_port, user: Some(user) });
+        }
+    }
+    None
+}
+
+fn openssh(msg: &str) -> Option<Event<'_>> {
+    // "Failed password for [invalid user ]U from IP port P ssh2"
+    if let Some(rest) = msg.strip_prefix("Failed ") {
+        let (_, rest) = rest.split_once(" for ")?;
+        let (invalid, rest) = match rest.strip_prefix("invalid user ") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let (user, addr) = rest.rsplit_once(" from ")?;
+        let (src_ip, src_port) = openssh_addr(addr)?;
+        let user = Some(user);
+        return Some(if invalid {
+            Event::SshInvalidUser { src_ip: Some(src_ip), src_port, user }
+        } else {
+            Event::SshAuthFailed { src_ip: Some(src_ip), src_port, user }
+        });
+    }
+    if let Some(rest) = msg.strip_prefix("Accepted ") {
+        let (_, rest) = rest.split_once(" for ")?;
+        let (user, addr) = rest.rsplit_once(" from ")?;
+        let (src_ip, src_port) = openssh_addr(addr)?;
+        return Some(Event::SshLoginOk { src_ip: Some(src_ip), src_port, user: Some(user) });
+    }
+    if let Some(rest) = msg.strip_prefix("error: maximum authentication attempts exceeded for ") {
+        let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
+        let (user, addr) = rest.rsplit_once(" from ")?;
+        let (src_ip, src_port) = openssh_addr(addr)?;
+        return Some(Event::SshMaxTries { src_ip: Some(src_ip), src_port, user: Some(user), fails: None });
+    }
+    None
+}
+
+/// `1.2.3.4 port 22 ssh2` → address and port.
+fn openssh_addr(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    let mut words = s.split(' ');
+    let ip = words.next()?.parse().ok()?;
+    let port = match (words.next(), words.next()) {
+        (Some("port"), Some(p)) => p.parse().ok(),
+        _ => None,
+    };
+    Some((ip, port))
+}
+
+/// ` from 1.2.3.4:5678` (possibly absent) → address and port.
+fn from(rest: &str) -> (Option<IpAddr>, Option<u16>) {
+    rest.strip_prefix(" from ").and_then(ip_port).map_or((None, None), |(ip, port)| (Some(ip), port))
+}
+
+/// Parses `1.2.3.4:5678`, `[2001:db8::1]:22` or a bare address. A bare IPv6
+/// address ending in `:digits` is taken whole, as an address without port.
+pub fn ip_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (ip, port) = cut(rest, b']')?;
+        return Some((ip.parse().ok()?, port.strip_prefix(':').and_then(|p| p.parse().ok())));
+    }
+    // One colon: IPv4 and port (the common case, parsed once); more: IPv6.
+    let colons = s.bytes().filter(|&c| c == b':').count();
+    if colons == 1 {
+        let (ip, port) = cut(s, b':')?;
+        return Some((parse_ip(ip)?, parse_u16(port)));
+    }
+    if colons == 0 {
+        return Some((parse_ip(s)?, None));
+    }
+    if let Ok(ip) = s.parse() {
+        return Some((ip, None));
+    }
+    let (ip, port) = s.rsplit_once(':')?;
+    Some((ip.parse().ok()?, port.parse().ok()))
+}
+
+// ---------------------------------------------------------------- tokens
+
+/// An IPv4 address in dotted-quad form, parsed directly (std's parser is
+/// general and several times slower), or anything else `IpAddr` parses.
+/// Redacted addresses (`xxx.xxx.xx.xx`) give `None`.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    match parse_ipv4(s) {
+        Some(ip) => Some(ip),
+        None if s.len() > 2 && s.bytes().any(|c| c == b':') => s.parse().ok(),
+        None => None,
+    }
+}
+
+/// A dotted-quad IPv4 address.
+fn parse_ipv4(s: &str) -> Option<IpAddr> {
+    let b = s.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut k = 0;
+    let mut i = 0;
+    while k < 4 {
+        let start = i;
+        let mut n: u32 = 0;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            n = n * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        // No empty group, no leading zero (as std), at most 255.
+        if i == start || (b[start] == b'0' && i - start > 1) || n > 255 {
+            return None;
+        }
+        octets[k] = n as u8;
+        k += 1;
+        if k < 4 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    (i == b.len()).then(|| IpAddr::from(octets))
+}
+
+/// A port: 1 to 5 digits, at most 65535.
+fn parse_u16(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    let mut n = 0u32;
+    for c in s.bytes() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(c - b'0');
+    }
+    u16::try_from(n).ok()
+}
+
+/// Splits at the first `c`, an ASCII byte, so both halves are on char
+/// boundaries. A plain loop: cheaper than `split_once` for the short
+/// distances here, which costs a `memchr` call.
+fn cut(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == c)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+fn first_word(s: &str) -> &str {
+    s.split(' ').next().unwrap_or(s)
+}
+
+/// A MAC address as logged, partial redactions included (`xx:xx:xx:xx:xx:xx`,
+/// `58:40:4e:ipadAir2`): letters, digits and at least two `:` or `-`.
+fn is_mac(s: &str) -> bool {
+    if !(5..=40).contains(&s.len()) {
+        return false;
+    }
+    let mut seps = 0;
+    for c in s.bytes() {
+        if c == b':' || c == b'-' {
+            seps += 1;
+        } else if !c.is_ascii_alphanumeric() {
+            return false;
+        }
+    }
+    seps >= 2
+}
+
+/// A network interface name: `eth0`, `wlan1-1`, `phy0-ap0`, `br-lan`, `eth0.2`, `pppoe-wan`.
+fn is_ifname(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'@'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_line, Context};
+
+    fn check(line: &str) -> Option<String> {
+        let r = parse_line(line, Context::in_year(2024)).unwrap();
+        classify(&r).map(|e| {
+            let mut s = String::new();
+            e.write_json(&mut s);
+            s
+        })
+    }
+
+    fn cases(list: &[(&str, Option<&str>)]) {
+        for (line, want) in list {
+            assert_eq!(check(line).as_deref(), *want, "{line}");
+        }
+    }
+
+    #[test]
+    fn dropbear_lines() {
+        cases(&[
+            ("Thu Dec  5 17:43:59 2024 authpriv.info dropbear[12392]: Child connection from 125.70.52.249:61426",
+             Some(r#"{"kind":"ssh.connection","src_ip":"125.70.52.249","src_port":61426}"#)),
+            ("Thu Dec  5 17:43:57 2024 authpriv.warn dropbear[12388]: Login attempt for nonexistent user",
+             Some(r#"{"kind":"ssh.invalid_user"}"#)),
+            ("Feb  5 03:13:39 openwrt user.warn dropbear[10221]: bad password attempt for 'root' from 192.168.1.1:51570",
+             Some(r#"{"kind":"ssh.auth_failed","src_ip":"192.168.1.1","src_port":51570,"user":"root"}"#)),
+            ("Mon Sep 15 15:57:16 2025 authpriv.info dropbear[6862]: Exit before auth from <192.168.9.204:59200>: (user 'root', 3 fails): Max auth tries reached - user 'root'",
+             Some(r#"{"kind":"ssh.max_tries","src_ip":"192.168.9.204","src_port":59200,"user":"root","fails":3}"#)),
+            ("Mon Sep 15 14:54:39 2025 authpriv.notice dropbear[30519]: Password auth succeeded for 'root' from 192.168.9.204:55200",
+             Some(r#"{"kind":"ssh.login_ok","src_ip":"192.168.9.204","src_port":55200,"user":"root"}"#)),
+            ("Thu May 15 02:56:16 2025 authpriv.info dropbear[3861]: Not backgrounding", None),
+        ]);
+    }
+
+    #[test]
+    fn openssh_lines() {
+        cases(&[
+            (
+                "<38>Dec  5 17:43:01 gw sshd[9]: Failed password for invalid user admin from 2001:db8::7 port 41 ssh2",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"2001:db8::7","src_port":41,"user":"admin"}"#),
+            ),
+            (
+                "<38>Dec  5 17:43:01 gw sshd[9]: Accepted publickey for root from 10.0.0.2 port 5000 ssh2",
+                Some(r#"{"kind":"ssh.login_ok","src_ip":"10.0.0.2","src_port":5000,"user":"root"}"#),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn hostapd_auth_failures() {
+        cases(&[
+            ("Sat Mar  3 09:05:26 2018 daemon.notice hostapd: wlan0-1: STA 28:ed:6a:a4:de:5c IEEE 802.11: did not acknowledge authentication response",
+             Some(r#"{"kind":"wifi.auth_failed","iface":"wlan0-1","mac":"28:ed:6a:a4:de:5c","reason":"no_ack"}"#)),
+            ("Wed May 15 12:02:51 2024 daemon.info hostapd: phy0-ap0: AP-STA-POSSIBLE-PSK-MISMATCH 16:7a:2f:f7:7f:0d",
+             Some(r#"{"kind":"wifi.auth_failed","iface":"phy0-ap0","mac":"16:7a:2f:f7:7f:0d","reason":"psk_mismatch"}"#)),
+            ("daemon.info hostapd: wlan0: STA 16:7a:2f:f7:7f:0d WPA: pairwise key handshake failed (RSN)",
+             Some(r#"{"kind":"wifi.auth_failed","iface":"wlan0","mac":"16:7a:2f:f7:7f:0d","reason":"handshake_failed"}"#)),
+            ("daemon.info hostapd: wlan0: STA 16:7a:2f:f7:7f:0d WPA: 4-Way Handshake failed",
+             Some(r#"{"kind":"wifi.auth_failed","iface":"wlan0","mac":"16:7a:2f:f7:7f:0d","reason":"handshake_failed"}"#)),
+            ("daemon.debug hostapd: wlan0: STA 16:7a:2f:f7:7f:0d WPA: PTKSTART: Retry limit 4 reached",
+             Some(r#"{"kind":"wifi.auth_failed","iface":"wlan0","mac":"16:7a:2f:f7:7f:0d","reason":"handshake_timeout"}"#)),
+            ("daemon.info hostapd: wlan0: STA 16:7a:2f:f7:7f:0d IEEE 802.1X: authentication failed - EAP type: 0 (unknown)",
+             Some(r#"{"kind":"wifi.auth_failed","iface":"wlan0","mac":"16:7a:2f:f7:7f:0d","reason":"eap_failed"}"#)),
+            ("daemon.info hostapd: wlan0: STA 16:7a:2f:f7:7f:0d WPA: group key handshake failed (RSN) after 4 tries", None),
+            ("daemon.info hostapd: wlan1: STA 64:fb:81:06:31:3a WPA: group key handshake completed (RSN)", None),
+            ("Aug 21 04:32:18 WifiAP-01 hostapd: EAPOL-4WAY-HS-COMPLETED 06:fc:e4:4a:e5:05", None),
+        ]);
+    }
+
+    #[test]
+    fn hostapd_station_events() {
+        cases(&[
+            ("Sun Jun 10 12:35:05 2018 daemon.notice hostapd: wlan0: AP-STA-CONNECTED 44:80:eb:cb:e5:88 auth_alg=open",
+             Some(r#"{"kind":"wifi.connected","iface":"wlan0","mac":"44:80:eb:cb:e5:88"}"#)),
+            ("Tue Oct 17 12:20:53 2017 daemon.info hostapd: wlan1: STA a0:20:a6:0a:2d:c8 IEEE802.11: deauthenticated due to inactivity (timer DEAUTH/REMOVE)",
+             Some(r#"{"kind":"wifi.deauthenticated","iface":"wlan1","mac":"a0:20:a6:0a:2d:c8","reason":"inactivity"}"#)),
+            ("Sat Nov 18 19:11:28 2017 daemon.info hostapd: wlan0: STA 58:40:4e:ipadAir2 IEEE 802.11: disassociated",
+             Some(r#"{"kind":"wifi.disassociated","iface":"wlan0","mac":"58:40:4e:ipadAir2"}"#)),
+            ("daemon.notice hostapd: handle_probe_req: send failed", None),
+        ]);
+    }
+
+    #[test]
+    fn firewall_lines() {
+        cases(&[
+            ("Nov 18 13:39:49 OpenWRT kernel: [10051.313745] DROP(src wan)IN=eth0 OUT= MAC=c2:56 SRC=205.205.205.205 DST=192.168.8.100 LEN=44 PROTO=TCP SPT=40952 DPT=23 WINDOW=64144",
+             Some(r#"{"kind":"fw.packet","action":"drop","in_if":"eth0","src_ip":"205.205.205.205","dst_ip":"192.168.8.100","proto":"TCP","src_port":40952,"dst_port":23,"rule":"DROP(src wan)"}"#)),
+            ("kern.warn kernel: [1.2] reject wan out: IN=br-lan OUT=eth1 SRC=2001:db8::1 DST=2001:db8::2 LEN=72 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=ICMPv6 TYPE=128 CODE=0",
+             Some(r#"{"kind":"fw.packet","action":"reject","in_if":"br-lan","out_if":"eth1","src_ip":"2001:db8::1","dst_ip":"2001:db8::2","proto":"ICMPv6","rule":"reject wan out"}"#)),
+            ("kernel: DROPIN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 PROTO=ICMP TYPE=3 CODE=3 [SRC=10.0.0.2 DST=10.0.0.1 PROTO=UDP SPT=1 DPT=2 ]",
+             Some(r#"{"kind":"fw.packet","action":"drop","in_if":"eth0","src_ip":"10.0.0.1","dst_ip":"10.0.0.2","proto":"ICMP","rule":"DROP"}"#)),
+            ("kernel: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 PROTO=UDP SPT=1 DPT=2",
+             Some(r#"{"kind":"fw.packet","action":"log","in_if":"eth0","src_ip":"10.0.0.1","dst_ip":"10.0.0.2","proto":"UDP","src_port":1,"dst_port":2,"rule":""}"#)),
+            ("kernel: the LOGIN=x line is not a packet", None),
+            // Found by mutating the samples: a multi-byte character inside a 4-byte key.
+            ("kernel: IN=eth0 OUT= SRé=1 SRC=10.0.0.1", Some(r#"{"kind":"fw.packet","action":"log","in_if":"eth0","src_ip":"10.0.0.1","rule":""}"#)),
+        ]);
+    }
+
+    #[test]
+    fn system_lines() {
+        cases(&[
+            (
+                "kern.notice kernel: [    0.000000] Linux version 5.15.137 (builder@buildhost) (gcc 12.3.0) #0 SMP",
+                Some(r#"{"kind":"sys.boot"}"#),
+            ),
+            (
+                "Mon Aug 31 00:02:24 2026 user.info kernel: [   20.945309] procd: - init -",
+                Some(r#"{"kind":"sys.boot"}"#),
+            ),
+            ("Mon Aug 31 00:02:24 2026 user.info kernel: [   20.516825] procd: - ubus -", None),
+            ("Fri May 22 03:58:17 2026 daemon.info procd: - shutdown -", None),
+            (
+                "kern.emerg kernel: [ 123.4] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [kworker/0:1:42]",
+                Some(
+                    r#"{"kind":"sys.watchdog","detail":"watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [kworker/0:1:42]"}"#,
+                ),
+            ),
+            (
+                "kern.err kernel: [ 245.1] INFO: task jffs2_gcd_mtd5:581 blocked for more than 120 seconds.",
+                Some(
+                    r#"{"kind":"sys.watchdog","detail":"INFO: task jffs2_gcd_mtd5:581 blocked for more than 120 seconds."}"#,
+                ),
+            ),
+            (
+                "kern.err kernel: [ 1.0] rcu: INFO: rcu_sched self-detected stall on CPU",
+                Some(r#"{"kind":"sys.watchdog","detail":"rcu: INFO: rcu_sched self-detected stall on CPU"}"#),
+            ),
+            ("kern.err kernel: [ 1.0] Out of memory: Kill process 4541 (v2ray) score 874 or sacrifice child", None),
+            (
+                "kern.err kernel: [ 1.0] Killed process 4541 (v2ray) total-vm:1kB",
+                Some(r#"{"kind":"sys.oom_kill","process":"v2ray","pid":4541}"#),
+            ),
+            (
+                "kern.warn kernel: [ 1.0] Memory cgroup out of memory: Killed process 77 (a b) total-vm:1kB",
+                Some(r#"{"kind":"sys.oom_kill","process":"a b","pid":77}"#),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn link_lines_of_common_drivers() {
+        cases(&[
+            ("kern.info kernel: [ 1.0] ag71xx 19000000.eth eth0: link up (1000Mbps/Full duplex)", Some(r#"{"kind":"net.link_up","iface":"eth0"}"#)),
+            ("kern.info kernel: [ 1.0] eth0: link down", Some(r#"{"kind":"net.link_down","iface":"eth0"}"#)),
+            ("kern.info kernel: [ 1.0] r8169 0000:01:00.0 eth1: Link is Down", Some(r#"{"kind":"net.link_down","iface":"eth1"}"#)),
+            ("kern.info kernel: [ 1.0] mtk_soc_eth 1e100000.ethernet lan1: Link is Up - 1Gbps/Full - flow control rx/tx", Some(r#"{"kind":"net.link_up","iface":"lan1"}"#)),
+            ("kern.info kernel: [ 1.0] br-lan: port 1(eth1) entered disabled state", None),
+        ]);
+    }
+
+    #[test]
+    fn dhcp_lines() {
+        cases(&[
+            (
+                "daemon.info dnsmasq-dhcp[1]: 1817236 DHCPDISCOVER(br-lan) 00:90:4c:c5:12:38 no address available",
+                Some(r#"{"kind":"dhcp.no_address","iface":"br-lan","mac":"00:90:4c:c5:12:38"}"#),
+            ),
+            ("daemon.info dnsmasq-dhcp[1]: DHCPDISCOVER(br-lan) 00:90:4c:c5:12:38 ", None),
+            (
+                "daemon.info dnsmasq-dhcp[1]: DHCPNAK(br-lan) xxx.xxx.xxx.xxx xx:xx:xx:xx:xx:xx lease not found",
+                Some(r#"{"kind":"dhcp.nak","iface":"br-lan","mac":"xx:xx:xx:xx:xx:xx"}"#),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn ppp_and_web_lines() {
+        cases(&[
+            ("daemon.notice pppd[639]: local  IP address 222.154.81.8", Some(r#"{"kind":"ppp.up"}"#)),
+            (
+                "daemon.notice pppd[639]: No response to 5 echo-requests",
+                Some(r#"{"kind":"ppp.down","reason":"echo_timeout"}"#),
+            ),
+            ("daemon.notice pppd[639]: Connection terminated.", Some(r#"{"kind":"ppp.down"}"#)),
+            (
+                "daemon.err uhttpd[1]: [info] luci: failed login on / for root from 192.168.9.204",
+                Some(r#"{"kind":"web.login_failed","user":"root","src_ip":"192.168.9.204"}"#),
+            ),
+            (
+                "daemon.err uhttpd[1]: luci: accepted login on / for root from ?",
+                Some(r#"{"kind":"web.login_ok","user":"root"}"#),
+            ),
+            (
+                "user.info : luci: failed login on / for root from 192.168.0.2",
+                Some(r#"{"kind":"web.login_failed","user":"root","src_ip":"192.168.0.2"}"#),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(is_mac("aa:bb:cc:dd:ee:ff") && is_mac("xx:xx:xx:xx:xx:xx") && is_mac("58:40:4e:ipadAir2"));
+        assert!(!is_mac("192.168.1.1") && !is_mac("no") && !is_mac("a:b"));
+        assert_eq!(fw_action("IPT_dsl-Rej"), "reject");
+        assert_eq!(fw_action("banIP/inbound/drop/country.v4"), "drop");
+        assert_eq!(fw_action("ACCEPT(dest lan)"), "accept");
+        assert_eq!(fw_action("custom"), "log");
+        assert_eq!(ip_port("[2001:db8::1]:22"), Some(("2001:db8::1".parse().unwrap(), Some(22))));
+    }
+}

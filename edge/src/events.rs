@@ -1,0 +1,388 @@
+//! Typed events: what a log line means, independent of how it was written.
+//!
+//! `classify` turns a parsed [`crate::parse::Record`] into at most one
+//! [`Event`]; agents consume events and never look at message text again.
+//! Fields borrow from the line, so classifying allocates nothing.
+//!
+//! Each event has a dotted kind (`wifi.connected`, `ssh.auth_failed`, ...)
+//! that `opmas-edge explain` prints with the fields; the names are part of
+//! the operator-facing contract, as are the golden files that pin them.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// One firewall log line (fw3 iptables, fw4 nftables, banIP), fields as the
+/// kernel's LOG target prints them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FwPacket<'a> {
+    /// What the rule did, from its prefix: `drop`, `reject`, `accept` or `log`.
+    pub action: &'a str,
+    /// The log prefix as configured (`reject wan in`, `banIP/inbound/drop/country.v4`, `IPT_dsl-Rej`).
+    pub rule: &'a str,
+    pub in_if: Option<&'a str>,
+    pub out_if: Option<&'a str>,
+    pub src_ip: Option<IpAddr>,
+    pub dst_ip: Option<IpAddr>,
+    /// `TCP`, `UDP`, `ICMP`, `ICMPv6`, or the number.
+    pub proto: Option<&'a str>,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+}
+
+/// What a log line means to the agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A station completed association (`AP-STA-CONNECTED`).
+    WifiConnected {
+        iface: &'a str,
+        mac: &'a str,
+    },
+    /// `AP-STA-DISCONNECTED`.
+    WifiDisconnected {
+        iface: &'a str,
+        mac: &'a str,
+    },
+    /// `IEEE 802.11: deauthenticated ...`; `reason` as logged (`inactivity`, a code).
+    WifiDeauthenticated {
+        iface: &'a str,
+        mac: &'a str,
+        reason: Option<&'a str>,
+    },
+    /// `IEEE 802.11: disassociated ...`.
+    WifiDisassociated {
+        iface: &'a str,
+        mac: &'a str,
+        reason: Option<&'a str>,
+    },
+    /// Authentication failed: `psk_mismatch`, `no_ack`, `handshake_timeout`, ...
+    WifiAuthFailed {
+        iface: &'a str,
+        mac: &'a str,
+        reason: &'a str,
+    },
+    /// WPA pairwise (4-way) handshake completed.
+    WifiHandshakeOk {
+        iface: &'a str,
+        mac: &'a str,
+    },
+
+    /// dropbear "Child connection from": ties a pid to an address.
+    SshConnection {
+        src_ip: IpAddr,
+        src_port: Option<u16>,
+    },
+    /// A wrong password or key for an existing user.
+    SshAuthFailed {
+        src_ip: Option<IpAddr>,
+        src_port: Option<u16>,
+        user: Option<&'a str>,
+    },
+    /// A login attempt for a user that does not exist.
+    SshInvalidUser {
+        src_ip: Option<IpAddr>,
+        src_port: Option<u16>,
+        user: Option<&'a str>,
+    },
+    /// The server gave up on a connection after failures; `fails` when logged.
+    SshMaxTries {
+        src_ip: Option<IpAddr>,
+        src_port: Option<u16>,
+        user: Option<&'a str>,
+        fails: Option<u32>,
+    },
+    /// A successful login.
+    SshLoginOk {
+        src_ip: Option<IpAddr>,
+        src_port: Option<u16>,
+        user: Option<&'a str>,
+    },
+
+    /// A packet logged by the firewall.
+    FwPacket(FwPacket<'a>),
+
+    DhcpAck {
+        iface: &'a str,
+        mac: &'a str,
+        ip: Option<IpAddr>,
+    },
+    DhcpNak {
+        iface: &'a str,
+        mac: &'a str,
+        ip: Option<IpAddr>,
+    },
+    /// `DHCPDISCOVER(br-lan) mac no address available`: the pool is exhausted.
+    DhcpNoAddress {
+        iface: &'a str,
+        mac: &'a str,
+    },
+
+    /// netifd: `Interface 'wan' is now up`.
+    NetIfaceUp {
+        iface: &'a str,
+    },
+    NetIfaceDown {
+        iface: &'a str,
+    },
+    /// A device's carrier: netifd `Network device 'eth0' link is up` or the kernel's `Link is Up`.
+    NetLinkUp {
+        iface: &'a str,
+    },
+    NetLinkDown {
+        iface: &'a str,
+    },
+    /// pppd: a session came up (`local  IP address`, `PAP authentication succeeded`...).
+    PppUp {
+        iface: Option<&'a str>,
+    },
+    /// pppd: the session ended (`Connection terminated`, `Modem hangup`, `LCP terminated by peer`).
+    PppDown {
+        iface: Option<&'a str>,
+        reason: Option<&'a str>,
+    },
+
+    /// The kernel OOM killer killed a process.
+    SysOomKill {
+        process: &'a str,
+        pid: Option<u32>,
+    },
+    /// procd: `Instance X::Y s in a crash loop N crashes, M seconds since last crash`.
+    SysCrashLoop {
+        service: &'a str,
+    },
+    /// A watchdog event (hardware watchdog, soft lockup, hung task).
+    SysWatchdog {
+        detail: &'a str,
+    },
+    /// The system booted (kernel banner or procd start).
+    SysBoot,
+
+    /// LuCI / uhttpd login failure.
+    WebLoginFailed {
+        user: Option<&'a str>,
+        src_ip: Option<IpAddr>,
+    },
+    WebLoginOk {
+        user: Option<&'a str>,
+        src_ip: Option<IpAddr>,
+    },
+}
+
+impl Event<'_> {
+    /// The dotted kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::WifiConnected { .. } => "wifi.connected",
+            Event::WifiDisconnected { .. } => "wifi.disconnected",
+            Event::WifiDeauthenticated { .. } => "wifi.deauthenticated",
+            Event::WifiDisassociated { .. } => "wifi.disassociated",
+            Event::WifiAuthFailed { .. } => "wifi.auth_failed",
+            Event::WifiHandshakeOk { .. } => "wifi.handshake_ok",
+            Event::SshConnection { .. } => "ssh.connection",
+            Event::SshAuthFailed { .. } => "ssh.auth_failed",
+            Event::SshInvalidUser { .. } => "ssh.invalid_user",
+            Event::SshMaxTries { .. } => "ssh.max_tries",
+            Event::SshLoginOk { .. } => "ssh.login_ok",
+            Event::FwPacket(_) => "fw.packet",
+            Event::DhcpAck { .. } => "dhcp.ack",
+            Event::DhcpNak { .. } => "dhcp.nak",
+            Event::DhcpNoAddress { .. } => "dhcp.no_address",
+            Event::NetIfaceUp { .. } => "net.iface_up",
+            Event::NetIfaceDown { .. } => "net.iface_down",
+            Event::NetLinkUp { .. } => "net.link_up",
+            Event::NetLinkDown { .. } => "net.link_down",
+            Event::PppUp { .. } => "ppp.up",
+            Event::PppDown { .. } => "ppp.down",
+            Event::SysOomKill { .. } => "sys.oom_kill",
+            Event::SysCrashLoop { .. } => "sys.crash_loop",
+            Event::SysWatchdog { .. } => "sys.watchdog",
+            Event::SysBoot => "sys.boot",
+            Event::WebLoginFailed { .. } => "web.login_failed",
+            Event::WebLoginOk { .. } => "web.login_ok",
+        }
+    }
+
+    /// Writes `{"kind":...,<fields>}` as JSON (absent fields are left out).
+    pub fn write_json(&self, out: &mut String) {
+        let mut j = JsonObject::open(out);
+        j.str("kind", Some(self.kind()));
+        match *self {
+            Event::WifiConnected { iface, mac }
+            | Event::WifiDisconnected { iface, mac }
+            | Event::WifiHandshakeOk { iface, mac } => {
+                j.str("iface", Some(iface));
+                j.str("mac", Some(mac));
+            }
+            Event::WifiDeauthenticated { iface, mac, reason } | Event::WifiDisassociated { iface, mac, reason } => {
+                j.str("iface", Some(iface));
+                j.str("mac", Some(mac));
+                j.str("reason", reason);
+            }
+            Event::WifiAuthFailed { iface, mac, reason } => {
+                j.str("iface", Some(iface));
+                j.str("mac", Some(mac));
+                j.str("reason", Some(reason));
+            }
+            Event::SshConnection { src_ip, src_port } => {
+                j.ip("src_ip", Some(src_ip));
+                j.num("src_port", src_port.map(u64::from));
+            }
+            Event::SshAuthFailed { src_ip, src_port, user }
+            | Event::SshInvalidUser { src_ip, src_port, user }
+            | Event::SshLoginOk { src_ip, src_port, user } => {
+                j.ip("src_ip", src_ip);
+                j.num("src_port", src_port.map(u64::from));
+                j.str("user", user);
+            }
+            Event::SshMaxTries { src_ip, src_port, user, fails } => {
+                j.ip("src_ip", src_ip);
+                j.num("src_port", src_port.map(u64::from));
+                j.str("user", user);
+                j.num("fails", fails.map(u64::from));
+            }
+            Event::FwPacket(p) => {
+                j.str("action", Some(p.action));
+                j.str("in_if", p.in_if);
+                j.str("out_if", p.out_if);
+                j.ip("src_ip", p.src_ip);
+                j.ip("dst_ip", p.dst_ip);
+                j.str("proto", p.proto);
+                j.num("src_port", p.src_port.map(u64::from));
+                j.num("dst_port", p.dst_port.map(u64::from));
+                j.str("rule", Some(p.rule));
+            }
+            Event::DhcpAck { iface, mac, ip } | Event::DhcpNak { iface, mac, ip } => {
+                j.str("iface", Some(iface));
+                j.str("mac", Some(mac));
+                j.ip("ip", ip);
+            }
+            Event::DhcpNoAddress { iface, mac } => {
+                j.str("iface", Some(iface));
+                j.str("mac", Some(mac));
+            }
+            Event::NetIfaceUp { iface }
+            | Event::NetIfaceDown { iface }
+            | Event::NetLinkUp { iface }
+            | Event::NetLinkDown { iface } => j.str("iface", Some(iface)),
+            Event::PppUp { iface } => j.str("iface", iface),
+            Event::PppDown { iface, reason } => {
+                j.str("iface", iface);
+                j.str("reason", reason);
+            }
+            Event::SysOomKill { process, pid } => {
+                j.str("process", Some(process));
+                j.num("pid", pid.map(u64::from));
+            }
+            Event::SysCrashLoop { service } => j.str("service", Some(service)),
+            Event::SysWatchdog { detail } => j.str("detail", Some(detail)),
+            Event::SysBoot => {}
+            Event::WebLoginFailed { user, src_ip } | Event::WebLoginOk { user, src_ip } => {
+                j.str("user", user);
+                j.ip("src_ip", src_ip);
+            }
+        }
+        j.close();
+    }
+}
+
+/// A minimal JSON object writer: `explain` is the edge's only JSON output,
+/// and a serializer crate would cost flash on every router for it.
+pub struct JsonObject<'o> {
+    out: &'o mut String,
+    first: bool,
+}
+
+impl<'o> JsonObject<'o> {
+    pub fn open(out: &'o mut String) -> Self {
+        out.push('{');
+        JsonObject { out, first: true }
+    }
+
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        push_json_str(self.out, k);
+        self.out.push(':');
+    }
+
+    /// Writes `"k":"v"`; nothing when `v` is `None`.
+    pub fn str(&mut self, k: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.key(k);
+            push_json_str(self.out, v);
+        }
+    }
+
+    pub fn num(&mut self, k: &str, v: Option<u64>) {
+        if let Some(v) = v {
+            self.key(k);
+            let _ = write!(self.out, "{v}");
+        }
+    }
+
+    pub fn ip(&mut self, k: &str, v: Option<IpAddr>) {
+        if let Some(v) = v {
+            self.key(k);
+            let _ = write!(self.out, "\"{v}\"");
+        }
+    }
+
+    /// Writes `"k":null` explicitly.
+    pub fn null(&mut self, k: &str) {
+        self.key(k);
+        self.out.push_str("null");
+    }
+
+    /// Writes `"k":` followed by raw, already valid JSON.
+    pub fn raw(&mut self, k: &str, json: &str) {
+        self.key(k);
+        self.out.push_str(json);
+    }
+
+    pub fn close(self) {
+        self.out.push('}');
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_print_as_json_with_their_kind() {
+        let mut s = String::new();
+        Event::SshAuthFailed { src_ip: Some("192.0.2.1".parse().unwrap()), src_port: Some(22), user: Some("r\"o") }
+            .write_json(&mut s);
+        assert_eq!(s, r#"{"kind":"ssh.auth_failed","src_ip":"192.0.2.1","src_port":22,"user":"r\"o"}"#);
+        let mut s = String::new();
+        Event::SysBoot.write_json(&mut s);
+        assert_eq!(s, r#"{"kind":"sys.boot"}"#);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\u{1}b\tc");
+        assert_eq!(s, r#""a\u0001b\tc""#);
+    }
+}
