@@ -11,7 +11,7 @@ use opmas_edge::classify::classify;
 use opmas_edge::parse::{parse_line, Context};
 use opmas_edge::run::Pipeline;
 
-#[path = "corpus.rs"]
+#[path = "support/corpus.rs"]
 mod corpus;
 
 const LINES: usize = 100_000;

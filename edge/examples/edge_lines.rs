@@ -18,7 +18,7 @@ use opmas_edge::classify::classify;
 use opmas_edge::parse::{parse_line, Context};
 use opmas_edge::run::Pipeline;
 
-#[path = "../benches/corpus.rs"]
+#[path = "../benches/support/corpus.rs"]
 mod corpus;
 
 /// The corpus's notion of now (mid-2026), fixed so runs are comparable.

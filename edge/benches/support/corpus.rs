@@ -16,7 +16,7 @@ impl Rng {
         Rng(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -24,7 +24,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
@@ -62,7 +62,7 @@ pub fn generate(n: usize, distinct_ips: u32, seed: u64) -> Vec<String> {
             }),
             5..=8 => ("daemon.info", 30, format!("dnsmasq-dhcp[{pid}]"), match rng.below(3) {
                 0 => format!("DHCPREQUEST(br-lan) 192.168.1.{} {mac}", 2 + rng.below(250)),
-                1 => format!("DHCPACK(br-lan) 192.168.1.{} {mac} android-{:x}", 2 + rng.below(250), rng.next() & 0xffff),
+                1 => format!("DHCPACK(br-lan) 192.168.1.{} {mac} android-{:x}", 2 + rng.below(250), rng.next_u64() & 0xffff),
                 _ => format!("DHCPDISCOVER(br-lan) {mac}"),
             }),
             9..=13 => ("kern.warn", 4, "kernel".to_string(), format!(
