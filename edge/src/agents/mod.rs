@@ -26,8 +26,8 @@
 //! | `dhcp.pool_exhausted` | network | 3 | iface, service=dnsmasq | 1 "no address available" on an interface in 300 s |
 //! | `net.link_flapping` | network | 3 | iface | 4 up→down changes of one interface or link in 600 s |
 //! | `ppp.session_drops` | network | 3 | iface, service=pppd | 3 PPP sessions ended in 3600 s |
-//! | `sys.oom_kill` | system | 4 | service=process | 1 OOM kill of a process in 600 s |
-//! | `sys.crash_loop` | system | 4 | service=procd instance | procd reports a crash loop |
+//! | `sys.oom_kill` | system | 4 | service=the process | 1 OOM kill of a process in 600 s |
+//! | `sys.crash_loop` | system | 4 | service (procd's instance without `::name`) | procd reports a crash loop |
 //! | `sys.watchdog` | system | 4 | — | a watchdog, soft-lockup or hung-task line |
 //! | `sys.unexpected_reboot` | system | 4 | — | a boot line after 300 s of log from a running system (see [`system`]) |
 //!
@@ -57,7 +57,8 @@
 //! So a flood of any size yields one finding and one update per window.
 //! The table of open windows is bounded ([`MAX_OPEN`] in each agent); when it
 //! is full the window that ends soonest is closed early (its update emitted
-//! at once) and counted as evicted.
+//! at once) and counted as evicted. Suppression windows are `ssh_suppress`
+//! (security) or `suppress` (the others) seconds long.
 //!
 //! # Time
 //!
@@ -84,6 +85,18 @@
 //! half-windows ([`Distinct`]), names are inline `heapless::String`s, and
 //! evidence lines wait in a small ring of inline buffers ([`EvidencePool`]).
 //! Allocation happens only when a finding is emitted.
+//!
+//! Measured (release, one x86_64 core, `tests::throughput`): parse, classify
+//! and all four agents run at 2.4 to 3.6 million lines a second on a flood
+//! where half the lines come from a new source each and every table is full;
+//! the agents alone take about 135 ns per event for all four. Their state,
+//! allocated once, is about 430 KiB (security), 250 KiB (network), 175 KiB
+//! (WiFi) and 50 KiB (system); resident memory stays flat through a million
+//! lines from 100,000 sources (`tests::resident_memory_...`).
+//!
+//! Known limit: table keys are hashed with unseeded FNV (heapless), so an
+//! attacker who can choose many source addresses could aim them at one
+//! bucket and slow insertions down (memory stays bounded).
 
 pub mod network;
 pub mod security;
@@ -109,8 +122,13 @@ pub const MAX_EVIDENCE_LEN: usize = 240;
 pub const MAX_EVIDENCE: usize = 3;
 /// Open suppression windows per agent. A finding is about one subject, and
 /// more than this many subjects in trouble at once within one agent is
-/// itself a flood: the soonest-ending window is then closed early.
-pub const MAX_OPEN: usize = 128;
+/// itself a flood: the soonest-ending window is then closed early (its
+/// update emitted at once). About 300 bytes each.
+pub const MAX_OPEN: usize = 64;
+
+/// Every agent's suppressor: its map has twice [`MAX_OPEN`] room, so that
+/// heapless's Robin Hood probes stay short (see [`BoundedMap`]).
+pub type AgentSuppressor = Suppressor<{ 2 * MAX_OPEN }>;
 
 /// What an agent knows about the line behind an event.
 #[derive(Clone, Copy, Debug)]
@@ -552,11 +570,15 @@ pub struct Burst<const N: usize> {
 
 impl<const N: usize> Default for Burst<N> {
     fn default() -> Self {
+        let () = Self::SIZE_OK;
         Burst { times: [0; N], head: 0, len: 0, count: 0, first_ms: 0, last_ms: 0, ev: EvList::default() }
     }
 }
 
 impl<const N: usize> Burst<N> {
+    /// Checked when a burst is built (at compile time): the ring indexes by `% N` in `u16`.
+    const SIZE_OK: () = assert!(N > 0 && N <= u16::MAX as usize);
+
     /// Adds `n` events at `now_ms`. A gap longer than `window_s` since the
     /// last event starts a new run; returns true when a run started.
     pub fn push<const P: usize>(
@@ -902,11 +924,6 @@ impl<K: Eq + Hash + Clone, V, const N: usize, const M: usize> BoundedMap<K, V, N
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
-
-    /// The entries, in no particular order.
-    pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.slots.iter().map(|s| &s.value)
-    }
 }
 
 /// An open suppression window.
@@ -923,7 +940,9 @@ struct Window {
 }
 
 /// The suppression windows of one agent: see the module docs for the
-/// semantics. Keyed by (kind id, subject hash); `N` a power of two.
+/// semantics. Keyed by (kind id, subject hash); `N`, a power of two, is the
+/// map's capacity, and at most `N / 2` windows are open at once (a Robin
+/// Hood map near full load probes long).
 pub struct Suppressor<const N: usize> {
     /// Window length in ms.
     window_ms: u64,
@@ -965,11 +984,6 @@ impl<const N: usize> Suppressor<N> {
         true
     }
 
-    /// True when a window is open for (`kind`, `subject`) at `now_ms`.
-    pub fn is_open(&self, kind: &Kind, subject: u64, now_ms: u64) -> bool {
-        !self.open.is_empty() && self.open.get(&(kind.id, subject)).is_some_and(|w| now_ms < w.until_ms)
-    }
-
     /// Emits `finding` (new) and opens its window at `now_ms`. Call when
     /// [`Suppressor::note`] returned false and the threshold is crossed.
     pub fn emit(&mut self, kind: &Kind, subject: u64, now_ms: u64, finding: Finding, out: &mut Vec<Finding>) {
@@ -977,8 +991,8 @@ impl<const N: usize> Suppressor<N> {
         if let Some(w) = self.open.remove(&key) {
             self.close(w, out);
         }
-        if self.open.len() == N {
-            // Rare (N subjects in trouble at once), so a scan is fine here.
+        if self.open.len() >= N / 2 {
+            // Rare (N / 2 subjects in trouble at once), so a scan is fine here.
             let soonest = self.open.iter().min_by_key(|(_, w)| w.until_ms).map(|(k, _)| *k);
             if let Some(w) = soonest.and_then(|k| self.open.remove(&k)) {
                 self.close(w, out);
@@ -1226,7 +1240,7 @@ mod tests {
 
     #[test]
     fn suppressor_emits_once_per_window_then_one_update() {
-        let mut s = Suppressor::<4>::new(600);
+        let mut s = Suppressor::<8>::new(600);
         let mut out = Vec::new();
         assert!(!s.note(&SSH_BRUTEFORCE, 1, 0, 1, "l", &mut out));
         s.emit(&SSH_BRUTEFORCE, 1, 0, f(5, 0), &mut out);
@@ -1253,7 +1267,7 @@ mod tests {
 
     #[test]
     fn suppressor_closes_the_soonest_window_when_full() {
-        let mut s = Suppressor::<2>::new(10);
+        let mut s = Suppressor::<4>::new(10);
         let mut out = Vec::new();
         s.emit(&SSH_BRUTEFORCE, 1, 0, f(5, 0), &mut out);
         s.emit(&SSH_BRUTEFORCE, 2, 1000, f(5, 1000), &mut out);

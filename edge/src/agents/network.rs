@@ -28,9 +28,8 @@ use heapless::String as HString;
 use opmas_proto::msg::{Finding, Subject};
 
 use super::{
-    finding, hash_ip, hash_str, mix, opt, short, Agent, AgentCounters, BoundedMap, Burst, Clock, Distinct,
-    EvidencePool, Meta, Suppressor, DHCP_POOL_EXHAUSTED, MAX_OPEN, NET_LINK_FLAPPING, NET_PORT_SCAN, NET_SWEEP,
-    PPP_SESSION_DROPS,
+    finding, hash_ip, hash_str, mix, opt, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock,
+    Distinct, EvidencePool, Meta, DHCP_POOL_EXHAUSTED, NET_LINK_FLAPPING, NET_PORT_SCAN, NET_SWEEP, PPP_SESSION_DROPS,
 };
 use crate::events::{Event, FwPacket};
 
@@ -105,7 +104,7 @@ pub struct NetworkAgent {
     /// Evidence lines of runs in progress.
     pool: Box<EvidencePool<EVIDENCE_SLOTS>>,
     /// Suppression windows.
-    sup: Suppressor<MAX_OPEN>,
+    sup: AgentSuppressor,
     /// Events consumed.
     events: u64,
 }
@@ -124,7 +123,7 @@ impl NetworkAgent {
             dhcp: Box::default(),
             ppp: Box::default(),
             pool: Box::default(),
-            sup: Suppressor::new(cfg.suppress_s),
+            sup: AgentSuppressor::new(cfg.suppress_s),
             events: 0,
         }
     }

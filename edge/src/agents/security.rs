@@ -32,8 +32,8 @@ use heapless::String as HString;
 use opmas_proto::msg::{Finding, Subject};
 
 use super::{
-    finding, hash_ip, hash_str, opt, short, Agent, AgentCounters, BoundedMap, Burst, Clock, Distinct, EvidencePool,
-    Meta, Suppressor, AUTH_SUCCESS_AFTER_FAILURES, MAX_OPEN, SSH_BRUTEFORCE, SSH_DISTRIBUTED_BRUTEFORCE, SSH_USER_ENUM,
+    finding, hash_ip, hash_str, opt, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock, Distinct,
+    EvidencePool, Meta, AUTH_SUCCESS_AFTER_FAILURES, SSH_BRUTEFORCE, SSH_DISTRIBUTED_BRUTEFORCE, SSH_USER_ENUM,
     WEB_BRUTEFORCE,
 };
 use crate::events::Event;
@@ -127,7 +127,7 @@ pub struct SecurityAgent {
     /// Evidence lines of runs in progress.
     pool: Box<EvidencePool<EVIDENCE_SLOTS>>,
     /// Suppression windows.
-    sup: Suppressor<MAX_OPEN>,
+    sup: AgentSuppressor,
     /// Events consumed.
     events: u64,
 }
@@ -146,7 +146,7 @@ impl SecurityAgent {
             users: Box::default(),
             web: Box::default(),
             pool: Box::default(),
-            sup: Suppressor::new(cfg.suppress_s),
+            sup: AgentSuppressor::new(cfg.suppress_s),
             events: 0,
         }
     }
@@ -713,20 +713,5 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         assert!(agent.counters().evicted >= 100_000 - MAX_SOURCES as u64);
         assert_eq!(kinds(&out), vec![("ssh.bruteforce", false)]);
         assert_eq!(out[0].subject.src_ip, Some(attacker));
-    }
-}
-#[cfg(test)]
-mod zz_sizes {
-    #[test]
-    fn sizes() {
-        use super::*;
-        println!("ssh {} conns {} users {} web {} pool {}",
-            std::mem::size_of::<BoundedMap<IpAddr, SshSource, MAX_SOURCES, { 2 * MAX_SOURCES }>>(),
-            std::mem::size_of::<BoundedMap<u32, Conn, MAX_CONNECTIONS, { 2 * MAX_CONNECTIONS }>>(),
-            std::mem::size_of::<BoundedMap<u64, Target, MAX_USERS, { 2 * MAX_USERS }>>(),
-            std::mem::size_of::<BoundedMap<Option<IpAddr>, WebSource, MAX_WEB_SOURCES, { 2 * MAX_WEB_SOURCES }>>(),
-            std::mem::size_of::<EvidencePool<EVIDENCE_SLOTS>>());
-        println!("sshsource {} distinct {} burst64 {} sup {}", std::mem::size_of::<SshSource>(), std::mem::size_of::<Distinct>(), std::mem::size_of::<Burst<64>>(), std::mem::size_of::<Suppressor<128>>());
-        println!("wifi station {} net scanner {}", std::mem::size_of::<super::super::wifi::WifiAgent>(), 0);
     }
 }

@@ -29,8 +29,8 @@ use heapless::String as HString;
 use opmas_proto::msg::{Finding, Subject};
 
 use super::{
-    evidence, finding, hash_str, short, Agent, AgentCounters, BoundedMap, Burst, Clock, EvidencePool, Meta, Suppressor,
-    MAX_OPEN, SYS_CRASH_LOOP, SYS_OOM_KILL, SYS_UNEXPECTED_REBOOT, SYS_WATCHDOG,
+    evidence, finding, hash_str, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock, EvidencePool,
+    Meta, SYS_CRASH_LOOP, SYS_OOM_KILL, SYS_UNEXPECTED_REBOOT, SYS_WATCHDOG,
 };
 use crate::events::Event;
 
@@ -66,7 +66,7 @@ pub struct SystemAgent {
     /// Line time of the latest event.
     latest_ms: u64,
     /// Suppression windows.
-    sup: Suppressor<MAX_OPEN>,
+    sup: AgentSuppressor,
     /// Events consumed.
     events: u64,
 }
@@ -83,7 +83,7 @@ impl SystemAgent {
             last_kill: None,
             since_ms: None,
             latest_ms: 0,
-            sup: Suppressor::new(cfg.suppress_s),
+            sup: AgentSuppressor::new(cfg.suppress_s),
             events: 0,
         }
     }

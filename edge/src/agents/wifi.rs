@@ -23,8 +23,8 @@ use heapless::String as HString;
 use opmas_proto::msg::{Finding, Subject};
 
 use super::{
-    finding, hash_mac, hash_str, opt, short, Agent, AgentCounters, BoundedMap, Burst, Clock, Distinct, EvidencePool,
-    Meta, Suppressor, MAX_OPEN, WIFI_AUTH_FAILURES, WIFI_CLIENT_CHURN, WIFI_DEAUTH_FLOOD,
+    finding, hash_mac, hash_str, opt, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock, Distinct,
+    EvidencePool, Meta, WIFI_AUTH_FAILURES, WIFI_CLIENT_CHURN, WIFI_DEAUTH_FLOOD,
 };
 use crate::events::Event;
 
@@ -87,7 +87,7 @@ pub struct WifiAgent {
     /// Evidence lines of runs in progress.
     pool: Box<EvidencePool<EVIDENCE_SLOTS>>,
     /// Suppression windows.
-    sup: Suppressor<MAX_OPEN>,
+    sup: AgentSuppressor,
     /// Events consumed.
     events: u64,
 }
@@ -103,7 +103,7 @@ impl WifiAgent {
             stations: Box::default(),
             ifaces: Box::default(),
             pool: Box::default(),
-            sup: Suppressor::new(cfg.suppress_s),
+            sup: AgentSuppressor::new(cfg.suppress_s),
             events: 0,
         }
     }
