@@ -13,7 +13,6 @@ use opmas_proto::msg::Finding;
 
 use crate::config::AgentsConfig;
 use crate::events::JsonObject;
-use crate::parse::{self, parse_line};
 use crate::run::Pipeline;
 
 /// What a replay did.
@@ -43,7 +42,6 @@ pub fn replay(
     let mut buf = Vec::new();
     let mut text = String::new();
     let mut last_tick: Option<u64> = None;
-    let mut clock = 0u64;
     let mut stats = ReplayStats::default();
     loop {
         buf.clear();
@@ -54,10 +52,7 @@ pub fn replay(
         let line = line.trim_end_matches(['\n', '\r']);
         stats.lines += 1;
         pipeline.feed(line, now_ms, &mut found);
-        // Advance the log clock from the line's own time, never backwards.
-        if let Ok(r) = parse_line(line, parse::Context::at(now_ms)) {
-            clock = clock.max(r.ts_ms.unwrap_or(now_ms));
-        }
+        let clock = pipeline.log_clock_ms();
         if last_tick.is_none_or(|t| clock >= t + TICK_MS) {
             pipeline.tick(clock, &mut found);
             last_tick = Some(clock);
@@ -65,7 +60,7 @@ pub fn replay(
         write_findings(&mut found, &mut out, &mut text, json, &mut stats)?;
     }
     // Close every window: a day later in log time.
-    pipeline.tick(clock.saturating_add(86_400_000 * 8), &mut found);
+    pipeline.tick(pipeline.log_clock_ms().saturating_add(86_400_000 * 8), &mut found);
     write_findings(&mut found, &mut out, &mut text, json, &mut stats)?;
     out.flush()?;
     stats.events = pipeline.events();

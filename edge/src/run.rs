@@ -35,6 +35,8 @@ pub struct Pipeline {
     counters: Counters,
     /// Lines that carried an event.
     events: u64,
+    /// The latest timestamp seen in a line (unix ms; 0 before any).
+    log_clock_ms: u64,
 }
 
 impl Pipeline {
@@ -53,7 +55,7 @@ impl Pipeline {
         if let Some(c) = &cfg.system {
             agents.push(Box::new(SystemAgent::new(*c)));
         }
-        Pipeline { agents, counters: Counters::default(), events: 0 }
+        Pipeline { agents, counters: Counters::default(), events: 0, log_clock_ms: 0 }
     }
 
     /// All four agents with their default thresholds.
@@ -73,6 +75,7 @@ impl Pipeline {
                 return 0;
             }
         };
+        self.log_clock_ms = self.log_clock_ms.max(record.ts_ms.unwrap_or(arrival_ms));
         let Some(event) = classify(&record) else { return 0 };
         self.events += 1;
         let meta = Meta { line, now_ms: record.ts_ms.unwrap_or(arrival_ms), program: record.program, pid: record.pid };
@@ -100,6 +103,12 @@ impl Pipeline {
     /// Lines read, unparsed, findings produced.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The latest time any line said (or its arrival time), never going back:
+    /// the clock a replay ticks the agents by.
+    pub fn log_clock_ms(&self) -> u64 {
+        self.log_clock_ms
     }
 
     /// Lines that carried an event.

@@ -53,7 +53,7 @@ pub async fn run(cfg: HubConfig, devices: usize, shutdown: impl Future<Output = 
     }
     let token = cfg.data_dir.join("admin.token");
     let api = format!("http://{}/api/v1", hub.http_addr);
-    info!("demo fleet of {devices} simulated routers started; SSH brute forces begin within 15 s");
+    info!("demo fleet of {devices} simulated routers started; the first incidents come within 15 s");
     println!(
         "\nOPMAS demo running.\n  API:    {api}\n  token:  {}\n  try:    curl -s -H \"Authorization: Bearer $(cat {})\" {api}/findings\n          curl -s -H \"Authorization: Bearer $(cat {})\" {api}/devices\n  stop:   Ctrl-C\n",
         token.display(),
@@ -79,32 +79,26 @@ fn simulate(cfg: EdgeConfig, seed: u64) {
 }
 
 /// Writes realistic OpenWRT `logread` lines: WiFi clients, DHCP, firewall
-/// drops, LAN SSH logins, and every 20–60 s an SSH brute force from a
-/// documentation-range address.
+/// drops, LAN SSH logins, and every 15–45 s one incident for one of the four
+/// agents: an SSH brute force, a port scan, a station failing to
+/// authenticate, a deauthentication storm, or the OOM killer. Attackers use
+/// documentation-range addresses.
 async fn generate(tx: mpsc::Sender<String>, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed ^ now_ms() as u64);
-    let mut next_attack = tokio::time::Instant::now() + Duration::from_secs(rng.gen_range(3..15));
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ now_ms() as u64);
+    let mut next_incident = tokio::time::Instant::now() + Duration::from_secs(rng.gen_range(3..12));
+    let mut incident = rng.gen_range(0..5u32);
     let mut pid = 2000 + rng.gen_range(0..1000u32);
     loop {
-        let now = tokio::time::Instant::now();
-        if now >= next_attack {
-            let ip =
-                format!("{}.{}", ["203.0.113", "198.51.100", "192.0.2"][rng.gen_range(0..3)], rng.gen_range(1..255));
-            let tries = rng.gen_range(6..14);
-            for _ in 0..tries {
-                pid += 1;
-                let port = rng.gen_range(30000..65000);
-                for msg in [
-                    format!("authpriv.info dropbear[{pid}]: Child connection from {ip}:{port}"),
-                    format!("authpriv.warn dropbear[{pid}]: Bad password attempt for 'root' from {ip}:{port}"),
-                ] {
-                    if tx.send(stamp(&msg)).await.is_err() {
-                        return;
-                    }
+        if tokio::time::Instant::now() >= next_incident {
+            let burst = incident_lines(incident, &mut rng, &mut pid);
+            for msg in burst {
+                if tx.send(stamp(&msg)).await.is_err() {
+                    return;
                 }
-                tokio::time::sleep(Duration::from_millis(rng.gen_range(200..900))).await;
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(50..400))).await;
             }
-            next_attack = tokio::time::Instant::now() + Duration::from_secs(rng.gen_range(20..60));
+            incident = (incident + 1) % 5;
+            next_incident = tokio::time::Instant::now() + Duration::from_secs(rng.gen_range(15..45));
             continue;
         }
         let mac = format!("a4:5e:60:{:02x}:{:02x}:{:02x}", rng.gen::<u8>(), rng.gen::<u8>(), rng.gen::<u8>());
@@ -113,14 +107,14 @@ async fn generate(tx: mpsc::Sender<String>, seed: u64) {
             0 => format!("daemon.info hostapd: phy0-ap0: STA {mac} IEEE 802.11: associated (aid 3)"),
             1 => format!("daemon.notice hostapd: phy0-ap0: AP-STA-CONNECTED {mac}"),
             2 => format!("daemon.info dnsmasq-dhcp[1]: DHCPACK(br-lan) 192.168.1.{host} {mac} phone"),
-            3 => format!(
-                "kern.warn kernel: [{}.{:06}] reject wan in: IN=wan OUT= MAC= SRC=198.51.100.{} DST=192.0.2.10 LEN=44 TOS=0x00 PREC=0x00 TTL=240 ID=54321 PROTO=TCP SPT=4{} DPT={} WINDOW=1024 RES=0x00 SYN URGP=0",
-                rng.gen_range(1000..99999), rng.gen_range(0..999999), rng.gen_range(1..255), rng.gen_range(1000..9999), rng.gen_range(1..1024)
-            ),
+            3 => fw_line(&format!("198.51.100.{}", rng.gen_range(1..255)), rng.gen_range(1..1024), &mut rng),
             4 => format!("daemon.notice hostapd: phy0-ap0: AP-STA-DISCONNECTED {mac}"),
             _ => {
                 pid += 1;
-                format!("authpriv.notice dropbear[{pid}]: Password auth succeeded for 'root' from 192.168.1.{host}:{}", rng.gen_range(30000..65000))
+                format!(
+                    "authpriv.notice dropbear[{pid}]: Password auth succeeded for 'root' from 192.168.1.{host}:{}",
+                    rng.gen_range(30000..65000)
+                )
             }
         };
         if tx.send(stamp(&msg)).await.is_err() {
@@ -128,6 +122,63 @@ async fn generate(tx: mpsc::Sender<String>, seed: u64) {
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
     }
+}
+
+/// The lines of one incident (0: SSH brute force, 1: port scan, 2: a station
+/// failing to authenticate, 3: deauthentication storm, 4: OOM kill).
+fn incident_lines(which: u32, rng: &mut StdRng, pid: &mut u32) -> Vec<String> {
+    let attacker = format!("{}.{}", ["203.0.113", "198.51.100", "192.0.2"][rng.gen_range(0..3)], rng.gen_range(1..255));
+    let mut lines = Vec::new();
+    match which {
+        0 => {
+            for _ in 0..rng.gen_range(6..14) {
+                *pid += 1;
+                let port = rng.gen_range(30000..65000);
+                lines.push(format!("authpriv.info dropbear[{pid}]: Child connection from {attacker}:{port}"));
+                lines.push(format!("authpriv.warn dropbear[{pid}]: Bad password attempt for 'root' from {attacker}:{port}"));
+            }
+        }
+        1 => {
+            for port in [21, 22, 23, 25, 53, 80, 110, 135, 139, 143, 443, 445, 993, 995, 1433, 1723, 3306, 3389, 5432, 5900, 8080, 8443, 9200] {
+                lines.push(fw_line(&attacker, port, rng));
+            }
+        }
+        2 => {
+            let mac = format!("9e:e8:69:{:02x}:{:02x}:{:02x}", rng.gen::<u8>(), rng.gen::<u8>(), rng.gen::<u8>());
+            for _ in 0..6 {
+                lines.push(format!(
+                    "daemon.notice hostapd: phy1-ap0: STA {mac} IEEE 802.11: did not acknowledge authentication response"
+                ));
+            }
+        }
+        3 => {
+            for i in 0..24 {
+                lines.push(format!(
+                    "daemon.info hostapd: phy0-ap0: STA 5c:cf:7f:94:f6:{:02x} IEEE 802.11: deauthenticated due to inactivity (timer DEAUTH/REMOVE)",
+                    i % 8
+                ));
+                lines.push(format!("daemon.notice hostapd: phy0-ap0: AP-STA-CONNECTED 5c:cf:7f:94:f6:{:02x}", i % 8));
+            }
+        }
+        _ => lines.push(format!(
+            "kern.err kernel: [{}.{:06}] Out of memory: Killed process {} (adblock.sh) total-vm:81234kB, anon-rss:30123kB, file-rss:0kB, shmem-rss:0kB",
+            rng.gen_range(1000..99999),
+            rng.gen_range(0..999999),
+            rng.gen_range(2000..30000)
+        )),
+    }
+    lines
+}
+
+/// A fw4 "reject wan in" kernel line for a TCP SYN from `src` to `port`.
+fn fw_line(src: &str, port: u16, rng: &mut StdRng) -> String {
+    format!(
+        "kern.warn kernel: [{}.{:06}] reject wan in: IN=wan OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC={src} DST=192.0.2.10 LEN=44 TOS=0x00 PREC=0x00 TTL=240 ID={} PROTO=TCP SPT={} DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0",
+        rng.gen_range(1000..99999),
+        rng.gen_range(0..999999),
+        rng.gen_range(1..65535),
+        rng.gen_range(1024..65535)
+    )
 }
 
 /// Prefixes `logread`'s timestamp (`Thu Dec  5 17:43:57 2024`) for now, UTC.
