@@ -72,6 +72,13 @@ fn kernel(msg: &str) -> Option<Event<'_>> {
     if msg.starts_with("Linux version ") || msg.trim_end() == "procd: - init -" {
         return Some(Event::SysBoot);
     }
+    // A clean reboot or power-off; the kernel's last words and procd's.
+    if msg.starts_with("reboot: Restarting system")
+        || msg.starts_with("reboot: Power down")
+        || msg.trim_end() == "procd: - shutdown -"
+    {
+        return Some(Event::SysShutdown);
+    }
     if is_watchdog(msg) {
         return Some(Event::SysWatchdog { detail: msg.trim_end() });
     }
@@ -399,6 +406,9 @@ fn pppd(msg: &str) -> Option<Event<'_>> {
 fn procd(msg: &str) -> Option<Event<'_>> {
     if msg.trim_end() == "- init -" {
         return Some(Event::SysBoot);
+    }
+    if msg.trim_end() == "- shutdown -" {
+        return Some(Event::SysShutdown);
     }
     let rest = msg.strip_prefix("Instance ")?;
     let (instance, tail) = rest.split_once(' ')?;
@@ -767,7 +777,7 @@ mod tests {
                 Some(r#"{"kind":"sys.boot"}"#),
             ),
             ("Mon Aug 31 00:02:24 2026 user.info kernel: [   20.516825] procd: - ubus -", None),
-            ("Fri May 22 03:58:17 2026 daemon.info procd: - shutdown -", None),
+            ("Fri May 22 03:58:17 2026 daemon.info procd: - shutdown -", Some(r#"{"kind":"sys.shutdown"}"#)),
             (
                 "kern.emerg kernel: [ 123.4] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [kworker/0:1:42]",
                 Some(

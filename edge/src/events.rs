@@ -155,6 +155,9 @@ pub enum Event<'a> {
     },
     /// The system booted (kernel banner or procd start).
     SysBoot,
+    /// A clean shutdown or reboot began (procd's `- shutdown -`, the kernel's
+    /// `reboot: Restarting system`): the next boot is expected.
+    SysShutdown,
 
     /// LuCI / uhttpd login failure.
     WebLoginFailed {
@@ -196,6 +199,7 @@ impl Event<'_> {
             Event::SysCrashLoop { .. } => "sys.crash_loop",
             Event::SysWatchdog { .. } => "sys.watchdog",
             Event::SysBoot => "sys.boot",
+            Event::SysShutdown => "sys.shutdown",
             Event::WebLoginFailed { .. } => "web.login_failed",
             Event::WebLoginOk { .. } => "web.login_ok",
         }
@@ -274,7 +278,7 @@ impl Event<'_> {
             }
             Event::SysCrashLoop { service } => j.str("service", Some(service)),
             Event::SysWatchdog { detail } => j.str("detail", Some(detail)),
-            Event::SysBoot => {}
+            Event::SysBoot | Event::SysShutdown => {}
             Event::WebLoginFailed { user, src_ip } | Event::WebLoginOk { user, src_ip } => {
                 j.str("user", user);
                 j.ip("src_ip", src_ip);

@@ -18,9 +18,9 @@
 //!   fire nothing. A boot in the middle of a stream it has been following is
 //!   a system that restarted under it: the router of a remote log (`udp`
 //!   source), or a persistent log read from the start holding several boots.
-//!   The heuristic cannot tell a planned reboot from a crash: no event kind
-//!   marks a clean shutdown yet (procd's `- shutdown -`, `reboot: Restarting
-//!   system`); when one exists, a boot soon after it should not count.
+//!   A boot after a clean shutdown line (`sys.shutdown`: procd's `- shutdown
+//!   -`, the kernel's `reboot: Restarting system`) is planned and fires
+//!   nothing.
 //!
 //! Findings are suppressed per subject for `suppress` (default an hour: a
 //! service that crash-loops all day is one finding per hour with its count).
@@ -65,6 +65,8 @@ pub struct SystemAgent {
     since_ms: Option<u64>,
     /// Line time of the latest event.
     latest_ms: u64,
+    /// A clean shutdown was logged since the last boot: the next boot is planned.
+    shutdown_seen: bool,
     /// Suppression windows.
     sup: AgentSuppressor,
     /// Events consumed.
@@ -83,6 +85,7 @@ impl SystemAgent {
             last_kill: None,
             since_ms: None,
             latest_ms: 0,
+            shutdown_seen: false,
             sup: AgentSuppressor::new(cfg.suppress_s),
             events: 0,
         }
@@ -143,7 +146,8 @@ impl SystemAgent {
     /// A boot line: unexpected if the log had been running long enough.
     fn boot(&mut self, meta: &Meta<'_>, out: &mut Vec<Finding>) {
         let ran_ms = self.since_ms.map_or(0, |s| self.latest_ms.saturating_sub(s));
-        if self.since_ms.is_some() && ran_ms >= u64::from(self.cfg.reboot_min_uptime_s) * 1000 {
+        let planned = std::mem::take(&mut self.shutdown_seen);
+        if !planned && self.since_ms.is_some() && ran_ms >= u64::from(self.cfg.reboot_min_uptime_s) * 1000 {
             let summary =
                 format!("the system booted after {} min of log without a clean shutdown line", ran_ms / 60_000);
             self.single(&SYS_UNEXPECTED_REBOOT, Subject::default(), summary, meta, out);
@@ -164,6 +168,11 @@ impl Agent for SystemAgent {
         if let Event::SysBoot = event {
             self.events += 1;
             self.boot(meta, out);
+            return;
+        }
+        if let Event::SysShutdown = event {
+            self.events += 1;
+            self.shutdown_seen = true;
             return;
         }
         // Any event shows the system running.
@@ -302,6 +311,33 @@ mod tests {
         line(&mut agent, LINK_UP, t(20), &mut out);
         line(&mut agent, WAN_UP, t(3600), &mut out);
         assert!(out.is_empty(), "{out:#?}");
+    }
+
+    #[test]
+    fn a_boot_after_a_clean_shutdown_is_planned() {
+        let mut agent = SystemAgent::new(SystemConfig::default());
+        let mut out = Vec::new();
+        line(&mut agent, LINK_UP, t(0), &mut out);
+        line(&mut agent, WAN_UP, t(86_400), &mut out);
+        line(
+            &mut agent,
+            "Mon May 18 01:11:48 2026 user.info kernel: [86400.1] procd: - shutdown -",
+            t(86_401),
+            &mut out,
+        );
+        line(
+            &mut agent,
+            "Mon May 18 01:11:49 2026 kern.emerg kernel: [86401.2] reboot: Restarting system",
+            t(86_402),
+            &mut out,
+        );
+        line(&mut agent, BANNER, t(86_500), &mut out);
+        line(&mut agent, LINK_UP, t(86_520), &mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        // The flag is spent: a later crash-reboot still counts.
+        line(&mut agent, WAN_UP, t(200_000), &mut out);
+        line(&mut agent, BANNER, t(200_100), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
     }
 
     #[test]
