@@ -2,11 +2,16 @@
 //!
 //! ```text
 //! config hub 'hub'
-//!     option url 'mqtt://192.168.1.10:1883'
+//!     option url 'mqtt://192.168.1.10:1883'   # or mqtts://host (port 8883) with TLS
 //!     option device_id 'gw-lab-1'
 //!     option secret '<64 hex digits>'
 //!     option heartbeat_interval '30'
 //!     option spool_bytes '1048576'
+//!     # mqtts:// only (the opmas-edge-tls build, cargo feature `tls`):
+//!     option ca_file '/etc/opmas/ca.crt'      # required: the CA of the hub's certificate
+//!     option cert_file '/etc/opmas/edge.crt'  # mutual TLS: both or neither
+//!     option key_file '/etc/opmas/edge.key'
+//!     option tls_server_name 'hub.lan'        # when the certificate does not name the URL host
 //! config source
 //!     option type 'logread'          # or udp (option listen), file (option path), stdin
 //! config agent 'security'
@@ -159,6 +164,65 @@ pub struct HubConfig {
     pub backoff_max: Duration,
     /// Spool byte budget.
     pub spool_bytes: usize,
+    /// TLS for an `mqtts://` URL; `None` for `mqtt://`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// How the uplink checks the hub's certificate and, for mutual TLS, proves
+/// itself to the hub.
+///
+/// `ca_file` is required: a router has system CA certificates only with the
+/// `ca-bundle` package, and a hub usually has a private CA anyway. With a
+/// publicly signed hub certificate, install `ca-bundle` and set `ca_file` to
+/// `/etc/ssl/certs/ca-certificates.crt`.
+///
+/// The files are read when the configuration is, so that a missing or broken
+/// file stops the edge at start with its option and line rather than failing
+/// every connection attempt. Without the `tls` feature no value of this type
+/// can exist, so `HubConfig::tls` is always `None` there.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// PEM file with the CA certificate(s) the hub's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// This router's certificate and key, for a hub that requires mutual TLS.
+    pub client_cert: Option<ClientCert>,
+    /// The DNS name or IP address the hub's certificate must carry, when it
+    /// is not the URL's host (for example a URL with an IP address and a
+    /// certificate for a name).
+    pub server_name: Option<String>,
+    /// The rustls client configuration built from the files.
+    #[cfg(feature = "tls")]
+    pub(crate) client: std::sync::Arc<rustls::ClientConfig>,
+    #[cfg(not(feature = "tls"))]
+    never: std::convert::Infallible,
+}
+
+/// A client certificate chain and its private key, both PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl TlsConfig {
+    /// Reads the CA file and the client certificate and key, and builds the
+    /// TLS client configuration. The error names the option whose file or
+    /// value is at fault.
+    #[cfg(feature = "tls")]
+    pub fn load(
+        ca_file: PathBuf,
+        client_cert: Option<ClientCert>,
+        server_name: Option<String>,
+    ) -> Result<TlsConfig, crate::uplink::tls::TlsSetupError> {
+        let client = crate::uplink::tls::client_config(&ca_file, client_cert.as_ref(), server_name.as_deref())?;
+        Ok(TlsConfig { ca_file, client_cert, server_name, client: std::sync::Arc::new(client) })
+    }
+
+    /// The uninhabited case of a build without TLS.
+    #[cfg(not(feature = "tls"))]
+    pub fn unreachable(&self) -> ! {
+        match self.never {}
+    }
 }
 
 /// One log source.
@@ -203,7 +267,8 @@ impl EdgeConfig {
     pub fn from_package(pkg: &Package) -> Result<EdgeConfig, ConfigError> {
         let hub = pkg.section("hub", "hub").or_else(|| pkg.sections_of("hub").next()).ok_or(ConfigError::NoHub)?;
         let url = required(hub, "url")?;
-        let (host, port) = parse_url(url).map_err(|message| bad(hub, "url", message))?;
+        let (scheme, host, port) = parse_url(url).map_err(|message| bad(hub, "url", message))?;
+        let tls = hub_tls(hub, scheme, url, &host)?;
         let device_id = DeviceId::new(required(hub, "device_id")?).map_err(|e| bad(hub, "device_id", e.to_string()))?;
         let secret = Secret::from_hex(required(hub, "secret")?).map_err(|e| bad(hub, "secret", e.to_string()))?;
         let heartbeat_interval = Duration::from_secs(number(hub, "heartbeat_interval", 30, 1..=3600)?);
@@ -247,7 +312,17 @@ impl EdgeConfig {
         let agents = AgentsConfig::from_package(pkg)?;
 
         Ok(EdgeConfig {
-            hub: HubConfig { host, port, device_id, secret, heartbeat_interval, keepalive, backoff_max, spool_bytes },
+            hub: HubConfig {
+                host,
+                port,
+                device_id,
+                secret,
+                heartbeat_interval,
+                keepalive,
+                backoff_max,
+                spool_bytes,
+                tls,
+            },
             sources,
             agents,
         })
@@ -288,11 +363,108 @@ fn boolean(s: &Section, option: &'static str, default: bool) -> Result<bool, Con
     }
 }
 
-/// `mqtt://host[:port]` → (host, port); 1883 by default.
-fn parse_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| format!("{url:?} must start with mqtt:// (mqtts:// comes with TLS support)"))?;
+/// The options of the hub section that only mean something with TLS.
+const TLS_OPTIONS: [&str; 4] = ["ca_file", "cert_file", "key_file", "tls_server_name"];
+
+/// The TLS settings of the hub section: `None` for `mqtt://`, else the
+/// loaded files. TLS options with a plain URL are an error, so that a
+/// router meant to use TLS does not quietly connect without it.
+fn hub_tls(s: &Section, scheme: Scheme, url: &str, host: &str) -> Result<Option<TlsConfig>, ConfigError> {
+    if scheme == Scheme::Mqtt {
+        return match TLS_OPTIONS.into_iter().find(|o| s.get(o).is_some()) {
+            Some(option) => Err(bad(
+                s,
+                option,
+                format!("is a TLS option, but url {url:?} is plain MQTT: use an mqtts:// URL, or remove {option}"),
+            )),
+            None => Ok(None),
+        };
+    }
+    if !crate::version::TLS {
+        return Err(bad(
+            s,
+            "url",
+            format!(
+                "{url:?} needs TLS, but this opmas-edge was built without it (`opmas-edge --version` shows \
+                 its features): install the opmas-edge-tls package, or use an mqtt:// URL"
+            ),
+        ));
+    }
+    let Some(ca_file) = s.get("ca_file").filter(|v| !v.is_empty()) else {
+        return Err(ConfigError::Section {
+            line: s.line_of("url").unwrap_or(s.line),
+            message: format!(
+                "{url:?} needs option ca_file, the PEM file of the CA that signed the hub's certificate \
+                 (for a publicly signed hub: install ca-bundle and use /etc/ssl/certs/ca-certificates.crt)"
+            ),
+        });
+    };
+    let client_cert = match (s.get("cert_file"), s.get("key_file")) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(ClientCert { cert_file: cert.into(), key_file: key.into() }),
+        (Some(_), None) => {
+            return Err(bad(s, "cert_file", "needs option key_file as well (mutual TLS uses both)".into()))
+        }
+        (None, Some(_)) => {
+            return Err(bad(s, "key_file", "needs option cert_file as well (mutual TLS uses both)".into()))
+        }
+    };
+    let server_name = s.get("tls_server_name").map(str::to_owned);
+    load_tls(s, PathBuf::from(ca_file), client_cert, server_name, host)
+}
+
+#[cfg(feature = "tls")]
+fn load_tls(
+    s: &Section,
+    ca_file: PathBuf,
+    client_cert: Option<ClientCert>,
+    server_name: Option<String>,
+    host: &str,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    // The certificate is checked against the URL's host unless
+    // tls_server_name says otherwise, so that host must be a usable name.
+    if server_name.is_none() && !crate::uplink::tls::is_server_name(host) {
+        return Err(bad(
+            s,
+            "url",
+            format!("host {host:?} is neither a DNS name nor an IP address a certificate can name; set option tls_server_name"),
+        ));
+    }
+    match TlsConfig::load(ca_file, client_cert, server_name) {
+        Ok(tls) => Ok(Some(tls)),
+        Err(e) => Err(bad(s, e.option, e.message)),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn load_tls(
+    _: &Section,
+    _: PathBuf,
+    _: Option<ClientCert>,
+    _: Option<String>,
+    _: &str,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    // hub_tls returned before this: a build without TLS refuses mqtts://.
+    Ok(None)
+}
+
+/// The URL scheme: plain MQTT or MQTT over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Mqtt,
+    Mqtts,
+}
+
+/// `mqtt://host[:port]` (port 1883 by default) or `mqtts://host[:port]`
+/// (8883) → (scheme, host, port).
+fn parse_url(url: &str) -> Result<(Scheme, String, u16), String> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (Scheme::Mqtt, rest)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (Scheme::Mqtts, rest)
+    } else {
+        return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let (h, p) = v6.split_once(']').ok_or_else(|| format!("{url:?}: unclosed '['"))?;
@@ -307,10 +479,14 @@ fn parse_url(url: &str) -> Result<(String, u16), String> {
         return Err(format!("{url:?} has no host"));
     }
     let port = match port {
+        None if scheme == Scheme::Mqtts => 8883,
         None => 1883,
-        Some(p) => p.parse().map_err(|_| format!("{url:?}: port {p:?} is not a number from 1 to 65535"))?,
+        Some(p) => match p.parse() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(format!("{url:?}: port {p:?} is not a number from 1 to 65535")),
+        },
     };
-    Ok((host.to_owned(), port))
+    Ok((scheme, host.to_owned(), port))
 }
 
 #[cfg(test)]
@@ -348,11 +524,122 @@ mod tests {
 
     #[test]
     fn urls_parse() {
-        assert_eq!(parse_url("mqtt://hub").unwrap(), ("hub".into(), 1883));
-        assert_eq!(parse_url("mqtt://[::1]:1884").unwrap(), ("::1".into(), 1884));
-        assert!(parse_url("http://hub").is_err());
+        assert_eq!(parse_url("mqtt://hub").unwrap(), (Scheme::Mqtt, "hub".into(), 1883));
+        assert_eq!(parse_url("mqtt://[::1]:1884").unwrap(), (Scheme::Mqtt, "::1".into(), 1884));
+        assert_eq!(parse_url("mqtts://hub").unwrap(), (Scheme::Mqtts, "hub".into(), 8883));
+        assert_eq!(parse_url("mqtts://10.0.0.1:9883/").unwrap(), (Scheme::Mqtts, "10.0.0.1".into(), 9883));
+        assert!(parse_url("http://hub").unwrap_err().contains("mqtt:// or mqtts://"));
         assert!(parse_url("mqtt://:1883").is_err());
         assert!(parse_url("mqtt://hub:99999").is_err());
+        assert!(parse_url("mqtts://hub:0").is_err());
+    }
+
+    #[test]
+    fn tls_options_with_a_plain_url_are_an_error() {
+        let err = cfg("\toption ca_file '/etc/opmas/ca.crt'\nconfig source\n\toption type stdin\n").unwrap_err();
+        assert!(err.to_string().starts_with("line 5: option ca_file: is a TLS option, but url"), "{err}");
+        assert!(cfg("config source\n\toption type stdin\n").unwrap().hub.tls.is_none());
+    }
+
+    /// A hub section with an mqtts:// URL and `extra` options.
+    fn tls_cfg(extra: &str) -> Result<EdgeConfig, ConfigError> {
+        EdgeConfig::from_uci_text(&format!(
+            "config hub 'hub'\n\toption url 'mqtts://192.168.1.10'\n\toption device_id 'gw-1'\n\toption secret '{SECRET}'\n{extra}config source\n\toption type stdin\n"
+        ))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_the_tls_feature_mqtts_is_a_clear_error() {
+        let err = tls_cfg("\toption ca_file '/etc/opmas/ca.crt'\n").unwrap_err().to_string();
+        assert!(err.starts_with("line 2: option url: \"mqtts://192.168.1.10\" needs TLS"), "{err}");
+        assert!(err.contains("install the opmas-edge-tls package"), "{err}");
+    }
+
+    #[cfg(feature = "tls")]
+    mod tls {
+        use super::*;
+
+        /// A fresh CA and a client certificate it signed, as PEM files in a
+        /// temporary directory: (dir, ca, cert, key).
+        fn pki() -> (tempfile::TempDir, String, String, String) {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca = ca_params.self_signed(&ca_key).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["gw-1".to_owned()]).unwrap();
+            let cert = cert.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = |name: &str| dir.path().join(name).display().to_string();
+            for (name, pem) in [("ca.crt", ca.pem()), ("edge.crt", cert.pem()), ("edge.key", key.serialize_pem())] {
+                std::fs::write(path(name), pem).unwrap();
+            }
+            let (ca, cert, key) = (path("ca.crt"), path("edge.crt"), path("edge.key"));
+            (dir, ca, cert, key)
+        }
+
+        #[test]
+        fn mqtts_reads_the_ca_and_the_client_certificate() {
+            let (_dir, ca, cert, key) = pki();
+            let c = tls_cfg(&format!("\toption ca_file '{ca}'\n")).unwrap();
+            let tls = c.hub.tls.unwrap();
+            assert_eq!((c.hub.port, tls.ca_file.display().to_string()), (8883, ca.clone()));
+            assert!(tls.client_cert.is_none() && tls.server_name.is_none());
+            let c = tls_cfg(&format!(
+                "\toption ca_file '{ca}'\n\toption cert_file '{cert}'\n\toption key_file '{key}'\n\toption tls_server_name 'hub.lan'\n"
+            ))
+            .unwrap();
+            let tls = c.hub.tls.unwrap();
+            assert_eq!(tls.client_cert, Some(ClientCert { cert_file: cert.into(), key_file: key.into() }));
+            assert_eq!(tls.server_name.as_deref(), Some("hub.lan"));
+        }
+
+        #[test]
+        fn tls_errors_name_the_option_line_and_file() {
+            let (dir, ca, cert, key) = pki();
+            let err = tls_cfg("").unwrap_err().to_string();
+            assert!(err.starts_with("line 2: \"mqtts://192.168.1.10\" needs option ca_file"), "{err}");
+            let err = tls_cfg("\toption ca_file '/nonexistent/ca.crt'\n").unwrap_err().to_string();
+            assert!(err.starts_with("line 5: option ca_file: cannot read /nonexistent/ca.crt: "), "{err}");
+            let err = tls_cfg(&format!("\toption ca_file '{key}'\n")).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("line 5: option ca_file: {key} holds no certificate")), "{err}");
+            let err = tls_cfg(&format!("\toption ca_file '{ca}'\n\toption cert_file '{cert}'\n")).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "line 6: option cert_file: needs option key_file as well (mutual TLS uses both)"
+            );
+            let err = tls_cfg(&format!("\toption ca_file '{ca}'\n\toption key_file '{key}'\n")).unwrap_err();
+            assert!(err.to_string().starts_with("line 6: option key_file: needs option cert_file"), "{err}");
+            let err =
+                tls_cfg(&format!("\toption ca_file '{ca}'\n\toption cert_file '{cert}'\n\toption key_file '{cert}'\n"))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.starts_with(&format!("line 7: option key_file: {cert} holds no private key")), "{err}");
+            let other_key = dir.path().join("other.key");
+            std::fs::write(&other_key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+            let err = tls_cfg(&format!(
+                "\toption ca_file '{ca}'\n\toption cert_file '{cert}'\n\toption key_file '{}'\n",
+                other_key.display()
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.starts_with(&format!("line 7: option key_file: {} does not belong to", other_key.display())),
+                "{err}"
+            );
+            let garbled = dir.path().join("garbled.crt");
+            std::fs::write(&garbled, "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
+            let err = tls_cfg(&format!("\toption ca_file '{}'\n", garbled.display())).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("line 5: option ca_file: {} is not valid PEM", garbled.display())),
+                "{err}"
+            );
+            let err = tls_cfg(&format!("\toption ca_file '{ca}'\n\toption tls_server_name 'no such name'\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("line 6: option tls_server_name: \"no such name\" is not a DNS name"), "{err}");
+        }
     }
 
     #[test]

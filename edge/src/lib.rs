@@ -22,3 +22,4 @@ pub mod sources;
 pub mod spool;
 pub mod uci;
 pub mod uplink;
+pub mod version;

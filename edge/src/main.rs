@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 /// OPMAS edge agent: reads the router's syslog, detects attacks and faults, reports to opmas-hub.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version = opmas_edge::version::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

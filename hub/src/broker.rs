@@ -16,15 +16,38 @@
 //!   ingest are the integrity boundary, not the broker;
 //! - the in-process link stops receiving unless `ready()` is called after
 //!   `Notification::Unschedule`.
+//!
+//! MQTT over TLS (`mqtts_listen`) ends TLS here, in [`serve_tls`], and relays
+//! each connection in plain MQTT to a second rumqttd listener on a loopback
+//! port, which has the same device auth callback. rumqttd 0.20's own TLS
+//! (`TlsConfig::Rustls`) is not used because:
+//! - it runs each handshake inside the accept loop without a timeout, so one
+//!   client that opens a connection and sends nothing stops the listener for
+//!   every router;
+//! - it reads and parses the certificate files again for every connection;
+//! - client certificates are a compile-time feature (`verify-client-cert`):
+//!   without it `capath` is ignored with a warning and nothing is checked;
+//!   with it `capath` is mandatory for every TLS listener, client certificates
+//!   are required, only the first certificate of the CA file is trusted, and
+//!   the certificate's subject O field becomes a tenant prefix of client ids.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::Path;
+
 use anyhow::{bail, Context, Result};
 use opmas_proto::{Channel, DeviceId, Secret};
 use rumqttd::{Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
-use tokio::sync::{mpsc, oneshot};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::config::HubConfig;
@@ -35,6 +58,10 @@ use crate::stats::{bump, Stats};
 const INBOUND_CAPACITY: usize = 16_384;
 /// How many outgoing messages may wait for the broker.
 const OUTBOUND_CAPACITY: usize = 16_384;
+/// How long a client may take for the TLS handshake, and the wait for
+/// rumqttd to close its side after the router closed its own.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_LINGER: Duration = Duration::from_secs(5);
 
 /// A message a device published.
 #[derive(Clone, Debug)]
@@ -86,6 +113,23 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
     // that logs and exits. SO_REUSEADDR as rumqttd's own listener uses, so
     // that sockets in TIME_WAIT from a previous run do not count as taken.
     check_bindable(cfg.mqtt_listen).with_context(|| format!("MQTT listen address {}", cfg.mqtt_listen))?;
+    // The TLS files are read and the TLS port bound before anything starts,
+    // so that a typo in a path or a taken port fails the start, naming it.
+    let tls = match cfg.mqtts_listen {
+        None => None,
+        Some(addr) => {
+            let tls = TlsSettings::from_config(cfg)?;
+            let listener = bind(addr).with_context(|| format!("MQTTS listen address {addr} (--mqtts-listen)"))?;
+            // The relay's target: rumqttd binds it itself, so the port is
+            // picked here and released; another process taking it in between
+            // makes the start fail below ("did not start listening").
+            let backend = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .await
+                .and_then(|l| l.local_addr())
+                .context("picking a loopback port for the TLS relay")?;
+            Some((listener, tls, backend))
+        }
+    };
 
     let runtime = tokio::runtime::Handle::current();
     let mut connections = ConnectionSettings {
@@ -124,13 +168,28 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
             }
         }
     });
-    let server = ServerSettings {
-        name: "opmas-v4".into(),
-        listen: cfg.mqtt_listen,
-        tls: None,
-        next_connection_delay_ms: cfg.broker.next_connection_delay_ms,
-        connections,
-    };
+    let mut servers = vec![(
+        "1".to_string(),
+        ServerSettings {
+            name: "opmas-v4".into(),
+            listen: cfg.mqtt_listen,
+            tls: None,
+            next_connection_delay_ms: cfg.broker.next_connection_delay_ms,
+            connections: connections.clone(),
+        },
+    )];
+    if let Some((_, _, backend)) = &tls {
+        servers.push((
+            "2".to_string(),
+            ServerSettings {
+                name: "opmas-v4-tls-relay".into(),
+                listen: *backend,
+                tls: None,
+                next_connection_delay_ms: cfg.broker.next_connection_delay_ms,
+                connections,
+            },
+        ));
+    }
     let config = Config {
         id: 0,
         router: RouterConfig {
@@ -140,7 +199,7 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
             max_segment_count: cfg.broker.max_segment_count,
             ..RouterConfig::default()
         },
-        v4: Some([("1".to_string(), server)].into_iter().collect()),
+        v4: Some(servers.into_iter().collect()),
         ..Config::default()
     };
 
@@ -201,7 +260,172 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
     });
 
     wait_until_listening(listen).await?;
+    if let Some((listener, tls, backend)) = tls {
+        wait_until_listening(backend).await?;
+        info!(
+            listen = %listener.local_addr()?,
+            mutual_tls = tls.mutual,
+            "MQTT over TLS listening{}",
+            if tls.mutual { " (client certificates required)" } else { "" }
+        );
+        let slots = Arc::new(Semaphore::new(cfg.broker.max_connections));
+        tokio::spawn(serve_tls(listener, tls.acceptor, backend, slots));
+    }
     Ok(BrokerHandle { inbound, publisher: Publisher { tx: out_tx }, stopped })
+}
+
+/// The TLS side of `mqtts_listen`, built from the files at start.
+struct TlsSettings {
+    acceptor: TlsAcceptor,
+    /// Client certificates are required (`tls_client_ca`).
+    mutual: bool,
+}
+
+impl TlsSettings {
+    /// Reads `tls_cert`, `tls_key` and `tls_client_ca`. Errors name the
+    /// setting, its flag and the file.
+    fn from_config(cfg: &HubConfig) -> Result<TlsSettings> {
+        let (Some(cert_file), Some(key_file)) = (&cfg.tls_cert, &cfg.tls_key) else {
+            bail!("--mqtts-listen needs --tls-cert and --tls-key");
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = read_certs(cert_file, "tls_cert (--tls-cert)")?;
+        let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| match e {
+            pem::Error::NoItemsFound => anyhow::anyhow!(
+                "tls_key (--tls-key) {}: no private key in it (a PEM PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY block)",
+                key_file.display()
+            ),
+            e => pem_error("tls_key (--tls-key)", key_file, e),
+        })?;
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS versions of the ring provider")?;
+        let builder = match &cfg.tls_client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca_file) => {
+                let what = "tls_client_ca (--tls-client-ca)";
+                let mut roots = RootCertStore::empty();
+                for (i, cert) in read_certs(ca_file, what)?.into_iter().enumerate() {
+                    roots.add(cert).with_context(|| {
+                        format!("{what} {}: certificate {} is not a usable CA certificate", ca_file.display(), i + 1)
+                    })?;
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .with_context(|| format!("{what} {}", ca_file.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder.with_single_cert(chain, key).with_context(|| {
+            format!(
+                "tls_key (--tls-key) {} does not belong to the certificate in tls_cert (--tls-cert) {}",
+                key_file.display(),
+                cert_file.display()
+            )
+        })?;
+        Ok(TlsSettings { acceptor: TlsAcceptor::from(Arc::new(config)), mutual: cfg.tls_client_ca.is_some() })
+    }
+}
+
+/// Every certificate in a PEM file; at least one.
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| pem_error(what, path, e))?;
+    if certs.is_empty() {
+        bail!("{what} {}: no certificate in it (a PEM CERTIFICATE block)", path.display());
+    }
+    Ok(certs)
+}
+
+fn pem_error(what: &str, path: &Path, e: pem::Error) -> anyhow::Error {
+    match e {
+        pem::Error::Io(e) => anyhow::anyhow!("{what} {}: cannot read it: {e}", path.display()),
+        e => anyhow::anyhow!("{what} {}: not valid PEM: {e}", path.display()),
+    }
+}
+
+/// Accepts MQTT-over-TLS connections and relays each to rumqttd's loopback
+/// listener `backend`. Each handshake runs in its own task with a timeout, so
+/// a slow or silent client delays no one else; at most `slots` connections
+/// (the broker's `max_connections`) are open at once.
+async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, backend: SocketAddr, slots: Arc<Semaphore>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, typically: wait instead of spinning.
+                warn!(error = %e, "accepting an MQTTS connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            warn!(%peer, "refused MQTTS connection: max_connections reached");
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            relay_tls(tcp, peer, acceptor, backend).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One router's connection: TLS handshake, then bytes both ways between it
+/// and rumqttd until either side closes.
+async fn relay_tls(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, backend: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            warn!(%peer, error = %e, "refused MQTTS connection: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "refused MQTTS connection: no TLS handshake within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs());
+            return;
+        }
+    };
+    debug!(%peer, "MQTTS connection");
+    let back = match TcpStream::connect(backend).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(%peer, error = %e, "MQTTS connection dropped: the broker's relay listener {backend} is unreachable");
+            return;
+        }
+    };
+    let _ = back.set_nodelay(true);
+    let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
+    let (mut back_rx, mut back_tx) = back.into_split();
+    let up = async {
+        let _ = tokio::io::copy(&mut tls_rx, &mut back_tx).await;
+        let _ = back_tx.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut back_rx, &mut tls_tx).await;
+        let _ = tls_tx.shutdown().await;
+    };
+    tokio::pin!(up, down);
+    tokio::select! {
+        // The router closed (after DISCONNECT, or it died): let rumqttd read
+        // what is left and close its side, so a clean goodbye stays clean.
+        () = &mut up => {
+            let _ = tokio::time::timeout(TLS_LINGER, down).await;
+        }
+        // rumqttd closed (refused auth, keep-alive timeout, a newer connection
+        // with the same client id): the router's connection ends with it,
+        // even if the router itself has gone silent.
+        () = &mut down => {}
+    }
+}
+
+/// A listener with SO_REUSEADDR, as rumqttd's own.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
@@ -211,18 +435,15 @@ fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
     socket.listen(1).map(drop)
 }
 
+/// Waits until rumqttd's listener holds `listen`. Probing by binding the
+/// address (it fails once the broker listens) rather than connecting keeps
+/// rumqttd from logging an aborted MQTT connection at every start.
 async fn wait_until_listening(listen: SocketAddr) -> Result<()> {
-    let probe = if listen.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
-    } else {
-        listen
-    };
-    for _ in 0..100 {
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(probe)).await
-        {
-            return Ok(());
+    for _ in 0..250 {
+        match check_bindable(listen) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(()),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("the embedded MQTT broker did not start listening on {listen} within 5 s")
 }

@@ -18,6 +18,15 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// Embedded broker's MQTT listener.
     pub mqtt_listen: SocketAddr,
+    /// Second listener for MQTT over TLS (`mqtts://`); off unless set.
+    pub mqtts_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) for mutual TLS: when set, the TLS listener only
+    /// accepts routers presenting a certificate signed by one of them.
+    pub tls_client_ca: Option<PathBuf>,
     /// REST API listener.
     pub http_listen: SocketAddr,
     /// Seconds of silence after which a device is marked offline.
@@ -42,6 +51,10 @@ impl Default for HubConfig {
         HubConfig {
             data_dir: PathBuf::from("./opmas-data"),
             mqtt_listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            mqtts_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             presence_timeout_s: 95,
             broker: BrokerConfig::default(),
@@ -66,6 +79,10 @@ impl Default for BrokerConfig {
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub mqtt_listen: Option<SocketAddr>,
+    pub mqtts_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     pub http_listen: Option<SocketAddr>,
     pub presence_timeout_s: Option<u64>,
 }
@@ -73,7 +90,7 @@ pub struct Overrides {
 impl HubConfig {
     /// Reads `file` if given (an explicitly named file must exist), else
     /// `config/hub.toml` if present, else the built-in defaults; then applies
-    /// `env` and `flags` on top.
+    /// `env` and `flags` on top, and checks that the TLS settings go together.
     pub fn load(file: Option<&Path>, env: &Overrides, flags: &Overrides) -> Result<HubConfig> {
         let mut cfg = match file {
             Some(path) => Self::from_file(path)?,
@@ -93,6 +110,18 @@ impl HubConfig {
             if let Some(v) = o.mqtt_listen {
                 cfg.mqtt_listen = v;
             }
+            if let Some(v) = o.mqtts_listen {
+                cfg.mqtts_listen = Some(v);
+            }
+            if let Some(v) = &o.tls_cert {
+                cfg.tls_cert = Some(v.clone());
+            }
+            if let Some(v) = &o.tls_key {
+                cfg.tls_key = Some(v.clone());
+            }
+            if let Some(v) = &o.tls_client_ca {
+                cfg.tls_client_ca = Some(v.clone());
+            }
             if let Some(v) = o.http_listen {
                 cfg.http_listen = v;
             }
@@ -100,7 +129,43 @@ impl HubConfig {
                 cfg.presence_timeout_s = v;
             }
         }
+        cfg.check_tls()?;
         Ok(cfg)
+    }
+
+    /// The TLS listener needs a certificate and a key; TLS files without the
+    /// listener would be silently unused, which hides a mistake. (The files
+    /// themselves are read when the broker starts.)
+    fn check_tls(&self) -> Result<()> {
+        let files = [
+            ("tls_cert", "--tls-cert", self.tls_cert.is_some()),
+            ("tls_key", "--tls-key", self.tls_key.is_some()),
+            ("tls_client_ca", "--tls-client-ca", self.tls_client_ca.is_some()),
+        ];
+        match self.mqtts_listen {
+            Some(addr) => {
+                for (key, flag, set) in &files[..2] {
+                    if !set {
+                        anyhow::bail!(
+                            "mqtts_listen {addr} (--mqtts-listen) needs {key} ({flag} FILE, OPMAS_{} or {key} in hub.toml)",
+                            key.to_uppercase()
+                        );
+                    }
+                }
+                if addr == self.mqtt_listen {
+                    anyhow::bail!("mqtts_listen and mqtt_listen are both {addr}: the TLS listener needs its own port");
+                }
+            }
+            None => {
+                if let Some((key, flag, _)) = files.iter().find(|(_, _, set)| *set) {
+                    anyhow::bail!(
+                        "{key} ({flag}) is set but mqtts_listen is not, so it would be unused: \
+                         add --mqtts-listen ADDR (OPMAS_MQTTS_LISTEN, mqtts_listen in hub.toml) for MQTT over TLS"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     fn from_file(path: &Path) -> Result<HubConfig> {
@@ -123,6 +188,10 @@ impl HubConfig {
         Ok(Overrides {
             data_dir: var("OPMAS_DATA_DIR")?,
             mqtt_listen: var("OPMAS_MQTT_LISTEN")?,
+            mqtts_listen: var("OPMAS_MQTTS_LISTEN")?,
+            tls_cert: var("OPMAS_TLS_CERT")?,
+            tls_key: var("OPMAS_TLS_KEY")?,
+            tls_client_ca: var("OPMAS_TLS_CLIENT_CA")?,
             http_listen: var("OPMAS_HTTP_LISTEN")?,
             presence_timeout_s: var("OPMAS_PRESENCE_TIMEOUT_S")?,
         })
@@ -161,6 +230,46 @@ mod tests {
         assert_eq!(cfg.mqtt_listen.port(), 2);
         assert_eq!(cfg.http_listen.port(), 3);
         assert_eq!(cfg.data_dir, PathBuf::from("/c"));
+    }
+
+    #[test]
+    fn the_tls_listener_needs_a_certificate_and_key_and_tls_files_need_the_listener() {
+        let none = Overrides::default();
+        let load = |flags: &Overrides| {
+            HubConfig::load(Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml")), &none, flags)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let listen = Some("127.0.0.1:8883".parse().unwrap());
+        let err = load(&Overrides { mqtts_listen: listen, tls_cert: Some("/c.pem".into()), ..Default::default() })
+            .unwrap_err();
+        assert!(err.starts_with("mqtts_listen 127.0.0.1:8883 (--mqtts-listen) needs tls_key (--tls-key FILE"), "{err}");
+        let err = load(&Overrides { tls_client_ca: Some("/ca.pem".into()), ..Default::default() }).unwrap_err();
+        assert!(err.starts_with("tls_client_ca (--tls-client-ca) is set but mqtts_listen is not"), "{err}");
+        let cfg = load(&Overrides {
+            mqtts_listen: listen,
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((cfg.mqtts_listen, cfg.tls_client_ca), (listen, None));
+    }
+
+    #[test]
+    fn the_commented_tls_settings_in_the_shipped_file_are_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ").filter(|l| l.starts_with("mqtts_listen") || l.starts_with("tls_")).unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg: HubConfig = toml::from_str(&uncommented).unwrap();
+        assert_eq!(cfg.mqtts_listen, Some("0.0.0.0:8883".parse().unwrap()));
+        assert!(cfg.tls_cert.is_some() && cfg.tls_key.is_some() && cfg.tls_client_ca.is_some());
+        cfg.check_tls().unwrap();
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub async fn run(cfg: HubConfig, devices: usize, shutdown: impl Future<Output = 
                 keepalive: Duration::from_secs(30),
                 backoff_max: Duration::from_secs(10),
                 spool_bytes: opmas_edge::spool::DEFAULT_BUDGET,
+                tls: None,
             },
             sources: Vec::new(),
             agents: AgentsConfig::default(),

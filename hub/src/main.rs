@@ -21,6 +21,18 @@ struct Cli {
     /// MQTT listen address [env: OPMAS_MQTT_LISTEN] [default: 0.0.0.0:1883].
     #[arg(long, global = true, value_name = "ADDR")]
     mqtt_listen: Option<std::net::SocketAddr>,
+    /// MQTT over TLS listen address, off unless set; needs --tls-cert and --tls-key [env: OPMAS_MQTTS_LISTEN].
+    #[arg(long, global = true, value_name = "ADDR")]
+    mqtts_listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain for --mqtts-listen [env: OPMAS_TLS_CERT].
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert [env: OPMAS_TLS_KEY].
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) for mutual TLS: routers must present a certificate they signed [env: OPMAS_TLS_CLIENT_CA].
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
     /// REST API listen address [env: OPMAS_HTTP_LISTEN] [default: 127.0.0.1:8080].
     #[arg(long, global = true, value_name = "ADDR")]
     http_listen: Option<std::net::SocketAddr>,
@@ -78,6 +90,10 @@ fn main() -> Result<()> {
     let flags = Overrides {
         data_dir: cli.data_dir.clone(),
         mqtt_listen: cli.mqtt_listen,
+        mqtts_listen: cli.mqtts_listen,
+        tls_cert: cli.tls_cert.clone(),
+        tls_key: cli.tls_key.clone(),
+        tls_client_ca: cli.tls_client_ca.clone(),
         http_listen: cli.http_listen,
         presence_timeout_s: None,
     };

@@ -6,6 +6,7 @@
 //! (`target/debug/`), or in `$OPMAS_BIN_DIR`; `scripts/test` builds them
 //! first.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -110,6 +111,8 @@ pub struct Hub {
     pub token: String,
     pub proc: Option<Proc>,
     http_client: reqwest::blocking::Client,
+    /// Flags added to `opmas-hub serve` at every (re)start.
+    extra_args: Vec<OsString>,
 }
 
 /// What `device add --json` printed.
@@ -122,6 +125,12 @@ pub struct Device {
 impl Hub {
     /// Starts a hub with a fresh data dir inside `dir`.
     pub fn start(dir: &Path) -> Result<Hub> {
+        Hub::start_with(dir, Vec::new())
+    }
+
+    /// Starts a hub with a fresh data dir inside `dir` and `extra_args` added
+    /// to `opmas-hub serve` (for example `--mqtts-listen` and its files).
+    pub fn start_with(dir: &Path, extra_args: Vec<OsString>) -> Result<Hub> {
         let mut hub = Hub {
             data_dir: dir.join("hub-data"),
             mqtt: free_addr(),
@@ -129,6 +138,7 @@ impl Hub {
             token: String::new(),
             proc: None,
             http_client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?,
+            extra_args,
         };
         hub.restart()?;
         hub.token = std::fs::read_to_string(hub.data_dir.join("admin.token"))?.trim().to_owned();
@@ -144,7 +154,8 @@ impl Hub {
             .arg("--mqtt-listen")
             .arg(self.mqtt.to_string())
             .arg("--http-listen")
-            .arg(self.http.to_string());
+            .arg(self.http.to_string())
+            .args(&self.extra_args);
         let log = self.data_dir.with_file_name("hub.log");
         self.proc = Some(Proc::spawn(cmd, log)?);
         let url = format!("http://{}/api/v1/health", self.http);
@@ -243,12 +254,33 @@ impl Edge {
 
     /// Starts an edge with the given UCI `source` sections (and any agent sections).
     pub fn start_with(dir: &Path, hub: &Hub, device: &Device, sections: &str, log_file: PathBuf) -> Result<Edge> {
+        Edge::start_hub_url(dir, device, &format!("mqtt://{}", hub.mqtt), "", sections, log_file)
+    }
+
+    /// Starts an edge that follows a fresh log file and connects to `url`
+    /// (`mqtts://...` for TLS) with `hub_options` added to its hub section
+    /// (UCI lines such as `\toption ca_file '/path'\n`).
+    pub fn start_url(dir: &Path, device: &Device, url: &str, hub_options: &str) -> Result<Edge> {
+        let log_file = dir.join(format!("{}-messages.log", device.id));
+        std::fs::File::create(&log_file)?;
+        let source = format!("config source\n\toption type 'file'\n\toption path '{}'\n", log_file.display());
+        Edge::start_hub_url(dir, device, url, hub_options, &source, log_file)
+    }
+
+    fn start_hub_url(
+        dir: &Path,
+        device: &Device,
+        url: &str,
+        hub_options: &str,
+        sections: &str,
+        log_file: PathBuf,
+    ) -> Result<Edge> {
         let config = dir.join(format!("opmas-{}.uci", device.id));
         std::fs::write(
             &config,
             format!(
-                "# written by the e2e harness\nconfig hub 'hub'\n\toption url 'mqtt://{}'\n\toption device_id '{}'\n\toption secret '{}'\n\toption heartbeat_interval '2'\n\toption backoff_max '1'\n\n{sections}",
-                hub.mqtt, device.id, device.secret,
+                "# written by the e2e harness\nconfig hub 'hub'\n\toption url '{url}'\n\toption device_id '{}'\n\toption secret '{}'\n\toption heartbeat_interval '2'\n\toption backoff_max '1'\n{hub_options}\n{sections}",
+                device.id, device.secret,
             ),
         )?;
         let mut edge = Edge { config, log_file, proc: None };
