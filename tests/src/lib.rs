@@ -241,6 +241,9 @@ pub struct Edge {
     pub config: PathBuf,
     pub log_file: PathBuf,
     pub proc: Option<Proc>,
+    /// The command that runs the edge: the workspace binary, or an emulator
+    /// and a cross-built binary (`qemu-mips-static dist/.../opmas-edge`).
+    program: Vec<OsString>,
 }
 
 impl Edge {
@@ -255,6 +258,18 @@ impl Edge {
     /// Starts an edge with the given UCI `source` sections (and any agent sections).
     pub fn start_with(dir: &Path, hub: &Hub, device: &Device, sections: &str, log_file: PathBuf) -> Result<Edge> {
         Edge::start_hub_url(dir, device, &format!("mqtt://{}", hub.mqtt), "", sections, log_file)
+    }
+
+    /// Starts `program` (an emulator and a cross-built edge binary, say) as
+    /// the edge of `device`, following a fresh log file.
+    pub fn start_program(dir: &Path, hub: &Hub, device: &Device, program: Vec<OsString>) -> Result<Edge> {
+        let log_file = dir.join(format!("{}-messages.log", device.id));
+        std::fs::File::create(&log_file)?;
+        let source = format!("config source\n\toption type 'file'\n\toption path '{}'\n", log_file.display());
+        let mut edge = Edge::configure(dir, device, &format!("mqtt://{}", hub.mqtt), "", &source, log_file)?;
+        edge.program = program;
+        edge.restart()?;
+        Ok(edge)
     }
 
     /// Starts an edge that follows a fresh log file and connects to `url`
@@ -275,6 +290,20 @@ impl Edge {
         sections: &str,
         log_file: PathBuf,
     ) -> Result<Edge> {
+        let mut edge = Edge::configure(dir, device, url, hub_options, sections, log_file)?;
+        edge.restart()?;
+        Ok(edge)
+    }
+
+    /// Writes the edge's UCI file; does not start it.
+    fn configure(
+        dir: &Path,
+        device: &Device,
+        url: &str,
+        hub_options: &str,
+        sections: &str,
+        log_file: PathBuf,
+    ) -> Result<Edge> {
         let config = dir.join(format!("opmas-{}.uci", device.id));
         std::fs::write(
             &config,
@@ -283,15 +312,14 @@ impl Edge {
                 device.id, device.secret,
             ),
         )?;
-        let mut edge = Edge { config, log_file, proc: None };
-        edge.restart()?;
-        Ok(edge)
+        Ok(Edge { config, log_file, proc: None, program: vec![bin("opmas-edge").into()] })
     }
 
     /// Starts the edge process (again).
     pub fn restart(&mut self) -> Result<()> {
-        let mut cmd = Command::new(bin("opmas-edge"));
-        cmd.arg("run").arg("--config").arg(&self.config);
+        let (first, rest) = self.program.split_first().context("empty edge program")?;
+        let mut cmd = Command::new(first);
+        cmd.args(rest).arg("run").arg("--config").arg(&self.config);
         self.proc = Some(Proc::spawn(cmd, self.config.with_extension("log"))?);
         Ok(())
     }
