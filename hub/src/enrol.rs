@@ -38,8 +38,14 @@ pub fn uci_commands(id: &DeviceId, secret: &Secret, hub_url: &str) -> String {
          uci set opmas.hub.url='{hub_url}'\n\
          uci set opmas.hub.device_id='{id}'\n\
          uci set opmas.hub.secret='{}'\n\
-         uci commit opmas\n",
-        secret.to_hex()
+         {}uci commit opmas\n\
+         /etc/init.d/opmas restart\n",
+        secret.to_hex(),
+        if hub_url.starts_with("mqtts://") {
+            "uci set opmas.hub.ca_file='/etc/opmas/ca.crt'   # the hub's CA certificate, copied to the router\n"
+        } else {
+            ""
+        }
     )
 }
 

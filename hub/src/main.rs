@@ -120,7 +120,6 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
             } else {
                 println!("Enrolled device {}.\n\nid:     {}\nsecret: {}\n", e.id, e.id, e.secret);
                 println!("On the router, run:\n\n{}", e.uci);
-                println!("then: service opmas restart");
             }
         }
         DeviceCommand::List { json } => {

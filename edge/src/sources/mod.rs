@@ -17,7 +17,8 @@ pub mod udp;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+// MIPS has no 64-bit atomics; portable-atomic falls back to a lock there.
+use portable_atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
