@@ -105,7 +105,9 @@ impl Ingest {
             }
         };
         match decode(&topic, &msg.payload, &key) {
-            Ok(v) => Some((topic.device, v)),
+            Ok(Some(v)) => Some((topic.device, v)),
+            // A downlink channel: our own acks, configs and commands.
+            Ok(None) => None,
             Err(e) => {
                 let counter = match &e {
                     DecodeError::BadTag { .. } => &self.stats.rejected_bad_tag,
@@ -196,17 +198,20 @@ async fn touch(conn: &mut sqlx::SqliteConnection, id: &str, now: i64) -> Result<
     Ok(())
 }
 
-/// Opens the envelope and decodes the body its channel carries.
-fn decode(topic: &Topic, payload: &[u8], key: &Secret) -> Result<Verified, DecodeError> {
+/// Opens the envelope and decodes the body its channel carries; `None` for
+/// a downlink channel, which ingest does not consume.
+fn decode(topic: &Topic, payload: &[u8], key: &Secret) -> Result<Option<Verified>, DecodeError> {
+    if !topic.channel.is_uplink() {
+        return Ok(None);
+    }
     let env = Envelope::open(topic, payload, key)?;
-    Ok(match topic.channel {
+    Ok(Some(match topic.channel {
         Channel::Status => Verified::Status(env.body()?),
         Channel::Heartbeat => Verified::Heartbeat(env.body()?),
         Channel::Finding => Verified::Findings(env.body()?),
         Channel::Result => Verified::Result(env.body()?),
-        // `verify` filters downlink channels out before calling here.
-        Channel::Ack | Channel::Config | Channel::Cmd => unreachable!("downlink channel {} in ingest", topic.channel),
-    })
+        Channel::Ack | Channel::Config | Channel::Cmd => return Ok(None),
+    }))
 }
 
 /// Marks devices offline that have been silent for `timeout`, every few seconds.
