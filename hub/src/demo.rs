@@ -104,12 +104,14 @@ async fn generate(tx: mpsc::Sender<String>, seed: u64) {
         }
         let mac = format!("a4:5e:60:{:02x}:{:02x}:{:02x}", rng.gen::<u8>(), rng.gen::<u8>(), rng.gen::<u8>());
         let host = rng.gen_range(100..200);
-        let msg = match rng.gen_range(0..6) {
+        // Everyday traffic; kept below every agent's threshold, so that
+        // the findings the demo shows are the incidents, not the noise.
+        let msg = match rng.gen_range(0..12) {
             0 => format!("daemon.info hostapd: phy0-ap0: STA {mac} IEEE 802.11: associated (aid 3)"),
-            1 => format!("daemon.notice hostapd: phy0-ap0: AP-STA-CONNECTED {mac}"),
-            2 => format!("daemon.info dnsmasq-dhcp[1]: DHCPACK(br-lan) 192.168.1.{host} {mac} phone"),
-            3 => fw_line(&format!("198.51.100.{}", rng.gen_range(1..255)), rng.gen_range(1..1024), &mut rng),
-            4 => format!("daemon.notice hostapd: phy0-ap0: AP-STA-DISCONNECTED {mac}"),
+            1 => format!("daemon.info hostapd: phy0-ap0: STA {mac} WPA: pairwise key handshake completed (RSN)"),
+            2..=5 => format!("daemon.info dnsmasq-dhcp[1]: DHCPACK(br-lan) 192.168.1.{host} {mac} phone"),
+            6..=8 => fw_line(&format!("198.51.100.{}", rng.gen_range(1..255)), rng.gen_range(1..1024), &mut rng),
+            9 => format!("daemon.info hostapd: phy0-ap0: STA {mac} IEEE 802.11: authenticated"),
             _ => {
                 pid += 1;
                 format!(
@@ -121,7 +123,7 @@ async fn generate(tx: mpsc::Sender<String>, seed: u64) {
         if tx.send(stamp(&msg)).await.is_err() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..900))).await;
     }
 }
 
