@@ -109,6 +109,7 @@ pub struct BrokerHandle {
 /// Starts the embedded broker on `cfg.mqtt_listen`, authenticating devices
 /// with `keys`, and waits until it accepts TCP connections.
 pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> Result<BrokerHandle> {
+    let stats_tls = stats.clone();
     // Fail with a clear message on a taken port instead of a broker thread
     // that logs and exits. SO_REUSEADDR as rumqttd's own listener uses, so
     // that sockets in TIME_WAIT from a previous run do not count as taken.
@@ -269,7 +270,7 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
             if tls.mutual { " (client certificates required)" } else { "" }
         );
         let slots = Arc::new(Semaphore::new(cfg.broker.max_connections));
-        tokio::spawn(serve_tls(listener, tls.acceptor, backend, slots));
+        tokio::spawn(serve_tls(listener, tls.acceptor, backend, slots, stats_tls));
     }
     Ok(BrokerHandle { inbound, publisher: Publisher { tx: out_tx }, stopped })
 }
@@ -349,7 +350,13 @@ fn pem_error(what: &str, path: &Path, e: pem::Error) -> anyhow::Error {
 /// listener `backend`. Each handshake runs in its own task with a timeout, so
 /// a slow or silent client delays no one else; at most `slots` connections
 /// (the broker's `max_connections`) are open at once.
-async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, backend: SocketAddr, slots: Arc<Semaphore>) {
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    backend: SocketAddr,
+    slots: Arc<Semaphore>,
+    stats: Arc<Stats>,
+) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -361,12 +368,14 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, backend: Socket
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            bump(&stats.tls_refused);
             warn!(%peer, "refused MQTTS connection: max_connections reached");
             continue;
         };
         let acceptor = acceptor.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
-            relay_tls(tcp, peer, acceptor, backend).await;
+            relay_tls(tcp, peer, acceptor, backend, &stats).await;
             drop(slot);
         });
     }
@@ -374,15 +383,17 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, backend: Socket
 
 /// One router's connection: TLS handshake, then bytes both ways between it
 /// and rumqttd until either side closes.
-async fn relay_tls(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, backend: SocketAddr) {
+async fn relay_tls(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, backend: SocketAddr, stats: &Stats) {
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
+            bump(&stats.tls_refused);
             warn!(%peer, error = %e, "refused MQTTS connection: TLS handshake failed");
             return;
         }
         Err(_) => {
+            bump(&stats.tls_refused);
             warn!(%peer, "refused MQTTS connection: no TLS handshake within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs());
             return;
         }

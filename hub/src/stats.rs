@@ -30,6 +30,9 @@ counters! {
     auth_accepted,
     /// MQTT connections refused: unknown device, wrong secret, client id not the device id.
     auth_refused,
+    /// MQTTS connections refused before MQTT: failed or missing TLS handshake
+    /// (wrong CA, no client certificate), or the connection limit.
+    tls_refused,
     /// Messages the ingest loop received from the broker.
     messages,
     /// Findings newly stored.

@@ -164,6 +164,7 @@ fn mutual_tls_admits_only_an_edge_with_a_client_certificate() {
     wait_refused(&hub, &edge, &without_cert, "the hub refused this router's client certificate");
     assert!(hub.log().contains("TLS handshake failed"), "{}", hub.log());
     assert!(hub.log().contains("no certificates"), "{}", hub.log());
+    assert!(hub.stats().unwrap()["tls_refused"].as_u64().unwrap() >= 1, "TLS refusal not counted");
 }
 
 #[test]
