@@ -25,8 +25,17 @@ use crate::uplink::{now_ms, Uplink, UplinkEvent};
 
 /// Largest finding batch on the wire.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
-/// Resend unacked findings after this long without an ack.
+/// Most bytes of findings sent and not yet acknowledged. The hub stores
+/// what it receives in order and acks within milliseconds, so two batches in
+/// flight keep a router's burst moving at the hub's pace, while a fleet's
+/// bursts together stay far below what the broker buffers (the embedded
+/// broker skips what overflows, and a skipped batch costs a resend).
+const WINDOW_BYTES: usize = 2 * MAX_BATCH_BYTES;
+/// Resend unacked findings after this long without an ack; doubled after
+/// each timeout up to `ACK_TIMEOUT_MAX`, so that a slow hub is not fed the
+/// same findings again and again, and reset by the next ack.
 const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+const ACK_TIMEOUT_MAX: Duration = Duration::from_secs(160);
 
 /// The detection pipeline without I/O: parse, classify, agents.
 pub struct Pipeline {
@@ -166,6 +175,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heartbeat: Option<Instant> = None;
     let mut last_progress = Instant::now();
+    let mut ack_timeout = ACK_TIMEOUT;
     let mut lines_open = true;
     tokio::pin!(shutdown);
 
@@ -190,7 +200,9 @@ pub async fn run(
                 }
                 Some(UplinkEvent::Disconnected(_)) => uplink.on_disconnected(),
                 Some(UplinkEvent::Message { topic, payload }) => {
-                    on_downlink(&topic, &payload, &mut spool, &uplink, &mut last_progress);
+                    if on_downlink(&topic, &payload, &mut spool, &uplink, &mut last_progress) {
+                        ack_timeout = ACK_TIMEOUT;
+                    }
                     flush(&mut spool, &mut uplink, &mut last_progress);
                 }
                 None => break,
@@ -199,9 +211,14 @@ pub async fn run(
                 if pipeline.tick(now_ms(), &mut found) > 0 {
                     spool_findings(&mut found, &mut spool);
                 }
-                if spool.awaiting_ack() && last_progress.elapsed() > ACK_TIMEOUT {
-                    warn!(timeout_s = ACK_TIMEOUT.as_secs(), "no ack from the hub; resending unacked findings");
+                if spool.awaiting_ack() && last_progress.elapsed() > ack_timeout {
+                    warn!(
+                        timeout_s = ack_timeout.as_secs(),
+                        acked_upto = spool.stats().acked_upto,
+                        "no ack from the hub; resending unacked findings"
+                    );
                     spool.rewind();
+                    ack_timeout = (ack_timeout * 2).min(ACK_TIMEOUT_MAX);
                     last_progress = Instant::now();
                 }
                 flush(&mut spool, &mut uplink, &mut last_progress);
@@ -220,7 +237,7 @@ pub async fn run(
 /// Publishes as many unsent findings as the uplink takes.
 fn flush(spool: &mut Spool, uplink: &mut Uplink, last_progress: &mut Instant) {
     while uplink.is_connected() {
-        let Some(batch) = spool.next_batch(MAX_BATCH_BYTES) else { return };
+        let Some(batch) = spool.next_batch(MAX_BATCH_BYTES, WINDOW_BYTES) else { return };
         let Some(last) = batch.findings.last().map(|f| f.seq) else { return };
         match uplink.publish(Channel::Finding, &batch, false) {
             Ok(()) => {
@@ -237,12 +254,14 @@ fn flush(spool: &mut Spool, uplink: &mut Uplink, last_progress: &mut Instant) {
     }
 }
 
-fn on_downlink(topic: &str, payload: &[u8], spool: &mut Spool, uplink: &Uplink, last_progress: &mut Instant) {
+/// Handles one downlink message; returns true if an ack freed findings or
+/// made the spool resend (progress, for the ack timeout).
+fn on_downlink(topic: &str, payload: &[u8], spool: &mut Spool, uplink: &Uplink, last_progress: &mut Instant) -> bool {
     let (channel, env) = match uplink.open(topic, payload) {
         Ok(v) => v,
         Err(e) => {
             warn!(topic, error = %e, "dropped downlink message");
-            return;
+            return false;
         }
     };
     match channel {
@@ -250,13 +269,33 @@ fn on_downlink(topic: &str, payload: &[u8], spool: &mut Spool, uplink: &Uplink, 
             Ok(ack) => {
                 let freed = spool.ack(ack.epoch, ack.upto);
                 if freed > 0 {
-                    *last_progress = Instant::now();
                     debug!(upto = ack.upto, freed, "hub acknowledged findings");
                 }
+                let rewound = match ack.gap {
+                    Some(round) if spool.gap(ack.epoch, ack.upto, round) => {
+                        info!(
+                            upto = ack.upto,
+                            round, "the hub missed findings after the acked ones; sending them again"
+                        );
+                        true
+                    }
+                    _ => false,
+                };
+                if freed > 0 || rewound {
+                    *last_progress = Instant::now();
+                    return true;
+                }
+                false
             }
-            Err(e) => warn!(error = %e, "malformed ack"),
+            Err(e) => {
+                warn!(error = %e, "malformed ack");
+                false
+            }
         },
-        other => debug!(channel = %other, "downlink channel not handled yet"),
+        other => {
+            debug!(channel = %other, "downlink channel not handled yet");
+            false
+        }
     }
 }
 

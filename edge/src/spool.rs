@@ -10,9 +10,18 @@
 //! so the hub's key (device, epoch, seq) stays unique across restarts
 //! without a counter on disk.
 //!
-//! Sending is "at least once": findings are published in sequence order;
-//! after a reconnect, or when no ack came for a while, the spool rewinds and
-//! everything unacked goes again. The hub ignores what it already stored.
+//! Sending is "at least once", with a window: findings are published in
+//! sequence order, and at most [`Spool::next_batch`]'s `window` bytes of
+//! them may be unacknowledged at a time, so a burst reaches the hub at the
+//! pace the hub stores it instead of piling up in the broker (which skips
+//! what overflows its buffers). After a reconnect, an ack timeout, or the
+//! hub's report of a gap, the spool rewinds and sends everything unacked
+//! again, window by window. The hub ignores what it already stored.
+//!
+//! Invariant: the queue holds consecutive sequences (findings are pushed in
+//! order and leave only from the front), so every batch is a run of
+//! consecutive sequences and the entry for sequence `s` sits at index
+//! `s - front`.
 
 use std::collections::VecDeque;
 
@@ -38,17 +47,37 @@ pub struct Spool {
     acked_upto: u64,
     /// Highest sequence handed to the uplink since the last rewind.
     sent_upto: u64,
+    /// Bytes of the queued findings up to `sent_upto`: sent, not yet acked.
+    in_flight: usize,
+    /// Resend round, increased by every rewind.
+    round: u32,
     /// Findings dropped for the budget since start.
     dropped: u64,
 }
 
 impl Spool {
     pub fn new(epoch: u64, budget: usize) -> Self {
-        Spool { epoch, budget, queue: VecDeque::new(), bytes: 0, next_seq: 1, acked_upto: 0, sent_upto: 0, dropped: 0 }
+        Spool {
+            epoch,
+            budget,
+            queue: VecDeque::new(),
+            bytes: 0,
+            next_seq: 1,
+            acked_upto: 0,
+            sent_upto: 0,
+            in_flight: 0,
+            round: 0,
+            dropped: 0,
+        }
     }
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Sequence of the oldest queued finding (`next_seq` when empty).
+    fn front(&self) -> u64 {
+        self.next_seq - self.queue.len() as u64
     }
 
     /// Numbers `finding` and queues it; drops the oldest findings while over
@@ -61,8 +90,11 @@ impl Spool {
         self.queue.push_back((finding, size));
         self.bytes += size;
         while self.bytes > self.budget {
-            let Some((_, size)) = self.queue.pop_front() else { break };
+            let Some((f, size)) = self.queue.pop_front() else { break };
             self.bytes -= size;
+            if f.seq <= self.sent_upto {
+                self.in_flight -= size;
+            }
             self.dropped += 1;
         }
         seq
@@ -77,8 +109,11 @@ impl Spool {
         self.acked_upto = upto.min(self.next_seq - 1);
         let mut freed = 0;
         while self.queue.front().is_some_and(|(f, _)| f.seq <= self.acked_upto) {
-            if let Some((_, size)) = self.queue.pop_front() {
+            if let Some((f, size)) = self.queue.pop_front() {
                 self.bytes -= size;
+                if f.seq <= self.sent_upto {
+                    self.in_flight -= size;
+                }
                 freed += 1;
             }
         }
@@ -86,37 +121,72 @@ impl Spool {
         freed
     }
 
-    /// The next findings to publish, at most `max_bytes` of them (at least
-    /// one), or `None` if everything is sent. Call [`Spool::mark_sent`] once
-    /// the uplink took the batch.
-    pub fn next_batch(&self, max_bytes: usize) -> Option<FindingBatch> {
+    /// Applies an ack that reports a gap: the hub discarded a batch of
+    /// `round` because findings before it never reached it. Rewinds once per
+    /// round, so the batches that followed the loss (each reported too) do
+    /// not make the spool resend again and again. Returns true if it rewound.
+    pub fn gap(&mut self, epoch: u64, upto: u64, round: u32) -> bool {
+        self.ack(epoch, upto);
+        if epoch != self.epoch || round != self.round {
+            return false;
+        }
+        self.rewind();
+        true
+    }
+
+    /// The next findings to publish: unsent ones in sequence order, at most
+    /// `max_bytes` of them (at least one), and only as many as keep the
+    /// unacknowledged bytes within `window` (at least one when nothing is in
+    /// flight). `None` if everything is sent or the window is full. Call
+    /// [`Spool::mark_sent`] once the uplink took the batch.
+    pub fn next_batch(&self, max_bytes: usize, window: usize) -> Option<FindingBatch> {
+        if self.in_flight > 0 && self.in_flight >= window {
+            return None;
+        }
+        let room = window.saturating_sub(self.in_flight).min(max_bytes);
+        let start = (self.sent_upto + 1).saturating_sub(self.front()) as usize;
         let mut size = 0;
         let findings: Vec<Finding> = self
             .queue
             .iter()
-            .filter(|(f, _)| f.seq > self.sent_upto)
+            .skip(start)
             .take_while(|(_, s)| {
                 size += s;
-                size <= max_bytes || size == *s
+                size <= room || size == *s
             })
             .map(|(f, _)| f.clone())
             .collect();
-        (!findings.is_empty()).then_some(FindingBatch { epoch: self.epoch, findings })
+        (!findings.is_empty()).then(|| FindingBatch {
+            epoch: self.epoch,
+            floor: self.front(),
+            round: self.round,
+            findings,
+        })
     }
 
     /// Records that findings up to `seq` were handed to the uplink.
     pub fn mark_sent(&mut self, seq: u64) {
-        self.sent_upto = self.sent_upto.max(seq);
+        if seq <= self.sent_upto {
+            return;
+        }
+        let front = self.front();
+        let from = (self.sent_upto + 1).saturating_sub(front) as usize;
+        let to = ((seq + 1).saturating_sub(front) as usize).min(self.queue.len());
+        self.in_flight += self.queue.range(from.min(to)..to).map(|(_, s)| s).sum::<usize>();
+        self.sent_upto = seq;
     }
 
-    /// Sends everything unacked again (after a reconnect or an ack timeout).
+    /// Sends everything unacked again (after a reconnect, an ack timeout or a
+    /// gap), starting a new resend round.
     pub fn rewind(&mut self) {
         self.sent_upto = self.acked_upto;
+        self.in_flight = 0;
+        self.round = self.round.wrapping_add(1);
     }
 
     /// True if findings were sent and none of them has been acked yet.
     pub fn awaiting_ack(&self) -> bool {
-        self.sent_upto > self.acked_upto && !self.queue.is_empty()
+        self.in_flight > 0
     }
 
     pub fn stats(&self) -> SpoolStats {
@@ -161,10 +231,10 @@ mod tests {
         for _ in 0..3 {
             s.push(finding(10));
         }
-        let b = s.next_batch(1 << 16).unwrap();
+        let b = s.next_batch(1 << 16, 1 << 20).unwrap();
         assert_eq!(seqs(&b), vec![1, 2, 3]);
         s.mark_sent(3);
-        assert!(s.next_batch(1 << 16).is_none());
+        assert!(s.next_batch(1 << 16, 1 << 20).is_none());
         assert!(s.awaiting_ack());
         assert_eq!(s.ack(7, 2), 2);
         assert_eq!(s.stats().depth, 1);
@@ -181,7 +251,7 @@ mod tests {
         s.mark_sent(4);
         s.ack(7, 1);
         s.rewind();
-        assert_eq!(seqs(&s.next_batch(1 << 16).unwrap()), vec![2, 3, 4]);
+        assert_eq!(seqs(&s.next_batch(1 << 16, 1 << 20).unwrap()), vec![2, 3, 4]);
     }
 
     #[test]
@@ -202,7 +272,7 @@ mod tests {
         let st = s.stats();
         assert_eq!(st.depth, 3);
         assert_eq!(st.dropped, 2);
-        assert_eq!(seqs(&s.next_batch(1 << 20).unwrap()), vec![3, 4, 5]);
+        assert_eq!(seqs(&s.next_batch(1 << 20, 1 << 20).unwrap()), vec![3, 4, 5]);
     }
 
     #[test]
@@ -210,7 +280,81 @@ mod tests {
         let mut s = Spool::new(7, DEFAULT_BUDGET);
         s.push(finding(1000));
         s.push(finding(1000));
-        assert_eq!(seqs(&s.next_batch(10).unwrap()), vec![1]);
-        assert_eq!(seqs(&s.next_batch(2100).unwrap()), vec![1, 2]);
+        assert_eq!(seqs(&s.next_batch(10, 1 << 20).unwrap()), vec![1]);
+        assert_eq!(seqs(&s.next_batch(2100, 1 << 20).unwrap()), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_window_limits_what_is_unacknowledged_and_acks_open_it_again() {
+        let one = encoded_len(&Finding { seq: 1, ..finding(100) });
+        let mut s = Spool::new(7, DEFAULT_BUDGET);
+        for _ in 0..10 {
+            s.push(finding(100));
+        }
+        let window = one * 3;
+        let b = s.next_batch(1 << 20, window).unwrap();
+        assert_eq!(seqs(&b), vec![1, 2, 3]);
+        s.mark_sent(3);
+        assert!(s.next_batch(1 << 20, window).is_none(), "window full");
+        s.ack(7, 2);
+        let b = s.next_batch(1 << 20, window).unwrap();
+        assert_eq!(seqs(&b), vec![4, 5]);
+        s.mark_sent(5);
+        assert!(s.next_batch(1 << 20, window).is_none());
+        // A rewind empties the window and resends from the first unacked.
+        s.rewind();
+        assert_eq!(seqs(&s.next_batch(1 << 20, window).unwrap()), vec![3, 4, 5]);
+        // A window smaller than one finding still lets one through at a time.
+        let mut t = Spool::new(7, DEFAULT_BUDGET);
+        t.push(finding(100));
+        t.push(finding(100));
+        assert_eq!(seqs(&t.next_batch(1 << 20, 1).unwrap()), vec![1]);
+        t.mark_sent(1);
+        assert!(t.next_batch(1 << 20, 1).is_none());
+    }
+
+    #[test]
+    fn a_gap_rewinds_once_per_round() {
+        let mut s = Spool::new(7, DEFAULT_BUDGET);
+        for _ in 0..6 {
+            s.push(finding(10));
+        }
+        // Three batches of round 0; the hub lost the first.
+        for seq in [2, 4, 6] {
+            assert_eq!(s.next_batch(1 << 20, 1 << 20).unwrap().round, 0);
+            s.mark_sent(seq);
+        }
+        assert!(s.gap(7, 0, 0), "the first report rewinds");
+        let b = s.next_batch(1 << 20, 1 << 20).unwrap();
+        assert_eq!((seqs(&b), b.round), (vec![1, 2, 3, 4, 5, 6], 1));
+        s.mark_sent(6);
+        // The reports of the other two round-0 batches arrive late: ignored.
+        assert!(!s.gap(7, 0, 0));
+        assert!(!s.gap(7, 0, 0));
+        assert!(s.next_batch(1 << 20, 1 << 20).is_none());
+        // A report about the new round is a new loss.
+        assert!(s.gap(7, 3, 1));
+        assert_eq!(seqs(&s.next_batch(1 << 20, 1 << 20).unwrap()), vec![4, 5, 6]);
+        assert!(!s.gap(8, 3, 2), "another epoch's report is ignored");
+    }
+
+    #[test]
+    fn the_floor_tells_the_hub_what_the_budget_dropped() {
+        let one = encoded_len(&Finding { seq: 1, ..finding(100) });
+        let mut s = Spool::new(7, one * 2 + 1);
+        assert_eq!(s.push(finding(100)), 1);
+        s.mark_sent(1);
+        for _ in 0..3 {
+            s.push(finding(100));
+        }
+        // 1 and 2 were dropped (1 while in flight): the batch starts at 3, floor 3.
+        assert_eq!(s.stats().dropped, 2);
+        assert!(!s.awaiting_ack(), "the dropped in-flight finding left the window");
+        let b = s.next_batch(1 << 20, 1 << 20).unwrap();
+        assert_eq!((b.floor, seqs(&b)), (3, vec![3, 4]));
+        s.mark_sent(4);
+        s.ack(7, 4);
+        assert_eq!(s.stats().depth, 0);
+        assert!(!s.awaiting_ack());
     }
 }

@@ -221,7 +221,9 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
     })?;
 
     let (in_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+    let fault = Fault::from_env();
     tokio::spawn(async move {
+        let mut findings_seen = 0u64;
         loop {
             match link_rx.next().await {
                 Ok(Some(Notification::Forward(fwd))) => {
@@ -229,8 +231,18 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
                         topic: String::from_utf8_lossy(&fwd.publish.topic).into_owned(),
                         payload: fwd.publish.payload.to_vec(),
                     };
-                    // Waiting here pauses the link, which backs up into the
-                    // broker rather than growing memory without bound.
+                    if msg.topic.ends_with(Channel::Finding.as_str()) {
+                        findings_seen += 1;
+                        if fault.drops(findings_seen) {
+                            warn!(topic = %msg.topic, n = findings_seen, "fault injection: finding message dropped between broker and ingest");
+                            continue;
+                        }
+                    }
+                    // Waiting here pauses the link. rumqttd does not pass that
+                    // back to publishers: it keeps appending to its log and,
+                    // past its segments, skips ahead. The edges' send window
+                    // keeps that rare and the ack watermark makes it harmless
+                    // (see `ingest`).
                     if in_tx.send(msg).await.is_err() {
                         break;
                     }
@@ -251,14 +263,16 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
         }
     });
 
+    // rumqttd's `LinkTx::publish` blocks the thread while the router's queue
+    // is full, so it runs on a thread of its own, not on the runtime.
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_CAPACITY);
-    tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
+    std::thread::Builder::new().name("mqtt-publish".into()).spawn(move || {
+        while let Some(msg) = out_rx.blocking_recv() {
             if let Err(e) = link_tx.publish(msg.topic, msg.payload) {
                 warn!(error = %e, "publishing through the embedded broker failed");
             }
         }
-    });
+    })?;
 
     wait_until_listening(listen).await?;
     if let Some((listener, tls, backend)) = tls {
@@ -446,17 +460,74 @@ fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
     socket.listen(1).map(drop)
 }
 
-/// Waits until rumqttd's listener holds `listen`. Probing by binding the
-/// address (it fails once the broker listens) rather than connecting keeps
-/// rumqttd from logging an aborted MQTT connection at every start.
+/// Waits until rumqttd's listener holds `listen`.
+///
+/// It looks for the listening socket in the kernel's table instead of
+/// connecting (rumqttd would log an aborted MQTT connection at every start)
+/// or binding a probe socket: a probe that holds the port for a moment, while
+/// rumqttd binds it, makes rumqttd fail with "address in use", which is what
+/// a restart under a reconnect storm ran into.
 async fn wait_until_listening(listen: SocketAddr) -> Result<()> {
     for _ in 0..250 {
-        match check_bindable(listen) {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(()),
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        if is_listening(listen) {
+            return Ok(());
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bail!("the embedded MQTT broker did not start listening on {listen} within 5 s")
+}
+
+/// True if some socket listens on `addr` (Linux: `/proc/net/tcp`, `tcp6`).
+fn is_listening(addr: SocketAddr) -> bool {
+    let (path, want) = match addr {
+        SocketAddr::V4(a) => ("/proc/net/tcp", format!("{:08X}:{:04X}", u32::from_ne_bytes(a.ip().octets()), a.port())),
+        SocketAddr::V6(a) => {
+            let o = a.ip().octets();
+            let words: String =
+                o.chunks(4).map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))).collect();
+            ("/proc/net/tcp6", format!("{words}:{:04X}", a.port()))
+        }
+    };
+    let Ok(table) = std::fs::read_to_string(path) else { return false };
+    listening_in(&table, &want)
+}
+
+/// Whether `/proc/net/tcp` text has a LISTEN (state 0A) row for `local`.
+fn listening_in(table: &str, local: &str) -> bool {
+    table.lines().skip(1).any(|row| {
+        let mut cols = row.split_whitespace().skip(1);
+        cols.next() == Some(local) && cols.nth(1) == Some("0A")
+    })
+}
+
+/// Faults a test can inject between broker and ingest (cargo feature
+/// `fault-injection`, which release builds do not have):
+/// `OPMAS_FAULT_DROP_FINDINGS=3,7` drops the 3rd and 7th finding message the
+/// broker delivers, as a broker that skipped them would.
+#[derive(Debug, Default)]
+struct Fault {
+    drop_findings: Vec<u64>,
+}
+
+impl Fault {
+    #[cfg(feature = "fault-injection")]
+    fn from_env() -> Fault {
+        let spec = std::env::var("OPMAS_FAULT_DROP_FINDINGS").unwrap_or_default();
+        let drop_findings: Vec<u64> = spec.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+        if !drop_findings.is_empty() {
+            warn!(?drop_findings, "fault injection enabled: these finding messages will be dropped");
+        }
+        Fault { drop_findings }
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn from_env() -> Fault {
+        Fault::default()
+    }
+
+    fn drops(&self, n: u64) -> bool {
+        self.drop_findings.contains(&n)
+    }
 }
 
 /// Why a connection was refused.
@@ -483,4 +554,31 @@ async fn check_device(keys: &Keys, client_id: &str, username: &str, password: &s
         return Err(refuse("wrong secret".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_socket_is_found_in_the_kernel_table_and_a_closed_one_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(is_listening(addr));
+        drop(l);
+        assert!(!is_listening(addr));
+        let l6 = std::net::TcpListener::bind("[::1]:0");
+        if let Ok(l6) = l6 {
+            assert!(is_listening(l6.local_addr().unwrap()));
+        }
+    }
+
+    #[test]
+    fn only_listen_rows_count() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+                     0: 0100007F:075B 0100007F:9C40 01 00000000:00000000\n\
+                     1: 00000000:1F90 00000000:0000 0A 00000000:00000000\n";
+        assert!(!listening_in(table, "0100007F:075B"), "an established connection is not a listener");
+        assert!(listening_in(table, "00000000:1F90"));
+    }
 }

@@ -1,16 +1,19 @@
 //! Ingest: turns what devices publish into database rows and acks.
 //!
-//! One loop drains the inbound channel in batches, verifies every envelope,
-//! applies the whole batch in one transaction and, only after it commits,
-//! publishes an ack per (device, epoch) for the highest finding sequence
-//! stored. Because the edge publishes findings in sequence order and resends
-//! from its oldest unacked finding after a reconnect or an ack timeout, "the
-//! highest sequence of a committed batch" means "everything up to it".
+//! One loop drains the inbound channel into transactions of at most
+//! [`TX_MESSAGES`] messages or [`TX_BYTES`] bytes, verifies every envelope,
+//! applies them in one write transaction and, only after it commits,
+//! publishes per device an ack of its watermark (see [`crate::watermark`]):
+//! the highest sequence up to which every finding is stored or was dropped by
+//! the edge. A finding batch that does not continue the watermark is not
+//! stored; the ack then reports the gap and the edge sends again from the
+//! watermark. So an ack never frees a finding that is not in the database,
+//! whatever the broker skipped.
 //!
 //! Anything that fails verification is dropped, logged with its reason and
 //! counted; it never stops the loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +26,18 @@ use tracing::{debug, error, info, warn};
 use crate::broker::{Inbound, Publisher};
 use crate::keys::Keys;
 use crate::stats::{add, bump, Stats};
-use crate::store::{self, devices, findings, now_ms, StatusChange, Store, StoreError};
+use crate::store::{self, delivery, devices, findings, now_ms, StatusChange, Store, StoreError};
+use crate::watermark::{Verdict, Watermark};
 
 /// Most messages applied in one transaction.
-const BATCH: usize = 512;
+pub const TX_MESSAGES: usize = 1024;
+/// Most payload bytes applied in one transaction: about 5,000 findings. A
+/// commit that takes long holds every device's ack back, so transactions are
+/// kept to a few tens of milliseconds even when the queue is deep.
+pub const TX_BYTES: usize = 2 << 20;
+/// Watermarks kept in memory (one per device, its latest epoch); past this
+/// the cache is cleared and refilled from the database as devices speak.
+const WATERMARK_CACHE: usize = 100_000;
 
 /// The ingest loop's dependencies.
 pub struct Ingest {
@@ -47,15 +58,36 @@ enum Verified {
     Result(CommandResult),
 }
 
+/// The ack to send a device after commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AckOut {
+    epoch: u64,
+    upto: u64,
+    gap: Option<u32>,
+}
+
 impl Ingest {
     /// Runs until the inbound channel closes.
     pub async fn run(self, mut rx: mpsc::Receiver<Inbound>) {
-        let mut buf = Vec::with_capacity(BATCH);
+        let mut buf: Vec<Inbound> = Vec::with_capacity(TX_MESSAGES);
+        let mut marks: HashMap<DeviceId, (u64, Watermark)> = HashMap::new();
         loop {
             buf.clear();
-            if rx.recv_many(&mut buf, BATCH).await == 0 {
+            let Some(first) = rx.recv().await else {
                 info!("ingest stopped: broker link closed");
                 return;
+            };
+            let mut bytes = first.payload.len();
+            buf.push(first);
+            // Take what is queued, up to one transaction's worth.
+            while buf.len() < TX_MESSAGES && bytes < TX_BYTES {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        bytes += m.payload.len();
+                        buf.push(m);
+                    }
+                    Err(_) => break,
+                }
             }
             add(&self.stats.messages, buf.len() as u64);
             let mut verified = Vec::with_capacity(buf.len());
@@ -67,8 +99,14 @@ impl Ingest {
             if verified.is_empty() {
                 continue;
             }
-            match self.apply(&verified).await {
-                Ok(acks) => self.send_acks(acks).await,
+            match self.apply(&verified, &marks).await {
+                Ok((acks, moved)) => {
+                    if marks.len() > WATERMARK_CACHE {
+                        marks.clear();
+                    }
+                    marks.extend(moved);
+                    self.send_acks(acks).await;
+                }
                 Err(e) => {
                     bump(&self.stats.store_errors);
                     // No ack: the edge keeps the findings and resends them.
@@ -122,11 +160,21 @@ impl Ingest {
         }
     }
 
-    /// Applies verified messages in one transaction; returns the acks to send.
-    async fn apply(&self, batch: &[(DeviceId, Verified)]) -> Result<BTreeMap<(DeviceId, u64), u64>, StoreError> {
+    /// Applies verified messages in one transaction. Returns the acks to
+    /// send and the watermarks that moved, for the caller to keep once the
+    /// transaction committed (`marks` is not changed, so a failed commit
+    /// leaves it as the database is).
+    async fn apply(
+        &self,
+        batch: &[(DeviceId, Verified)],
+        marks: &HashMap<DeviceId, (u64, Watermark)>,
+    ) -> Result<(BTreeMap<DeviceId, AckOut>, HashMap<DeviceId, (u64, Watermark)>), StoreError> {
         let now = now_ms();
-        let mut acks = BTreeMap::new();
-        let mut tx = self.store.pool().begin().await?;
+        let mut acks: BTreeMap<DeviceId, AckOut> = BTreeMap::new();
+        let mut moved: HashMap<DeviceId, (u64, Watermark)> = HashMap::new();
+        // Devices heard from in this transaction: touched once each, at the end.
+        let mut heard: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut tx = self.store.begin_write().await?;
         for (device, msg) in batch {
             let id = device.as_str();
             match msg {
@@ -134,53 +182,98 @@ impl Ingest {
                     if devices::set_status(&mut tx, id, status.as_str(), now).await? == StatusChange::Changed {
                         info!(device = id, status = status.as_str(), "device status");
                     }
-                    if *status == Status::Online {
-                        devices::touch(&mut tx, id, now).await?;
-                    }
+                    // An `offline` status is the device's word, not a sign of life.
+                    let alive = *status == Status::Online;
+                    let e = heard.entry(id).or_insert(alive);
+                    *e = alive;
                 }
                 Verified::Heartbeat(hb) => {
-                    touch(&mut tx, id, now).await?;
+                    heard.insert(id, true);
                     let json = serde_json::to_string(hb).unwrap_or_default();
                     devices::record_heartbeat(&mut tx, id, hb.epoch, &json).await?;
                     bump(&self.stats.heartbeats);
                 }
                 Verified::Findings(b) => {
-                    touch(&mut tx, id, now).await?;
-                    let n = findings::insert_batch(&mut tx, id, b.epoch, &b.findings, now).await?;
-                    add(&self.stats.findings_stored, n.stored);
-                    add(&self.stats.findings_duplicate, n.duplicates);
-                    add(&self.stats.findings_updated, n.updated);
-                    if n.stored + n.updated > 0 {
-                        info!(
+                    heard.insert(id, true);
+                    let current = match moved.get(device).or_else(|| marks.get(device)) {
+                        Some(&(epoch, w)) if epoch == b.epoch => w,
+                        _ => delivery::load(&mut tx, id, b.epoch).await?,
+                    };
+                    let (verdict, next) = match current.judge(b.floor, b.findings.iter().map(|f| f.seq)) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            bump(&self.stats.rejected_malformed);
+                            warn!(device = id, epoch = b.epoch, error = %e, "dropped invalid finding batch");
+                            continue;
+                        }
+                    };
+                    if next.dropped > current.dropped {
+                        add(&self.stats.findings_dropped_by_edge, next.dropped - current.dropped);
+                        warn!(
                             device = id,
-                            stored = n.stored,
-                            updated = n.updated,
-                            duplicates = n.duplicates,
-                            "findings stored"
+                            epoch = b.epoch,
+                            dropped = next.dropped - current.dropped,
+                            "the edge dropped findings from its full spool before sending them"
                         );
                     }
-                    if let Some(max) = b.findings.iter().map(|f| f.seq).max() {
-                        let e = acks.entry((device.clone(), b.epoch)).or_insert(0);
-                        *e = max.max(*e);
+                    let mut gap = None;
+                    match verdict {
+                        Verdict::Store { skip } => {
+                            let n = findings::insert_batch(&mut tx, id, b.epoch, &b.findings[skip..], now).await?;
+                            add(&self.stats.findings_stored, n.stored);
+                            add(&self.stats.findings_duplicate, n.duplicates + skip as u64);
+                            add(&self.stats.findings_updated, n.updated);
+                            debug!(device = id, stored = n.stored, updated = n.updated, "findings stored");
+                        }
+                        Verdict::Duplicate => {
+                            bump(&self.stats.batches_duplicate);
+                            add(&self.stats.findings_duplicate, b.findings.len() as u64);
+                        }
+                        Verdict::Gap => {
+                            bump(&self.stats.batches_gap);
+                            warn!(
+                                device = id,
+                                epoch = b.epoch,
+                                acked_upto = next.upto,
+                                batch_starts = b.findings.first().map_or(0, |f| f.seq),
+                                "finding batch after a gap not stored; asking the edge to resend"
+                            );
+                            gap = Some(b.round);
+                        }
                     }
+                    if next != current {
+                        delivery::save(&mut tx, id, b.epoch, next, now).await?;
+                    }
+                    moved.insert(device.clone(), (b.epoch, next));
+                    let ack = acks.entry(device.clone()).or_insert(AckOut { epoch: b.epoch, upto: 0, gap: None });
+                    if ack.epoch != b.epoch {
+                        *ack = AckOut { epoch: b.epoch, upto: 0, gap: None };
+                    }
+                    ack.upto = next.upto;
+                    ack.gap = gap.or(ack.gap);
                 }
                 Verified::Result(r) => {
-                    touch(&mut tx, id, now).await?;
+                    heard.insert(id, true);
                     info!(device = id, command = r.id, ok = r.ok, message = %r.message, "command result");
                 }
             }
         }
+        for (id, alive) in heard {
+            if alive {
+                touch(&mut tx, id, now).await?;
+            }
+        }
         tx.commit().await?;
-        Ok(acks)
+        Ok((acks, moved))
     }
 
-    async fn send_acks(&self, acks: BTreeMap<(DeviceId, u64), u64>) {
-        for ((device, epoch), upto) in acks {
+    async fn send_acks(&self, acks: BTreeMap<DeviceId, AckOut>) {
+        for (device, AckOut { epoch, upto, gap }) in acks {
             let Ok(Some(key)) = self.keys.get(&device).await else { continue };
-            let payload = self.seal(&device, Channel::Ack, &Ack { epoch, upto }, &key);
+            let payload = self.seal(&device, Channel::Ack, &Ack { epoch, upto, gap }, &key);
             if self.publisher.publish(Topic::new(device.clone(), Channel::Ack).to_string(), payload) {
                 bump(&self.stats.acks_sent);
-                debug!(device = %device, epoch, upto, "ack sent");
+                debug!(device = %device, epoch, upto, ?gap, "ack sent");
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Reading order: [`config`] (settings) → [`store`] (database) → [`keys`]
 //! (device secrets) → [`broker`] (embedded MQTT and device auth) → [`ingest`]
-//! (envelopes to rows and acks) → [`http`] (REST API) → [`serve`] (wiring) →
+//! (envelopes to rows and acks, with [`watermark`] deciding what is stored
+//! and acked) → [`http`] (REST API) → [`serve`] (wiring) →
 //! [`enrol`] and [`demo`] (command-line jobs).
 //!
 //! Architecture invariant: only [`broker`] knows rumqttd; only [`store`]
@@ -18,3 +19,4 @@ pub mod keys;
 pub mod serve;
 pub mod stats;
 pub mod store;
+pub mod watermark;

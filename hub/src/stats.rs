@@ -39,6 +39,15 @@ counters! {
     findings_stored,
     /// Findings received again after a lost ack (already stored, ignored).
     findings_duplicate,
+    /// Finding batches entirely at or below the device's watermark: a resend
+    /// recognised without touching the database, acked again.
+    batches_duplicate,
+    /// Finding batches not stored because findings before them never arrived
+    /// (the broker skipped them); the ack reported the gap and the edge resends.
+    batches_gap,
+    /// Finding sequences the edges dropped from full spools before sending
+    /// them, as the batches' floors revealed (the edges count them too).
+    findings_dropped_by_edge,
     /// Updates (a flood's growing count) applied to stored findings.
     findings_updated,
     /// Heartbeats recorded.

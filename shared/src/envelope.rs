@@ -22,7 +22,7 @@ use crate::ids::{DeviceId, Secret};
 use crate::topic::{Channel, Topic};
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Length of the HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
@@ -68,7 +68,7 @@ pub enum DecodeError {
     BadTag { device: String, channel: Channel },
 }
 
-/// The wire form of format version 1. Field order is the wire layout.
+/// The wire form of format version 2 (1 had no `floor`, `round` or `gap`). Field order is the wire layout.
 #[derive(Serialize, Deserialize)]
 struct WireV1 {
     version: u8,
@@ -176,7 +176,8 @@ mod tests {
     }
 
     fn sealed() -> Vec<u8> {
-        let env = Envelope::new(DeviceId::new("gw-1").unwrap(), 7, 1_700_000_000_000, &Ack { epoch: 3, upto: 9 });
+        let env =
+            Envelope::new(DeviceId::new("gw-1").unwrap(), 7, 1_700_000_000_000, &Ack { epoch: 3, upto: 9, gap: None });
         env.seal(Channel::Ack, &key(1))
     }
 
@@ -184,7 +185,7 @@ mod tests {
     fn sealed_envelope_opens_with_the_same_key_and_topic() {
         let env = Envelope::open(&topic("gw-1", Channel::Ack), &sealed(), &key(1)).unwrap();
         assert_eq!(env.seq, 7);
-        assert_eq!(env.body::<Ack>().unwrap(), Ack { epoch: 3, upto: 9 });
+        assert_eq!(env.body::<Ack>().unwrap(), Ack { epoch: 3, upto: 9, gap: None });
     }
 
     #[test]
@@ -210,7 +211,7 @@ mod tests {
         let mut bytes = sealed();
         bytes[0] = 9;
         let err = Envelope::open(&topic("gw-1", Channel::Ack), &bytes, &key(1)).unwrap_err();
-        assert_eq!(err.to_string(), "unknown envelope format version 9; this build speaks version 1");
+        assert_eq!(err.to_string(), "unknown envelope format version 9; this build speaks version 2");
     }
 
     #[test]

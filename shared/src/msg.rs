@@ -185,21 +185,40 @@ pub struct Finding {
 }
 
 /// `opmas/v1/{device}/finding`: findings in sequence order.
+///
+/// The findings of one batch have consecutive sequences. The hub stores a
+/// batch only if it continues, without a gap, what it has already stored of
+/// this epoch (or what `floor` says the edge gave up on), so that its
+/// cumulative [`Ack`] never covers a finding that is not in its database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingBatch {
     /// Random number the edge draws at start. Sequences restart at 1 in each
     /// epoch, so (device, epoch, seq) identifies a finding across restarts and
     /// reboots without writing a counter to flash.
     pub epoch: u64,
+    /// The lowest sequence the edge still holds. Every sequence below it was
+    /// either acknowledged or dropped from the edge's full spool (and counted
+    /// there): the hub will never see it again and may ack past it.
+    pub floor: u64,
+    /// The edge's resend round: it increases each time the edge starts
+    /// sending again from its oldest unacknowledged finding. A gap report
+    /// ([`Ack::gap`]) names the round it saw, so that the edge rewinds once
+    /// per loss, not once per batch that followed the loss.
+    pub round: u32,
     pub findings: Vec<Finding>,
 }
 
 /// `opmas/v1/{device}/ack`: the hub has stored every finding of `epoch` up to
-/// and including `upto`; the edge may free them.
+/// and including `upto` (or knows, from a batch's `floor`, that the edge
+/// dropped it); the edge may free them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     pub epoch: u64,
     pub upto: u64,
+    /// Set when the hub discarded a batch of this resend round because the
+    /// findings between `upto` and that batch never reached it (the broker
+    /// skipped them, say): the edge should send again from `upto + 1`.
+    pub gap: Option<u32>,
 }
 
 /// A typed configuration value.

@@ -88,12 +88,16 @@ fn heartbeat_bytes_are_stable() {
 
 #[test]
 fn finding_batch_bytes_are_stable() {
-    check_golden("finding_batch", Channel::Finding, &FindingBatch { epoch: 77, findings: vec![finding()] });
+    check_golden(
+        "finding_batch",
+        Channel::Finding,
+        &FindingBatch { epoch: 77, floor: 40, round: 2, findings: vec![finding()] },
+    );
 }
 
 #[test]
 fn ack_bytes_are_stable() {
-    check_golden("ack", Channel::Ack, &Ack { epoch: 77, upto: 42 });
+    check_golden("ack", Channel::Ack, &Ack { epoch: 77, upto: 42, gap: Some(2) });
 }
 
 #[test]
@@ -166,7 +170,7 @@ proptest! {
     #[test]
     fn any_finding_batch_round_trips(epoch in any::<u64>(), seq in any::<u64>(), ts in any::<u64>(),
                                      findings in proptest::collection::vec(arb_finding(), 0..5)) {
-        let batch = FindingBatch { epoch, findings };
+        let batch = FindingBatch { epoch, floor: seq, round: ts as u32, findings };
         let bytes = Envelope::new(dev(), seq, ts, &batch).seal(Channel::Finding, &key());
         let env = Envelope::open(&Topic::new(dev(), Channel::Finding), &bytes, &key()).unwrap();
         prop_assert_eq!(env.seq, seq);
@@ -184,7 +188,7 @@ proptest! {
 
     #[test]
     fn any_truncation_of_a_valid_envelope_is_refused(cut in 0usize..200) {
-        let batch = FindingBatch { epoch: 1, findings: vec![finding()] };
+        let batch = FindingBatch { epoch: 1, floor: 1, round: 0, findings: vec![finding()] };
         let bytes = Envelope::new(dev(), 1, 2, &batch).seal(Channel::Finding, &key());
         let cut = cut.min(bytes.len() - 1);
         prop_assert!(Envelope::open(&Topic::new(dev(), Channel::Finding), &bytes[..cut], &key()).is_err());

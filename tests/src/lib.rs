@@ -113,6 +113,8 @@ pub struct Hub {
     http_client: reqwest::blocking::Client,
     /// Flags added to `opmas-hub serve` at every (re)start.
     extra_args: Vec<OsString>,
+    /// Environment variables of the hub process (fault injection, say).
+    env: Vec<(OsString, OsString)>,
 }
 
 /// What `device add --json` printed.
@@ -131,6 +133,11 @@ impl Hub {
     /// Starts a hub with a fresh data dir inside `dir` and `extra_args` added
     /// to `opmas-hub serve` (for example `--mqtts-listen` and its files).
     pub fn start_with(dir: &Path, extra_args: Vec<OsString>) -> Result<Hub> {
+        Hub::start_with_env(dir, extra_args, Vec::new())
+    }
+
+    /// Like [`Hub::start_with`], with environment variables for the hub process.
+    pub fn start_with_env(dir: &Path, extra_args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Hub> {
         let mut hub = Hub {
             data_dir: dir.join("hub-data"),
             mqtt: free_addr(),
@@ -139,6 +146,7 @@ impl Hub {
             proc: None,
             http_client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?,
             extra_args,
+            env,
         };
         hub.restart()?;
         hub.token = std::fs::read_to_string(hub.data_dir.join("admin.token"))?.trim().to_owned();
@@ -155,7 +163,8 @@ impl Hub {
             .arg(self.mqtt.to_string())
             .arg("--http-listen")
             .arg(self.http.to_string())
-            .args(&self.extra_args);
+            .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         let log = self.data_dir.with_file_name("hub.log");
         self.proc = Some(Proc::spawn(cmd, log)?);
         let url = format!("http://{}/api/v1/health", self.http);
@@ -253,6 +262,12 @@ impl Edge {
         std::fs::File::create(&log_file)?;
         let source = format!("config source\n\toption type 'file'\n\toption path '{}'\n", log_file.display());
         Edge::start_with(dir, hub, device, &source, log_file)
+    }
+
+    /// Starts an edge that follows a fresh log file, with `hub_options` added
+    /// to its hub section (UCI lines such as `\toption spool_bytes '4194304'\n`).
+    pub fn start_opts(dir: &Path, hub: &Hub, device: &Device, hub_options: &str) -> Result<Edge> {
+        Edge::start_url(dir, device, &format!("mqtt://{}", hub.mqtt), hub_options)
     }
 
     /// Starts an edge with the given UCI `source` sections (and any agent sections).
@@ -358,6 +373,25 @@ pub fn dropbear_attack(ip: &str, n: usize) -> Vec<String> {
             ]
         })
         .collect()
+}
+
+/// Five dropbear password failures from each of `sources` addresses
+/// (`198.18.x.y`, one brute force each), in `logread` format, stamped now:
+/// the burst of a botnet's sweep.
+pub fn dropbear_burst(sources: usize, failures: usize) -> Vec<String> {
+    let now = now_logread();
+    let mut lines = Vec::with_capacity(sources * failures * 2);
+    for s in 0..sources {
+        let ip = format!("198.18.{}.{}", s / 250, s % 250 + 1);
+        for i in 0..failures {
+            let pid = 10_000 + (s * failures + i) % 50_000;
+            let port = 30_000 + i;
+            lines.push(format!("{now} authpriv.info dropbear[{pid}]: Child connection from {ip}:{port}"));
+            lines
+                .push(format!("{now} authpriv.warn dropbear[{pid}]: Bad password attempt for 'root' from {ip}:{port}"));
+        }
+    }
+    lines
 }
 
 /// The current UTC time as `logread` prints it: `Thu Dec  5 17:43:57 2024`.

@@ -33,6 +33,8 @@ async fn connect(hub: &Hub, id: &str, password: &str) -> Result<(AsyncClient, to
 fn batch() -> FindingBatch {
     FindingBatch {
         epoch: 1,
+        floor: 1,
+        round: 0,
         findings: vec![Finding {
             seq: 1,
             agent: "security".into(),
@@ -119,7 +121,7 @@ fn forged_envelopes_are_dropped_and_counted() {
     let spoof = Envelope::new(a_id.clone(), 2, 1, &batch()).seal(Channel::Finding, &a_key);
     publish(Topic::new(b_id, Channel::Finding), spoof);
     // Garbage, and a future format version.
-    publish(Topic::new(a_id.clone(), Channel::Finding), vec![1, 2, 3]);
+    publish(Topic::new(a_id.clone(), Channel::Finding), vec![opmas_proto::FORMAT_VERSION, 0xff, 0xff]);
     publish(Topic::new(a_id.clone(), Channel::Heartbeat), vec![9, 0, 0]);
 
     wait_for(Duration::from_secs(5), "rejections", || {

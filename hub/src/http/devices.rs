@@ -24,7 +24,12 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "devices": devices })))
 }
 
+/// One device, with its delivery account per run epoch (newest first): the
+/// watermark acked to the edge and what the edge dropped before sending.
 async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let device = state.store.get_device(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))?;
-    Ok(Json(to_json(device)))
+    let deliveries = state.store.deliveries(&id).await?;
+    let mut v = to_json(device);
+    v["deliveries"] = serde_json::to_value(deliveries).unwrap_or(Value::Null);
+    Ok(Json(v))
 }

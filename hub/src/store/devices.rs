@@ -33,6 +33,10 @@ pub enum StatusChange {
     Changed,
 }
 
+/// The presence sweep (the `devices_by_presence` index).
+pub(super) const SWEEP_SQL: &str = "UPDATE devices SET status = 'offline', status_ms = ?
+     WHERE status = 'online' AND last_seen_ms < ? RETURNING id";
+
 const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch, heartbeat";
 
 fn finish(mut row: DeviceRow) -> DeviceRow {
@@ -48,7 +52,7 @@ impl Store {
             .bind(name)
             .bind(secret_hex)
             .bind(now_ms)
-            .execute(self.pool())
+            .execute(self.writer())
             .await;
         match res {
             Ok(_) => Ok(()),
@@ -59,7 +63,7 @@ impl Store {
 
     /// Removes a device and its findings.
     pub async fn delete_device(&self, id: &str) -> Result<(), StoreError> {
-        let res = sqlx::query("DELETE FROM devices WHERE id = ?").bind(id).execute(self.pool()).await?;
+        let res = sqlx::query("DELETE FROM devices WHERE id = ?").bind(id).execute(self.writer()).await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::NoDevice(id.to_owned()));
         }
@@ -90,14 +94,8 @@ impl Store {
     /// Marks every `online` device not heard from since `cutoff_ms` as
     /// `offline`, returning their ids.
     pub async fn mark_silent_offline(&self, cutoff_ms: i64, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        let ids: Vec<(String,)> = sqlx::query_as(
-            "UPDATE devices SET status = 'offline', status_ms = ?
-             WHERE status = 'online' AND COALESCE(last_seen_ms, 0) < ? RETURNING id",
-        )
-        .bind(now_ms)
-        .bind(cutoff_ms)
-        .fetch_all(self.pool())
-        .await?;
+        let ids: Vec<(String,)> =
+            sqlx::query_as(SWEEP_SQL).bind(now_ms).bind(cutoff_ms).fetch_all(self.writer()).await?;
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 }
@@ -145,13 +143,17 @@ pub async fn set_status(
     status: &str,
     now_ms: i64,
 ) -> Result<StatusChange, StoreError> {
-    let res = sqlx::query("UPDATE devices SET status = ?, status_ms = ? WHERE id = ? AND status != ?")
-        .bind(status)
-        .bind(now_ms)
-        .bind(id)
-        .bind(status)
-        .execute(&mut *conn)
-        .await?;
+    let res = sqlx::query(
+        "UPDATE devices SET status = ?, status_ms = ?, last_seen_ms = COALESCE(last_seen_ms, ?)
+         WHERE id = ? AND status != ?",
+    )
+    .bind(status)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(id)
+    .bind(status)
+    .execute(&mut *conn)
+    .await?;
     Ok(if res.rows_affected() > 0 { StatusChange::Changed } else { StatusChange::Unchanged })
 }
 
@@ -173,7 +175,7 @@ mod tests {
     async fn silent_devices_go_offline_and_messages_bring_them_back() {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
         assert_eq!(touch(&mut conn, "gw-1", 1_000).await.unwrap(), StatusChange::Changed);
         assert_eq!(touch(&mut conn, "gw-1", 2_000).await.unwrap(), StatusChange::Unchanged);
         drop(conn);

@@ -56,15 +56,22 @@ pub struct FindingQuery {
 pub struct Inserted {
     /// New rows.
     pub stored: u64,
-    /// Already stored (a resend after a lost ack).
+    /// Already stored (the database refused a second row of the sequence).
     pub duplicates: u64,
     /// Updates applied to an earlier finding (count, last time, evidence).
     pub updated: u64,
 }
 
-/// Inserts `findings` of `device`/`epoch`, ignoring ones already stored (a
-/// resend after a lost ack), and applies updates to the finding they update.
-/// Runs on the caller's transaction.
+/// Most rows in one multi-row `INSERT`. Runs are cut into powers of two up
+/// to this, so that only a handful of distinct statements are ever prepared
+/// (and stay in the connection's statement cache).
+const INSERT_ROWS: usize = 128;
+
+/// Stores `findings` of `device`/`epoch` in their order on the caller's
+/// transaction: runs of new findings as multi-row inserts, updates applied
+/// to the finding they update (and recorded in `finding_updates`). A
+/// sequence stored before is ignored by the unique key, at the cost of an
+/// index lookup.
 pub async fn insert_batch(
     conn: &mut SqliteConnection,
     device: &str,
@@ -73,74 +80,128 @@ pub async fn insert_batch(
     received_ms: i64,
 ) -> Result<Inserted, StoreError> {
     let mut counts = Inserted::default();
-    for f in findings {
-        let evidence = serde_json::to_string(&f.evidence).unwrap_or_else(|_| "[]".into());
-        let src_ip = f.subject.src_ip.map(|ip| ip.to_string());
-        if f.update {
-            // Setting absolute values makes a repeated update harmless.
-            let res = sqlx::query(
-                "UPDATE findings SET count = ?, last_ms = ?, summary = ?, evidence = ?,
-                        severity = MAX(severity, ?), received_ms = ?
-                 WHERE device_id = ? AND epoch = ? AND agent = ? AND kind = ? AND first_ms = ?
-                   AND src_ip IS ? AND mac IS ? AND iface IS ? AND user IS ? AND service IS ?",
-            )
-            .bind(f.count as i64)
-            .bind(f.last_ms as i64)
-            .bind(&f.summary)
-            .bind(&evidence)
-            .bind(f.severity.get() as i64)
-            .bind(received_ms)
-            .bind(device)
-            .bind(epoch as i64)
-            .bind(&f.agent)
-            .bind(&f.kind)
-            .bind(f.first_ms as i64)
-            .bind(&src_ip)
-            .bind(&f.subject.mac)
-            .bind(&f.subject.iface)
-            .bind(&f.subject.user)
-            .bind(&f.subject.service)
-            .execute(&mut *conn)
-            .await?;
-            if res.rows_affected() > 0 {
-                counts.updated += 1;
-                continue;
-            }
+    let mut run_start = 0;
+    for (i, f) in findings.iter().enumerate() {
+        if !f.update {
+            continue;
+        }
+        // Earlier findings first: the update may be of one of them.
+        insert_new(conn, device, epoch, &findings[run_start..i], received_ms, &mut counts).await?;
+        run_start = i + 1;
+        if !apply_update(conn, device, epoch, f, received_ms, &mut counts).await? {
             // The original never arrived (dropped from a full spool): keep
             // the update as a finding of its own.
+            insert_new(conn, device, epoch, std::slice::from_ref(f), received_ms, &mut counts).await?;
         }
-        let res = sqlx::query(
+    }
+    insert_new(conn, device, epoch, &findings[run_start..], received_ms, &mut counts).await?;
+    Ok(counts)
+}
+
+async fn insert_new(
+    conn: &mut SqliteConnection,
+    device: &str,
+    epoch: u64,
+    mut rows: &[Finding],
+    received_ms: i64,
+    counts: &mut Inserted,
+) -> Result<(), StoreError> {
+    while !rows.is_empty() {
+        let n = if rows.len() >= INSERT_ROWS { INSERT_ROWS } else { 1 << rows.len().ilog2() };
+        let (chunk, rest) = rows.split_at(n);
+        rows = rest;
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
-                                   count, first_ms, last_ms, summary, evidence, received_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (device_id, epoch, seq) DO NOTHING",
-        )
+                                   count, first_ms, last_ms, summary, evidence, received_ms) ",
+        );
+        b.push_values(chunk, |mut row, f| {
+            row.push_bind(device)
+                .push_bind(epoch as i64)
+                .push_bind(f.seq as i64)
+                .push_bind(&f.agent)
+                .push_bind(&f.kind)
+                .push_bind(f.severity.get() as i64)
+                .push_bind(f.subject.src_ip.map(|ip| ip.to_string()))
+                .push_bind(&f.subject.mac)
+                .push_bind(&f.subject.iface)
+                .push_bind(&f.subject.user)
+                .push_bind(&f.subject.service)
+                .push_bind(f.count as i64)
+                .push_bind(f.first_ms as i64)
+                .push_bind(f.last_ms as i64)
+                .push_bind(&f.summary)
+                .push_bind(evidence_json(f))
+                .push_bind(received_ms);
+        });
+        b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
+        let stored = b.build().persistent(true).execute(&mut *conn).await?.rows_affected();
+        counts.stored += stored;
+        counts.duplicates += chunk.len() as u64 - stored;
+    }
+    Ok(())
+}
+
+/// Applies an update to its original, found by identity (the
+/// `findings_by_identity` index; a test checks the plan).
+pub(super) const UPDATE_SQL: &str = "UPDATE findings SET count = ?, last_ms = ?, summary = ?, evidence = ?,
+                severity = MAX(severity, ?), received_ms = ?
+         WHERE device_id = ? AND epoch = ? AND kind = ? AND first_ms = ? AND agent = ?
+           AND src_ip IS ? AND mac IS ? AND iface IS ? AND user IS ? AND service IS ?
+         RETURNING id";
+
+/// Applies an update to the finding it updates; false if there is none.
+async fn apply_update(
+    conn: &mut SqliteConnection,
+    device: &str,
+    epoch: u64,
+    f: &Finding,
+    received_ms: i64,
+    counts: &mut Inserted,
+) -> Result<bool, StoreError> {
+    // Setting absolute values makes a repeated update harmless.
+    let id: Option<(i64,)> = sqlx::query_as(UPDATE_SQL)
+        .bind(f.count as i64)
+        .bind(f.last_ms as i64)
+        .bind(&f.summary)
+        .bind(evidence_json(f))
+        .bind(f.severity.get() as i64)
+        .bind(received_ms)
         .bind(device)
         .bind(epoch as i64)
-        .bind(f.seq as i64)
-        .bind(&f.agent)
         .bind(&f.kind)
-        .bind(f.severity.get() as i64)
-        .bind(&src_ip)
+        .bind(f.first_ms as i64)
+        .bind(&f.agent)
+        .bind(f.subject.src_ip.map(|ip| ip.to_string()))
         .bind(&f.subject.mac)
         .bind(&f.subject.iface)
         .bind(&f.subject.user)
         .bind(&f.subject.service)
-        .bind(f.count as i64)
-        .bind(f.first_ms as i64)
-        .bind(f.last_ms as i64)
-        .bind(&f.summary)
-        .bind(evidence)
-        .bind(received_ms)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-        if res.rows_affected() == 1 {
-            counts.stored += 1;
-        } else {
-            counts.duplicates += 1;
-        }
+    let Some((finding_id,)) = id else { return Ok(false) };
+    let res = sqlx::query(
+        "INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, epoch, seq) DO NOTHING",
+    )
+    .bind(device)
+    .bind(epoch as i64)
+    .bind(f.seq as i64)
+    .bind(finding_id)
+    .bind(f.count as i64)
+    .bind(f.last_ms as i64)
+    .bind(received_ms)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() == 1 {
+        counts.updated += 1;
+    } else {
+        counts.duplicates += 1;
     }
-    Ok(counts)
+    Ok(true)
+}
+
+fn evidence_json(f: &Finding) -> String {
+    serde_json::to_string(&f.evidence).unwrap_or_else(|_| "[]".into())
 }
 
 impl Store {
@@ -204,7 +265,7 @@ mod tests {
     async fn a_resent_batch_is_stored_once_and_epochs_keep_sequences_apart() {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
         let batch = [finding(1, "ssh.bruteforce"), finding(2, "ssh.bruteforce")];
         assert_eq!(
             insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 5).await.unwrap(),
@@ -227,13 +288,17 @@ mod tests {
     async fn an_update_grows_the_original_and_repeating_it_changes_nothing() {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
         insert_batch(&mut conn, "gw-1", 1, &[finding(1, "net.port_scan")], 5).await.unwrap();
         let update = Finding { seq: 2, count: 900, last_ms: 9_000, update: true, ..finding(1, "net.port_scan") };
-        for _ in 0..2 {
-            let n = insert_batch(&mut conn, "gw-1", 1, std::slice::from_ref(&update), 6).await.unwrap();
-            assert_eq!(n, Inserted { updated: 1, ..Default::default() });
-        }
+        let n = insert_batch(&mut conn, "gw-1", 1, std::slice::from_ref(&update), 6).await.unwrap();
+        assert_eq!(n, Inserted { updated: 1, ..Default::default() });
+        // The same update again (same sequence) is recognised as a duplicate.
+        let n = insert_batch(&mut conn, "gw-1", 1, std::slice::from_ref(&update), 6).await.unwrap();
+        assert_eq!(n, Inserted { duplicates: 1, ..Default::default() });
+        let history: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT seq, count FROM finding_updates").fetch_all(&mut *conn).await.unwrap();
+        assert_eq!(history, vec![(2, 900)]);
         // An update whose original is unknown (other subject) becomes a finding.
         let orphan = Finding { subject: Subject::default(), ..update.clone() };
         assert_eq!(insert_batch(&mut conn, "gw-1", 1, &[orphan], 7).await.unwrap().stored, 1);
@@ -247,7 +312,7 @@ mod tests {
     async fn pages_follow_the_cursor_and_filters_apply() {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
         let batch: Vec<Finding> =
             (1..=5).map(|i| finding(i, if i % 2 == 0 { "ssh.bruteforce" } else { "ssh.other" })).collect();
         insert_batch(&mut conn, "gw-1", 1, &batch, 5).await.unwrap();

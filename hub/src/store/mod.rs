@@ -4,7 +4,18 @@
 //! `migrations/sqlite` are embedded in the binary and applied at open. Queries
 //! live beside the entity they serve ([`devices`], [`findings`], [`tokens`]);
 //! nothing outside this module writes SQL.
+//!
+//! One writer: every write goes through a pool of one connection, and write
+//! transactions start with `BEGIN IMMEDIATE`. SQLite allows one writer at a
+//! time anyway; queueing the hub's writers in-process (ingest, the presence
+//! sweep, enrolment) instead of letting them race for the file lock is what
+//! keeps "database is locked" away under load, and `IMMEDIATE` takes the
+//! lock up front so that a transaction never fails half-way when another
+//! process (`opmas-hub device add`) writes at the same time; the busy
+//! timeout covers that wait. Readers (the API) use their own pool and, in WAL
+//! mode, never wait for the writer.
 
+pub mod delivery;
 pub mod devices;
 pub mod findings;
 pub mod tokens;
@@ -36,8 +47,14 @@ pub enum StoreError {
 /// A cloneable handle on the hub database.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Readers.
     pool: SqlitePool,
+    /// The one writer connection.
+    writer: SqlitePool,
 }
+
+/// A write transaction on the one writer connection.
+pub type WriteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
@@ -54,13 +71,33 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // Never recycle the writer: its prepared statements are the hot path.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts.read_only(true)).await?;
+        Ok(Store { pool, writer })
     }
 
+    /// The readers' pool.
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The writer, for single write statements.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`) on the writer; waits
+    /// for the writer if another write holds it.
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Cheap liveness check for `/health`.
@@ -94,4 +131,40 @@ pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&dir.path().join("opmas.db")).await.unwrap();
     (store, dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite picks for `sql`, one line per step.
+    async fn plan(store: &Store, sql: &str) -> String {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(store.writer()).await.unwrap();
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn every_ingest_statement_uses_an_index() {
+        let (store, _dir) = test_store().await;
+        let cases = [
+            (findings::UPDATE_SQL, "findings_by_identity"),
+            (delivery::LOAD_SQL, "PRIMARY KEY"),
+            (devices::SWEEP_SQL, "devices_by_presence"),
+            ("UPDATE devices SET last_seen_ms = ? WHERE id = ?", "sqlite_autoindex_devices_1 (id=?)"),
+            ("INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, count, first_ms, last_ms,
+                                    summary, evidence, received_ms) VALUES ('d', 1, 1, 'a', 'k', 1, 1, 1, 1, 's', '[]', 1)
+              ON CONFLICT (device_id, epoch, seq) DO NOTHING", ""),
+            ("SELECT id FROM findings WHERE device_id = ? ORDER BY id DESC LIMIT 10", "findings_by_device"),
+            ("SELECT id FROM findings WHERE kind = ? ORDER BY id DESC LIMIT 10", "findings_by_kind"),
+        ];
+        for (sql, index) in cases {
+            let p = plan(&store, sql).await;
+            assert!(p.contains(index), "{sql}\nplan:\n{p}\nwanted {index}");
+            assert!(
+                !p.lines().any(|l| l.starts_with("SCAN findings") || l.starts_with("SCAN devices")),
+                "{sql}\nscans a table:\n{p}"
+            );
+        }
+    }
 }

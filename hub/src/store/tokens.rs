@@ -37,7 +37,7 @@ impl Store {
             .bind(digest(token))
             .bind(role)
             .bind(now_ms)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
