@@ -30,9 +30,13 @@ CREATE TABLE finding_updates (
 ) WITHOUT ROWID;
 CREATE INDEX finding_updates_by_finding ON finding_updates (finding_id);
 
--- An update finds its original by identity (device, epoch, agent, kind,
--- subject, first time). Without this index it scanned every row of the kind.
-CREATE INDEX findings_by_identity ON findings (device_id, epoch, kind, first_ms);
+-- An update finds its original by identity: agent, kind, first time and
+-- subject, as one JSON key the hub computes. Without it an update scanned
+-- every row of the kind (and a botnet's burst shares kind and first second).
+-- Rows stored before this migration have none: an update of one of them is
+-- stored as a finding of its own, as when the original never arrived.
+ALTER TABLE findings ADD COLUMN identity TEXT;
+CREATE INDEX findings_by_identity ON findings (device_id, epoch, identity);
 
 -- The presence sweep looks for online devices not heard from lately.
 CREATE INDEX devices_by_presence ON devices (status, last_seen_ms);

@@ -70,6 +70,11 @@ impl Proc {
         Ok(Proc { child, log })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process (SIGKILL: as abrupt as a crash or power loss).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -352,10 +357,13 @@ impl Edge {
     /// Appends lines to the followed file, as logd would.
     pub fn append(&self, lines: &[String]) -> Result<()> {
         let mut f = std::fs::OpenOptions::new().append(true).open(&self.log_file)?;
+        // One write: a burst arrives at once, as a flood does.
+        let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
         for l in lines {
-            writeln!(f, "{l}")?;
+            buf.push_str(l);
+            buf.push('\n');
         }
-        f.flush()?;
+        f.write_all(buf.as_bytes())?;
         Ok(())
     }
 }

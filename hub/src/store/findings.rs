@@ -112,7 +112,7 @@ async fn insert_new(
         rows = rest;
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
-                                   count, first_ms, last_ms, summary, evidence, received_ms) ",
+                                   count, first_ms, last_ms, summary, evidence, received_ms, identity) ",
         );
         b.push_values(chunk, |mut row, f| {
             row.push_bind(device)
@@ -131,7 +131,8 @@ async fn insert_new(
                 .push_bind(f.last_ms as i64)
                 .push_bind(&f.summary)
                 .push_bind(evidence_json(f))
-                .push_bind(received_ms);
+                .push_bind(received_ms)
+                .push_bind(identity(f));
         });
         b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
         let stored = b.build().persistent(true).execute(&mut *conn).await?.rows_affected();
@@ -145,9 +146,15 @@ async fn insert_new(
 /// `findings_by_identity` index; a test checks the plan).
 pub(super) const UPDATE_SQL: &str = "UPDATE findings SET count = ?, last_ms = ?, summary = ?, evidence = ?,
                 severity = MAX(severity, ?), received_ms = ?
-         WHERE device_id = ? AND epoch = ? AND kind = ? AND first_ms = ? AND agent = ?
-           AND src_ip IS ? AND mac IS ? AND iface IS ? AND user IS ? AND service IS ?
+         WHERE device_id = ? AND epoch = ? AND identity = ?
          RETURNING id";
+
+/// What makes an update's original the same finding: agent, kind, first
+/// time and subject, as one key (JSON, so that no two differ only in
+/// punctuation).
+fn identity(f: &Finding) -> String {
+    serde_json::to_string(&(&f.agent, &f.kind, f.first_ms, &f.subject)).unwrap_or_default()
+}
 
 /// Applies an update to the finding it updates; false if there is none.
 async fn apply_update(
@@ -168,14 +175,7 @@ async fn apply_update(
         .bind(received_ms)
         .bind(device)
         .bind(epoch as i64)
-        .bind(&f.kind)
-        .bind(f.first_ms as i64)
-        .bind(&f.agent)
-        .bind(f.subject.src_ip.map(|ip| ip.to_string()))
-        .bind(&f.subject.mac)
-        .bind(&f.subject.iface)
-        .bind(&f.subject.user)
-        .bind(&f.subject.service)
+        .bind(identity(f))
         .fetch_optional(&mut *conn)
         .await?;
     let Some((finding_id,)) = id else { return Ok(false) };

@@ -1,0 +1,523 @@
+//! Load driver behind `scripts/load-findings.sh`: reproduces a fleet's worst
+//! moments against the real binaries on loopback and prints the figures.
+//!
+//! - `findings`: N real `opmas-edge` processes each get a burst of
+//!   brute-forcing sources appended to the log they follow, all at once,
+//!   while a probe router is attacked once a second. Prints findings
+//!   produced, stored, dropped and unaccounted (counted straight from the
+//!   hub's database), time to done, findings/s, probe latency, hub RSS and
+//!   CPU.
+//! - `reconnect`: N simulated routers (real MQTT connections with real
+//!   device credentials and signed status messages, in this one process)
+//!   connect; the hub is killed and restarted several times. Prints hub RSS
+//!   per connected router and the time until every router is back.
+//!
+//! Every loop here is bounded in count and time and talks to loopback only.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use opmas_e2e::{dropbear_attack, dropbear_burst, wait_for, Device, Edge, Hub};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(about = "OPMAS load scenarios against the real binaries (on loopback)")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// A burst of brute-force findings from many edges at once, and a probe router.
+    Findings {
+        /// Edge processes that burst.
+        #[arg(long, default_value_t = 20)]
+        edges: usize,
+        /// Brute-forcing sources per edge (one finding each).
+        #[arg(long, default_value_t = 5_000)]
+        sources: usize,
+        /// Password failures per source: 5 is the threshold (one finding);
+        /// 6 adds the flood's update to each.
+        #[arg(long, default_value_t = 5)]
+        failures: usize,
+        /// Each edge's spool budget (UCI `spool_bytes`); the router default is 1 MiB.
+        #[arg(long, default_value_t = 8 << 20)]
+        spool_bytes: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Many routers connected; the hub restarted under them.
+    Reconnect {
+        #[arg(long, default_value_t = 2_000)]
+        routers: usize,
+        #[arg(long, default_value_t = 5)]
+        restarts: usize,
+        /// Give up on one reconnect after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().scenario {
+        Scenario::Findings { edges, sources, failures, spool_bytes, timeout } => {
+            findings(edges, sources, failures, spool_bytes, Duration::from_secs(timeout))
+        }
+        Scenario::Reconnect { routers, restarts, timeout } => {
+            reconnect(routers, restarts, Duration::from_secs(timeout))
+        }
+    }
+}
+
+/// Resident and peak memory (KiB) and CPU seconds of a process, from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcSample {
+    rss_kib: u64,
+    hwm_kib: u64,
+    cpu_s: f64,
+}
+
+fn sample(pid: u32) -> ProcSample {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let cpu_s = (ticks(11) + ticks(12)) / 100.0;
+    ProcSample { rss_kib: kib("VmRSS:"), hwm_kib: kib("VmHWM:"), cpu_s }
+}
+
+fn hub_pid(hub: &Hub) -> Result<u32> {
+    hub.proc.as_ref().map(|p| p.pid()).context("hub not running")
+}
+
+/// What the hub's database holds for one device's epoch.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stored {
+    rows: u64,
+    updates: u64,
+    upto: u64,
+    dropped: u64,
+}
+
+async fn stored(db: &Path, device: &str, epoch: u64) -> Result<Stored> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions;
+    let mut conn = SqliteConnectOptions::new().filename(db).read_only(true).connect().await?;
+    let one = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql).bind(device).bind(epoch as i64);
+    let (rows,) = one("SELECT COUNT(*) FROM findings WHERE device_id = ? AND epoch = ?").fetch_one(&mut conn).await?;
+    let (updates,) =
+        one("SELECT COUNT(*) FROM finding_updates WHERE device_id = ? AND epoch = ?").fetch_one(&mut conn).await?;
+    let mark: Option<(i64, i64)> =
+        sqlx::query_as("SELECT upto, dropped FROM deliveries WHERE device_id = ? AND epoch = ?")
+            .bind(device)
+            .bind(epoch as i64)
+            .fetch_optional(&mut conn)
+            .await?;
+    let (upto, dropped) = mark.unwrap_or((0, 0));
+    Ok(Stored { rows: rows as u64, updates: updates as u64, upto: upto as u64, dropped: dropped as u64 })
+}
+
+async fn repeated_campaigns(db: &Path) -> Result<u64> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::ConnectOptions;
+    let mut conn = SqliteConnectOptions::new().filename(db).read_only(true).connect().await?;
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM findings WHERE kind = 'ssh.bruteforce'
+                               GROUP BY device_id, src_ip HAVING COUNT(*) > 1)",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(n as u64)
+}
+
+/// The edge's own account, from its latest heartbeat.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct EdgeAccount {
+    epoch: u64,
+    produced: u64,
+    depth: u64,
+    acked_upto: u64,
+    dropped: u64,
+    /// The hub's watermark for this epoch (`deliveries`).
+    hub_upto: u64,
+}
+
+fn edge_account(hub: &Hub, d: &Device) -> Option<EdgeAccount> {
+    let (status, v) = hub.get(&format!("/devices/{}", d.id)).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let hb = &v["heartbeat"];
+    let epoch = hb["epoch"].as_u64()?;
+    let hub_upto = v["deliveries"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["epoch"].as_str() == Some(epoch.to_string().as_str())))
+        .and_then(|d| d["acked_upto"].as_u64())
+        .unwrap_or(0);
+    Some(EdgeAccount {
+        hub_upto,
+        epoch,
+        produced: hb["counters"]["findings"].as_u64()?,
+        depth: hb["spool"]["depth"].as_u64()?,
+        acked_upto: hb["spool"]["acked_upto"].as_u64()?,
+        dropped: hb["spool"]["dropped"].as_u64()?,
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn findings(edges: usize, sources: usize, failures: usize, spool_bytes: usize, timeout: Duration) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = Hub::start(dir.path())?;
+    let pid = hub_pid(&hub)?;
+    println!("hub pid {pid}, data {}", hub.data_dir.display());
+    let opts = format!("\toption spool_bytes '{spool_bytes}'\n");
+    let mut fleet = Vec::new();
+    for i in 0..edges {
+        let d = hub.enrol(&format!("gw-load-{i:02}"))?;
+        let e = Edge::start_opts(dir.path(), &hub, &d, &opts)?;
+        // The simulated fleet shares this machine's two cores with the hub;
+        // real routers have their own. Lower priority keeps twenty parsing
+        // edges from starving the hub and the probe router, whose timing
+        // is what is measured.
+        if let Some(pid) = e.proc.as_ref().map(|p| p.pid()) {
+            let _ = std::process::Command::new("renice").args(["-n", "10", "-p", &pid.to_string()]).output();
+        }
+        fleet.push((d, e));
+    }
+    let probe_dev = hub.enrol("gw-probe")?;
+    let probe = Edge::start_opts(dir.path(), &hub, &probe_dev, &opts)?;
+    for d in fleet.iter().map(|(d, _)| d).chain([&probe_dev]) {
+        wait_for(Duration::from_secs(20), &format!("{} online", d.id), || {
+            let (_, v) = hub.get(&format!("/devices/{}", d.id)).ok()?;
+            (v["status"] == "online" && !v["heartbeat"].is_null()).then_some(())
+        })?;
+    }
+
+    let burst = dropbear_burst(sources, failures);
+    println!(
+        "burst: {edges} edges (nice 10) x {sources} sources x {failures} failures ({} lines per edge), spool_bytes {spool_bytes}",
+        burst.len()
+    );
+    let before = sample(pid);
+    let t0 = Instant::now();
+    for (_, e) in &fleet {
+        e.append(&burst)?;
+    }
+    let appended = t0.elapsed();
+
+    let done = AtomicBool::new(false);
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut settled_at: BTreeMap<String, Duration> = BTreeMap::new();
+    // Per device: the hub's watermark and when it last moved.
+    let mut moved_at: BTreeMap<String, (u64, Duration)> = BTreeMap::new();
+    let mut peak_rss = before.rss_kib;
+    let mut timeline: Vec<(f64, u64)> = Vec::new();
+    std::thread::scope(|s| -> Result<()> {
+        let probe_thread = s.spawn(|| probe_loop(&hub, &probe, &probe_dev, &done));
+        let deadline = t0 + timeout;
+        while settled_at.len() < fleet.len() && Instant::now() < deadline {
+            for (d, _) in &fleet {
+                if settled_at.contains_key(&d.id) {
+                    continue;
+                }
+                if let Some(a) = edge_account(&hub, d) {
+                    let m = moved_at.entry(d.id.clone()).or_insert((0, Duration::ZERO));
+                    if a.hub_upto > m.0 {
+                        *m = (a.hub_upto, t0.elapsed());
+                    }
+                    if a.produced >= sources as u64 && a.depth == 0 && a.acked_upto == a.produced {
+                        settled_at.insert(d.id.clone(), t0.elapsed());
+                    }
+                }
+            }
+            let now = sample(pid);
+            peak_rss = peak_rss.max(now.rss_kib);
+            if let Ok(st) = hub.stats() {
+                let n = st["findings_stored"].as_u64().unwrap_or(0) + st["findings_updated"].as_u64().unwrap_or(0);
+                timeline.push((t0.elapsed().as_secs_f64(), n));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done.store(true, Ordering::Relaxed);
+        latencies = probe_thread.join().map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
+        Ok(())
+    })?;
+    let after = sample(pid);
+    let wall = t0.elapsed();
+
+    // The account, per device, from the edges' heartbeats and the database.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let db = hub.data_dir.join("opmas.db");
+    let (mut produced, mut stored_seqs, mut rows, mut updates, mut hub_dropped, mut edge_dropped, mut unaccounted) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0i64);
+    for (d, _) in &fleet {
+        let a = edge_account(&hub, d).unwrap_or_default();
+        let st = rt.block_on(stored(&db, &d.id, a.epoch))?;
+        produced += a.produced;
+        rows += st.rows;
+        updates += st.updates;
+        stored_seqs += st.rows + st.updates;
+        hub_dropped += st.dropped;
+        edge_dropped += a.dropped;
+        let missing = a.produced as i64 - (st.rows + st.updates) as i64 - st.dropped as i64;
+        unaccounted += missing;
+        if missing != 0 || st.dropped > a.dropped {
+            println!(
+                "  {}: produced {} stored {} (+{} updates) dropped(hub) {} dropped(edge) {} watermark {} -> unaccounted {}",
+                d.id, a.produced, st.rows, st.updates, st.dropped, a.dropped, st.upto, missing
+            );
+        }
+    }
+    let repeats = rt.block_on(repeated_campaigns(&db))?;
+    let stats = hub.stats().unwrap_or(Value::Null);
+    let log = hub.log();
+    let silent_offline = log.matches("device status (silent)").count();
+    // Done: when the last watermark reached what its edge produced (the
+    // heartbeats, which confirm it, come only every 2 s).
+    let done_in = moved_at.values().map(|(_, t)| *t).max();
+    println!("probe latencies (ms, in order)        {:?}", latencies.iter().map(|l| *l as u64).collect::<Vec<_>>());
+    latencies.sort_by(|a, b| a.total_cmp(b));
+
+    println!("== findings burst");
+    println!("findings expected (edges' own count)  {produced}");
+    println!("  stored (database rows + updates)   {stored_seqs} ({rows} rows, {updates} updates)");
+    println!("  dropped by edge spools (hub saw)   {hub_dropped} (the edges count {edge_dropped})");
+    println!("  unaccounted                        {unaccounted}");
+    println!("  one brute force stored twice       {repeats}");
+    match done_in {
+        Some(t) if settled_at.len() == fleet.len() => {
+            println!(
+                "time to done                          {:.2} s (appending took {:.2} s)",
+                t.as_secs_f64(),
+                appended.as_secs_f64()
+            );
+            println!("findings/s                            {:.0}", stored_seqs as f64 / t.as_secs_f64());
+        }
+        _ => println!(
+            "time to done                          NOT DONE after {:.0} s ({} of {} edges settled)",
+            wall.as_secs_f64(),
+            settled_at.len(),
+            fleet.len()
+        ),
+    }
+    println!(
+        "probe latency (n={})                  p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "hub RSS                               {} MiB before, {} MiB peak (VmHWM {} MiB)",
+        before.rss_kib / 1024,
+        peak_rss / 1024,
+        after.hwm_kib / 1024
+    );
+    println!(
+        "hub CPU                               {:.1} s over {:.1} s ({:.0}% of one core)",
+        after.cpu_s - before.cpu_s,
+        wall.as_secs_f64(),
+        100.0 * (after.cpu_s - before.cpu_s) / wall.as_secs_f64()
+    );
+    println!("routers marked offline while alive    {silent_offline}");
+    println!(
+        "hub counters                          gaps {} duplicate batches {} store errors {}",
+        stats["batches_gap"], stats["batches_duplicate"], stats["store_errors"]
+    );
+    let curve: Vec<String> =
+        timeline.iter().step_by((timeline.len() / 12).max(1)).map(|(t, n)| format!("{t:.1}s:{n}")).collect();
+    println!("stored over time                      {}", curve.join(" "));
+    if unaccounted != 0 {
+        bail!("{unaccounted} findings unaccounted");
+    }
+    Ok(())
+}
+
+/// Attacks the probe router every 300 ms with a fresh address and measures
+/// how long until the hub's API shows the finding. Ends when `done` is set.
+fn probe_loop(hub: &Hub, probe: &Edge, d: &Device, done: &AtomicBool) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    let mut n = 0u32;
+    while !done.load(Ordering::Relaxed) && n < 1000 {
+        n += 1;
+        let ip = format!("203.0.{}.{}", 113 + n / 250, n % 250 + 1);
+        let sent = Instant::now();
+        probe.append(&dropbear_attack(&ip, 5))?;
+        let found = wait_for(Duration::from_secs(60), &format!("probe {ip}"), || {
+            let (_, v) = hub.get(&format!("/findings?device={}&kind=ssh.bruteforce&limit=3", d.id)).ok()?;
+            v["findings"].as_array()?.iter().any(|f| f["src_ip"] == ip.as_str()).then_some(())
+        });
+        match found {
+            Ok(()) => out.push(sent.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => println!("  {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(300).saturating_sub(sent.elapsed()));
+    }
+    Ok(out)
+}
+
+fn reconnect(routers: usize, restarts: usize, timeout: Duration) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut hub = Hub::start(dir.path())?;
+    println!("enrolling {routers} routers ...");
+    let devices = enrol_many(&hub, routers)?;
+    let idle = sample(hub_pid(&hub)?);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let connected = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    for d in &devices {
+        rt.spawn(sim_router(hub.mqtt.to_string(), d.clone(), connected.clone(), stop.clone()));
+    }
+    let t = Instant::now();
+    wait_all(&connected, routers, timeout).context("first connect")?;
+    println!("first connect of {routers}: {:.2} s", t.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(3));
+    let full = sample(hub_pid(&hub)?);
+    let per = (full.rss_kib.saturating_sub(idle.rss_kib)) as f64 / routers as f64;
+    let mut times = Vec::new();
+    let mut failures = 0;
+    for r in 1..=restarts {
+        hub.kill();
+        let killed = Instant::now();
+        // The routers notice the dead connections.
+        let _ = wait_for(Duration::from_secs(10), "routers to notice", || {
+            (connected.load(Ordering::Relaxed) < routers / 10).then_some(())
+        });
+        match hub.restart() {
+            Ok(()) => {}
+            Err(e) => {
+                failures += 1;
+                let why = if hub.log().contains("in use") { "address in use" } else { "other" };
+                println!("restart {r}: FAILED ({why}): {e:#}");
+                hub.restart()?;
+            }
+        }
+        match wait_all(&connected, routers, timeout) {
+            Ok(()) => {
+                let took = killed.elapsed().as_secs_f64();
+                println!("restart {r}: {routers} routers back {took:.2} s after the kill");
+                times.push(took);
+            }
+            Err(e) => {
+                failures += 1;
+                println!("restart {r}: {e} ({} of {routers} back)", connected.load(Ordering::Relaxed));
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    println!("== many routers");
+    println!(
+        "hub RSS                               {} MiB idle, {} MiB with {routers} connected: {per:.1} KiB per router",
+        idle.rss_kib / 1024,
+        full.rss_kib / 1024
+    );
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "reconnect after a hub kill            {} restarts, {failures} failed; all back in {:.2} s median, {:.2} s worst",
+        restarts,
+        percentile(&times, 0.5),
+        times.last().copied().unwrap_or(f64::NAN)
+    );
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn wait_all(connected: &AtomicUsize, n: usize, timeout: Duration) -> Result<()> {
+    wait_for(timeout, &format!("{n} routers connected"), || (connected.load(Ordering::Relaxed) >= n).then_some(()))
+}
+
+/// Enrols `n` devices through the CLI, four at a time.
+fn enrol_many(hub: &Hub, n: usize) -> Result<Vec<Device>> {
+    let next = AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(Vec::with_capacity(n));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                match hub.enrol(&format!("sim-{i:05}")) {
+                    Ok(d) => out.lock().unwrap_or_else(|p| p.into_inner()).push(d),
+                    Err(e) => eprintln!("enrolling sim-{i:05}: {e:#}"),
+                }
+            });
+        }
+    });
+    let devices = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    if devices.len() != n {
+        bail!("enrolled {} of {n} devices", devices.len());
+    }
+    Ok(devices)
+}
+
+/// One simulated router: connects with its credentials, announces itself
+/// with a signed status, and reconnects after 0.2-0.7 s when it loses the hub
+/// (a router's backoff starts at 0.5 s with jitter).
+async fn sim_router(addr: String, d: Device, connected: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+    use opmas_proto::msg::Status;
+    use opmas_proto::{Channel, DeviceId, Envelope, Secret, Topic};
+    use rand::Rng;
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (Ok(id), Ok(secret)) = (DeviceId::new(d.id.clone()), Secret::from_hex(&d.secret)) else { return };
+    let Some((host, port)) = addr.rsplit_once(':') else { return };
+    let Ok(port) = port.parse() else { return };
+    let mut opts = MqttOptions::new(d.id.clone(), host, port);
+    opts.set_credentials(d.id.clone(), d.secret.clone());
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut el) = AsyncClient::new(opts, 10);
+    let mut up = false;
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        match el.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if !up {
+                    up = true;
+                    connected.fetch_add(1, Ordering::Relaxed);
+                }
+                seq += 1;
+                let body = Envelope::new(id.clone(), seq, 0, &Status::Online).seal(Channel::Status, &secret);
+                let _ = client.try_publish(
+                    Topic::new(id.clone(), Channel::Status).to_string(),
+                    QoS::AtLeastOnce,
+                    true,
+                    body,
+                );
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if up {
+                    up = false;
+                    connected.fetch_sub(1, Ordering::Relaxed);
+                }
+                let wait = rand::thread_rng().gen_range(200..700);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+        }
+    }
+}
