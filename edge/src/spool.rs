@@ -47,7 +47,13 @@ pub struct Spool {
     acked_upto: u64,
     /// Highest sequence handed to the uplink since the last rewind.
     sent_upto: u64,
-    /// Bytes of the queued findings up to `sent_upto`: sent, not yet acked.
+    /// Batches sent since the last rewind and not yet fully acked: their
+    /// last sequence and their bytes. Findings the budget drops while in
+    /// flight stay counted here until acked, because their bytes are still
+    /// on their way through the broker: the window bounds what is in
+    /// transit, not what is left in the queue.
+    sent: VecDeque<(u64, usize)>,
+    /// Sum of the bytes in `sent`.
     in_flight: usize,
     /// Resend round, increased by every rewind.
     round: u32,
@@ -65,6 +71,7 @@ impl Spool {
             next_seq: 1,
             acked_upto: 0,
             sent_upto: 0,
+            sent: VecDeque::new(),
             in_flight: 0,
             round: 0,
             dropped: 0,
@@ -90,11 +97,8 @@ impl Spool {
         self.queue.push_back((finding, size));
         self.bytes += size;
         while self.bytes > self.budget {
-            let Some((f, size)) = self.queue.pop_front() else { break };
+            let Some((_, size)) = self.queue.pop_front() else { break };
             self.bytes -= size;
-            if f.seq <= self.sent_upto {
-                self.in_flight -= size;
-            }
             self.dropped += 1;
         }
         seq
@@ -109,12 +113,14 @@ impl Spool {
         self.acked_upto = upto.min(self.next_seq - 1);
         let mut freed = 0;
         while self.queue.front().is_some_and(|(f, _)| f.seq <= self.acked_upto) {
-            if let Some((f, size)) = self.queue.pop_front() {
+            if let Some((_, size)) = self.queue.pop_front() {
                 self.bytes -= size;
-                if f.seq <= self.sent_upto {
-                    self.in_flight -= size;
-                }
                 freed += 1;
+            }
+        }
+        while self.sent.front().is_some_and(|&(last, _)| last <= self.acked_upto) {
+            if let Some((_, size)) = self.sent.pop_front() {
+                self.in_flight -= size;
             }
         }
         self.sent_upto = self.sent_upto.max(self.acked_upto);
@@ -172,7 +178,9 @@ impl Spool {
         let front = self.front();
         let from = (self.sent_upto + 1).saturating_sub(front) as usize;
         let to = ((seq + 1).saturating_sub(front) as usize).min(self.queue.len());
-        self.in_flight += self.queue.range(from.min(to)..to).map(|(_, s)| s).sum::<usize>();
+        let bytes = self.queue.range(from.min(to)..to).map(|(_, s)| s).sum::<usize>();
+        self.sent.push_back((seq, bytes));
+        self.in_flight += bytes;
         self.sent_upto = seq;
     }
 
@@ -180,13 +188,14 @@ impl Spool {
     /// gap), starting a new resend round.
     pub fn rewind(&mut self) {
         self.sent_upto = self.acked_upto;
+        self.sent.clear();
         self.in_flight = 0;
         self.round = self.round.wrapping_add(1);
     }
 
-    /// True if findings were sent and none of them has been acked yet.
+    /// True if findings were sent and not all of them are acked yet.
     pub fn awaiting_ack(&self) -> bool {
-        self.in_flight > 0
+        !self.sent.is_empty()
     }
 
     pub fn stats(&self) -> SpoolStats {
@@ -296,14 +305,18 @@ mod tests {
         assert_eq!(seqs(&b), vec![1, 2, 3]);
         s.mark_sent(3);
         assert!(s.next_batch(1 << 20, window).is_none(), "window full");
+        // A batch leaves the window once it is acked as a whole (the hub
+        // acks at batch ends).
         s.ack(7, 2);
+        assert!(s.next_batch(1 << 20, window).is_none());
+        s.ack(7, 3);
         let b = s.next_batch(1 << 20, window).unwrap();
-        assert_eq!(seqs(&b), vec![4, 5]);
-        s.mark_sent(5);
+        assert_eq!(seqs(&b), vec![4, 5, 6]);
+        s.mark_sent(6);
         assert!(s.next_batch(1 << 20, window).is_none());
         // A rewind empties the window and resends from the first unacked.
         s.rewind();
-        assert_eq!(seqs(&s.next_batch(1 << 20, window).unwrap()), vec![3, 4, 5]);
+        assert_eq!(seqs(&s.next_batch(1 << 20, window).unwrap()), vec![4, 5, 6]);
         // A window smaller than one finding still lets one through at a time.
         let mut t = Spool::new(7, DEFAULT_BUDGET);
         t.push(finding(100));
@@ -349,10 +362,13 @@ mod tests {
         }
         // 1 and 2 were dropped (1 while in flight): the batch starts at 3, floor 3.
         assert_eq!(s.stats().dropped, 2);
-        assert!(!s.awaiting_ack(), "the dropped in-flight finding left the window");
+        assert!(s.awaiting_ack(), "a dropped finding's bytes are still on their way");
+        assert!(s.next_batch(1 << 20, one).is_none(), "and they still fill the window");
         let b = s.next_batch(1 << 20, 1 << 20).unwrap();
         assert_eq!((b.floor, seqs(&b)), (3, vec![3, 4]));
         s.mark_sent(4);
+        s.ack(7, 1);
+        assert_eq!(s.next_batch(1 << 20, one).map(|b| b.floor), None, "nothing left to send");
         s.ack(7, 4);
         assert_eq!(s.stats().depth, 0);
         assert!(!s.awaiting_ack());
