@@ -1,4 +1,5 @@
-//! The real router log samples (`shared/samples/real-syslog/*.log`) through
+//! The real router log samples (`tests/data/real-syslog/*.log`, a copy of the
+//! team's `shared/samples/real-syslog`, kept here so a fresh clone tests) through
 //! `explain`: every line is an event, `"event":null` or an error, nothing
 //! panics, and the output equals the reviewed golden files in
 //! `tests/golden/<name>.jsonl`.
@@ -25,7 +26,7 @@ fn now_ms() -> u64 {
 fn samples_dir() -> PathBuf {
     match std::env::var_os("OPMAS_SAMPLES") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples/real-syslog")),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/real-syslog")),
     }
 }
 
