@@ -221,9 +221,9 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
     })?;
 
     let (in_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
-    let fault = Fault::from_env();
+    #[cfg(feature = "fault-injection")]
+    let mut fault = Fault::from_env();
     tokio::spawn(async move {
-        let mut findings_seen = 0u64;
         loop {
             match link_rx.next().await {
                 Ok(Some(Notification::Forward(fwd))) => {
@@ -231,12 +231,9 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
                         topic: String::from_utf8_lossy(&fwd.publish.topic).into_owned(),
                         payload: fwd.publish.payload.to_vec(),
                     };
-                    if msg.topic.ends_with(Channel::Finding.as_str()) {
-                        findings_seen += 1;
-                        if fault.drops(findings_seen) {
-                            warn!(topic = %msg.topic, n = findings_seen, "fault injection: finding message dropped between broker and ingest");
-                            continue;
-                        }
+                    #[cfg(feature = "fault-injection")]
+                    if fault.drops(&msg.topic) {
+                        continue;
                     }
                     // Waiting here pauses the link. rumqttd does not pass that
                     // back to publishers: it keeps appending to its log and,
@@ -504,29 +501,35 @@ fn listening_in(table: &str, local: &str) -> bool {
 /// `fault-injection`, which release builds do not have):
 /// `OPMAS_FAULT_DROP_FINDINGS=3,7` drops the 3rd and 7th finding message the
 /// broker delivers, as a broker that skipped them would.
+#[cfg(feature = "fault-injection")]
 #[derive(Debug, Default)]
 struct Fault {
     drop_findings: Vec<u64>,
+    findings_seen: u64,
 }
 
+#[cfg(feature = "fault-injection")]
 impl Fault {
-    #[cfg(feature = "fault-injection")]
     fn from_env() -> Fault {
         let spec = std::env::var("OPMAS_FAULT_DROP_FINDINGS").unwrap_or_default();
         let drop_findings: Vec<u64> = spec.split(',').filter_map(|n| n.trim().parse().ok()).collect();
         if !drop_findings.is_empty() {
             warn!(?drop_findings, "fault injection enabled: these finding messages will be dropped");
         }
-        Fault { drop_findings }
+        Fault { drop_findings, findings_seen: 0 }
     }
 
-    #[cfg(not(feature = "fault-injection"))]
-    fn from_env() -> Fault {
-        Fault::default()
-    }
-
-    fn drops(&self, n: u64) -> bool {
-        self.drop_findings.contains(&n)
+    /// True if the message on `topic` is to be dropped (and says so).
+    fn drops(&mut self, topic: &str) -> bool {
+        if !topic.ends_with(Channel::Finding.as_str()) {
+            return false;
+        }
+        self.findings_seen += 1;
+        let drop = self.drop_findings.contains(&self.findings_seen);
+        if drop {
+            warn!(topic, n = self.findings_seen, "fault injection: finding message dropped between broker and ingest");
+        }
+        drop
     }
 }
 
