@@ -145,6 +145,12 @@ impl Spool {
     /// unacknowledged bytes within `window` (at least one when nothing is in
     /// flight). `None` if everything is sent or the window is full. Call
     /// [`Spool::mark_sent`] once the uplink took the batch.
+    ///
+    /// While a batch awaits its ack, a batch smaller than `max_bytes` is held
+    /// back until the ack comes (Nagle's rule, as TCP has it): a quiet
+    /// router's finding leaves at once, and a burst goes as a few full
+    /// batches instead of thousands of one-finding messages, each of which
+    /// costs the hub a round of statements.
     pub fn next_batch(&self, max_bytes: usize, window: usize) -> Option<FindingBatch> {
         if self.in_flight > 0 && self.in_flight >= window {
             return None;
@@ -162,6 +168,10 @@ impl Spool {
             })
             .map(|(f, _)| f.clone())
             .collect();
+        let took_all = start + findings.len() >= self.queue.len();
+        if took_all && size < max_bytes && !self.sent.is_empty() {
+            return None;
+        }
         (!findings.is_empty()).then(|| FindingBatch {
             epoch: self.epoch,
             floor: self.front(),
@@ -328,13 +338,15 @@ mod tests {
 
     #[test]
     fn a_gap_rewinds_once_per_round() {
+        let two = 2 * encoded_len(&Finding { seq: 1, ..finding(10) });
         let mut s = Spool::new(7, DEFAULT_BUDGET);
         for _ in 0..6 {
             s.push(finding(10));
         }
-        // Three batches of round 0; the hub lost the first.
+        // Three full batches of round 0; the hub lost the first.
         for seq in [2, 4, 6] {
-            assert_eq!(s.next_batch(1 << 20, 1 << 20).unwrap().round, 0);
+            let b = s.next_batch(two, 1 << 20).unwrap();
+            assert_eq!((b.round, b.findings.last().unwrap().seq), (0, seq));
             s.mark_sent(seq);
         }
         assert!(s.gap(7, 0, 0), "the first report rewinds");
@@ -364,7 +376,7 @@ mod tests {
         assert_eq!(s.stats().dropped, 2);
         assert!(s.awaiting_ack(), "a dropped finding's bytes are still on their way");
         assert!(s.next_batch(1 << 20, one).is_none(), "and they still fill the window");
-        let b = s.next_batch(1 << 20, 1 << 20).unwrap();
+        let b = s.next_batch(2 * one, 1 << 20).unwrap();
         assert_eq!((b.floor, seqs(&b)), (3, vec![3, 4]));
         s.mark_sent(4);
         s.ack(7, 1);
@@ -372,5 +384,33 @@ mod tests {
         s.ack(7, 4);
         assert_eq!(s.stats().depth, 0);
         assert!(!s.awaiting_ack());
+    }
+
+    #[test]
+    fn while_a_batch_is_in_flight_only_full_batches_leave() {
+        let one = encoded_len(&Finding { seq: 1, ..finding(100) });
+        let max = 3 * one;
+        let mut s = Spool::new(7, DEFAULT_BUDGET);
+        s.push(finding(100));
+        // Nothing in flight: a lone finding leaves at once.
+        assert_eq!(seqs(&s.next_batch(max, 1 << 20).unwrap()), vec![1]);
+        s.mark_sent(1);
+        s.push(finding(100));
+        s.push(finding(100));
+        assert!(s.next_batch(max, 1 << 20).is_none(), "a partial batch waits for the ack");
+        s.push(finding(100));
+        assert_eq!(seqs(&s.next_batch(max, 1 << 20).unwrap()), vec![2, 3, 4], "a full one does not");
+        s.mark_sent(4);
+        s.push(finding(100));
+        assert!(s.next_batch(max, 1 << 20).is_none());
+        s.ack(7, 1);
+        assert!(s.next_batch(max, 1 << 20).is_none(), "2..4 still in flight");
+        s.ack(7, 4);
+        assert_eq!(seqs(&s.next_batch(max, 1 << 20).unwrap()), vec![5], "the ack lets the rest go");
+        // A rewind (reconnect, timeout) sends the partial batch at once.
+        s.mark_sent(5);
+        s.push(finding(100));
+        s.rewind();
+        assert_eq!(seqs(&s.next_batch(max, 1 << 20).unwrap()), vec![5, 6]);
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opmas_proto::msg::{Ack, CommandResult, FindingBatch, Heartbeat, Status};
+use opmas_proto::msg::{Ack, CommandResult, Finding, FindingBatch, Heartbeat, Status};
 use opmas_proto::{Channel, DecodeError, DeviceId, Envelope, Secret, Topic};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -171,7 +171,13 @@ impl Ingest {
     ) -> Result<(BTreeMap<DeviceId, AckOut>, HashMap<DeviceId, (u64, Watermark)>), StoreError> {
         let now = now_ms();
         let mut acks: BTreeMap<DeviceId, AckOut> = BTreeMap::new();
-        let mut moved: HashMap<DeviceId, (u64, Watermark)> = HashMap::new();
+        // Watermarks per device and epoch as this transaction found them
+        // and as it leaves them.
+        let mut watermarks: BTreeMap<(&DeviceId, u64), (Watermark, Watermark)> = BTreeMap::new();
+        // The findings each device's batches add, in order: one insert per
+        // device and epoch however many batches it sent (a burst's first
+        // batches carry one finding each).
+        let mut to_store: BTreeMap<(&DeviceId, u64), Vec<&Finding>> = BTreeMap::new();
         // Devices heard from in this transaction: touched once each, at the end.
         let mut heard: BTreeMap<&str, bool> = BTreeMap::new();
         let mut tx = self.store.begin_write().await?;
@@ -195,9 +201,17 @@ impl Ingest {
                 }
                 Verified::Findings(b) => {
                     heard.insert(id, true);
-                    let current = match moved.get(device).or_else(|| marks.get(device)) {
-                        Some(&(epoch, w)) if epoch == b.epoch => w,
-                        _ => delivery::load(&mut tx, id, b.epoch).await?,
+                    let key = (device, b.epoch);
+                    let current = match watermarks.get(&key) {
+                        Some(&(_, w)) => w,
+                        None => {
+                            let w = match marks.get(device) {
+                                Some(&(epoch, w)) if epoch == b.epoch => w,
+                                _ => delivery::load(&mut tx, id, b.epoch).await?,
+                            };
+                            watermarks.insert(key, (w, w));
+                            w
+                        }
                     };
                     let (verdict, next) = match current.judge(b.floor, b.findings.iter().map(|f| f.seq)) {
                         Ok(v) => v,
@@ -219,11 +233,8 @@ impl Ingest {
                     let mut gap = None;
                     match verdict {
                         Verdict::Store { skip } => {
-                            let n = findings::insert_batch(&mut tx, id, b.epoch, &b.findings[skip..], now).await?;
-                            add(&self.stats.findings_stored, n.stored);
-                            add(&self.stats.findings_duplicate, n.duplicates + skip as u64);
-                            add(&self.stats.findings_updated, n.updated);
-                            debug!(device = id, stored = n.stored, updated = n.updated, "findings stored");
+                            add(&self.stats.findings_duplicate, skip as u64);
+                            to_store.entry(key).or_default().extend(&b.findings[skip..]);
                         }
                         Verdict::Duplicate => {
                             bump(&self.stats.batches_duplicate);
@@ -241,10 +252,9 @@ impl Ingest {
                             gap = Some(b.round);
                         }
                     }
-                    if next != current {
-                        delivery::save(&mut tx, id, b.epoch, next, now).await?;
+                    if let Some(w) = watermarks.get_mut(&key) {
+                        w.1 = next;
                     }
-                    moved.insert(device.clone(), (b.epoch, next));
                     let ack = acks.entry(device.clone()).or_insert(AckOut { epoch: b.epoch, upto: 0, gap: None });
                     if ack.epoch != b.epoch {
                         *ack = AckOut { epoch: b.epoch, upto: 0, gap: None };
@@ -256,6 +266,23 @@ impl Ingest {
                     heard.insert(id, true);
                     info!(device = id, command = r.id, ok = r.ok, message = %r.message, "command result");
                 }
+            }
+        }
+        for ((device, epoch), found) in &to_store {
+            let n = findings::insert_batch(&mut tx, device.as_str(), *epoch, found, now).await?;
+            add(&self.stats.findings_stored, n.stored);
+            add(&self.stats.findings_duplicate, n.duplicates);
+            add(&self.stats.findings_updated, n.updated);
+            debug!(device = %device, stored = n.stored, updated = n.updated, "findings stored");
+        }
+        let mut moved: HashMap<DeviceId, (u64, Watermark)> = HashMap::new();
+        for (&(device, epoch), &(was, now_w)) in &watermarks {
+            if now_w != was {
+                delivery::save(&mut tx, device.as_str(), epoch, now_w, now).await?;
+            }
+            // The epoch the device's last batch belongs to is the one cached.
+            if acks.get(device).is_some_and(|a| a.epoch == epoch) {
+                moved.insert(device.clone(), (epoch, now_w));
             }
         }
         for (id, alive) in heard {

@@ -67,34 +67,27 @@ pub struct Inserted {
 /// (and stay in the connection's statement cache).
 const INSERT_ROWS: usize = 128;
 
-/// Stores `findings` of `device`/`epoch` in their order on the caller's
-/// transaction: runs of new findings as multi-row inserts, updates applied
-/// to the finding they update (and recorded in `finding_updates`). A
-/// sequence stored before is ignored by the unique key, at the cost of an
-/// index lookup.
+/// Stores `findings` of `device`/`epoch` on the caller's transaction: the
+/// new findings as multi-row inserts, then the updates, a chunk of distinct
+/// originals per statement, each applied to the finding it updates and
+/// recorded in `finding_updates`. Inserting first is safe because an update
+/// always follows its original. A sequence stored before is ignored by the
+/// unique keys, at the cost of an index lookup.
 pub async fn insert_batch(
     conn: &mut SqliteConnection,
     device: &str,
     epoch: u64,
-    findings: &[Finding],
+    findings: &[&Finding],
     received_ms: i64,
 ) -> Result<Inserted, StoreError> {
     let mut counts = Inserted::default();
-    let mut run_start = 0;
-    for (i, f) in findings.iter().enumerate() {
-        if !f.update {
-            continue;
-        }
-        // Earlier findings first: the update may be of one of them.
-        insert_new(conn, device, epoch, &findings[run_start..i], received_ms, &mut counts).await?;
-        run_start = i + 1;
-        if !apply_update(conn, device, epoch, f, received_ms, &mut counts).await? {
-            // The original never arrived (dropped from a full spool): keep
-            // the update as a finding of its own.
-            insert_new(conn, device, epoch, std::slice::from_ref(f), received_ms, &mut counts).await?;
-        }
+    let (updates, new): (Vec<&Finding>, Vec<&Finding>) = findings.iter().copied().partition(|f| f.update);
+    insert_new(conn, device, epoch, &new, received_ms, &mut counts).await?;
+    let mut rest = &updates[..];
+    while !rest.is_empty() {
+        let taken = apply_updates(conn, device, epoch, rest, received_ms, &mut counts).await?;
+        rest = &rest[taken..];
     }
-    insert_new(conn, device, epoch, &findings[run_start..], received_ms, &mut counts).await?;
     Ok(counts)
 }
 
@@ -102,7 +95,7 @@ async fn insert_new(
     conn: &mut SqliteConnection,
     device: &str,
     epoch: u64,
-    mut rows: &[Finding],
+    mut rows: &[&Finding],
     received_ms: i64,
     counts: &mut Inserted,
 ) -> Result<(), StoreError> {
@@ -142,12 +135,28 @@ async fn insert_new(
     Ok(())
 }
 
-/// Applies an update to its original, found by identity (the
-/// `findings_by_identity` index; a test checks the plan).
-pub(super) const UPDATE_SQL: &str = "UPDATE findings SET count = ?, last_ms = ?, summary = ?, evidence = ?,
-                severity = MAX(severity, ?), received_ms = ?
-         WHERE device_id = ? AND epoch = ? AND identity = ?
-         RETURNING id";
+/// Applies a chunk of updates to their originals, found by identity: one
+/// index lookup per update (`findings_by_identity` on all three columns; a
+/// test checks the plan, since a join on the update rows instead would walk
+/// every finding of the device's epoch). Binds, in order:
+/// `(identity, count, last_ms, summary, evidence, severity)` per row, then
+/// `received_ms`, device and epoch.
+pub(super) fn update_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "WITH u (identity, count, last_ms, summary, evidence, severity) AS (VALUES {values})
+         UPDATE findings SET (count, last_ms, summary, evidence, severity) =
+                (SELECT u.count, u.last_ms, u.summary, u.evidence, MAX(findings.severity, u.severity)
+                   FROM u WHERE u.identity = findings.identity),
+                received_ms = ?
+          WHERE device_id = ? AND epoch = ? AND identity IN (SELECT identity FROM u)
+         RETURNING id, identity"
+    )
+}
+
+/// Most distinct originals updated by one statement (cut into powers of two,
+/// like inserts, to keep few statements prepared).
+const UPDATE_ROWS: usize = 64;
 
 /// What makes an update's original the same finding: agent, kind, first
 /// time and subject, as one key (JSON, so that no two differ only in
@@ -156,17 +165,92 @@ fn identity(f: &Finding) -> String {
     serde_json::to_string(&(&f.agent, &f.kind, f.first_ms, &f.subject)).unwrap_or_default()
 }
 
-/// Applies an update to the finding it updates; false if there is none.
-async fn apply_update(
+/// Applies the updates at the front of `updates` (in sequence order) and
+/// returns how many it took: as many as touch at most [`UPDATE_ROWS`]
+/// distinct originals. Several updates of one original collapse into its
+/// latest values (they are absolute: the count so far, the last time) and
+/// the highest severity; each is still recorded in `finding_updates`. An
+/// update whose original never arrived (dropped from a full spool) is
+/// stored as a finding of its own, and later updates then apply to it.
+async fn apply_updates(
+    conn: &mut SqliteConnection,
+    device: &str,
+    epoch: u64,
+    updates: &[&Finding],
+    received_ms: i64,
+    counts: &mut Inserted,
+) -> Result<usize, StoreError> {
+    // Distinct identities in first-seen order, each with its merged update.
+    let mut order: Vec<(String, Finding)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut keys: Vec<usize> = Vec::new();
+    let mut taken = 0;
+    for f in updates {
+        let id = identity(f);
+        let at = match index.get(&id) {
+            Some(&at) => {
+                let merged = &mut order[at].1;
+                let severity = merged.severity.max(f.severity);
+                *merged = Finding { severity, ..(*f).clone() };
+                at
+            }
+            None => {
+                if order.len() == UPDATE_ROWS {
+                    break;
+                }
+                index.insert(id.clone(), order.len());
+                order.push((id, (*f).clone()));
+                order.len() - 1
+            }
+        };
+        keys.push(at);
+        taken += 1;
+    }
+    // A power of two of distinct originals; the rest wait for the next call.
+    let n = 1 << order.len().ilog2();
+    if n < order.len() {
+        order.truncate(n);
+        taken = keys.iter().position(|&k| k >= n).unwrap_or(keys.len());
+        keys.truncate(taken);
+    }
+    let sql = update_sql(order.len());
+    let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+    for (id, f) in &order {
+        q = q
+            .bind(id)
+            .bind(f.count as i64)
+            .bind(f.last_ms as i64)
+            .bind(&f.summary)
+            .bind(evidence_json(f))
+            .bind(f.severity.get() as i64);
+    }
+    let found = q.bind(received_ms).bind(device).bind(epoch as i64).persistent(true).fetch_all(&mut *conn).await?;
+    let found: std::collections::HashMap<String, i64> = found.into_iter().map(|(id, ident)| (ident, id)).collect();
+    let mut history: Vec<(&Finding, i64)> = Vec::with_capacity(taken);
+    for (f, &k) in updates[..taken].iter().zip(&keys) {
+        match found.get(&order[k].0) {
+            Some(&finding_id) => history.push((f, finding_id)),
+            None => orphan(conn, device, epoch, f, received_ms, counts).await?,
+        }
+    }
+    record_updates(conn, device, epoch, &history, received_ms, counts).await?;
+    Ok(taken)
+}
+
+/// An update whose original is not stored: the first becomes a finding, the
+/// ones after it update that finding. Rare (the edge's spool overflowed), so
+/// one statement at a time.
+async fn orphan(
     conn: &mut SqliteConnection,
     device: &str,
     epoch: u64,
     f: &Finding,
     received_ms: i64,
     counts: &mut Inserted,
-) -> Result<bool, StoreError> {
-    // Setting absolute values makes a repeated update harmless.
-    let id: Option<(i64,)> = sqlx::query_as(UPDATE_SQL)
+) -> Result<(), StoreError> {
+    let sql = update_sql(1);
+    let found: Option<(i64, String)> = sqlx::query_as(&sql)
+        .bind(identity(f))
         .bind(f.count as i64)
         .bind(f.last_ms as i64)
         .bind(&f.summary)
@@ -175,29 +259,46 @@ async fn apply_update(
         .bind(received_ms)
         .bind(device)
         .bind(epoch as i64)
-        .bind(identity(f))
         .fetch_optional(&mut *conn)
         .await?;
-    let Some((finding_id,)) = id else { return Ok(false) };
-    let res = sqlx::query(
-        "INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, epoch, seq) DO NOTHING",
-    )
-    .bind(device)
-    .bind(epoch as i64)
-    .bind(f.seq as i64)
-    .bind(finding_id)
-    .bind(f.count as i64)
-    .bind(f.last_ms as i64)
-    .bind(received_ms)
-    .execute(&mut *conn)
-    .await?;
-    if res.rows_affected() == 1 {
-        counts.updated += 1;
-    } else {
-        counts.duplicates += 1;
+    match found {
+        Some((finding_id, _)) => record_updates(conn, device, epoch, &[(f, finding_id)], received_ms, counts).await,
+        None => insert_new(conn, device, epoch, &[f], received_ms, counts).await,
     }
-    Ok(true)
+}
+
+/// Records applied updates in `finding_updates`; one already recorded (a
+/// resent sequence) counts as a duplicate.
+async fn record_updates(
+    conn: &mut SqliteConnection,
+    device: &str,
+    epoch: u64,
+    mut rows: &[(&Finding, i64)],
+    received_ms: i64,
+    counts: &mut Inserted,
+) -> Result<(), StoreError> {
+    while !rows.is_empty() {
+        let n = if rows.len() >= INSERT_ROWS { INSERT_ROWS } else { 1 << rows.len().ilog2() };
+        let (chunk, rest) = rows.split_at(n);
+        rows = rest;
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms) ",
+        );
+        b.push_values(chunk, |mut row, (f, finding_id)| {
+            row.push_bind(device)
+                .push_bind(epoch as i64)
+                .push_bind(f.seq as i64)
+                .push_bind(*finding_id)
+                .push_bind(f.count as i64)
+                .push_bind(f.last_ms as i64)
+                .push_bind(received_ms);
+        });
+        b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
+        let recorded = b.build().persistent(true).execute(&mut *conn).await?.rows_affected();
+        counts.updated += recorded;
+        counts.duplicates += chunk.len() as u64 - recorded;
+    }
+    Ok(())
 }
 
 fn evidence_json(f: &Finding) -> String {
@@ -245,6 +346,48 @@ mod tests {
     use crate::store::test_store;
     use opmas_proto::msg::{Severity, Subject};
 
+    fn refs(b: &[Finding]) -> Vec<&Finding> {
+        b.iter().collect()
+    }
+
+    #[tokio::test]
+    async fn updates_in_one_batch_collapse_per_original_and_each_is_recorded() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
+        // 100 originals (more than one statement's worth), each updated
+        // twice, the first update of each raising the severity; then an
+        // orphan update and an update of that orphan.
+        let original = |i: u64| Finding { first_ms: 1000 + i, ..finding(i, "net.port_scan") };
+        let mut batch: Vec<Finding> = (1..=100).map(original).collect();
+        let mut seq = 100;
+        for round in 0..2 {
+            for i in 1..=100 {
+                seq += 1;
+                let severity = if round == 0 { Severity::CRITICAL } else { Severity::LOW };
+                batch.push(Finding { seq, count: 10 + round, severity, update: true, ..original(i) });
+            }
+        }
+        let lost = Finding { first_ms: 77, ..finding(0, "net.port_scan") };
+        batch.push(Finding { seq: 301, count: 6, update: true, ..lost.clone() });
+        batch.push(Finding { seq: 302, count: 7, update: true, ..lost });
+        let n = insert_batch(&mut conn, "gw-1", 1, &refs(&batch), 5).await.unwrap();
+        assert_eq!(n, Inserted { stored: 101, updated: 201, duplicates: 0 });
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as("SELECT seq, count, severity FROM findings ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 101);
+        assert!(rows[..100].iter().all(|&(_, count, severity)| count == 11 && severity == 5), "{:?}", &rows[..3]);
+        assert_eq!(rows[100], (301, 7, 4), "the orphan became a finding and took its update");
+        let history: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM finding_updates").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(history.0, 201);
+        // The same findings and updates again are duplicates, one each.
+        let again = insert_batch(&mut conn, "gw-1", 1, &refs(&batch[..300]), 6).await.unwrap();
+        assert_eq!(again, Inserted { duplicates: 300, ..Default::default() });
+    }
+
     fn finding(seq: u64, kind: &str) -> Finding {
         Finding {
             seq,
@@ -268,14 +411,14 @@ mod tests {
         let mut conn = store.writer().acquire().await.unwrap();
         let batch = [finding(1, "ssh.bruteforce"), finding(2, "ssh.bruteforce")];
         assert_eq!(
-            insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 5).await.unwrap(),
+            insert_batch(&mut conn, "gw-1", u64::MAX, &refs(&batch), 5).await.unwrap(),
             Inserted { stored: 2, ..Default::default() }
         );
         assert_eq!(
-            insert_batch(&mut conn, "gw-1", u64::MAX, &batch, 6).await.unwrap(),
+            insert_batch(&mut conn, "gw-1", u64::MAX, &refs(&batch), 6).await.unwrap(),
             Inserted { duplicates: 2, ..Default::default() }
         );
-        assert_eq!(insert_batch(&mut conn, "gw-1", 7, &batch[..1], 7).await.unwrap().stored, 1);
+        assert_eq!(insert_batch(&mut conn, "gw-1", 7, &refs(&batch[..1]), 7).await.unwrap().stored, 1);
         drop(conn);
         let all = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(all.len(), 3);
@@ -289,19 +432,19 @@ mod tests {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
         let mut conn = store.writer().acquire().await.unwrap();
-        insert_batch(&mut conn, "gw-1", 1, &[finding(1, "net.port_scan")], 5).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &[&finding(1, "net.port_scan")], 5).await.unwrap();
         let update = Finding { seq: 2, count: 900, last_ms: 9_000, update: true, ..finding(1, "net.port_scan") };
-        let n = insert_batch(&mut conn, "gw-1", 1, std::slice::from_ref(&update), 6).await.unwrap();
+        let n = insert_batch(&mut conn, "gw-1", 1, &[&update], 6).await.unwrap();
         assert_eq!(n, Inserted { updated: 1, ..Default::default() });
         // The same update again (same sequence) is recognised as a duplicate.
-        let n = insert_batch(&mut conn, "gw-1", 1, std::slice::from_ref(&update), 6).await.unwrap();
+        let n = insert_batch(&mut conn, "gw-1", 1, &[&update], 6).await.unwrap();
         assert_eq!(n, Inserted { duplicates: 1, ..Default::default() });
         let history: Vec<(i64, i64)> =
             sqlx::query_as("SELECT seq, count FROM finding_updates").fetch_all(&mut *conn).await.unwrap();
         assert_eq!(history, vec![(2, 900)]);
         // An update whose original is unknown (other subject) becomes a finding.
         let orphan = Finding { subject: Subject::default(), ..update.clone() };
-        assert_eq!(insert_batch(&mut conn, "gw-1", 1, &[orphan], 7).await.unwrap().stored, 1);
+        assert_eq!(insert_batch(&mut conn, "gw-1", 1, &[&orphan], 7).await.unwrap().stored, 1);
         drop(conn);
         let rows = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(rows.len(), 2);
@@ -315,7 +458,7 @@ mod tests {
         let mut conn = store.writer().acquire().await.unwrap();
         let batch: Vec<Finding> =
             (1..=5).map(|i| finding(i, if i % 2 == 0 { "ssh.bruteforce" } else { "ssh.other" })).collect();
-        insert_batch(&mut conn, "gw-1", 1, &batch, 5).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &refs(&batch), 5).await.unwrap();
         drop(conn);
         let page1 = store.query_findings(&FindingQuery { limit: 2, ..Default::default() }).await.unwrap();
         let page2 = store

@@ -147,11 +147,14 @@ mod tests {
     #[tokio::test]
     async fn every_ingest_statement_uses_an_index() {
         let (store, _dir) = test_store().await;
+        let update = findings::update_sql(4);
         let cases = [
-            (findings::UPDATE_SQL, "findings_by_identity"),
+            (update.as_str(), "findings_by_identity (device_id=? AND epoch=? AND identity=?)"),
             (delivery::LOAD_SQL, "PRIMARY KEY"),
             (devices::SWEEP_SQL, "devices_by_presence"),
             ("UPDATE devices SET last_seen_ms = ? WHERE id = ?", "sqlite_autoindex_devices_1 (id=?)"),
+            ("INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms)
+              VALUES ('d', 1, 1, 1, 1, 1, 1) ON CONFLICT (device_id, epoch, seq) DO NOTHING", ""),
             ("INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, count, first_ms, last_ms,
                                     summary, evidence, received_ms) VALUES ('d', 1, 1, 'a', 'k', 1, 1, 1, 1, 's', '[]', 1)
               ON CONFLICT (device_id, epoch, seq) DO NOTHING", ""),

@@ -28,6 +28,10 @@ use serde_json::Value;
 #[derive(Parser)]
 #[command(about = "OPMAS load scenarios against the real binaries (on loopback)")]
 struct Cli {
+    /// Keep the working directory (hub and edge logs, the hub's database)
+    /// and print where it is, instead of deleting it at the end.
+    #[arg(long, global = true)]
+    keep: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -52,6 +56,14 @@ enum Scenario {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// Run the bursting edges at this nice level instead of idle
+        /// priority. By default they get only the CPU the hub and the probe
+        /// router leave, as on a real fleet where every router has its own
+        /// CPU; with a nice level they compete with the hub for this
+        /// machine's cores, and the probe's latency then measures the
+        /// scheduler as much as the hub.
+        #[arg(long)]
+        fleet_nice: Option<i32>,
     },
     /// Many routers connected; the hub restarted under them.
     Reconnect {
@@ -66,12 +78,19 @@ enum Scenario {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().scenario {
-        Scenario::Findings { edges, sources, failures, spool_bytes, timeout } => {
-            findings(edges, sources, failures, spool_bytes, Duration::from_secs(timeout))
+    let cli = Cli::parse();
+    let mut dir = tempfile::Builder::new().prefix("opmas-load-").tempdir()?;
+    if cli.keep {
+        dir.disable_cleanup(true);
+        println!("working directory (kept): {}", dir.path().display());
+    }
+    match cli.scenario {
+        Scenario::Findings { edges, sources, failures, spool_bytes, timeout, fleet_nice } => {
+            let burst = Burst { edges, sources, failures, spool_bytes, fleet_nice };
+            findings(dir.path(), &burst, Duration::from_secs(timeout))
         }
         Scenario::Reconnect { routers, restarts, timeout } => {
-            reconnect(routers, restarts, Duration::from_secs(timeout))
+            reconnect(dir.path(), routers, restarts, Duration::from_secs(timeout))
         }
     }
 }
@@ -190,27 +209,59 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn findings(edges: usize, sources: usize, failures: usize, spool_bytes: usize, timeout: Duration) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let hub = Hub::start(dir.path())?;
+/// The shape of a findings burst.
+struct Burst {
+    edges: usize,
+    sources: usize,
+    failures: usize,
+    spool_bytes: usize,
+    /// `None`: the fleet runs at idle priority (`SCHED_IDLE`).
+    fleet_nice: Option<i32>,
+}
+
+/// Lowers a fleet edge's CPU priority (see `--fleet-nice`).
+fn deprioritise(pid: u32, nice: Option<i32>) -> Result<()> {
+    let pid = pid.to_string();
+    let mut cmd = match nice {
+        None => {
+            let mut c = std::process::Command::new("chrt");
+            c.args(["--idle", "-p", "0", &pid]);
+            c
+        }
+        Some(n) => {
+            let mut c = std::process::Command::new("renice");
+            c.args(["-n", &n.to_string(), "-p", &pid]);
+            c
+        }
+    };
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
+    let &Burst { edges, sources, failures, spool_bytes, fleet_nice } = burst;
+    let hub = Hub::start(dir)?;
     let pid = hub_pid(&hub)?;
     println!("hub pid {pid}, data {}", hub.data_dir.display());
     let opts = format!("\toption spool_bytes '{spool_bytes}'\n");
     let mut fleet = Vec::new();
     for i in 0..edges {
         let d = hub.enrol(&format!("gw-load-{i:02}"))?;
-        let e = Edge::start_opts(dir.path(), &hub, &d, &opts)?;
+        let e = Edge::start_opts(dir, &hub, &d, &opts)?;
         // The simulated fleet shares this machine's two cores with the hub;
         // real routers have their own. Lower priority keeps twenty parsing
         // edges from starving the hub and the probe router, whose timing
         // is what is measured.
         if let Some(pid) = e.proc.as_ref().map(|p| p.pid()) {
-            let _ = std::process::Command::new("renice").args(["-n", "10", "-p", &pid.to_string()]).output();
+            deprioritise(pid, fleet_nice)?;
         }
         fleet.push((d, e));
     }
     let probe_dev = hub.enrol("gw-probe")?;
-    let probe = Edge::start_opts(dir.path(), &hub, &probe_dev, &opts)?;
+    let probe = Edge::start_opts(dir, &hub, &probe_dev, &opts)?;
     for d in fleet.iter().map(|(d, _)| d).chain([&probe_dev]) {
         wait_for(Duration::from_secs(20), &format!("{} online", d.id), || {
             let (_, v) = hub.get(&format!("/devices/{}", d.id)).ok()?;
@@ -218,15 +269,16 @@ fn findings(edges: usize, sources: usize, failures: usize, spool_bytes: usize, t
         })?;
     }
 
-    let burst = dropbear_burst(sources, failures);
+    let lines = dropbear_burst(sources, failures);
+    let priority = fleet_nice.map_or("idle priority".to_string(), |n| format!("nice {n}"));
     println!(
-        "burst: {edges} edges (nice 10) x {sources} sources x {failures} failures ({} lines per edge), spool_bytes {spool_bytes}",
-        burst.len()
+        "burst: {edges} edges ({priority}) x {sources} sources x {failures} failures ({} lines per edge), spool_bytes {spool_bytes}",
+        lines.len()
     );
     let before = sample(pid);
     let t0 = Instant::now();
     for (_, e) in &fleet {
-        e.append(&burst)?;
+        e.append(&lines)?;
     }
     let appended = t0.elapsed();
 
@@ -381,9 +433,8 @@ fn probe_loop(hub: &Hub, probe: &Edge, d: &Device, done: &AtomicBool) -> Result<
     Ok(out)
 }
 
-fn reconnect(routers: usize, restarts: usize, timeout: Duration) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut hub = Hub::start(dir.path())?;
+fn reconnect(dir: &Path, routers: usize, restarts: usize, timeout: Duration) -> Result<()> {
+    let mut hub = Hub::start(dir)?;
     println!("enrolling {routers} routers ...");
     let devices = enrol_many(&hub, routers)?;
     let idle = sample(hub_pid(&hub)?);
