@@ -1,7 +1,8 @@
 //! Ingest: turns what devices publish into database rows and acks.
 //!
-//! One loop drains the inbound channel into transactions of at most
-//! [`TX_MESSAGES`] messages or [`TX_BYTES`] bytes, verifies every envelope,
+//! One loop moves what the broker delivered into per-device queues
+//! ([`fair`]), takes transactions of at most [`TX_MESSAGES`] messages or
+//! [`TX_BYTES`] bytes from them round-robin, verifies every envelope,
 //! applies them in one write transaction and, only after it commits,
 //! publishes per device an ack of its watermark (see [`crate::watermark`]):
 //! the highest sequence up to which every finding is stored or was dropped by
@@ -23,11 +24,14 @@ use opmas_proto::{Channel, DecodeError, DeviceId, Envelope, Secret, Topic};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+mod fair;
+
 use crate::broker::{Inbound, Publisher};
 use crate::keys::Keys;
 use crate::stats::{add, bump, Stats};
 use crate::store::{self, delivery, devices, findings, now_ms, StatusChange, Store, StoreError};
 use crate::watermark::{Verdict, Watermark};
+use fair::FairQueue;
 
 /// Most messages applied in one transaction.
 pub const TX_MESSAGES: usize = 1024;
@@ -35,6 +39,10 @@ pub const TX_MESSAGES: usize = 1024;
 /// commit that takes long holds every device's ack back, so transactions are
 /// kept to a few tens of milliseconds even when the queue is deep.
 pub const TX_BYTES: usize = 2 << 20;
+/// Most payload bytes moved out of the broker's channel into the per-device
+/// queues. Past this they wait in the channel, which pushes back on the
+/// broker; every edge's send window (128 KiB) keeps a fleet's share small.
+const INTAKE_BYTES: usize = 16 << 20;
 /// Watermarks kept in memory (one per device, its latest epoch); past this
 /// the cache is cleared and refilled from the database as devices speak.
 const WATERMARK_CACHE: usize = 100_000;
@@ -70,25 +78,25 @@ impl Ingest {
     /// Runs until the inbound channel closes.
     pub async fn run(self, mut rx: mpsc::Receiver<Inbound>) {
         let mut buf: Vec<Inbound> = Vec::with_capacity(TX_MESSAGES);
+        let mut queue = FairQueue::default();
         let mut marks: HashMap<DeviceId, (u64, Watermark)> = HashMap::new();
         loop {
             buf.clear();
-            let Some(first) = rx.recv().await else {
-                info!("ingest stopped: broker link closed");
-                return;
-            };
-            let mut bytes = first.payload.len();
-            buf.push(first);
-            // Take what is queued, up to one transaction's worth.
-            while buf.len() < TX_MESSAGES && bytes < TX_BYTES {
+            if queue.is_empty() {
+                let Some(first) = rx.recv().await else {
+                    info!("ingest stopped: broker link closed");
+                    return;
+                };
+                queue.push(first);
+            }
+            // Take in what is waiting, then one transaction's worth, fairly.
+            while queue.bytes() < INTAKE_BYTES {
                 match rx.try_recv() {
-                    Ok(m) => {
-                        bytes += m.payload.len();
-                        buf.push(m);
-                    }
+                    Ok(m) => queue.push(m),
                     Err(_) => break,
                 }
             }
+            queue.take(TX_MESSAGES, TX_BYTES, &mut buf);
             add(&self.stats.messages, buf.len() as u64);
             let mut verified = Vec::with_capacity(buf.len());
             for msg in buf.drain(..) {
