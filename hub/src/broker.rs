@@ -272,6 +272,9 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
     })?;
 
     wait_until_listening(listen).await?;
+    if let Err(e) = widen_backlog(listen, MQTT_BACKLOG) {
+        warn!(error = %e, %listen, "could not raise the MQTT accept backlog; reconnect storms will be slower");
+    }
     if let Some((listener, tls, backend)) = tls {
         wait_until_listening(backend).await?;
         info!(
@@ -476,6 +479,11 @@ async fn wait_until_listening(listen: SocketAddr) -> Result<()> {
 
 /// True if some socket listens on `addr` (Linux: `/proc/net/tcp`, `tcp6`).
 fn is_listening(addr: SocketAddr) -> bool {
+    listening_inode(addr).is_some()
+}
+
+/// The inode of the socket listening on `addr`, from the kernel's table.
+fn listening_inode(addr: SocketAddr) -> Option<u64> {
     let (path, want) = match addr {
         SocketAddr::V4(a) => ("/proc/net/tcp", format!("{:08X}:{:04X}", u32::from_ne_bytes(a.ip().octets()), a.port())),
         SocketAddr::V6(a) => {
@@ -485,16 +493,57 @@ fn is_listening(addr: SocketAddr) -> bool {
             ("/proc/net/tcp6", format!("{words}:{:04X}", a.port()))
         }
     };
-    let Ok(table) = std::fs::read_to_string(path) else { return false };
+    let table = std::fs::read_to_string(path).ok()?;
     listening_in(&table, &want)
 }
 
-/// Whether `/proc/net/tcp` text has a LISTEN (state 0A) row for `local`.
-fn listening_in(table: &str, local: &str) -> bool {
-    table.lines().skip(1).any(|row| {
-        let mut cols = row.split_whitespace().skip(1);
-        cols.next() == Some(local) && cols.nth(1) == Some("0A")
+/// The inode of the LISTEN (state 0A) row for `local` in `/proc/net/tcp` text.
+fn listening_in(table: &str, local: &str) -> Option<u64> {
+    table.lines().skip(1).find_map(|row| {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        (cols.get(1) == Some(&local) && cols.get(3) == Some(&"0A")).then(|| cols.get(9)?.parse().ok())?
     })
+}
+
+/// Accept backlog asked for rumqttd's listener (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default).
+const MQTT_BACKLOG: i32 = 4096;
+
+/// Raises the accept backlog of rumqttd's listener on `addr`.
+///
+/// rumqttd binds its listener itself, with the standard library's backlog
+/// of 128. When thousands of routers reconnect at once after a hub restart,
+/// the kernel drops every SYN beyond those 128 and each router waits a
+/// second or more for its retransmit, so the fleet trickles back. Linux
+/// lets `listen` be called again on a listening socket to change its
+/// backlog; the socket is found by its inode among this process's files.
+#[cfg(target_os = "linux")]
+fn widen_backlog(addr: SocketAddr, backlog: i32) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    let inode = listening_inode(addr)
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no listening socket on {addr}")))?;
+    let want = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        if !std::fs::read_link(entry.path()).is_ok_and(|l| l.as_os_str() == want.as_str()) {
+            continue;
+        }
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        // SAFETY: `listen` only reads its arguments. The descriptor is
+        // rumqttd's listening socket (matched by inode just now), which
+        // stays open as long as the broker runs, so it cannot have been
+        // closed and reused for another file in between.
+        if unsafe { libc::listen(fd, backlog) } != 0 {
+            return Err(Error::last_os_error());
+        }
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::NotFound, format!("the socket listening on {addr} is not this process's")))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn widen_backlog(_addr: SocketAddr, _backlog: i32) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Faults a test can inject between broker and ingest (cargo feature
@@ -578,10 +627,32 @@ mod tests {
 
     #[test]
     fn only_listen_rows_count() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
-                     0: 0100007F:075B 0100007F:9C40 01 00000000:00000000\n\
-                     1: 00000000:1F90 00000000:0000 0A 00000000:00000000\n";
-        assert!(!listening_in(table, "0100007F:075B"), "an established connection is not a listener");
-        assert!(listening_in(table, "00000000:1F90"));
+        let table =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                     0: 0100007F:075B 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4711 1\n\
+                     1: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4712 1\n";
+        assert_eq!(listening_in(table, "0100007F:075B"), None, "an established connection is not a listener");
+        assert_eq!(listening_in(table, "00000000:1F90"), Some(4712));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_backlog_of_a_listener_bound_elsewhere_in_the_process_is_raised() {
+        use std::net::TcpStream;
+        // Bound as rumqttd binds: the standard library's backlog of 128. Nothing accepts.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let connect = |n: usize| {
+            (0..n)
+                .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok())
+                .collect::<Vec<_>>()
+        };
+        let mut held = connect(135);
+        assert!(held.len() < 135, "the standard backlog overflows ({} connected)", held.len());
+        widen_backlog(addr, 4096).unwrap();
+        held.extend(connect(300));
+        assert!(held.len() >= 400, "only {} connections queued after widening", held.len());
+        drop(l);
+        assert!(widen_backlog(addr, 4096).is_err(), "nothing listens there any more");
     }
 }

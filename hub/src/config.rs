@@ -66,7 +66,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             max_connections: 10_010,
-            next_connection_delay_ms: 1,
+            next_connection_delay_ms: 0,
             max_segment_size: 1 << 20,
             max_segment_count: 10,
             max_payload_size: 256 * 1024,

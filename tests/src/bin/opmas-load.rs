@@ -468,10 +468,13 @@ fn reconnect(dir: &Path, routers: usize, restarts: usize, timeout: Duration) -> 
                 hub.restart()?;
             }
         }
+        let ready = killed.elapsed().as_secs_f64();
         match wait_all(&connected, routers, timeout) {
             Ok(()) => {
                 let took = killed.elapsed().as_secs_f64();
-                println!("restart {r}: {routers} routers back {took:.2} s after the kill");
+                println!(
+                    "restart {r}: {routers} routers back {took:.2} s after the kill (hub ready after {ready:.2} s)"
+                );
                 times.push(took);
             }
             Err(e) => {
