@@ -3,7 +3,7 @@
 //! Reading order: [`config`] (settings) → [`store`] (database) → [`keys`]
 //! (device secrets) → [`broker`] (embedded MQTT and device auth) → [`ingest`]
 //! (envelopes to rows and acks, with [`watermark`] deciding what is stored
-//! and acked) → [`http`] (REST API) → [`serve`] (wiring) →
+//! and acked; [`events`] carries what it committed) → [`http`] (REST API) → [`serve`] (wiring) →
 //! [`enrol`] and [`demo`] (command-line jobs).
 //!
 //! Architecture invariant: only [`broker`] knows rumqttd; only [`store`]
@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod enrol;
+pub mod events;
 pub mod http;
 pub mod ingest;
 pub mod keys;

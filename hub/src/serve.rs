@@ -12,6 +12,7 @@ use tracing::info;
 
 use crate::broker;
 use crate::config::HubConfig;
+use crate::events::Bus;
 use crate::http::{self, AppState};
 use crate::ingest::{self, Ingest};
 use crate::keys::Keys;
@@ -22,6 +23,8 @@ use crate::store::{self, now_ms, Store};
 pub struct Running {
     pub store: Store,
     pub stats: Arc<Stats>,
+    /// Committed events, for whatever subscribes.
+    pub bus: Bus,
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     http_listener: tokio::net::TcpListener,
@@ -41,6 +44,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     }
 
     let stats = Arc::new(Stats::default());
+    let bus = Bus::default();
     let keys = Keys::new(store.clone());
     let broker = broker::start_embedded(cfg, keys.clone(), stats.clone()).await?;
     info!(listen = %cfg.mqtt_listen, "embedded MQTT broker listening");
@@ -50,10 +54,11 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         keys,
         publisher: broker.publisher.clone(),
         stats: stats.clone(),
+        bus: bus.clone(),
         down_seq: Arc::new(AtomicU64::new(now_ms() as u64 * 1000)),
     };
     tokio::spawn(ingest.run(broker.inbound));
-    tokio::spawn(ingest::presence(store.clone(), Duration::from_secs(cfg.presence_timeout_s.max(1))));
+    tokio::spawn(ingest::presence(store.clone(), bus.clone(), Duration::from_secs(cfg.presence_timeout_s.max(1))));
 
     let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
@@ -64,6 +69,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     Ok(Running {
         store,
         stats,
+        bus,
         http_addr,
         mqtt_addr: cfg.mqtt_listen,
         http_listener,

@@ -50,6 +50,12 @@ counters! {
     findings_dropped_by_edge,
     /// Updates (a flood's growing count) applied to stored findings.
     findings_updated,
+    /// Findings the database refused to store (a constraint or trigger on
+    /// the row): skipped, logged with the reason, and counted per device in
+    /// `deliveries.unstorable`.
+    findings_unstorable,
+    /// Status and heartbeat messages the database refused (skipped, logged).
+    messages_unstorable,
     /// Heartbeats recorded.
     heartbeats,
     /// Acks published to edges.

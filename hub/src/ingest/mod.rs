@@ -11,15 +11,22 @@
 //! watermark. So an ack never frees a finding that is not in the database,
 //! whatever the broker skipped.
 //!
+//! The database work is one domain operation, [`Store::apply_uplink`];
+//! ingest owns the queue, verification, the watermark cache, the stats, the
+//! acks and publishing the committed [`Event`]s on the [`Bus`].
+//!
 //! Anything that fails verification is dropped, logged with its reason and
-//! counted; it never stops the loop.
+//! counted; it never stops the loop. A transaction the database refuses is
+//! retried device by device, and a device whose messages still fail is
+//! applied row by row ([`Apply::Isolated`]): a row that cannot be stored is
+//! skipped and counted, and never holds back anyone else's findings.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opmas_proto::msg::{Ack, CommandResult, Finding, FindingBatch, Heartbeat, Status};
+use opmas_proto::msg::Ack;
 use opmas_proto::{Channel, DecodeError, DeviceId, Envelope, Secret, Topic};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -27,10 +34,12 @@ use tracing::{debug, error, info, warn};
 mod fair;
 
 use crate::broker::{Inbound, Publisher};
+use crate::events::{Bus, Event};
 use crate::keys::Keys;
 use crate::stats::{add, bump, Stats};
-use crate::store::{self, delivery, devices, findings, now_ms, StatusChange, Store, StoreError};
-use crate::watermark::{Verdict, Watermark};
+use crate::store::uplink::{AckOut, Applied, Apply, Uplink};
+use crate::store::{self, now_ms, Store};
+use crate::watermark::Watermark;
 use fair::FairQueue;
 
 /// Most messages applied in one transaction.
@@ -53,25 +62,11 @@ pub struct Ingest {
     pub keys: Keys,
     pub publisher: Publisher,
     pub stats: Arc<Stats>,
+    /// Where committed events go.
+    pub bus: Bus,
     /// Sequence counter of the hub's downlink envelopes. Seeded from the
     /// clock so it keeps increasing across hub restarts.
     pub down_seq: Arc<AtomicU64>,
-}
-
-/// A verified message, ready to apply.
-enum Verified {
-    Status(Status),
-    Heartbeat(Heartbeat),
-    Findings(FindingBatch),
-    Result(CommandResult),
-}
-
-/// The ack to send a device after commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct AckOut {
-    epoch: u64,
-    upto: u64,
-    gap: Option<u32>,
 }
 
 impl Ingest {
@@ -104,28 +99,78 @@ impl Ingest {
                     verified.push(v);
                 }
             }
-            if verified.is_empty() {
+            if !verified.is_empty() {
+                self.apply(verified, &mut marks).await;
+            }
+        }
+    }
+
+    /// Applies verified messages: all in one transaction if the database
+    /// takes them; otherwise device by device, and a device that still fails
+    /// row by row. Acks and events follow each commit.
+    async fn apply(&self, verified: Vec<(DeviceId, Uplink)>, marks: &mut HashMap<DeviceId, (u64, Watermark)>) {
+        let first = match self.store.apply_uplink(&verified, marks, Apply::Together, now_ms()).await {
+            Ok(applied) => return self.committed(applied, marks).await,
+            Err(e) => e,
+        };
+        let mut by_device: BTreeMap<&DeviceId, Vec<(DeviceId, Uplink)>> = BTreeMap::new();
+        for (device, msg) in &verified {
+            by_device.entry(device).or_default().push((device.clone(), msg.clone()));
+        }
+        warn!(
+            messages = verified.len(),
+            devices = by_device.len(),
+            error = %first,
+            "a transaction failed; applying device by device"
+        );
+        for (device, msgs) in by_device {
+            let e = match self.store.apply_uplink(&msgs, marks, Apply::Together, now_ms()).await {
+                Ok(applied) => {
+                    self.committed(applied, marks).await;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if !e.is_row_error() {
+                bump(&self.stats.store_errors);
+                // No ack: the edge keeps the findings and resends them.
+                error!(device = %device, error = %e, messages = msgs.len(), "storing failed; not acknowledged");
                 continue;
             }
-            match self.apply(&verified, &marks).await {
-                Ok((acks, moved)) => {
-                    if marks.len() > WATERMARK_CACHE {
-                        marks.clear();
-                    }
-                    marks.extend(moved);
-                    self.send_acks(acks).await;
-                }
+            match self.store.apply_uplink(&msgs, marks, Apply::Isolated, now_ms()).await {
+                Ok(applied) => self.committed(applied, marks).await,
                 Err(e) => {
                     bump(&self.stats.store_errors);
-                    // No ack: the edge keeps the findings and resends them.
-                    error!(error = %e, messages = verified.len(), "storing a batch failed; not acknowledged");
+                    error!(device = %device, error = %e, messages = msgs.len(), "storing failed; not acknowledged");
                 }
             }
         }
     }
 
+    /// After a commit: counts, the watermark cache, acks, events.
+    async fn committed(&self, applied: Applied, marks: &mut HashMap<DeviceId, (u64, Watermark)>) {
+        let Applied { acks, marks: moved, counts: c, events } = applied;
+        let s = &self.stats;
+        add(&s.findings_stored, c.findings_stored);
+        add(&s.findings_duplicate, c.findings_duplicate);
+        add(&s.findings_updated, c.findings_updated);
+        add(&s.findings_dropped_by_edge, c.findings_dropped_by_edge);
+        add(&s.findings_unstorable, c.findings_unstorable);
+        add(&s.messages_unstorable, c.messages_unstorable);
+        add(&s.batches_duplicate, c.batches_duplicate);
+        add(&s.batches_gap, c.batches_gap);
+        add(&s.rejected_malformed, c.batches_invalid);
+        add(&s.heartbeats, c.heartbeats);
+        if marks.len() > WATERMARK_CACHE {
+            marks.clear();
+        }
+        marks.extend(moved);
+        self.send_acks(acks).await;
+        self.bus.publish(events);
+    }
+
     /// Parses the topic, finds the device's key, opens and decodes the body.
-    async fn verify(&self, msg: Inbound) -> Option<(DeviceId, Verified)> {
+    async fn verify(&self, msg: Inbound) -> Option<(DeviceId, Uplink)> {
         let topic = match Topic::parse(&msg.topic) {
             Ok(t) => t,
             Err(e) => {
@@ -168,140 +213,6 @@ impl Ingest {
         }
     }
 
-    /// Applies verified messages in one transaction. Returns the acks to
-    /// send and the watermarks that moved, for the caller to keep once the
-    /// transaction committed (`marks` is not changed, so a failed commit
-    /// leaves it as the database is).
-    async fn apply(
-        &self,
-        batch: &[(DeviceId, Verified)],
-        marks: &HashMap<DeviceId, (u64, Watermark)>,
-    ) -> Result<(BTreeMap<DeviceId, AckOut>, HashMap<DeviceId, (u64, Watermark)>), StoreError> {
-        let now = now_ms();
-        let mut acks: BTreeMap<DeviceId, AckOut> = BTreeMap::new();
-        // Watermarks per device and epoch as this transaction found them
-        // and as it leaves them.
-        let mut watermarks: BTreeMap<(&DeviceId, u64), (Watermark, Watermark)> = BTreeMap::new();
-        // The findings each device's batches add, in order: one insert per
-        // device and epoch however many batches it sent (a burst's first
-        // batches carry one finding each).
-        let mut to_store: BTreeMap<(&DeviceId, u64), Vec<&Finding>> = BTreeMap::new();
-        // Devices heard from in this transaction: touched once each, at the end.
-        let mut heard: BTreeMap<&str, bool> = BTreeMap::new();
-        let mut tx = self.store.begin_write().await?;
-        for (device, msg) in batch {
-            let id = device.as_str();
-            match msg {
-                Verified::Status(status) => {
-                    if devices::set_status(&mut tx, id, status.as_str(), now).await? == StatusChange::Changed {
-                        info!(device = id, status = status.as_str(), "device status");
-                    }
-                    // An `offline` status is the device's word, not a sign of life.
-                    let alive = *status == Status::Online;
-                    let e = heard.entry(id).or_insert(alive);
-                    *e = alive;
-                }
-                Verified::Heartbeat(hb) => {
-                    heard.insert(id, true);
-                    let json = serde_json::to_string(hb).unwrap_or_default();
-                    devices::record_heartbeat(&mut tx, id, hb.epoch, &json).await?;
-                    bump(&self.stats.heartbeats);
-                }
-                Verified::Findings(b) => {
-                    heard.insert(id, true);
-                    let key = (device, b.epoch);
-                    let current = match watermarks.get(&key) {
-                        Some(&(_, w)) => w,
-                        None => {
-                            let w = match marks.get(device) {
-                                Some(&(epoch, w)) if epoch == b.epoch => w,
-                                _ => delivery::load(&mut tx, id, b.epoch).await?,
-                            };
-                            watermarks.insert(key, (w, w));
-                            w
-                        }
-                    };
-                    let (verdict, next) = match current.judge(b.floor, b.findings.iter().map(|f| f.seq)) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            bump(&self.stats.rejected_malformed);
-                            warn!(device = id, epoch = b.epoch, error = %e, "dropped invalid finding batch");
-                            continue;
-                        }
-                    };
-                    if next.dropped > current.dropped {
-                        add(&self.stats.findings_dropped_by_edge, next.dropped - current.dropped);
-                        warn!(
-                            device = id,
-                            epoch = b.epoch,
-                            dropped = next.dropped - current.dropped,
-                            "the edge dropped findings from its full spool before sending them"
-                        );
-                    }
-                    let mut gap = None;
-                    match verdict {
-                        Verdict::Store { skip } => {
-                            add(&self.stats.findings_duplicate, skip as u64);
-                            to_store.entry(key).or_default().extend(&b.findings[skip..]);
-                        }
-                        Verdict::Duplicate => {
-                            bump(&self.stats.batches_duplicate);
-                            add(&self.stats.findings_duplicate, b.findings.len() as u64);
-                        }
-                        Verdict::Gap => {
-                            bump(&self.stats.batches_gap);
-                            warn!(
-                                device = id,
-                                epoch = b.epoch,
-                                acked_upto = next.upto,
-                                batch_starts = b.findings.first().map_or(0, |f| f.seq),
-                                "finding batch after a gap not stored; asking the edge to resend"
-                            );
-                            gap = Some(b.round);
-                        }
-                    }
-                    if let Some(w) = watermarks.get_mut(&key) {
-                        w.1 = next;
-                    }
-                    let ack = acks.entry(device.clone()).or_insert(AckOut { epoch: b.epoch, upto: 0, gap: None });
-                    if ack.epoch != b.epoch {
-                        *ack = AckOut { epoch: b.epoch, upto: 0, gap: None };
-                    }
-                    ack.upto = next.upto;
-                    ack.gap = gap.or(ack.gap);
-                }
-                Verified::Result(r) => {
-                    heard.insert(id, true);
-                    info!(device = id, command = r.id, ok = r.ok, message = %r.message, "command result");
-                }
-            }
-        }
-        for ((device, epoch), found) in &to_store {
-            let n = findings::insert_batch(&mut tx, device.as_str(), *epoch, found, now).await?;
-            add(&self.stats.findings_stored, n.stored);
-            add(&self.stats.findings_duplicate, n.duplicates);
-            add(&self.stats.findings_updated, n.updated);
-            debug!(device = %device, stored = n.stored, updated = n.updated, "findings stored");
-        }
-        let mut moved: HashMap<DeviceId, (u64, Watermark)> = HashMap::new();
-        for (&(device, epoch), &(was, now_w)) in &watermarks {
-            if now_w != was {
-                delivery::save(&mut tx, device.as_str(), epoch, now_w, now).await?;
-            }
-            // The epoch the device's last batch belongs to is the one cached.
-            if acks.get(device).is_some_and(|a| a.epoch == epoch) {
-                moved.insert(device.clone(), (epoch, now_w));
-            }
-        }
-        for (id, alive) in heard {
-            if alive {
-                touch(&mut tx, id, now).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok((acks, moved))
-    }
-
     async fn send_acks(&self, acks: BTreeMap<DeviceId, AckOut>) {
         for (device, AckOut { epoch, upto, gap }) in acks {
             let Ok(Some(key)) = self.keys.get(&device).await else { continue };
@@ -319,31 +230,25 @@ impl Ingest {
     }
 }
 
-async fn touch(conn: &mut sqlx::SqliteConnection, id: &str, now: i64) -> Result<(), StoreError> {
-    if devices::touch(conn, id, now).await? == StatusChange::Changed {
-        info!(device = id, status = "online", "device status");
-    }
-    Ok(())
-}
-
 /// Opens the envelope and decodes the body its channel carries; `None` for
 /// a downlink channel, which ingest does not consume.
-fn decode(topic: &Topic, payload: &[u8], key: &Secret) -> Result<Option<Verified>, DecodeError> {
+fn decode(topic: &Topic, payload: &[u8], key: &Secret) -> Result<Option<Uplink>, DecodeError> {
     if !topic.channel.is_uplink() {
         return Ok(None);
     }
     let env = Envelope::open(topic, payload, key)?;
     Ok(Some(match topic.channel {
-        Channel::Status => Verified::Status(env.body()?),
-        Channel::Heartbeat => Verified::Heartbeat(env.body()?),
-        Channel::Finding => Verified::Findings(env.body()?),
-        Channel::Result => Verified::Result(env.body()?),
+        Channel::Status => Uplink::Status(env.body()?),
+        Channel::Heartbeat => Uplink::Heartbeat(env.body()?),
+        Channel::Finding => Uplink::Findings(env.body()?),
+        Channel::Result => Uplink::Result(env.body()?),
         Channel::Ack | Channel::Config | Channel::Cmd => return Ok(None),
     }))
 }
 
-/// Marks devices offline that have been silent for `timeout`, every few seconds.
-pub async fn presence(store: Store, timeout: Duration) {
+/// Marks devices offline that have been silent for `timeout`, every few
+/// seconds, and publishes each change on `bus`.
+pub async fn presence(store: Store, bus: Bus, timeout: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(5).min(timeout));
     loop {
         tick.tick().await;
@@ -352,6 +257,9 @@ pub async fn presence(store: Store, timeout: Duration) {
             Ok(ids) => {
                 for id in ids {
                     info!(device = %id, status = "offline", silent_s = timeout.as_secs(), "device status (silent)");
+                    if let Ok(device) = DeviceId::new(id) {
+                        bus.publish([Event::Presence { device, online: false }]);
+                    }
                 }
             }
             Err(e) => error!(error = %e, "presence sweep failed"),

@@ -40,33 +40,61 @@ pub async fn save(
     Ok(())
 }
 
+/// Counts `n` more findings of `device`/`epoch` that the database refused
+/// (see `uplink::Apply::Isolated`).
+pub async fn add_unstorable(
+    conn: &mut SqliteConnection,
+    device: &str,
+    epoch: u64,
+    n: u64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO deliveries (device_id, epoch, upto, dropped, unstorable, updated_ms) VALUES (?, ?, 0, 0, ?, ?)
+         ON CONFLICT (device_id, epoch) DO UPDATE SET unstorable = unstorable + excluded.unstorable,
+                                                      updated_ms = excluded.updated_ms",
+    )
+    .bind(device)
+    .bind(epoch as i64)
+    .bind(n as i64)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A device's delivery in one epoch, as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct DeliveryRow {
     /// The run epoch, as a decimal string.
     pub epoch: String,
-    /// Every finding sequence up to this is stored or was dropped by the edge.
+    /// Every finding sequence up to this is stored, was dropped by the edge,
+    /// or was refused by the database.
     pub acked_upto: u64,
     /// Sequences the edge dropped from its full spool before the hub got them.
     pub dropped_by_edge: u64,
+    /// Findings the database refused to store (logged with their reason).
+    pub unstorable: u64,
     pub updated_ms: i64,
 }
 
 impl Store {
     /// The device's deliveries, newest epoch first.
     pub async fn deliveries(&self, device: &str) -> Result<Vec<DeliveryRow>, StoreError> {
-        let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT epoch, upto, dropped, updated_ms FROM deliveries WHERE device_id = ? ORDER BY updated_ms DESC",
+        let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT epoch, upto, dropped, unstorable, updated_ms FROM deliveries WHERE device_id = ?
+             ORDER BY updated_ms DESC",
         )
         .bind(device)
         .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(epoch, upto, dropped, updated_ms)| DeliveryRow {
+            .map(|(epoch, upto, dropped, unstorable, updated_ms)| DeliveryRow {
                 epoch: (epoch as u64).to_string(),
                 acked_upto: upto as u64,
                 dropped_by_edge: dropped as u64,
+                unstorable: unstorable as u64,
                 updated_ms,
             })
             .collect())

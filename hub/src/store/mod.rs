@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod devices;
 pub mod findings;
 pub mod tokens;
+pub mod uplink;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -42,6 +43,25 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("creating {path}: {source}")]
     Io { path: String, source: std::io::Error },
+}
+
+impl StoreError {
+    /// True if the database refused a row for its content (a constraint, a
+    /// trigger, a value of the wrong type or size), as opposed to failing
+    /// itself (I/O, disk full, locked). Retrying such a row fails again;
+    /// retrying after a failure of the database may succeed.
+    pub fn is_row_error(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                // SQLite's extended code; its low byte is the primary code:
+                // 18 TOOBIG, 19 CONSTRAINT, 20 MISMATCH.
+                let code = e.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                matches!(code & 0xff, 18..=20)
+            }
+            StoreError::Db(sqlx::Error::Encode(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A cloneable handle on the hub database.
