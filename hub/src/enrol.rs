@@ -1,11 +1,13 @@
-//! `opmas-hub device add|list`: enrolment from the command line.
+//! Enrolment, removal and rekeying of devices: what `opmas-hub device ...`
+//! and the API's device routes do (with the running hub's key cache told).
 
 use anyhow::{Context, Result};
 use opmas_proto::ids::SECRET_LEN;
 use opmas_proto::{DeviceId, Secret};
 use serde::Serialize;
 
-use crate::store::{now_ms, Store};
+use crate::keys::Keys;
+use crate::store::{now_ms, Store, StoreError};
 
 /// What `device add` prints.
 #[derive(Debug, Serialize)]
@@ -23,12 +25,115 @@ pub fn new_secret() -> Secret {
     Secret::from_bytes(bytes)
 }
 
+/// Checks a hub URL for the router: the edge accepts `mqtt://` and
+/// `mqtts://` only. Returns it, or what is wrong in words.
+pub fn check_hub_url(url: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("{url:?} is not a URL; use mqtt://HOST:PORT or mqtts://HOST:PORT"));
+    };
+    if scheme != "mqtt" && scheme != "mqtts" {
+        return Err(format!("{url:?}: the router speaks MQTT; use mqtt:// or mqtts:// (not {scheme}://)"));
+    }
+    if rest.is_empty() || rest.starts_with(':') || rest.contains('/') || rest.contains(char::is_whitespace) {
+        return Err(format!("{url:?}: expected {scheme}://HOST or {scheme}://HOST:PORT"));
+    }
+    Ok(url.to_owned())
+}
+
 /// Enrols `name` as a device id and returns what the router needs.
 pub async fn add(store: &Store, name: &str, hub_url: &str) -> Result<Enrolled> {
     let id = DeviceId::new(name).with_context(|| format!("{name:?} cannot be a device id"))?;
+    let hub_url = &check_hub_url(hub_url).map_err(anyhow::Error::msg)?;
     let secret = new_secret();
     store.insert_device(id.as_str(), name, &secret.to_hex(), now_ms()).await?;
     Ok(Enrolled { uci: uci_commands(&id, &secret, hub_url), id: id.to_string(), secret: secret.to_hex() })
+}
+
+/// Removes a device, its findings and its deliveries. With `keys` (the
+/// running hub's cache), its secret stops working at once: a connected
+/// router's next message is refused and so is its next connection.
+pub async fn remove(store: &Store, keys: Option<&Keys>, id: &DeviceId) -> Result<(), StoreError> {
+    store.delete_device(id.as_str()).await?;
+    if let Some(keys) = keys {
+        keys.forget(id);
+    }
+    Ok(())
+}
+
+/// Gives a device a new secret and returns what the router needs; the old
+/// secret is refused from now on (at once with `keys`, as for [`remove`]).
+pub async fn rekey(store: &Store, keys: Option<&Keys>, id: &DeviceId, hub_url: &str) -> Result<Enrolled, StoreError> {
+    let secret = new_secret();
+    store.rekey_device(id.as_str(), &secret.to_hex()).await?;
+    if let Some(keys) = keys {
+        keys.forget(id);
+    }
+    Ok(Enrolled { uci: uci_commands(id, &secret, hub_url), id: id.to_string(), secret: secret.to_hex() })
+}
+
+/// The file in the data directory where a running hub writes its API
+/// address, so that `opmas-hub device ...` finds it whatever its flags.
+pub const API_ADDR_FILE: &str = "api.addr";
+
+/// The API of a hub that runs on this data directory, for the commands that
+/// must reach its key cache.
+pub struct RunningHub {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl RunningHub {
+    /// The hub serving `data_dir`, if it answers; `None` if none runs.
+    pub async fn find(data_dir: &std::path::Path) -> Option<RunningHub> {
+        let addr = std::fs::read_to_string(data_dir.join(API_ADDR_FILE)).ok()?;
+        let mut addr: std::net::SocketAddr = addr.trim().parse().ok()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let token = std::fs::read_to_string(data_dir.join("admin.token")).ok()?.trim().to_owned();
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().ok()?;
+        let base = format!("http://{addr}/api/v1");
+        let health = client.get(format!("{base}/health")).timeout(std::time::Duration::from_secs(2)).send().await;
+        health.ok().filter(|r| r.status().is_success())?;
+        Some(RunningHub { base, token, client })
+    }
+
+    /// Where it serves.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `DELETE /devices/{id}`.
+    pub async fn remove(&self, id: &DeviceId) -> Result<()> {
+        let resp = self.client.delete(format!("{}/devices/{id}", self.base)).bearer_auth(&self.token).send().await?;
+        api_result(resp).await.map(drop)
+    }
+
+    /// `POST /devices/{id}/rekey`.
+    pub async fn rekey(&self, id: &DeviceId, hub_url: &str) -> Result<Enrolled> {
+        let resp = self
+            .client
+            .post(format!("{}/devices/{id}/rekey", self.base))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "hub_url": hub_url }))
+            .send()
+            .await?;
+        let v = api_result(resp).await?;
+        let field = |k: &str| v[k].as_str().map(String::from).with_context(|| format!("the hub's answer lacks {k:?}"));
+        Ok(Enrolled { id: field("id")?, secret: field("secret")?, uci: field("uci")? })
+    }
+}
+
+/// The JSON body of a successful answer, or the API's error message.
+async fn api_result(resp: reqwest::Response) -> Result<serde_json::Value> {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    if status.is_success() {
+        return Ok(body);
+    }
+    let msg = body["error"].as_str().unwrap_or("no message");
+    anyhow::bail!("the hub refused: {msg} (HTTP {status})")
 }
 
 /// The commands to paste into the router's shell.

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use opmas_hub::config::{HubConfig, Overrides};
+use opmas_hub::enrol::RunningHub;
 use opmas_hub::store::Store;
 use opmas_hub::{demo, enrol, serve};
+use opmas_proto::DeviceId;
 
 /// OPMAS hub: MQTT broker, ingest, storage and REST API for a fleet of OpenWRT routers.
 #[derive(Parser, Debug)]
@@ -69,6 +71,26 @@ enum DeviceCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Create the database if the data directory has none (normally the
+        /// hub creates it at its first start).
+        #[arg(long)]
+        create_db: bool,
+    },
+    /// Remove a device with its findings; its secret stops working at once.
+    Remove {
+        /// The device id.
+        id: String,
+    },
+    /// Give a device a new secret (the old one is refused at once); prints the new uci commands.
+    Rekey {
+        /// The device id.
+        id: String,
+        /// Hub URL the router should connect to [default: mqtt://<this host>:<mqtt port>].
+        #[arg(long)]
+        hub_url: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List enrolled devices.
     List {
@@ -109,18 +131,46 @@ fn main() -> Result<()> {
 }
 
 async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
+    let db = cfg.db_path();
+    let create = matches!(command, DeviceCommand::Add { create_db: true, .. });
+    if !db.exists() && !create {
+        anyhow::bail!(
+            "no hub database at {} (data directory {}): start the hub with this --data-dir first, \
+             pass the hub's --data-dir here, or add --create-db to `device add`",
+            db.display(),
+            cfg.data_dir.display()
+        );
+    }
     opmas_hub::store::create_private_dir(&cfg.data_dir)?;
-    let store = Store::open_sqlite(&cfg.db_path()).await?;
+    let store = Store::open_sqlite(&db).await.with_context(|| format!("opening {}", db.display()))?;
+    eprintln!("using the hub database {}", db.display());
+    let hub_url = |given: Option<String>| given.unwrap_or_else(|| enrol::default_hub_url(cfg.mqtt_listen.port()));
     match command {
-        DeviceCommand::Add { name, hub_url, json } => {
-            let url = hub_url.unwrap_or_else(|| enrol::default_hub_url(cfg.mqtt_listen.port()));
-            let e = enrol::add(&store, &name, &url).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&e)?);
-            } else {
-                println!("Enrolled device {}.\n\nid:     {}\nsecret: {}\n", e.id, e.id, e.secret);
-                println!("On the router, run:\n\n{}", e.uci);
+        DeviceCommand::Add { name, hub_url: url, json, .. } => {
+            let e = enrol::add(&store, &name, &hub_url(url)).await?;
+            print_enrolled(&e, json, "Enrolled")?;
+        }
+        DeviceCommand::Remove { id } => {
+            let id = DeviceId::new(&id).with_context(|| format!("{id:?} is not a device id"))?;
+            match RunningHub::find(&cfg.data_dir).await {
+                Some(hub) => {
+                    hub.remove(&id).await?;
+                    println!("Removed device {id}; the hub at {} refuses its secret from now on.", hub.base());
+                }
+                None => {
+                    enrol::remove(&store, None, &id).await?;
+                    println!("Removed device {id} (no hub is running on this data directory).");
+                }
             }
+        }
+        DeviceCommand::Rekey { id, hub_url: url, json } => {
+            let id = DeviceId::new(&id).with_context(|| format!("{id:?} is not a device id"))?;
+            let url = hub_url(url);
+            let e = match RunningHub::find(&cfg.data_dir).await {
+                Some(hub) => hub.rekey(&id, &url).await?,
+                None => enrol::rekey(&store, None, &id, &url).await?,
+            };
+            print_enrolled(&e, json, "New secret for")?;
         }
         DeviceCommand::List { json } => {
             let devices = store.list_devices().await?;
@@ -134,6 +184,16 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn print_enrolled(e: &enrol::Enrolled, json: bool, what: &str) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(e)?);
+    } else {
+        println!("{what} device {}.\n\nid:     {}\nsecret: {}\n", e.id, e.id, e.secret);
+        println!("On the router, run:\n\n{}", e.uci);
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use tracing::info;
 
 use crate::broker;
 use crate::config::HubConfig;
+use crate::enrol;
 use crate::events::Bus;
 use crate::http::{self, AppState};
 use crate::ingest::{self, Ingest};
@@ -46,6 +47,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     let stats = Arc::new(Stats::default());
     let bus = Bus::default();
     let keys = Keys::new(store.clone());
+    let keys_api = keys.clone();
     let broker = broker::start_embedded(cfg, keys.clone(), stats.clone()).await?;
     info!(listen = %cfg.mqtt_listen, "embedded MQTT broker listening");
 
@@ -65,7 +67,11 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         .with_context(|| format!("HTTP listen address {}", cfg.http_listen))?;
     let http_addr = http_listener.local_addr()?;
     info!(listen = %http_addr, "REST API listening on http://{http_addr}/api/v1");
-    let app = http::router(AppState { store: store.clone(), stats: stats.clone() });
+    // Where `opmas-hub device ...` finds this hub's API (see enrol::RunningHub).
+    let addr_file = cfg.data_dir.join(enrol::API_ADDR_FILE);
+    std::fs::write(&addr_file, format!("{http_addr}\n")).with_context(|| format!("writing {}", addr_file.display()))?;
+    let hub_url = enrol::default_hub_url(cfg.mqtt_listen.port());
+    let app = http::router(AppState { store: store.clone(), stats: stats.clone(), keys: keys_api, hub_url });
     Ok(Running {
         store,
         stats,

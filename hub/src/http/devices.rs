@@ -1,15 +1,82 @@
-//! `GET /devices` and `GET /devices/{id}`.
+//! `GET /devices`, `GET|DELETE /devices/{id}` and `POST /devices/{id}/rekey`.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
+use crate::enrol;
+use crate::store::tokens::TokenInfo;
 use crate::store::DeviceRow;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/devices", get(list)).route("/devices/{id}", get(one))
+    Router::new()
+        .route("/devices", get(list))
+        .route("/devices/{id}", get(one).delete(remove))
+        .route("/devices/{id}/rekey", post(rekey))
+}
+
+/// Changing the fleet's credentials is for admins.
+fn require_admin(token: &TokenInfo) -> Result<(), ApiError> {
+    if token.role == "admin" {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("token {:?} (role {}) may not change devices", token.name, token.role)))
+    }
+}
+
+/// A device id from the path, validated before it reaches the database.
+fn device_id(id: &str) -> Result<opmas_proto::DeviceId, ApiError> {
+    opmas_proto::DeviceId::new(id).map_err(|e| ApiError::Invalid { field: "id", message: e.to_string() })
+}
+
+/// Removes the device, its findings and deliveries; its secret stops
+/// working at once.
+async fn remove(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&token)?;
+    let id = device_id(&id)?;
+    enrol::remove(&state.store, Some(&state.keys), &id).await?;
+    tracing::info!(device = %id, by = %token.name, "device removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RekeyRequest {
+    /// The URL the printed UCI commands point the router at.
+    hub_url: Option<String>,
+}
+
+/// Gives the device a new secret (the old one is refused at once) and
+/// returns it with the UCI commands for the router.
+async fn rekey(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<enrol::Enrolled>, ApiError> {
+    require_admin(&token)?;
+    let id = device_id(&id)?;
+    // No body is the defaults; a body is JSON whose mistakes are named.
+    let req: RekeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RekeyRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid { field: "body", message: e.to_string() })?
+    };
+    let hub_url = match req.hub_url {
+        Some(url) => enrol::check_hub_url(&url).map_err(|message| ApiError::Invalid { field: "hub_url", message })?,
+        None => state.hub_url.clone(),
+    };
+    let enrolled = enrol::rekey(&state.store, Some(&state.keys), &id, &hub_url).await?;
+    tracing::info!(device = %id, by = %token.name, "device secret replaced");
+    Ok(Json(enrolled))
 }
 
 fn to_json(d: DeviceRow) -> Value {

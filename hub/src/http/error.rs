@@ -12,20 +12,38 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The token is valid but its role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what exists (an id already taken).
+    #[error("{0}")]
+    Conflict(String),
     /// A request parameter is invalid; names the parameter.
     #[error("invalid parameter {field:?}: {message}")]
     Invalid { field: &'static str, message: String },
     #[error("internal error")]
-    Internal(#[from] StoreError),
+    Internal(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoDevice(_) => ApiError::NotFound(e.to_string()),
+            StoreError::DeviceExists(_) => ApiError::Conflict(e.to_string()),
+            e => ApiError::Internal(e),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "API request failed");

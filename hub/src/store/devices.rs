@@ -61,6 +61,19 @@ impl Store {
         }
     }
 
+    /// Replaces a device's secret. Fails with [`StoreError::NoDevice`].
+    pub async fn rekey_device(&self, id: &str, secret_hex: &str) -> Result<(), StoreError> {
+        let res = sqlx::query("UPDATE devices SET secret = ? WHERE id = ?")
+            .bind(secret_hex)
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::NoDevice(id.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Removes a device and its findings.
     pub async fn delete_device(&self, id: &str) -> Result<(), StoreError> {
         let res = sqlx::query("DELETE FROM devices WHERE id = ?").bind(id).execute(self.writer()).await?;

@@ -1,0 +1,104 @@
+//! Removing and rekeying a device on a running hub: the old secret is
+//! refused at once (the hub's key cache is told), over MQTT and in every
+//! envelope; and the device commands say which database they use and never
+//! create one by accident.
+
+use std::process::Command;
+use std::time::Duration;
+
+use opmas_e2e::{bin, wait_for, Device, Edge, Hub};
+use serde_json::Value;
+
+fn cli(hub: &Hub, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin("opmas-hub"))
+        .args(["device"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(&hub.data_dir)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn counter(hub: &Hub, name: &str) -> u64 {
+    hub.stats().unwrap()[name].as_u64().unwrap()
+}
+
+fn status(hub: &Hub, d: &Device) -> Value {
+    hub.get(&format!("/devices/{}", d.id)).map(|(_, v)| v["status"].clone()).unwrap_or_default()
+}
+
+#[test]
+fn rekey_and_remove_take_effect_at_once_on_a_running_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let old = hub.enrol("gw-rekeyed").unwrap();
+    let edge = Edge::start(dir.path(), &hub, &old).unwrap();
+    wait_for(Duration::from_secs(10), "online", || (status(&hub, &old) == "online").then_some(())).unwrap();
+
+    let (ok, out, err) = cli(&hub, &["rekey", &old.id, "--json", "--hub-url", &format!("mqtt://{}", hub.mqtt)]);
+    assert!(ok, "{err}");
+    assert!(err.contains("using the hub database") && err.contains("opmas.db"), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let new = Device { id: old.id.clone(), secret: v["secret"].as_str().unwrap().to_owned() };
+    assert_ne!(new.secret, old.secret);
+    assert!(v["uci"].as_str().unwrap().contains(&new.secret));
+
+    // The edge still holds the old secret: its next heartbeat (every 2 s) is
+    // refused, without a hub restart.
+    let bad_tags = counter(&hub, "rejected_bad_tag");
+    wait_for(Duration::from_secs(10), "the old secret's envelope refused", || {
+        (counter(&hub, "rejected_bad_tag") > bad_tags).then_some(())
+    })
+    .unwrap();
+    drop(edge);
+    // Reconnecting with it is refused too; with the new one the router is back.
+    let refused = counter(&hub, "auth_refused");
+    let stale = Edge::start(dir.path(), &hub, &old).unwrap();
+    wait_for(Duration::from_secs(10), "the old secret refused at connect", || {
+        (counter(&hub, "auth_refused") > refused).then_some(())
+    })
+    .unwrap();
+    drop(stale);
+    let edge = Edge::start(dir.path(), &hub, &new).unwrap();
+    let seen = hub.get(&format!("/devices/{}", new.id)).unwrap().1["last_seen_ms"].as_i64().unwrap_or(0);
+    wait_for(Duration::from_secs(10), "the new secret accepted", || {
+        let v = hub.get(&format!("/devices/{}", new.id)).ok()?.1;
+        (v["last_seen_ms"].as_i64()? > seen && !v["heartbeat"].is_null()).then_some(())
+    })
+    .unwrap();
+
+    let (ok, out, err) = cli(&hub, &["remove", &new.id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("refuses its secret from now on"), "{out}");
+    assert_eq!(hub.get(&format!("/devices/{}", new.id)).unwrap().0, 404);
+    let unknown = counter(&hub, "rejected_unknown_device");
+    wait_for(Duration::from_secs(10), "the removed device's messages refused", || {
+        (counter(&hub, "rejected_unknown_device") > unknown).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge.log()));
+
+    // A second removal is an error that names the device.
+    let (ok, _, err) = cli(&hub, &["remove", &new.id]);
+    assert!(!ok && err.contains("no device \"gw-rekeyed\""), "{err}");
+}
+
+#[test]
+fn device_commands_refuse_to_create_a_database_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-hub-here");
+    let run = |args: &[&str]| Command::new(bin("opmas-hub")).args(args).arg("--data-dir").arg(&empty).output().unwrap();
+    let out = run(&["device", "add", "gw-1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no hub database at") && err.contains("no-hub-here"), "{err}");
+    assert!(!empty.join("opmas.db").exists(), "nothing was created");
+    let out = run(&["device", "list"]);
+    assert!(!out.status.success());
+    let out = run(&["device", "add", "gw-1", "--create-db", "--hub-url", "mqtt://hub.example:1883"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(empty.join("opmas.db").exists());
+    let out = run(&["device", "add", "gw-2", "--hub-url", "http://hub.example:1883"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("use mqtt:// or mqtts://"), "{err}");
+}
