@@ -97,7 +97,9 @@ impl AgentsConfig {
                 }
             };
             applied.map_err(|e| {
-                let line = params.keys().find(|k| e.to_string().contains(k.as_str())).and_then(|k| s.line_of(k));
+                // The parameter the error names, not a search of its text
+                // (`max_fails` is inside `max_fails_window`).
+                let line = e.param().and_then(|p| s.line_of(p));
                 ConfigError::Agent { line: line.unwrap_or(s.line), message: e.to_string() }
             })?;
         }
@@ -651,6 +653,12 @@ mod tests {
         assert!(err.starts_with("line 8: security agent: ssh_failures must be 2 to 64"), "{err}");
         let err = cfg(&format!("{stdin}config agent 'wifi'\n\toption deauth_flod '3'\n")).unwrap_err().to_string();
         assert!(err.contains("unknown parameter deauth_flod"), "{err}");
+        // The error lists the known names, so the line must come from the
+        // parameter it is about, not from a search of its text.
+        let err = cfg(&format!("{stdin}config agent 'security'\n\toption ssh_failures '8'\n\toption ssh_falures '3'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("line 9: security agent: unknown parameter ssh_falures"), "{err}");
         let err = cfg(&format!("{stdin}config agent 'dns'\n")).unwrap_err().to_string();
         assert!(err.contains("unknown agent \"dns\""), "{err}");
         let c = cfg(&format!("{stdin}config agent 'wifi'\n\toption enabled '0'\n")).unwrap();
