@@ -151,6 +151,33 @@ fn agent_params(s: &Section) -> Result<BTreeMap<String, Value>, ConfigError> {
     Ok(params)
 }
 
+/// The options of `config hub`.
+const HUB_OPTIONS: &[&str] = &[
+    "url",
+    "device_id",
+    "secret",
+    "heartbeat_interval",
+    "keepalive",
+    "backoff_max",
+    "spool_bytes",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "tls_server_name",
+];
+
+/// Refuses an option the section does not have, naming it, its line and
+/// the ones it could have meant.
+fn known_options(s: &Section, known: &[&str]) -> Result<(), ConfigError> {
+    match s.options.iter().find(|(name, _, _)| !known.contains(&name.as_str())) {
+        None => Ok(()),
+        Some((name, _, line)) => Err(ConfigError::Section {
+            line: *line,
+            message: format!("unknown option {name} in the {} section; known: {}", s.kind, known.join(", ")),
+        }),
+    }
+}
+
 /// Where and as whom to connect.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
@@ -244,7 +271,7 @@ pub enum SourceConfig {
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
+    #[error(transparent)]
     Uci(#[from] uci::UciError),
     #[error("no `config hub 'hub'` section")]
     NoHub,
@@ -267,7 +294,16 @@ impl EdgeConfig {
     }
 
     pub fn from_package(pkg: &Package) -> Result<EdgeConfig, ConfigError> {
+        for s in &pkg.sections {
+            if !["hub", "source", "agent"].contains(&s.kind.as_str()) {
+                return Err(ConfigError::Section {
+                    line: s.line,
+                    message: format!("unknown section type {:?}; known: hub, source, agent", s.kind),
+                });
+            }
+        }
         let hub = pkg.section("hub", "hub").or_else(|| pkg.sections_of("hub").next()).ok_or(ConfigError::NoHub)?;
+        known_options(hub, HUB_OPTIONS)?;
         let url = required(hub, "url")?;
         let (scheme, host, port) = parse_url(url).map_err(|message| bad(hub, "url", message))?;
         let tls = hub_tls(hub, scheme, url, &host)?;
@@ -284,6 +320,16 @@ impl EdgeConfig {
                 continue;
             }
             let kind = s.get("type").unwrap_or("logread");
+            let own: &[&str] = match kind {
+                "file" => &["path", "from_start"],
+                "logread" => &["command"],
+                "udp" => &["listen"],
+                _ => &[],
+            };
+            if matches!(kind, "file" | "logread" | "udp" | "stdin") {
+                let known: Vec<&str> = ["type", "enabled"].iter().chain(own).copied().collect();
+                known_options(s, &known)?;
+            }
             sources.push(match kind {
                 "file" => SourceConfig::File {
                     path: PathBuf::from(required(s, "path")?),
@@ -525,6 +571,21 @@ mod tests {
     }
 
     #[test]
+    fn unknown_options_and_sections_are_named_with_their_line() {
+        let err = cfg("\toption hearbeat_interval '5'\nconfig source\n\toption type stdin\n").unwrap_err().to_string();
+        assert!(err.starts_with("line 5: unknown option hearbeat_interval in the hub section; known: url,"), "{err}");
+        let err = cfg("config source\n\toption type 'file'\n\toption path '/x'\n\toption fromstart '1'\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "line 8: unknown option fromstart in the source section; known: type, enabled, path, from_start"
+        );
+        let err = cfg("config source\n\toption type stdin\nconfig sourse\n").unwrap_err().to_string();
+        assert_eq!(err, "line 7: unknown section type \"sourse\"; known: hub, source, agent");
+    }
+
+    #[test]
     fn urls_parse() {
         assert_eq!(parse_url("mqtt://hub").unwrap(), (Scheme::Mqtt, "hub".into(), 1883));
         assert_eq!(parse_url("mqtt://[::1]:1884").unwrap(), (Scheme::Mqtt, "::1".into(), 1884));
@@ -655,9 +716,10 @@ mod tests {
         assert!(err.contains("unknown parameter deauth_flod"), "{err}");
         // The error lists the known names, so the line must come from the
         // parameter it is about, not from a search of its text.
-        let err = cfg(&format!("{stdin}config agent 'security'\n\toption ssh_failures '8'\n\toption ssh_falures '3'\n"))
-            .unwrap_err()
-            .to_string();
+        let err =
+            cfg(&format!("{stdin}config agent 'security'\n\toption ssh_failures '8'\n\toption ssh_falures '3'\n"))
+                .unwrap_err()
+                .to_string();
         assert!(err.starts_with("line 9: security agent: unknown parameter ssh_falures"), "{err}");
         let err = cfg(&format!("{stdin}config agent 'dns'\n")).unwrap_err().to_string();
         assert!(err.contains("unknown agent \"dns\""), "{err}");

@@ -93,12 +93,17 @@ impl fmt::Display for Quote {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UciError {
     /// A quoted string was still open at the end of the file.
-    #[error("line {line}: unterminated {quote} quote")]
+    #[error("{}", unterminated(*.line, *.quote, *.runs_on))]
     UnterminatedQuote {
         /// Line of the opening quote.
         line: usize,
         /// Which quote was left open.
         quote: Quote,
+        /// The first earlier quoted value that ran past the end of its line,
+        /// with the line it ended on. Values may span lines, so a missing
+        /// closing quote shows only at the end of the file; this is where
+        /// the mistake usually is.
+        runs_on: Option<(usize, usize)>,
     },
     /// The first word of a command is not one of the known keywords.
     #[error("line {line}: unknown command {word:?} (expected config, option, list or package)")]
@@ -217,10 +222,21 @@ pub enum UciError {
     },
 }
 
+fn unterminated(line: usize, quote: Quote, runs_on: Option<(usize, usize)>) -> String {
+    match runs_on {
+        Some((from, to)) if from < line => format!(
+            "line {from}: a quoted value opened here runs on to line {to}; is its closing quote missing? \
+             (the file ends inside the {quote} quote opened on line {line})"
+        ),
+        _ => format!("line {line}: unterminated {quote} quote"),
+    }
+}
+
 impl UciError {
     /// The 1-based line the error refers to.
     pub fn line(&self) -> usize {
         match self {
+            UciError::UnterminatedQuote { runs_on: Some((from, _)), .. } => *from,
             UciError::UnterminatedQuote { line, .. }
             | UciError::UnknownCommand { line, .. }
             | UciError::QuotedCommand { line, .. }
@@ -244,7 +260,7 @@ pub fn parse(text: &str) -> Result<Package, UciError> {
     // libuci sees CR as whitespace outside quotes; folding CRLF up front also keeps a CR out of
     // multi-line quoted values and lets `\` + CRLF continue a line, as libuci does.
     let text = text.replace("\r\n", "\n");
-    let mut lexer = Lexer { text: &text, pos: 0, line: 1 };
+    let mut lexer = Lexer { text: &text, pos: 0, line: 1, multiline_quote: None };
     let mut builder = Builder::default();
     while let Some(words) = lexer.command()? {
         builder.apply(words)?;
@@ -342,6 +358,8 @@ struct Lexer<'a> {
     /// Byte offset; only ever advanced by whole characters, so slicing at it cannot panic.
     pos: usize,
     line: usize,
+    /// The first quoted value that spanned lines: (opening line, closing line).
+    multiline_quote: Option<(usize, usize)>,
 }
 
 /// Whitespace between words: C's `isspace` minus the newline, which ends a command.
@@ -433,13 +451,24 @@ impl Lexer<'_> {
         Ok(word)
     }
 
+    /// Notes a quoted value opened on `opened` that closed on a later line.
+    fn closed(&mut self, opened: usize) {
+        if self.line > opened && self.multiline_quote.is_none() {
+            self.multiline_quote = Some((opened, self.line));
+        }
+    }
+
+    fn unterminated(&self, line: usize, quote: Quote) -> UciError {
+        UciError::UnterminatedQuote { line, quote, runs_on: self.multiline_quote }
+    }
+
     fn single_quoted(&mut self, out: &mut String) -> Result<(), UciError> {
         let line = self.line;
         self.bump();
         loop {
             match self.bump() {
-                None => return Err(UciError::UnterminatedQuote { line, quote: Quote::Single }),
-                Some('\'') => return Ok(()),
+                None => return Err(self.unterminated(line, Quote::Single)),
+                Some('\'') => return Ok(self.closed(line)),
                 Some(c) => out.push(c),
             }
         }
@@ -450,10 +479,10 @@ impl Lexer<'_> {
         self.bump();
         loop {
             match self.bump() {
-                None => return Err(UciError::UnterminatedQuote { line, quote: Quote::Double }),
-                Some('"') => return Ok(()),
+                None => return Err(self.unterminated(line, Quote::Double)),
+                Some('"') => return Ok(self.closed(line)),
                 Some('\\') => match self.bump() {
-                    None => return Err(UciError::UnterminatedQuote { line, quote: Quote::Double }),
+                    None => return Err(self.unterminated(line, Quote::Double)),
                     Some('\n') => {}
                     Some(escaped) => out.push(escaped),
                 },
@@ -800,7 +829,26 @@ mod tests {
         ]);
         let err = parse("config t\n option a 'x").expect_err("unterminated");
         assert_eq!(err.line(), 2);
-        assert_eq!(err, UciError::UnterminatedQuote { line: 2, quote: Quote::Single });
+        assert_eq!(err, UciError::UnterminatedQuote { line: 2, quote: Quote::Single, runs_on: None });
+    }
+
+    #[test]
+    fn a_missing_closing_quote_is_blamed_on_its_own_line() {
+        // The quote on line 2 is never closed: it swallows the line break
+        // and closes on line 3's first quote, and so on, until the file ends
+        // inside a quote opened on line 5.
+        let text = "config hub 'hub'\n\toption url 'mqtt://h:1883\n\toption device_id 'gw'\n\n\toption secret 'x'\n";
+        let err = parse(text).expect_err("unterminated");
+        assert_eq!(err.line(), 2);
+        assert_eq!(
+            err.to_string(),
+            "line 2: a quoted value opened here runs on to line 3; is its closing quote missing? \
+             (the file ends inside the single quote opened on line 5)"
+        );
+        // A deliberate multi-line value cannot be told from a forgotten quote, so
+        // it is asked about too; the message still says where the file ends.
+        let err = parse("config t\n option a 'x\ny'\n option b 'z").expect_err("unterminated");
+        assert!(err.to_string().ends_with("(the file ends inside the single quote opened on line 4)"), "{err}");
     }
 
     const OPMAS: &str = "\
