@@ -88,7 +88,8 @@ impl Uplink {
             Some(tls) => tls.unreachable(),
         };
         let (client, eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
-        tokio::spawn(drive(eventloop, events, cfg.backoff_max, format!("{scheme}://{}:{}", cfg.host, cfg.port)));
+        let addr = format!("{scheme}://{}:{}", cfg.host, cfg.port);
+        tokio::spawn(drive(eventloop, events, cfg.backoff_max, addr, cfg.device_id.clone()));
         Uplink { client, device: cfg.device_id.clone(), secret: cfg.secret.clone(), seq: 0, connected: false }
     }
 
@@ -153,12 +154,23 @@ fn topic(device: &DeviceId, channel: Channel) -> String {
 
 /// Polls the event loop forever, reporting connects, disconnects and
 /// downlink messages, and sleeping with backoff between failed attempts.
-async fn drive(mut eventloop: rumqttc::EventLoop, events: mpsc::Sender<UplinkEvent>, max: Duration, addr: String) {
+async fn drive(
+    mut eventloop: rumqttc::EventLoop,
+    events: mpsc::Sender<UplinkEvent>,
+    max: Duration,
+    addr: String,
+    device: DeviceId,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(500), max);
+    // When the current connection was accepted, and how many in a row the
+    // hub closed soon after accepting them.
+    let mut connected_at: Option<std::time::Instant> = None;
+    let mut short_lived = 0u32;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 info!(hub = %addr, code = ?ack.code, "connected to hub");
+                connected_at = Some(std::time::Instant::now());
                 backoff.reset();
                 if events.send(UplinkEvent::Connected).await.is_err() {
                     return;
@@ -172,23 +184,97 @@ async fn drive(mut eventloop: rumqttc::EventLoop, events: mpsc::Sender<UplinkEve
             }
             Ok(other) => debug!(event = ?other, "mqtt"),
             Err(e) => {
+                let lasted = connected_at.take().map(|t| t.elapsed());
+                short_lived = if lasted.is_some_and(|l| l < SHORT_LIVED) { short_lived + 1 } else { 0 };
+                let trouble = Trouble::of(&e, lasted, short_lived);
+                if trouble == Trouble::Refused {
+                    // Retrying at once cannot help: the operator must act.
+                    backoff.give_up();
+                }
                 let wait = backoff.next(jitter());
-                // The hub refuses unknown devices and wrong secrets by closing
-                // the socket without CONNACK, which shows up here as an I/O
-                // error right after connecting.
+                let retry_in_s = wait.as_secs_f32().ceil() as u64;
+                let what = trouble.explain(&addr, &device);
                 match hint(&e) {
-                    Some(hint) => warn!(
-                        hub = %addr, error = %e, hint, retry_in_ms = wait.as_millis() as u64, "hub connection failed"
-                    ),
-                    None => {
-                        warn!(hub = %addr, error = %e, retry_in_ms = wait.as_millis() as u64, "hub connection failed")
-                    }
+                    Some(hint) => warn!(hub = %addr, error = %e, hint, retry_in_s, "{what}"),
+                    None => warn!(hub = %addr, error = %e, retry_in_s, "{what}"),
                 }
                 if events.send(UplinkEvent::Disconnected(e.to_string())).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(wait).await;
             }
+        }
+    }
+}
+
+/// A connection accepted and closed within this is suspect (see
+/// [`Trouble::Displaced`]).
+const SHORT_LIVED: Duration = Duration::from_secs(10);
+
+/// What went wrong with the hub connection, in the router owner's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// Nothing listens at the address (connection refused).
+    NoHub,
+    /// No answer at all (a firewall, a wrong address).
+    NoAnswer,
+    /// Something answered, but not in MQTT: the wrong port.
+    NotMqtt,
+    /// The hub closed the connection before accepting it: it does not
+    /// know this device id or the secret is wrong.
+    Refused,
+    /// The hub keeps closing the connection soon after accepting it, as it
+    /// does when another router connects with the same device id.
+    Displaced,
+    /// Anything else (a connection lost after working, a TLS failure).
+    Other,
+}
+
+impl Trouble {
+    /// Classifies a connection error. `lasted` is how long the connection
+    /// had been accepted (`None`: it never was); `short_lived` counts the
+    /// accepted connections in a row that ended within [`SHORT_LIVED`].
+    pub fn of(e: &rumqttc::ConnectionError, lasted: Option<Duration>, short_lived: u32) -> Trouble {
+        use rumqttc::{ConnectionError as C, StateError as S};
+        let io_kind = match e {
+            C::Io(io) | C::MqttState(S::Io(io)) => Some(io.kind()),
+            _ => None,
+        };
+        match (e, io_kind, lasted) {
+            (_, Some(std::io::ErrorKind::ConnectionRefused), _) => Trouble::NoHub,
+            (C::NetworkTimeout, _, None) | (_, Some(std::io::ErrorKind::TimedOut), None) => Trouble::NoAnswer,
+            (C::NotConnAck(_) | C::MqttState(S::Deserialization(_)), _, None) => Trouble::NotMqtt,
+            (C::MqttState(S::ConnectionAborted), _, None)
+            | (_, Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof), None) => {
+                Trouble::Refused
+            }
+            (_, _, Some(_)) if short_lived >= 3 => Trouble::Displaced,
+            _ => Trouble::Other,
+        }
+    }
+
+    /// The log message.
+    pub fn explain(self, addr: &str, device: &DeviceId) -> String {
+        match self {
+            Trouble::NoHub => format!(
+                "nothing listens at {addr} (connection refused): is the hub running, and is this its MQTT port?"
+            ),
+            Trouble::NoAnswer => {
+                format!("no answer from {addr}: is the address right, and does a firewall let the router reach it?")
+            }
+            Trouble::NotMqtt => {
+                format!("{addr} answered, but not in MQTT: is the port right (1883 for mqtt://, 8883 for mqtts://)?")
+            }
+            Trouble::Refused => format!(
+                "the hub at {addr} refused this router: not authorised (device id {device:?} is not enrolled there, \
+                 or the secret is wrong). On the hub, `opmas-hub device list` shows the enrolled ids and \
+                 `opmas-hub device rekey {device}` prints a new secret; retrying slowly"
+            ),
+            Trouble::Displaced => format!(
+                "the hub at {addr} keeps closing this connection soon after accepting it: is another router \
+                 configured with device id {device:?}? The hub keeps only the newest connection of a device"
+            ),
+            Trouble::Other => format!("hub connection to {addr} failed"),
         }
     }
 }
@@ -445,11 +531,41 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
+
+    /// Goes straight to the longest wait (for failures that retrying soon
+    /// cannot mend).
+    pub fn give_up(&mut self) {
+        self.attempt = 16;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_troubles_are_told_apart() {
+        use rumqttc::{ConnectionError as C, StateError as S};
+        use std::io::{Error, ErrorKind};
+        let secs = |s| Some(Duration::from_secs(s));
+        let cases = [
+            (C::Io(Error::from(ErrorKind::ConnectionRefused)), None, 0, Trouble::NoHub),
+            (C::NetworkTimeout, None, 0, Trouble::NoAnswer),
+            (C::NotConnAck(rumqttc::Packet::PingResp), None, 0, Trouble::NotMqtt),
+            (C::MqttState(S::ConnectionAborted), None, 0, Trouble::Refused),
+            (C::Io(Error::from(ErrorKind::ConnectionReset)), None, 0, Trouble::Refused),
+            // Closed after working: lost, unless it keeps happening soon after each accept.
+            (C::MqttState(S::ConnectionAborted), secs(3600), 0, Trouble::Other),
+            (C::MqttState(S::ConnectionAborted), secs(1), 2, Trouble::Other),
+            (C::MqttState(S::ConnectionAborted), secs(1), 3, Trouble::Displaced),
+        ];
+        for (e, lasted, short, want) in cases {
+            assert_eq!(Trouble::of(&e, lasted, short), want, "{e:?}");
+        }
+        let id = DeviceId::new("gw-1").unwrap();
+        assert!(Trouble::Refused.explain("mqtt://hub:1883", &id).contains("not authorised"));
+        assert!(Trouble::NoHub.explain("mqtt://hub:1883", &id).contains("is the hub running"));
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter_and_resets() {

@@ -141,10 +141,12 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
         external_auth: None,
         dynamic_filters: true,
     };
+    let flapping = Arc::new(std::sync::Mutex::new(Flapping::default()));
     connections.set_auth_handler(move |client_id: String, username: String, password: String| {
         let keys = keys.clone();
         let stats = stats.clone();
         let runtime = runtime.clone();
+        let flapping = flapping.clone();
         async move {
             // The lookup runs on the hub's runtime, where the database pool lives.
             let verdict = runtime
@@ -154,6 +156,19 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
                 Ok(Ok(id)) => {
                     bump(&stats.auth_accepted);
                     info!(device = %id, "device authenticated");
+                    let now = std::time::Instant::now();
+                    let n = flapping.lock().unwrap_or_else(|p| p.into_inner()).connected(&id, now);
+                    if let Some(n) = n {
+                        warn!(
+                            device = %id,
+                            connects = n,
+                            window_s = FLAP_WINDOW.as_secs(),
+                            "device {id} connected {n} times within {} s: two routers may be configured with \
+                             its id (the broker keeps only the newest connection of a device, so they take \
+                             turns); give each router its own id with `opmas-hub device add`",
+                            FLAP_WINDOW.as_secs()
+                        );
+                    }
                     true
                 }
                 Ok(Err(refusal)) => {
@@ -546,6 +561,43 @@ fn widen_backlog(_addr: SocketAddr, _backlog: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A device connecting this often within [`FLAP_WINDOW`] is flapping.
+const FLAP_CONNECTS: usize = 5;
+const FLAP_WINDOW: Duration = Duration::from_secs(60);
+/// How long after a warning the same device is not warned about again.
+const FLAP_QUIET: Duration = Duration::from_secs(600);
+/// Devices tracked at most (a bound on memory under a reconnect storm).
+const FLAP_DEVICES: usize = 100_000;
+
+/// Notices a device that keeps reconnecting, as two routers with one id
+/// do: rumqttd drops the older connection of a client id when a newer one
+/// arrives, both routers reconnect, and the device flaps online/offline.
+#[derive(Debug, Default)]
+struct Flapping {
+    recent:
+        std::collections::HashMap<String, (std::collections::VecDeque<std::time::Instant>, Option<std::time::Instant>)>,
+}
+
+impl Flapping {
+    /// Records a connect; returns the count in the window when it is time
+    /// to warn (once per [`FLAP_QUIET`] per device).
+    fn connected(&mut self, id: &str, now: std::time::Instant) -> Option<usize> {
+        if self.recent.len() >= FLAP_DEVICES && !self.recent.contains_key(id) {
+            self.recent.retain(|_, (times, _)| times.back().is_some_and(|t| now.duration_since(*t) < FLAP_WINDOW));
+        }
+        let (times, warned) = self.recent.entry(id.to_owned()).or_default();
+        times.push_back(now);
+        while times.front().is_some_and(|t| now.duration_since(*t) >= FLAP_WINDOW) {
+            times.pop_front();
+        }
+        if times.len() < FLAP_CONNECTS || warned.is_some_and(|w| now.duration_since(w) < FLAP_QUIET) {
+            return None;
+        }
+        *warned = Some(now);
+        Some(times.len())
+    }
+}
+
 /// Faults a test can inject between broker and ingest (cargo feature
 /// `fault-injection`, which release builds do not have):
 /// `OPMAS_FAULT_DROP_FINDINGS=3,7` drops the 3rd and 7th finding message the
@@ -623,6 +675,22 @@ mod tests {
         if let Ok(l6) = l6 {
             assert!(is_listening(l6.local_addr().unwrap()));
         }
+    }
+
+    #[test]
+    fn a_device_that_keeps_reconnecting_is_reported_once_per_quiet_period() {
+        let mut f = Flapping::default();
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // A router reconnecting once a minute after a network blip is fine.
+        for i in 0..10 {
+            assert_eq!(f.connected("gw-ok", at(i * 61)), None);
+        }
+        // Two routers with one id take turns every few seconds.
+        let warnings: Vec<Option<usize>> = (0..40).map(|i| f.connected("gw-twin", at(i * 3))).collect();
+        assert_eq!(warnings[4], Some(5), "the fifth connect within a minute warns");
+        assert_eq!(warnings.iter().flatten().count(), 1, "and only once in ten minutes");
+        assert_eq!(f.connected("gw-twin", at(39 * 3 + 601)), None, "the window starts again");
     }
 
     #[test]

@@ -59,6 +59,11 @@ fn rekey_and_remove_take_effect_at_once_on_a_running_hub() {
         (counter(&hub, "auth_refused") > refused).then_some(())
     })
     .unwrap();
+    // The router says so in its own log, in words its owner understands.
+    wait_for(Duration::from_secs(10), "the edge to explain the refusal", || {
+        stale.log().contains("refused this router: not authorised").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", stale.log()));
     drop(stale);
     let edge = Edge::start(dir.path(), &hub, &new).unwrap();
     let seen = hub.get(&format!("/devices/{}", new.id)).unwrap().1["last_seen_ms"].as_i64().unwrap_or(0);
@@ -81,6 +86,39 @@ fn rekey_and_remove_take_effect_at_once_on_a_running_hub() {
     // A second removal is an error that names the device.
     let (ok, _, err) = cli(&hub, &["remove", &new.id]);
     assert!(!ok && err.contains("no device \"gw-rekeyed\""), "{err}");
+}
+
+#[test]
+fn two_routers_with_one_device_id_are_named_by_hub_and_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let d = hub.enrol("gw-twin").unwrap();
+    let first = Edge::start(dir.path(), &hub, &d).unwrap();
+    let second = Edge::start(dir.path(), &hub, &d).unwrap();
+    wait_for(Duration::from_secs(60), "the hub to name the conflict", || {
+        hub.log().contains("device gw-twin connected").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    assert!(hub.log().contains("two routers may be configured with its id"));
+    wait_for(Duration::from_secs(60), "an edge to suspect it", || {
+        (first.log().contains("is another router configured with device id")
+            || second.log().contains("is another router configured with device id"))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", first.log()));
+}
+
+#[test]
+fn an_edge_whose_hub_is_not_running_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::start(dir.path()).unwrap();
+    let d = hub.enrol("gw-alone").unwrap();
+    hub.kill();
+    let edge = Edge::start(dir.path(), &hub, &d).unwrap();
+    wait_for(Duration::from_secs(10), "the edge to explain", || {
+        edge.log().contains("(connection refused): is the hub running, and is this its MQTT port?").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge.log()));
 }
 
 #[test]
