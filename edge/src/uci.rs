@@ -468,7 +468,10 @@ impl Lexer<'_> {
         loop {
             match self.bump() {
                 None => return Err(self.unterminated(line, Quote::Single)),
-                Some('\'') => return Ok(self.closed(line)),
+                Some('\'') => {
+                    self.closed(line);
+                    return Ok(());
+                }
                 Some(c) => out.push(c),
             }
         }
@@ -480,7 +483,10 @@ impl Lexer<'_> {
         loop {
             match self.bump() {
                 None => return Err(self.unterminated(line, Quote::Double)),
-                Some('"') => return Ok(self.closed(line)),
+                Some('"') => {
+                    self.closed(line);
+                    return Ok(());
+                }
                 Some('\\') => match self.bump() {
                     None => return Err(self.unterminated(line, Quote::Double)),
                     Some('\n') => {}
