@@ -39,7 +39,7 @@ enum Command {
     },
     /// Run the agents over a log file as fast as possible and print the findings.
     Replay {
-        /// Log file to replay.
+        /// Log file to replay (`-` for standard input).
         file: PathBuf,
         /// Print findings as JSON lines (the default is one summary line per finding).
         #[arg(long)]
@@ -53,9 +53,26 @@ enum Command {
     },
 }
 
+/// "1 line", "2 lines".
+fn count(n: impl Into<u64>, what: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn main() {
     // One line, so that logd keeps the whole reason together.
     if let Err(e) = real_main() {
+        // A reader that went away (`explain log | head`) is not a failure.
+        let closed_pipe = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if closed_pipe {
+            return;
+        }
         eprintln!("opmas-edge: {e:#}");
         std::process::exit(1);
     }
@@ -98,8 +115,11 @@ fn real_main() -> Result<()> {
                 None => explain::explain(std::io::stdin().lock(), out, now_ms)?,
             };
             eprintln!(
-                "{} lines: {} events, {} without event, {} rejected",
-                stats.lines, stats.events, stats.no_event, stats.errors
+                "{}: {}, {} without event, {} rejected",
+                count(stats.lines, "line"),
+                count(stats.events, "event"),
+                stats.no_event,
+                stats.errors
             );
             Ok(())
         }
@@ -112,14 +132,19 @@ fn real_main() -> Result<()> {
                 }
                 None => AgentsConfig::default(),
             };
-            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+                Box::new(std::io::BufReader::new(f))
+            };
             let out = std::io::BufWriter::new(std::io::stdout().lock());
-            let s = replay::replay(std::io::BufReader::new(f), out, &agents, now_ms, json)?;
+            let s = replay::replay(input, out, &agents, now_ms, json)?;
             eprintln!(
-                "{} lines, {} events, {} findings, {:.3} s, {:.0} lines/s",
-                s.lines,
-                s.events,
-                s.findings,
+                "{}, {}, {}, {:.3} s, {:.0} lines/s",
+                count(s.lines, "line"),
+                count(s.events, "event"),
+                count(s.findings, "finding"),
                 s.seconds,
                 s.lines as f64 / s.seconds.max(1e-9)
             );

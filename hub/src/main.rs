@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use opmas_hub::config::{HubConfig, Overrides};
 use opmas_hub::enrol::RunningHub;
-use opmas_hub::store::Store;
+use opmas_hub::store::{now_ms, Store};
 use opmas_hub::{demo, enrol, serve};
 use opmas_proto::DeviceId;
 
@@ -108,6 +108,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal (https://no-color.org).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     let flags = Overrides {
         data_dir: cli.data_dir.clone(),
@@ -155,11 +157,11 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
             match RunningHub::find(&cfg.data_dir).await {
                 Some(hub) => {
                     hub.remove(&id).await?;
-                    println!("Removed device {id}; the hub at {} refuses its secret from now on.", hub.base());
+                    out(&format!("Removed device {id}; the hub at {} refuses its secret from now on.\n", hub.base()))?;
                 }
                 None => {
                     enrol::remove(&store, None, &id).await?;
-                    println!("Removed device {id} (no hub is running on this data directory).");
+                    out(&format!("Removed device {id} (no hub is running on this data directory).\n"))?;
                 }
             }
         }
@@ -173,15 +175,24 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
             print_enrolled(&e, json, "New secret for")?;
         }
         DeviceCommand::List { json } => {
-            let devices = store.list_devices().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&devices)?);
-            } else {
-                println!("{:<24} {:<8} {:>14}", "ID", "STATUS", "LAST SEEN (ms)");
-                for d in devices {
-                    let seen = d.last_seen_ms.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
-                    println!("{:<24} {:<8} {:>14}", d.id, d.status, seen);
+            let mut devices = store.list_devices().await?;
+            // The stored status is what the hub last knew; a hub that stopped
+            // (or a router gone silent) leaves "online" behind.
+            let cutoff = now_ms() - cfg.presence_timeout_s as i64 * 1000;
+            for d in &mut devices {
+                if d.status == "online" && d.last_seen_ms.is_none_or(|t| t < cutoff) {
+                    d.status = "offline".into();
                 }
+            }
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&devices)?))?;
+            } else {
+                let mut text = format!("{:<24} {:<8} {}\n", "ID", "STATUS", "LAST SEEN");
+                for d in devices {
+                    let seen = d.last_seen_ms.map(rfc3339).unwrap_or_else(|| "never".into());
+                    text.push_str(&format!("{:<24} {:<8} {}\n", d.id, d.status, seen));
+                }
+                out(&text)?;
             }
         }
     }
@@ -190,12 +201,31 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
 
 fn print_enrolled(e: &enrol::Enrolled, json: bool, what: &str) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(e)?);
+        out(&format!("{}\n", serde_json::to_string_pretty(e)?))
     } else {
-        println!("{what} device {}.\n\nid:     {}\nsecret: {}\n", e.id, e.id, e.secret);
-        println!("On the router, run:\n\n{}", e.uci);
+        out(&format!(
+            "{what} device {}.\n\nid:     {}\nsecret: {}\n\nOn the router, run:\n\n{}\n",
+            e.id, e.id, e.secret, e.uci
+        ))
     }
-    Ok(())
+}
+
+/// Writes to standard output; a reader that went away (`| head`) is not an
+/// error.
+fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// Unix milliseconds as RFC 3339 (UTC).
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// Resolves on SIGINT or SIGTERM.
