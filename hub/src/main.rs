@@ -52,6 +52,10 @@ enum Command {
         command: DeviceCommand,
     },
     /// Run the hub with a demo fleet of simulated routers running the real edge code.
+    ///
+    /// Unless told otherwise (flags or OPMAS_* variables), the demo keeps to
+    /// itself: MQTT on 127.0.0.1:1883 and its data in ./opmas-demo-data, so
+    /// a real hub started later never finds the demo routers.
     Demo {
         /// How many simulated routers.
         #[arg(long, default_value_t = 3)]
@@ -111,9 +115,19 @@ fn main() -> Result<()> {
         // Colour codes only for a person at a terminal (https://no-color.org).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
+    let demo = matches!(cli.command, Some(Command::Demo { .. }));
+    let unset = |env: &str| std::env::var_os(env).is_none();
+    let data_dir = match &cli.data_dir {
+        None if demo && unset("OPMAS_DATA_DIR") => Some(PathBuf::from("opmas-demo-data")),
+        d => d.clone(),
+    };
+    let mqtt_listen = match cli.mqtt_listen {
+        None if demo && unset("OPMAS_MQTT_LISTEN") => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1883))),
+        m => m,
+    };
     let flags = Overrides {
-        data_dir: cli.data_dir.clone(),
-        mqtt_listen: cli.mqtt_listen,
+        data_dir,
+        mqtt_listen,
         mqtts_listen: cli.mqtts_listen,
         tls_cert: cli.tls_cert.clone(),
         tls_key: cli.tls_key.clone(),
