@@ -4,14 +4,14 @@
 //! (device secrets) → [`broker`] (embedded MQTT and device auth) → [`ingest`]
 //! (envelopes to rows and acks, with [`watermark`] deciding what is stored
 //! and acked; [`events`] carries what it committed) → [`http`] (REST API) → [`serve`] (wiring) →
-//! [`enrol`] and [`demo`] (command-line jobs).
+//! [`enrol`] (device commands). The demo fleet lives in the `opmas-demo`
+//! crate, so that this crate does not link the edge.
 //!
 //! Architecture invariant: only [`broker`] knows rumqttd; only [`store`]
 //! writes SQL; handlers and ingest see typed rows and `opmas-proto` types.
 
 pub mod broker;
 pub mod config;
-pub mod demo;
 pub mod enrol;
 pub mod events;
 pub mod http;

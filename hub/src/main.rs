@@ -3,63 +3,67 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use opmas_hub::config::{HubConfig, Overrides};
 use opmas_hub::enrol::RunningHub;
 use opmas_hub::store::{now_ms, Store};
-use opmas_hub::{demo, enrol, serve};
+use opmas_hub::{enrol, serve};
 use opmas_proto::DeviceId;
 
 /// OPMAS hub: MQTT broker, ingest, storage and REST API for a fleet of OpenWRT routers.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Where the hub's settings and data are; every command takes these.
+#[derive(Args, Debug, Default)]
+struct Common {
     /// TOML settings file (default: config/hub.toml if present, else built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory holding opmas.db and admin.token [env: OPMAS_DATA_DIR] [default: ./opmas-data].
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+}
+
+/// The listeners of `serve`.
+#[derive(Args, Debug, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
     /// MQTT listen address [env: OPMAS_MQTT_LISTEN] [default: 0.0.0.0:1883].
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     mqtt_listen: Option<std::net::SocketAddr>,
     /// MQTT over TLS listen address, off unless set; needs --tls-cert and --tls-key [env: OPMAS_MQTTS_LISTEN].
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     mqtts_listen: Option<std::net::SocketAddr>,
     /// PEM certificate chain for --mqtts-listen [env: OPMAS_TLS_CERT].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert [env: OPMAS_TLS_KEY].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
     /// PEM CA certificate(s) for mutual TLS: routers must present a certificate they signed [env: OPMAS_TLS_CLIENT_CA].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
     /// REST API listen address [env: OPMAS_HTTP_LISTEN] [default: 127.0.0.1:8080].
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     http_listen: Option<std::net::SocketAddr>,
-    #[command(subcommand)]
-    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the hub (the default).
-    Serve,
-    /// Enrol and list devices.
+    /// Run the hub (the default). For a try-out with simulated routers, see `opmas-demo`.
+    Serve(ServeArgs),
+    /// Enrol, list, rekey and remove devices.
     Device {
+        #[command(flatten)]
+        common: Common,
         #[command(subcommand)]
         command: DeviceCommand,
-    },
-    /// Run the hub with a demo fleet of simulated routers running the real edge code.
-    ///
-    /// Unless told otherwise (flags or OPMAS_* variables), the demo keeps to
-    /// itself: MQTT on 127.0.0.1:1883 and its data in ./opmas-demo-data, so
-    /// a real hub started later never finds the demo routers.
-    Demo {
-        /// How many simulated routers.
-        #[arg(long, default_value_t = 3)]
-        devices: usize,
     },
 }
 
@@ -115,33 +119,29 @@ fn main() -> Result<()> {
         // Colour codes only for a person at a terminal (https://no-color.org).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
-    let demo = matches!(cli.command, Some(Command::Demo { .. }));
-    let unset = |env: &str| std::env::var_os(env).is_none();
-    let data_dir = match &cli.data_dir {
-        None if demo && unset("OPMAS_DATA_DIR") => Some(PathBuf::from("opmas-demo-data")),
-        d => d.clone(),
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let (common, flags) = match &command {
+        Command::Serve(a) => (
+            &a.common,
+            Overrides {
+                mqtt_listen: a.mqtt_listen,
+                mqtts_listen: a.mqtts_listen,
+                tls_cert: a.tls_cert.clone(),
+                tls_key: a.tls_key.clone(),
+                tls_client_ca: a.tls_client_ca.clone(),
+                http_listen: a.http_listen,
+                ..Overrides::default()
+            },
+        ),
+        Command::Device { common, .. } => (common, Overrides::default()),
     };
-    let mqtt_listen = match cli.mqtt_listen {
-        None if demo && unset("OPMAS_MQTT_LISTEN") => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1883))),
-        m => m,
-    };
-    let flags = Overrides {
-        data_dir,
-        mqtt_listen,
-        mqtts_listen: cli.mqtts_listen,
-        tls_cert: cli.tls_cert.clone(),
-        tls_key: cli.tls_key.clone(),
-        tls_client_ca: cli.tls_client_ca.clone(),
-        http_listen: cli.http_listen,
-        presence_timeout_s: None,
-    };
-    let cfg = HubConfig::load(cli.config.as_deref(), &HubConfig::env_overrides()?, &flags)?;
+    let flags = Overrides { data_dir: common.data_dir.clone(), ..flags };
+    let cfg = HubConfig::load(common.config.as_deref(), &HubConfig::env_overrides()?, &flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve::run(cfg, shutdown_signal()).await,
-            Command::Demo { devices } => demo::run(cfg, devices, shutdown_signal()).await,
-            Command::Device { command } => device(cfg, command).await,
+        match command {
+            Command::Serve(_) => serve::run(cfg, serve::shutdown_signal()).await,
+            Command::Device { command, .. } => device(cfg, command).await,
         }
     })
 }
@@ -240,18 +240,4 @@ fn rfc3339(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| ms.to_string())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return ctrl_c.await.unwrap_or(()),
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -101,3 +101,17 @@ impl Running {
 pub async fn run(cfg: HubConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     start(&cfg).await?.wait(shutdown).await
 }
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return ctrl_c.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,4 +1,4 @@
-//! The README's first command: `opmas-hub demo` on embedded defaults keeps
+//! The README's first command: `opmas-demo` on embedded defaults keeps
 //! to loopback and its own data directory, and its simulated routers'
 //! findings reach the API.
 
@@ -21,9 +21,9 @@ fn the_demo_keeps_to_loopback_and_its_own_data_directory_and_shows_findings() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_addr();
     let log = dir.path().join("demo.log");
-    let mut cmd = Command::new(bin("opmas-hub"));
+    let mut cmd = Command::new(bin("opmas-demo"));
     cmd.current_dir(dir.path())
-        .args(["demo", "--http-listen", &http.to_string()])
+        .args(["--http-listen", &http.to_string()])
         .env_remove("OPMAS_DATA_DIR")
         .env_remove("OPMAS_MQTT_LISTEN")
         .env("NO_COLOR", "1")

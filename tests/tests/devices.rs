@@ -122,6 +122,19 @@ fn an_edge_whose_hub_is_not_running_says_so() {
 }
 
 #[test]
+fn each_commands_help_lists_only_the_options_that_apply() {
+    let help = |args: &[&str]| {
+        let out = Command::new(bin("opmas-hub")).args(args).arg("--help").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let add = help(&["device", "add"]);
+    assert!(add.contains("--data-dir") && add.contains("--hub-url") && add.contains("--create-db"), "{add}");
+    assert!(!add.contains("--mqtts-listen") && !add.contains("--tls-cert"), "{add}");
+    let serve = help(&["serve"]);
+    assert!(serve.contains("--mqtts-listen") && !serve.contains("--hub-url"), "{serve}");
+}
+
+#[test]
 fn device_commands_refuse_to_create_a_database_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("no-hub-here");

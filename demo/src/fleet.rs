@@ -1,4 +1,4 @@
-//! `opmas-hub demo`: the hub on embedded defaults plus a fleet of simulated
+//! The demo fleet: the hub on embedded defaults plus simulated
 //! routers. Each simulated router runs the real edge code (`opmas_edge::run`
 //! on its own current-thread runtime, as on a router) over generated,
 //! realistic OpenWRT log lines, and connects to the embedded broker over TCP
@@ -16,10 +16,10 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tracing::{info, info_span, Instrument};
 
-use crate::config::HubConfig;
-use crate::enrol;
-use crate::serve;
-use crate::store::now_ms;
+use opmas_hub::config::HubConfig;
+use opmas_hub::enrol;
+use opmas_hub::serve;
+use opmas_hub::store::now_ms;
 
 /// Starts the hub, enrols `devices` demo routers (reusing earlier ones) and
 /// runs them until `shutdown`.
