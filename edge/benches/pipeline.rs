@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use opmas_edge::classify::classify;
 use opmas_edge::parse::{parse_line, Context};
-use opmas_edge::run::Pipeline;
+use opmas_edge::pipeline::Pipeline;
 
 #[path = "support/corpus.rs"]
 mod corpus;

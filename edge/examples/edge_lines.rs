@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use opmas_edge::classify::classify;
 use opmas_edge::parse::{parse_line, Context};
-use opmas_edge::run::Pipeline;
+use opmas_edge::pipeline::Pipeline;
 
 #[path = "../benches/support/corpus.rs"]
 mod corpus;

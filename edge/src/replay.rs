@@ -13,7 +13,7 @@ use opmas_proto::msg::Finding;
 
 use crate::config::AgentsConfig;
 use crate::events::JsonObject;
-use crate::run::Pipeline;
+use crate::pipeline::Pipeline;
 
 /// What a replay did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -194,6 +194,18 @@ impl Spool {
         self.sent_upto = seq;
     }
 
+    /// Takes back the batch ending at `seq` that the uplink did not take
+    /// (the last one [`Spool::mark_sent`] recorded), so that it goes again.
+    pub fn unsend(&mut self, seq: u64) {
+        if self.sent.back().is_none_or(|&(last, _)| last != seq) {
+            return;
+        }
+        if let Some((_, bytes)) = self.sent.pop_back() {
+            self.in_flight -= bytes;
+        }
+        self.sent_upto = self.sent.back().map_or(self.acked_upto, |&(last, _)| last);
+    }
+
     /// Sends everything unacked again (after a reconnect, an ack timeout or a
     /// gap), starting a new resend round.
     pub fn rewind(&mut self) {

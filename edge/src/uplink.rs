@@ -14,7 +14,8 @@
 
 use std::time::Duration;
 
-use opmas_proto::msg::Status;
+use crate::machine::Downlink;
+use opmas_proto::msg::{Ack, Status};
 use opmas_proto::{Channel, DeviceId, Envelope, Secret, Topic};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use serde::Serialize;
@@ -135,6 +136,17 @@ impl Uplink {
         }
         let env = Envelope::open(&t, payload, &self.secret).map_err(|e| e.to_string())?;
         Ok((t.channel, env))
+    }
+
+    /// Opens and decodes a downlink message: the one place where what the
+    /// hub sends is verified (topic, device, tag) and turned into a
+    /// [`Downlink`]. Acks today; commands and configuration next.
+    pub fn receive(&self, topic: &str, payload: &[u8]) -> Result<Downlink, String> {
+        let (channel, env) = self.open(topic, payload)?;
+        match channel {
+            Channel::Ack => env.body::<Ack>().map(Downlink::Ack).map_err(|e| format!("malformed ack: {e}")),
+            other => Err(format!("downlink channel {other} is not handled yet")),
+        }
     }
 
     /// Publishes the `offline` status and disconnects cleanly.
