@@ -1,6 +1,7 @@
 //! The detection pipeline without I/O: parse, classify, agents.
 
 use opmas_proto::msg::{AgentState, AgentStatus, Counters, Finding};
+
 use tracing::debug;
 
 use crate::agents::network::NetworkAgent;
@@ -12,9 +13,27 @@ use crate::classify::classify;
 use crate::config::AgentsConfig;
 use crate::parse::{self, parse_line};
 
+/// An agent held by name: built from its config while running, `None`
+/// while stopped (its tables freed).
+struct Slot {
+    name: &'static str,
+    agent: Option<Box<dyn Agent>>,
+}
+
+/// The names of the agents, in the order they see each event.
+pub const AGENT_NAMES: [&str; 4] = ["security", "wifi", "network", "system"];
+
+/// An agent name the pipeline does not have.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no agent {0:?}; known: security, wifi, network, system")]
+pub struct UnknownAgent(pub String);
+
 /// The detection pipeline without I/O: parse, classify, agents.
 pub struct Pipeline {
-    agents: Vec<Box<dyn Agent>>,
+    /// Every agent by name, running or stopped, in [`AGENT_NAMES`] order.
+    slots: Vec<Slot>,
+    /// The configuration the agents are built from.
+    config: AgentsConfig,
     /// Line counters for the heartbeat.
     counters: Counters,
     /// Lines that carried an event.
@@ -23,23 +42,59 @@ pub struct Pipeline {
     log_clock_ms: u64,
 }
 
+/// Builds the agent `name` from `cfg`, or `None` if `cfg` disables it.
+fn build(name: &str, cfg: &AgentsConfig) -> Option<Box<dyn Agent>> {
+    match name {
+        "security" => cfg.security.map(|c| Box::new(SecurityAgent::new(c)) as Box<dyn Agent>),
+        "wifi" => cfg.wifi.map(|c| Box::new(WifiAgent::new(c)) as Box<dyn Agent>),
+        "network" => cfg.network.map(|c| Box::new(NetworkAgent::new(c)) as Box<dyn Agent>),
+        "system" => cfg.system.map(|c| Box::new(SystemAgent::new(c)) as Box<dyn Agent>),
+        _ => None,
+    }
+}
+
 impl Pipeline {
-    /// The enabled agents of `cfg`.
+    /// The agents `cfg` enables, running; the others stopped.
     pub fn new(cfg: &AgentsConfig) -> Self {
-        let mut agents: Vec<Box<dyn Agent>> = Vec::new();
-        if let Some(c) = &cfg.security {
-            agents.push(Box::new(SecurityAgent::new(*c)));
+        let slots = AGENT_NAMES.iter().map(|&name| Slot { name, agent: build(name, cfg) }).collect();
+        Pipeline { slots, config: cfg.clone(), counters: Counters::default(), events: 0, log_clock_ms: 0 }
+    }
+
+    fn slot(&mut self, name: &str) -> Result<&mut Slot, UnknownAgent> {
+        self.slots.iter_mut().find(|s| s.name == name).ok_or_else(|| UnknownAgent(name.to_owned()))
+    }
+
+    /// Stops an agent: it sees no more events and its state is dropped.
+    pub fn stop(&mut self, name: &str) -> Result<(), UnknownAgent> {
+        self.slot(name)?.agent = None;
+        Ok(())
+    }
+
+    /// (Re)starts an agent from the current configuration, with empty
+    /// tables: what "restart an agent" means (see ARCHITECTURE.md). An
+    /// agent the configuration disables stays stopped.
+    pub fn restart(&mut self, name: &str) -> Result<(), UnknownAgent> {
+        let agent = build(name, &self.config);
+        self.slot(name)?.agent = agent;
+        Ok(())
+    }
+
+    /// Applies a new configuration: only the agents whose settings changed
+    /// are rebuilt (the others keep their windows and counts).
+    pub fn reconfigure(&mut self, cfg: &AgentsConfig) {
+        let old = std::mem::replace(&mut self.config, cfg.clone());
+        let changed = |name: &str| match name {
+            "security" => old.security != cfg.security,
+            "wifi" => old.wifi != cfg.wifi,
+            "network" => old.network != cfg.network,
+            "system" => old.system != cfg.system,
+            _ => false,
+        };
+        for slot in &mut self.slots {
+            if changed(slot.name) {
+                slot.agent = build(slot.name, cfg);
+            }
         }
-        if let Some(c) = &cfg.wifi {
-            agents.push(Box::new(WifiAgent::new(*c)));
-        }
-        if let Some(c) = &cfg.network {
-            agents.push(Box::new(NetworkAgent::new(*c)));
-        }
-        if let Some(c) = &cfg.system {
-            agents.push(Box::new(SystemAgent::new(*c)));
-        }
-        Pipeline { agents, counters: Counters::default(), events: 0, log_clock_ms: 0 }
     }
 
     /// All four agents with their default thresholds.
@@ -64,7 +119,7 @@ impl Pipeline {
         self.events += 1;
         let meta = Meta { line, now_ms: record.ts_ms.unwrap_or(arrival_ms), program: record.program, pid: record.pid };
         let before = out.len();
-        for agent in &mut self.agents {
+        for agent in self.slots.iter_mut().filter_map(|s| s.agent.as_mut()) {
             agent.on_event(&event, &meta, out);
         }
         self.found(out.len() - before)
@@ -73,7 +128,7 @@ impl Pipeline {
     /// Lets the agents close windows and expire state; appends any updates to `out`.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Finding>) -> usize {
         let before = out.len();
-        for agent in &mut self.agents {
+        for agent in self.slots.iter_mut().filter_map(|s| s.agent.as_mut()) {
             agent.tick(now_ms, out);
         }
         self.found(out.len() - before)
@@ -100,20 +155,69 @@ impl Pipeline {
         self.events
     }
 
-    /// Each agent's line in the heartbeat.
+    /// Each agent's line in the heartbeat, stopped ones included.
     pub fn agent_status(&self) -> Vec<AgentStatus> {
-        self.agents
+        self.slots
             .iter()
-            .map(|a| {
-                let c = a.counters();
+            .map(|s| {
+                let c = s.agent.as_ref().map(|a| a.counters()).unwrap_or_default();
                 AgentStatus {
-                    name: a.name().into(),
-                    state: AgentState::Running,
+                    name: s.name.into(),
+                    state: if s.agent.is_some() { AgentState::Running } else { AgentState::Stopped },
                     events: c.events,
                     findings: c.findings,
                     evicted: c.evicted,
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute_force(p: &mut Pipeline, ip: &str, out: &mut Vec<Finding>) {
+        for i in 0..5 {
+            let line = format!("Dec  5 17:43:5{i} gw dropbear[{i}]: Bad password attempt for 'root' from {ip}:4000{i}");
+            p.feed(&line, 1_733_420_630_000, out);
+        }
+    }
+
+    fn state(p: &Pipeline, name: &str) -> (AgentState, u64) {
+        let s = p.agent_status().into_iter().find(|s| s.name == name).unwrap();
+        (s.state, s.events)
+    }
+
+    #[test]
+    fn agents_stop_restart_and_reconfigure_one_at_a_time() {
+        let mut p = Pipeline::new(&AgentsConfig::default());
+        let mut out = Vec::new();
+        brute_force(&mut p, "198.51.100.1", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(state(&p, "security"), (AgentState::Running, 5));
+
+        p.stop("security").unwrap();
+        brute_force(&mut p, "198.51.100.2", &mut out);
+        assert_eq!(out.len(), 1, "a stopped agent finds nothing");
+        assert_eq!(state(&p, "security"), (AgentState::Stopped, 0));
+        assert_eq!(p.stop("dns"), Err(UnknownAgent("dns".into())));
+
+        p.restart("security").unwrap();
+        assert_eq!(state(&p, "security"), (AgentState::Running, 0), "restarted with empty tables");
+
+        // A new threshold rebuilds only the security agent.
+        let before_wifi = state(&p, "wifi");
+        brute_force(&mut p, "198.51.100.3", &mut out);
+        let cfg = AgentsConfig {
+            security: Some(opmas_proto::agents::SecurityConfig { failures: 2, ..Default::default() }),
+            ..AgentsConfig::default()
+        };
+        p.reconfigure(&cfg);
+        assert_eq!(state(&p, "security"), (AgentState::Running, 0));
+        assert_eq!(state(&p, "wifi"), before_wifi);
+        // Disabling an agent in the configuration stops it.
+        p.reconfigure(&AgentsConfig { wifi: None, ..cfg });
+        assert_eq!(state(&p, "wifi").0, AgentState::Stopped);
     }
 }
