@@ -17,6 +17,7 @@ pub mod events;
 pub mod http;
 pub mod ingest;
 pub mod keys;
+pub mod mqtt;
 pub mod serve;
 pub mod stats;
 pub mod store;

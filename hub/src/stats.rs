@@ -60,6 +60,8 @@ counters! {
     heartbeats,
     /// Acks published to edges.
     acks_sent,
+    /// Acks the broker's outgoing queue did not take (full or gone).
+    acks_dropped,
     /// Dropped: topic not of the form `opmas/v1/{device}/{channel}`.
     rejected_topic,
     /// Dropped: the topic names a device that is not enrolled.

@@ -217,9 +217,17 @@ impl Ingest {
         for (device, AckOut { epoch, upto, gap }) in acks {
             let Ok(Some(key)) = self.keys.get(&device).await else { continue };
             let payload = self.seal(&device, Channel::Ack, &Ack { epoch, upto, gap }, &key);
-            if self.publisher.publish(Topic::new(device.clone(), Channel::Ack).to_string(), payload) {
-                bump(&self.stats.acks_sent);
-                debug!(device = %device, epoch, upto, ?gap, "ack sent");
+            match self.publisher.publish(Topic::new(device.clone(), Channel::Ack).to_string(), payload) {
+                Ok(()) => {
+                    bump(&self.stats.acks_sent);
+                    debug!(device = %device, epoch, upto, ?gap, "ack sent");
+                }
+                Err(e) => {
+                    // The findings are stored; the edge resends after its ack
+                    // timeout and the hub acks the duplicate.
+                    bump(&self.stats.acks_dropped);
+                    warn!(device = %device, epoch, upto, error = %e, "ack not sent; the edge will resend and be acked then");
+                }
             }
         }
     }
