@@ -166,6 +166,9 @@ const HUB_OPTIONS: &[&str] = &[
     "tls_server_name",
 ];
 
+/// The options of `config source` (of all its types).
+const SOURCE_OPTIONS: &[&str] = &["type", "enabled", "command", "listen", "path", "from_start"];
+
 /// Refuses an option the section does not have, naming it, its line and
 /// the ones it could have meant.
 fn known_options(s: &Section, known: &[&str]) -> Result<(), ConfigError> {
@@ -320,16 +323,10 @@ impl EdgeConfig {
                 continue;
             }
             let kind = s.get("type").unwrap_or("logread");
-            let own: &[&str] = match kind {
-                "file" => &["path", "from_start"],
-                "logread" => &["command"],
-                "udp" => &["listen"],
-                _ => &[],
-            };
-            if matches!(kind, "file" | "logread" | "udp" | "stdin") {
-                let known: Vec<&str> = ["type", "enabled"].iter().chain(own).copied().collect();
-                known_options(s, &known)?;
-            }
+            // Any source type's options are accepted in any source section:
+            // the packaged file documents them all in one, and switching
+            // `type` must not make the others an error. A typo is one.
+            known_options(s, SOURCE_OPTIONS)?;
             sources.push(match kind {
                 "file" => SourceConfig::File {
                     path: PathBuf::from(required(s, "path")?),
@@ -579,8 +576,10 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "line 8: unknown option fromstart in the source section; known: type, enabled, path, from_start"
+            "line 8: unknown option fromstart in the source section; known: type, enabled, command, listen, path, from_start"
         );
+        // Another type's option is not an error (the packaged file lists them all).
+        cfg("config source\n\toption type 'logread'\n\toption listen '127.0.0.1:5514'\n").unwrap();
         let err = cfg("config source\n\toption type stdin\nconfig sourse\n").unwrap_err().to_string();
         assert_eq!(err, "line 7: unknown section type \"sourse\"; known: hub, source, agent");
     }

@@ -16,6 +16,21 @@ pub struct Enrolled {
     pub secret: String,
     /// The `uci` commands that configure the router.
     pub uci: String,
+    /// The same settings as a whole `/etc/config/opmas` file, for routers
+    /// configured by file and for running the edge on an ordinary Linux
+    /// machine (`opmas-edge run --config FILE`).
+    pub config: String,
+}
+
+impl Enrolled {
+    fn new(id: &DeviceId, secret: &Secret, hub_url: &str) -> Enrolled {
+        Enrolled {
+            id: id.to_string(),
+            secret: secret.to_hex(),
+            uci: uci_commands(id, secret, hub_url),
+            config: config_file(id, secret, hub_url),
+        }
+    }
 }
 
 /// Draws a fresh device secret from the OS RNG.
@@ -34,6 +49,8 @@ pub fn check_hub_url(url: &str) -> Result<String, String> {
     if scheme != "mqtt" && scheme != "mqtts" {
         return Err(format!("{url:?}: the router speaks MQTT; use mqtt:// or mqtts:// (not {scheme}://)"));
     }
+    // The edge accepts one trailing slash, so this does too.
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() || rest.starts_with(':') || rest.contains('/') || rest.contains(char::is_whitespace) {
         return Err(format!("{url:?}: expected {scheme}://HOST or {scheme}://HOST:PORT"));
     }
@@ -46,7 +63,7 @@ pub async fn add(store: &Store, name: &str, hub_url: &str) -> Result<Enrolled> {
     let hub_url = &check_hub_url(hub_url).map_err(anyhow::Error::msg)?;
     let secret = new_secret();
     store.insert_device(id.as_str(), name, &secret.to_hex(), now_ms()).await?;
-    Ok(Enrolled { uci: uci_commands(&id, &secret, hub_url), id: id.to_string(), secret: secret.to_hex() })
+    Ok(Enrolled::new(&id, &secret, hub_url))
 }
 
 /// Removes a device, its findings and its deliveries. With `keys` (the
@@ -68,7 +85,7 @@ pub async fn rekey(store: &Store, keys: Option<&Keys>, id: &DeviceId, hub_url: &
     if let Some(keys) = keys {
         keys.forget(id);
     }
-    Ok(Enrolled { uci: uci_commands(id, &secret, hub_url), id: id.to_string(), secret: secret.to_hex() })
+    Ok(Enrolled::new(id, &secret, hub_url))
 }
 
 /// The file in the data directory where a running hub writes its API
@@ -121,7 +138,7 @@ impl RunningHub {
             .await?;
         let v = api_result(resp).await?;
         let field = |k: &str| v[k].as_str().map(String::from).with_context(|| format!("the hub's answer lacks {k:?}"));
-        Ok(Enrolled { id: field("id")?, secret: field("secret")?, uci: field("uci")? })
+        Ok(Enrolled { id: field("id")?, secret: field("secret")?, uci: field("uci")?, config: field("config")? })
     }
 }
 
@@ -151,6 +168,32 @@ pub fn uci_commands(id: &DeviceId, secret: &Secret, hub_url: &str) -> String {
         } else {
             ""
         }
+    )
+}
+
+/// A whole `/etc/config/opmas` for the device: the hub section and a
+/// `logread` source (the router default; on a Linux machine without
+/// `logread`, change the source to `type 'file'` with `path
+/// '/var/log/syslog'`, or `type 'udp'`).
+pub fn config_file(id: &DeviceId, secret: &Secret, hub_url: &str) -> String {
+    let ca = if hub_url.starts_with("mqtts://") {
+        "\t# The hub's CA certificate, copied to the router:\n\toption ca_file '/etc/opmas/ca.crt'\n"
+    } else {
+        ""
+    };
+    format!(
+        "# /etc/config/opmas for device {id}, from `opmas-hub device add`.\n\
+         # Every option and its default: the opmas-edge package's own copy of this file.\n\
+         config hub 'hub'\n\
+         \toption url '{hub_url}'\n\
+         \toption device_id '{id}'\n\
+         \toption secret '{}'\n\
+         {ca}\n\
+         # Where log lines come from. On a machine without logread: type 'file'\n\
+         # with option path '/var/log/syslog', or type 'udp' with option listen.\n\
+         config source 'logread'\n\
+         \toption type 'logread'\n",
+        secret.to_hex()
     )
 }
 
