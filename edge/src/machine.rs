@@ -88,8 +88,18 @@ pub enum Outgoing {
 /// A publish request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Publish {
-    pub channel: Channel,
     pub body: Outgoing,
+}
+
+impl Publish {
+    /// The channel the body travels on.
+    pub fn channel(&self) -> Channel {
+        use opmas_proto::Body;
+        match &self.body {
+            Outgoing::Findings(_) => FindingBatch::CHANNEL,
+            Outgoing::Heartbeat(_) => Heartbeat::CHANNEL,
+        }
+    }
 }
 
 /// The edge's state.
@@ -209,7 +219,7 @@ impl Edge {
                 self.last_progress = now;
             }
             self.spool.mark_sent(last);
-            out.push(Publish { channel: Channel::Finding, body: Outgoing::Findings(batch) });
+            out.push(Publish { body: Outgoing::Findings(batch) });
         }
     }
 
@@ -248,7 +258,7 @@ impl Edge {
             load_milli: None,
             rss_kib: None,
         };
-        out.push(Publish { channel: Channel::Heartbeat, body: Outgoing::Heartbeat(hb) });
+        out.push(Publish { body: Outgoing::Heartbeat(hb) });
     }
 }
 

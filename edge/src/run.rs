@@ -97,7 +97,7 @@ fn publish(edge: &mut Edge, uplink: &mut Uplink, sources: &SourceStats, out: &mu
             continue;
         }
         let sent = match &p.body {
-            Outgoing::Findings(b) => uplink.publish(p.channel, b, false).map_err(|e| e.to_string()),
+            Outgoing::Findings(b) => uplink.publish(b, false).map_err(|e| e.to_string()),
             Outgoing::Heartbeat(hb) => {
                 let src = sources.snapshot();
                 let mut hb = hb.clone();
@@ -105,11 +105,11 @@ fn publish(edge: &mut Edge, uplink: &mut Uplink, sources: &SourceStats, out: &mu
                 hb.counters.truncated = src.truncated;
                 hb.load_milli = load_milli();
                 hb.rss_kib = rss_kib();
-                uplink.publish(p.channel, &hb, false).map_err(|e| e.to_string())
+                uplink.publish(&hb, false).map_err(|e| e.to_string())
             }
         };
         if let Err(e) = sent {
-            debug!(channel = %p.channel, error = %e, "publish deferred");
+            debug!(channel = %p.channel(), error = %e, "publish deferred");
             findings_stuck |= findings;
             refused.push(p);
         }

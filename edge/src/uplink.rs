@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use crate::machine::Downlink;
 use opmas_proto::msg::{Ack, Status};
-use opmas_proto::{Channel, DeviceId, Envelope, Secret, Topic};
+use opmas_proto::{Body, Channel, DeviceId, Envelope, Secret, Topic};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -47,6 +46,8 @@ pub enum UplinkError {
     NotConnected,
     #[error("MQTT request queue full")]
     Busy(#[source] rumqttc::ClientError),
+    #[error(transparent)]
+    Encode(#[from] opmas_proto::EncodeError),
 }
 
 /// Publishing side of the connection.
@@ -73,9 +74,13 @@ impl Uplink {
         opts.set_keep_alive(cfg.keepalive);
         opts.set_clean_session(true);
         opts.set_max_packet_size(256 * 1024, 256 * 1024);
-        let will =
-            Envelope::new(cfg.device_id.clone(), 0, now_ms(), &Status::Offline).seal(Channel::Status, &cfg.secret);
-        opts.set_last_will(LastWill::new(topic(&cfg.device_id, Channel::Status), will, QoS::AtLeastOnce, true));
+        match Envelope::sealed(cfg.device_id.clone(), 0, now_ms(), &Status::Offline, &cfg.secret) {
+            Ok(will) => {
+                opts.set_last_will(LastWill::new(topic(&cfg.device_id, Channel::Status), will, QoS::AtLeastOnce, true));
+            }
+            // The hub then notices silence instead (presence timeout).
+            Err(e) => warn!(error = %e, "no Last Will"),
+        };
         let scheme = match &cfg.tls {
             None => "mqtt",
             #[cfg(feature = "tls")]
@@ -107,7 +112,7 @@ impl Uplink {
                 warn!(error = %e, channel = %ch, "subscribing failed");
             }
         }
-        if let Err(e) = self.publish(Channel::Status, &Status::Online, true) {
+        if let Err(e) = self.publish(&Status::Online, true) {
             warn!(error = %e, "announcing online failed");
         }
     }
@@ -116,15 +121,15 @@ impl Uplink {
         self.connected = false;
     }
 
-    /// Seals `body` and queues it at QoS 1.
-    pub fn publish<T: Serialize>(&mut self, channel: Channel, body: &T, retain: bool) -> Result<(), UplinkError> {
+    /// Seals `body` and queues it at QoS 1 on its channel.
+    pub fn publish<B: Body>(&mut self, body: &B, retain: bool) -> Result<(), UplinkError> {
         if !self.connected {
             return Err(UplinkError::NotConnected);
         }
         self.seq += 1;
-        let payload = Envelope::new(self.device.clone(), self.seq, now_ms(), body).seal(channel, &self.secret);
+        let payload = Envelope::sealed(self.device.clone(), self.seq, now_ms(), body, &self.secret)?;
         self.client
-            .try_publish(topic(&self.device, channel), QoS::AtLeastOnce, retain, payload)
+            .try_publish(topic(&self.device, B::CHANNEL), QoS::AtLeastOnce, retain, payload)
             .map_err(UplinkError::Busy)
     }
 
@@ -152,7 +157,7 @@ impl Uplink {
     /// Publishes the `offline` status and disconnects cleanly.
     pub async fn goodbye(&mut self) {
         if self.connected {
-            let _ = self.publish(Channel::Status, &Status::Offline, true);
+            let _ = self.publish(&Status::Offline, true);
             // Give the event loop a moment to flush before DISCONNECT.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = self.client.try_disconnect();

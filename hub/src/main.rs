@@ -79,6 +79,10 @@ enum DeviceCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print a whole /etc/config/opmas file instead of uci commands
+        /// (for routers configured by file, or the edge on a Linux machine).
+        #[arg(long, conflicts_with = "json")]
+        config_file: bool,
         /// Create the database if the data directory has none (normally the
         /// hub creates it at its first start).
         #[arg(long)]
@@ -162,9 +166,13 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
     eprintln!("using the hub database {}", db.display());
     let hub_url = |given: Option<String>| given.unwrap_or_else(|| enrol::default_hub_url(cfg.mqtt_listen.port()));
     match command {
-        DeviceCommand::Add { name, hub_url: url, json, .. } => {
+        DeviceCommand::Add { name, hub_url: url, json, config_file, .. } => {
             let e = enrol::add(&store, &name, &hub_url(url)).await?;
-            print_enrolled(&e, json, "Enrolled")?;
+            if config_file {
+                out(&e.config)?;
+            } else {
+                print_enrolled(&e, json, "Enrolled")?;
+            }
         }
         DeviceCommand::Remove { id } => {
             let id = DeviceId::new(&id).with_context(|| format!("{id:?} is not a device id"))?;

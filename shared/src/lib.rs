@@ -17,6 +17,6 @@ pub mod ids;
 pub mod msg;
 pub mod topic;
 
-pub use envelope::{DecodeError, Envelope, FORMAT_VERSION};
+pub use envelope::{Body, DecodeError, EncodeError, Envelope, FORMAT_VERSION};
 pub use ids::{DeviceId, DeviceIdError, Secret, SecretError};
 pub use topic::{Channel, Topic, TopicError};

@@ -11,10 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use opmas_proto::msg::*;
-use opmas_proto::{Channel, DeviceId, Envelope, Secret, Topic};
+use opmas_proto::{Body, Channel, DeviceId, Envelope, Secret, Topic};
 use proptest::prelude::*;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 fn key() -> Secret {
     Secret::from_hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f").unwrap()
@@ -45,9 +43,9 @@ fn finding() -> Finding {
 }
 
 /// Seals `msg`, compares with the golden file, and checks it opens again.
-fn check_golden<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, channel: Channel, msg: &T) {
-    let env = Envelope::new(dev(), 1, 1_733_420_641_500, msg);
-    let bytes = env.seal(channel, &key());
+fn check_golden<T: Body + PartialEq + std::fmt::Debug>(name: &str, channel: Channel, msg: &T) {
+    assert_eq!(T::CHANNEL, channel);
+    let bytes = Envelope::sealed(dev(), 1, 1_733_420_641_500, msg, &key()).unwrap();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.bin"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &bytes).unwrap();
@@ -171,7 +169,7 @@ proptest! {
     fn any_finding_batch_round_trips(epoch in any::<u64>(), seq in any::<u64>(), ts in any::<u64>(),
                                      findings in proptest::collection::vec(arb_finding(), 0..5)) {
         let batch = FindingBatch { epoch, floor: seq, round: ts as u32, findings };
-        let bytes = Envelope::new(dev(), seq, ts, &batch).seal(Channel::Finding, &key());
+        let bytes = Envelope::sealed(dev(), seq, ts, &batch, &key()).unwrap();
         let env = Envelope::open(&Topic::new(dev(), Channel::Finding), &bytes, &key()).unwrap();
         prop_assert_eq!(env.seq, seq);
         prop_assert_eq!(env.ts_ms, ts);
@@ -189,7 +187,7 @@ proptest! {
     #[test]
     fn any_truncation_of_a_valid_envelope_is_refused(cut in 0usize..200) {
         let batch = FindingBatch { epoch: 1, floor: 1, round: 0, findings: vec![finding()] };
-        let bytes = Envelope::new(dev(), 1, 2, &batch).seal(Channel::Finding, &key());
+        let bytes = Envelope::sealed(dev(), 1, 2, &batch, &key()).unwrap();
         let cut = cut.min(bytes.len() - 1);
         prop_assert!(Envelope::open(&Topic::new(dev(), Channel::Finding), &bytes[..cut], &key()).is_err());
     }

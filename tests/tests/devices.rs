@@ -122,6 +122,30 @@ fn an_edge_whose_hub_is_not_running_says_so() {
 }
 
 #[test]
+fn the_config_file_device_add_prints_runs_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let (ok, file, err) =
+        cli(&hub, &["add", "gw-by-file", "--config-file", "--hub-url", &format!("mqtt://{}", hub.mqtt)]);
+    assert!(ok, "{err}");
+    assert!(file.contains("config hub 'hub'") && file.contains("option device_id 'gw-by-file'"), "{file}");
+    let path = dir.path().join("opmas.uci");
+    std::fs::write(&path, &file).unwrap();
+    // This machine has no logread: the source retries, the uplink connects anyway.
+    let log = std::fs::File::create(dir.path().join("edge.log")).unwrap();
+    let mut edge = Command::new(bin("opmas-edge")).args(["run", "--config"]).arg(&path).stderr(log).spawn().unwrap();
+    let d = Device { id: "gw-by-file".into(), secret: String::new() };
+    let online = wait_for(Duration::from_secs(15), "the edge configured by file online", || {
+        (status(&hub, &d) == "online").then_some(())
+    });
+    let _ = edge.kill();
+    let _ = edge.wait();
+    online.unwrap_or_else(|e| {
+        panic!("{e}\n{}", std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default())
+    });
+}
+
+#[test]
 fn each_commands_help_lists_only_the_options_that_apply() {
     let help = |args: &[&str]| {
         let out = Command::new(bin("opmas-hub")).args(args).arg("--help").output().unwrap();

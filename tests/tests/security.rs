@@ -115,10 +115,10 @@ fn forged_envelopes_are_dropped_and_counted() {
     let a_key = Secret::from_hex(&a.secret).unwrap();
 
     // A's envelope signed with a key that is not A's.
-    let bad = Envelope::new(a_id.clone(), 1, 1, &batch()).seal(Channel::Finding, &Secret::from_bytes([7; 32]));
+    let bad = Envelope::sealed(a_id.clone(), 1, 1, &batch(), &Secret::from_bytes([7; 32])).unwrap();
     publish(Topic::new(a_id.clone(), Channel::Finding), bad);
     // A, correctly signed, but on B's topic (no topic ACLs in the broker).
-    let spoof = Envelope::new(a_id.clone(), 2, 1, &batch()).seal(Channel::Finding, &a_key);
+    let spoof = Envelope::sealed(a_id.clone(), 2, 1, &batch(), &a_key).unwrap();
     publish(Topic::new(b_id, Channel::Finding), spoof);
     // Garbage, and a future format version.
     publish(Topic::new(a_id.clone(), Channel::Finding), vec![opmas_proto::FORMAT_VERSION, 0xff, 0xff]);
@@ -136,7 +136,7 @@ fn forged_envelopes_are_dropped_and_counted() {
     assert!(hub.findings("limit=10").unwrap().is_empty(), "a forged finding was stored");
 
     // A valid envelope from A on A's topic is stored and the hub keeps running.
-    let good = Envelope::new(a_id.clone(), 3, 1, &batch()).seal(Channel::Finding, &a_key);
+    let good = Envelope::sealed(a_id.clone(), 3, 1, &batch(), &a_key).unwrap();
     publish(Topic::new(a_id, Channel::Finding), good);
     wait_for(Duration::from_secs(5), "the valid finding", || (hub.findings("limit=10").ok()?.len() == 1).then_some(()))
         .unwrap();

@@ -216,7 +216,16 @@ impl Ingest {
     async fn send_acks(&self, acks: BTreeMap<DeviceId, AckOut>) {
         for (device, AckOut { epoch, upto, gap }) in acks {
             let Ok(Some(key)) = self.keys.get(&device).await else { continue };
-            let payload = self.seal(&device, Channel::Ack, &Ack { epoch, upto, gap }, &key);
+            let seq = self.down_seq.fetch_add(1, Ordering::Relaxed);
+            let payload = match Envelope::sealed(device.clone(), seq, now_ms() as u64, &Ack { epoch, upto, gap }, &key)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    bump(&self.stats.acks_dropped);
+                    error!(device = %device, error = %e, "ack not sealed");
+                    continue;
+                }
+            };
             match self.publisher.publish(Topic::new(device.clone(), Channel::Ack).to_string(), payload) {
                 Ok(()) => {
                     bump(&self.stats.acks_sent);
@@ -230,11 +239,6 @@ impl Ingest {
                 }
             }
         }
-    }
-
-    fn seal<T: serde::Serialize>(&self, device: &DeviceId, channel: Channel, body: &T, key: &Secret) -> Vec<u8> {
-        let seq = self.down_seq.fetch_add(1, Ordering::Relaxed);
-        Envelope::new(device.clone(), seq, now_ms() as u64, body).seal(channel, key)
     }
 }
 

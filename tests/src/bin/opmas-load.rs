@@ -555,7 +555,7 @@ async fn sim_router(addr: String, d: Device, connected: Arc<AtomicUsize>, stop: 
                     connected.fetch_add(1, Ordering::Relaxed);
                 }
                 seq += 1;
-                let body = Envelope::new(id.clone(), seq, 0, &Status::Online).seal(Channel::Status, &secret);
+                let Ok(body) = Envelope::sealed(id.clone(), seq, 0, &Status::Online, &secret) else { return };
                 let _ = client.try_publish(
                     Topic::new(id.clone(), Channel::Status).to_string(),
                     QoS::AtLeastOnce,
