@@ -93,8 +93,11 @@ fn two_routers_with_one_device_id_are_named_by_hub_and_edge() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path()).unwrap();
     let d = hub.enrol("gw-twin").unwrap();
+    // Each edge its own directory: the harness names config and log by device id.
+    let twin = dir.path().join("twin");
+    std::fs::create_dir(&twin).unwrap();
     let first = Edge::start(dir.path(), &hub, &d).unwrap();
-    let second = Edge::start(dir.path(), &hub, &d).unwrap();
+    let second = Edge::start(&twin, &hub, &d).unwrap();
     wait_for(Duration::from_secs(60), "the hub to name the conflict", || {
         hub.log().contains("device gw-twin connected").then_some(())
     })
