@@ -11,14 +11,14 @@ use crate::watermark::Watermark;
 pub(super) const LOAD_SQL: &str = "SELECT upto, dropped FROM deliveries WHERE device_id = ? AND epoch = ?";
 
 /// The watermark of `device`/`epoch`, or zero if nothing was stored yet.
-pub async fn load(conn: &mut SqliteConnection, device: &str, epoch: u64) -> Result<Watermark, StoreError> {
+pub(super) async fn load(conn: &mut SqliteConnection, device: &str, epoch: u64) -> Result<Watermark, StoreError> {
     let row: Option<(i64, i64)> =
         sqlx::query_as(LOAD_SQL).bind(device).bind(epoch as i64).fetch_optional(&mut *conn).await?;
     Ok(row.map_or(Watermark::default(), |(upto, dropped)| Watermark { upto: upto as u64, dropped: dropped as u64 }))
 }
 
 /// Saves the watermark of `device`/`epoch`.
-pub async fn save(
+pub(super) async fn save(
     conn: &mut SqliteConnection,
     device: &str,
     epoch: u64,
@@ -42,7 +42,7 @@ pub async fn save(
 
 /// Counts `n` more findings of `device`/`epoch` that the database refused
 /// (see `uplink::Apply::Isolated`).
-pub async fn add_unstorable(
+pub(super) async fn add_unstorable(
     conn: &mut SqliteConnection,
     device: &str,
     epoch: u64,

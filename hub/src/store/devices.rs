@@ -114,7 +114,7 @@ impl Store {
 }
 
 /// Records that the device was heard from. Any message means it is online.
-pub async fn touch(conn: &mut SqliteConnection, id: &str, now_ms: i64) -> Result<StatusChange, StoreError> {
+pub(super) async fn touch(conn: &mut SqliteConnection, id: &str, now_ms: i64) -> Result<StatusChange, StoreError> {
     let res = sqlx::query(
         "UPDATE devices SET last_seen_ms = ?,
              status_ms = CASE WHEN status = 'online' THEN status_ms ELSE ? END,
@@ -134,7 +134,7 @@ pub async fn touch(conn: &mut SqliteConnection, id: &str, now_ms: i64) -> Result
 }
 
 /// Stores the latest heartbeat and epoch.
-pub async fn record_heartbeat(
+pub(super) async fn record_heartbeat(
     conn: &mut SqliteConnection,
     id: &str,
     epoch: u64,
@@ -150,7 +150,7 @@ pub async fn record_heartbeat(
 }
 
 /// Sets the presence from a status message (`online`, or the Last Will).
-pub async fn set_status(
+pub(super) async fn set_status(
     conn: &mut SqliteConnection,
     id: &str,
     status: &str,

@@ -73,7 +73,7 @@ const INSERT_ROWS: usize = 128;
 /// recorded in `finding_updates`. Inserting first is safe because an update
 /// always follows its original. A sequence stored before is ignored by the
 /// unique keys, at the cost of an index lookup.
-pub async fn insert_batch(
+pub(super) async fn insert_batch(
     conn: &mut SqliteConnection,
     device: &str,
     epoch: u64,

@@ -3,7 +3,10 @@
 //! SQLite in WAL mode through sqlx; the migrations under
 //! `migrations/sqlite` are embedded in the binary and applied at open. Queries
 //! live beside the entity they serve ([`devices`], [`findings`], [`tokens`]);
-//! nothing outside this module writes SQL.
+//! nothing outside this module writes SQL or sees a connection, a
+//! transaction or any other SQLite type: callers use domain operations
+//! ([`Store::apply_uplink`], [`Store::rekey_device`], ...), so that a
+//! PostgreSQL store can sit beside this one.
 //!
 //! One writer: every write goes through a pool of one connection, and write
 //! transactions start with `BEGIN IMMEDIATE`. SQLite allows one writer at a
@@ -74,7 +77,7 @@ pub struct Store {
 }
 
 /// A write transaction on the one writer connection.
-pub type WriteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
+pub(crate) type WriteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
@@ -116,7 +119,7 @@ impl Store {
 
     /// Starts a write transaction (`BEGIN IMMEDIATE`) on the writer; waits
     /// for the writer if another write holds it.
-    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
