@@ -23,9 +23,8 @@ fn device(hub: &Hub, d: &Device) -> Option<Value> {
 fn settled(v: &Value) -> bool {
     let hb = &v["heartbeat"];
     let produced = hb["counters"]["findings"].as_u64().unwrap_or(0);
-    let epoch = hb["epoch"].as_u64().map(|e| e.to_string());
-    let delivery =
-        v["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["epoch"].as_str() == epoch.as_deref()));
+    let epoch = hb["epoch"].as_str();
+    let delivery = v["deliveries"].as_array().and_then(|ds| ds.iter().find(|d| d["epoch"].as_str() == epoch));
     produced > 0
         && hb["spool"]["depth"] == 0
         && hb["spool"]["acked_upto"].as_u64() == Some(produced)

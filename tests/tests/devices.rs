@@ -73,6 +73,14 @@ fn rekey_and_remove_take_effect_at_once_on_a_running_hub() {
     })
     .unwrap();
 
+    // Heartbeats are kept as history, with times for people.
+    let (status, v) = hub.get(&format!("/devices/{}/heartbeats?limit=5", new.id)).unwrap();
+    assert_eq!(status, 200, "{v}");
+    let first = &v["heartbeats"][0];
+    assert!(first["received"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    assert!(first["epoch"].as_str().is_some_and(|e| e.parse::<u64>().is_ok()), "{v}");
+    assert_eq!(hub.get(&format!("/devices/{}/heartbeats?limit=0", new.id)).unwrap().0, 422);
+
     let (ok, out, err) = cli(&hub, &["remove", &new.id]);
     assert!(ok, "{err}");
     assert!(out.contains("refuses its secret from now on"), "{out}");

@@ -67,6 +67,10 @@ fn a_row_the_database_refuses_is_skipped_and_counted_and_delays_no_one() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
     assert!(!stored_ips(&hub, &bad).contains(&POISON.to_string()));
+    // Severity by name and times in RFC 3339 beside the numbers.
+    let f = &hub.findings(&format!("device={}&kind=ssh.bruteforce&limit=1", good.id)).unwrap()[0];
+    assert_eq!(f["severity_name"], "high", "{f}");
+    assert!(f["first"].as_str().is_some_and(|t| t.ends_with('Z')) && f["first_ms"].is_i64(), "{f}");
 
     // Counted, logged with the reason, and the edge's spool is empty: it
     // does not resend the refused finding forever.

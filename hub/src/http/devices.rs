@@ -1,12 +1,13 @@
 //! `GET /devices`, `GET|DELETE /devices/{id}` and `POST /devices/{id}/rekey`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::views::{DeliveryView, DeviceView, HeartbeatView};
 use super::{ApiError, AppState};
 use crate::enrol;
 use crate::store::tokens::TokenInfo;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/devices", get(list))
         .route("/devices/{id}", get(one).delete(remove))
         .route("/devices/{id}/rekey", post(rekey))
+        .route("/devices/{id}/heartbeats", get(heartbeats))
 }
 
 /// Changing the fleet's credentials is for admins.
@@ -79,24 +81,50 @@ async fn rekey(
     Ok(Json(enrolled))
 }
 
-fn to_json(d: DeviceRow) -> Value {
-    let heartbeat: Value = d.heartbeat.as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or(Value::Null);
-    let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
-    v["heartbeat"] = heartbeat;
-    v
+async fn view(state: &AppState, d: DeviceRow) -> Result<DeviceView, ApiError> {
+    let heartbeat = state.store.latest_heartbeat(&d.id).await?.map(|(h, agents)| HeartbeatView::new(h, agents));
+    Ok(DeviceView::new(d, heartbeat))
 }
 
 async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let devices: Vec<Value> = state.store.list_devices().await?.into_iter().map(to_json).collect();
+    let mut devices = Vec::new();
+    for d in state.store.list_devices().await? {
+        devices.push(view(&state, d).await?);
+    }
     Ok(Json(json!({ "devices": devices })))
 }
 
 /// One device, with its delivery account per run epoch (newest first): the
 /// watermark acked to the edge and what the edge dropped before sending.
-async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceView>, ApiError> {
     let device = state.store.get_device(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))?;
     let deliveries = state.store.deliveries(&id).await?;
-    let mut v = to_json(device);
-    v["deliveries"] = serde_json::to_value(deliveries).unwrap_or(Value::Null);
+    let mut v = view(&state, device).await?;
+    v.deliveries = Some(deliveries.into_iter().map(DeliveryView::from).collect());
     Ok(Json(v))
+}
+
+/// `GET /devices/{id}/heartbeats?limit=`: the device's heartbeats of the
+/// last day, newest first (default 100, at most 1,000).
+async fn heartbeats(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(k) = q.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError::Invalid { field: "query", message: format!("unknown parameter {k:?}; known: limit") });
+    }
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => v.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ApiError::Invalid {
+            field: "limit",
+            message: format!("{v:?} is not a number from 1 to 1000"),
+        })?,
+    };
+    if state.store.get_device(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no device {id:?}")));
+    }
+    let rows = state.store.heartbeats(&id, limit).await?;
+    let heartbeats: Vec<HeartbeatView> = rows.into_iter().map(|h| HeartbeatView::new(h, Vec::new())).collect();
+    Ok(Json(json!({ "heartbeats": heartbeats })))
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::views::FindingView;
 use super::{ApiError, AppState};
 use crate::store::FindingQuery;
 
@@ -28,7 +29,8 @@ async fn list(
     let q = parse_query(&params)?;
     let rows = state.store.query_findings(&q).await?;
     let next_cursor = (rows.len() as u32 == q.limit).then(|| rows.last().map(|r| encode_cursor(r.id))).flatten();
-    Ok(Json(json!({ "findings": rows, "next_cursor": next_cursor })))
+    let findings: Vec<FindingView> = rows.into_iter().map(FindingView::from).collect();
+    Ok(Json(json!({ "findings": findings, "next_cursor": next_cursor })))
 }
 
 fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiError> {

@@ -9,6 +9,7 @@ mod devices;
 mod error;
 mod findings;
 mod health;
+mod views;
 
 use std::sync::Arc;
 

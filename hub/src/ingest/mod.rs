@@ -265,6 +265,9 @@ pub async fn presence(store: Store, bus: Bus, timeout: Duration) {
     loop {
         tick.tick().await;
         let now = store::now_ms();
+        if let Err(e) = store.prune_heartbeats(now - store::heartbeats::RETENTION_MS).await {
+            error!(error = %e, "pruning old heartbeats failed");
+        }
         match store.mark_silent_offline(now - timeout.as_millis() as i64, now).await {
             Ok(ids) => {
                 for id in ids {

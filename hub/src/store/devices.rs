@@ -1,4 +1,4 @@
-//! The `devices` table: enrolment, secrets, presence and last heartbeat.
+//! The `devices` table: enrolment, secrets, presence and the current epoch.
 
 use serde::Serialize;
 use sqlx::SqliteConnection;
@@ -21,9 +21,6 @@ pub struct DeviceRow {
     #[serde(skip)]
     #[sqlx(rename = "epoch")]
     pub epoch_raw: Option<i64>,
-    /// The last heartbeat, as stored JSON.
-    #[serde(skip)]
-    pub heartbeat: Option<String>,
 }
 
 /// What a status update did.
@@ -37,7 +34,7 @@ pub enum StatusChange {
 pub(super) const SWEEP_SQL: &str = "UPDATE devices SET status = 'offline', status_ms = ?
      WHERE status = 'online' AND last_seen_ms < ? RETURNING id";
 
-const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch, heartbeat";
+const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch";
 
 fn finish(mut row: DeviceRow) -> DeviceRow {
     row.epoch = row.epoch_raw.map(|e| (e as u64).to_string());
@@ -131,22 +128,6 @@ pub(super) async fn touch(conn: &mut SqliteConnection, id: &str, now_ms: i64) ->
     }
     sqlx::query("UPDATE devices SET last_seen_ms = ? WHERE id = ?").bind(now_ms).bind(id).execute(&mut *conn).await?;
     Ok(StatusChange::Unchanged)
-}
-
-/// Stores the latest heartbeat and epoch.
-pub(super) async fn record_heartbeat(
-    conn: &mut SqliteConnection,
-    id: &str,
-    epoch: u64,
-    heartbeat_json: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE devices SET epoch = ?, heartbeat = ? WHERE id = ?")
-        .bind(epoch as i64)
-        .bind(heartbeat_json)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// Sets the presence from a status message (`online`, or the Last Will).

@@ -21,6 +21,7 @@
 pub mod delivery;
 pub mod devices;
 pub mod findings;
+pub mod heartbeats;
 pub mod tokens;
 pub mod uplink;
 
@@ -183,12 +184,16 @@ mod tests {
               ON CONFLICT (device_id, epoch, seq) DO NOTHING", ""),
             ("SELECT id FROM findings WHERE device_id = ? ORDER BY id DESC LIMIT 10", "findings_by_device"),
             ("SELECT id FROM findings WHERE kind = ? ORDER BY id DESC LIMIT 10", "findings_by_kind"),
+            ("SELECT uptime_s FROM heartbeats WHERE device_id = ? ORDER BY received_ms DESC LIMIT 1", "heartbeats_by_device"),
+            ("DELETE FROM heartbeats WHERE received_ms < ?", "heartbeats_by_time"),
+            ("DELETE FROM device_agents WHERE device_id = ?", "PRIMARY KEY"),
         ];
         for (sql, index) in cases {
             let p = plan(&store, sql).await;
             assert!(p.contains(index), "{sql}\nplan:\n{p}\nwanted {index}");
             assert!(
-                !p.lines().any(|l| l.starts_with("SCAN findings") || l.starts_with("SCAN devices")),
+                !p.lines()
+                    .any(|l| ["SCAN findings", "SCAN devices", "SCAN heartbeats"].iter().any(|s| l.starts_with(s))),
                 "{sql}\nscans a table:\n{p}"
             );
         }

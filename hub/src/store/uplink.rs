@@ -23,7 +23,7 @@ use opmas_proto::DeviceId;
 use sqlx::{Acquire, SqliteConnection};
 use tracing::{info, warn};
 
-use super::{delivery, devices, findings, StatusChange, Store, StoreError};
+use super::{delivery, devices, findings, heartbeats, StatusChange, Store, StoreError};
 use crate::events::Event;
 use crate::watermark::{Verdict, Watermark};
 
@@ -154,10 +154,7 @@ impl Store {
                 }
                 Uplink::Heartbeat(hb) => {
                     heard.insert(device, true);
-                    let json = serde_json::to_string(hb).unwrap_or_default();
-                    let done = guarded!(tx, mode, out.counts, id, "heartbeat", |c| devices::record_heartbeat(
-                        c, id, hb.epoch, &json
-                    ));
+                    let done = guarded!(tx, mode, out.counts, id, "heartbeat", |c| heartbeats::record(c, id, hb, now));
                     if done.is_some() {
                         out.counts.heartbeats += 1;
                         out.events.push(Event::Heartbeat { device: device.clone(), heartbeat: hb.clone() });

@@ -185,10 +185,11 @@ fn edge_account(hub: &Hub, d: &Device) -> Option<EdgeAccount> {
         return None;
     }
     let hb = &v["heartbeat"];
-    let epoch = hb["epoch"].as_u64()?;
+    let epoch_text = hb["epoch"].as_str()?;
+    let epoch: u64 = epoch_text.parse().ok()?;
     let hub_upto = v["deliveries"]
         .as_array()
-        .and_then(|ds| ds.iter().find(|d| d["epoch"].as_str() == Some(epoch.to_string().as_str())))
+        .and_then(|ds| ds.iter().find(|d| d["epoch"].as_str() == Some(epoch_text)))
         .and_then(|d| d["acked_upto"].as_u64())
         .unwrap_or(0);
     Some(EdgeAccount {

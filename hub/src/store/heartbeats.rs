@@ -1,0 +1,189 @@
+//! The `heartbeats` and `device_agents` tables: each device's health as
+//! columns (see migration 0004), the latest heartbeat and a day of history.
+
+use opmas_proto::msg::{AgentState, Heartbeat};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::{Store, StoreError};
+
+/// How long heartbeats are kept (the presence sweep deletes older ones).
+pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// One stored heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct HeartbeatRow {
+    pub received_ms: i64,
+    pub epoch: i64,
+    pub uptime_s: i64,
+    pub version: String,
+    pub config_version: i64,
+    pub spool_depth: i64,
+    pub spool_bytes: i64,
+    pub spool_budget: i64,
+    pub spool_dropped: i64,
+    pub spool_acked_upto: i64,
+    pub lines: i64,
+    pub unparsed: i64,
+    pub shed: i64,
+    pub truncated: i64,
+    pub findings: i64,
+    pub load_milli: Option<i64>,
+    pub rss_kib: Option<i64>,
+}
+
+/// An agent's state and counters as of the latest heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct AgentRow {
+    pub name: String,
+    /// `running`, `stopped` or `failed`.
+    pub state: String,
+    pub events: i64,
+    pub findings: i64,
+    pub evicted: i64,
+}
+
+const COLUMNS: &str = "received_ms, epoch, uptime_s, version, config_version, spool_depth, spool_bytes, spool_budget,
+     spool_dropped, spool_acked_upto, lines, unparsed, shed, truncated, findings, load_milli, rss_kib";
+
+fn state_name(s: AgentState) -> &'static str {
+    match s {
+        AgentState::Running => "running",
+        AgentState::Stopped => "stopped",
+        AgentState::Failed => "failed",
+    }
+}
+
+/// Stores a heartbeat, the device's agents and its current epoch.
+pub(super) async fn record(
+    conn: &mut SqliteConnection,
+    id: &str,
+    hb: &Heartbeat,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let big = |v: u64| v.min(i64::MAX as u64) as i64;
+    sqlx::query(&format!(
+        "INSERT INTO heartbeats (device_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(id)
+    .bind(now_ms)
+    .bind(big(hb.epoch))
+    .bind(big(hb.uptime_s))
+    .bind(&hb.version)
+    .bind(big(hb.config_version))
+    .bind(hb.spool.depth as i64)
+    .bind(hb.spool.bytes as i64)
+    .bind(hb.spool.budget as i64)
+    .bind(big(hb.spool.dropped))
+    .bind(big(hb.spool.acked_upto))
+    .bind(big(hb.counters.lines))
+    .bind(big(hb.counters.unparsed))
+    .bind(big(hb.counters.shed))
+    .bind(big(hb.counters.truncated))
+    .bind(big(hb.counters.findings))
+    .bind(hb.load_milli.map(i64::from))
+    .bind(hb.rss_kib.map(big))
+    .execute(&mut *conn)
+    .await?;
+    // The agents an edge reports replace those it reported before.
+    sqlx::query("DELETE FROM device_agents WHERE device_id = ?").bind(id).execute(&mut *conn).await?;
+    if !hb.agents.is_empty() {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO device_agents (device_id, name, state, events, findings, evicted, updated_ms) ",
+        );
+        b.push_values(&hb.agents, |mut row, a| {
+            row.push_bind(id)
+                .push_bind(&a.name)
+                .push_bind(state_name(a.state))
+                .push_bind(big(a.events))
+                .push_bind(big(a.findings))
+                .push_bind(big(a.evicted))
+                .push_bind(now_ms);
+        });
+        b.push(" ON CONFLICT (device_id, name) DO NOTHING");
+        b.build().execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE devices SET epoch = ? WHERE id = ?").bind(big(hb.epoch)).bind(id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+impl Store {
+    /// The device's latest heartbeat and its agents, if it sent one.
+    pub async fn latest_heartbeat(&self, id: &str) -> Result<Option<(HeartbeatRow, Vec<AgentRow>)>, StoreError> {
+        let row: Option<HeartbeatRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM heartbeats WHERE device_id = ? ORDER BY received_ms DESC LIMIT 1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let agents: Vec<AgentRow> = sqlx::query_as(
+            "SELECT name, state, events, findings, evicted FROM device_agents WHERE device_id = ? ORDER BY name",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(Some((row, agents)))
+    }
+
+    /// The device's heartbeats, newest first, at most `limit`.
+    pub async fn heartbeats(&self, id: &str, limit: u32) -> Result<Vec<HeartbeatRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM heartbeats WHERE device_id = ? ORDER BY received_ms DESC LIMIT ?"
+        ))
+        .bind(id)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Deletes heartbeats received before `cutoff_ms`; returns how many.
+    pub async fn prune_heartbeats(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let res =
+            sqlx::query("DELETE FROM heartbeats WHERE received_ms < ?").bind(cutoff_ms).execute(self.writer()).await?;
+        Ok(res.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+    use opmas_proto::msg::{AgentStatus, Counters, SpoolStats};
+
+    fn hb(epoch: u64, lines: u64) -> Heartbeat {
+        Heartbeat {
+            epoch,
+            uptime_s: 5,
+            version: "0.1.0".into(),
+            config_version: 0,
+            spool: SpoolStats { depth: 1, bytes: 2, budget: 3, dropped: 4, acked_upto: 5 },
+            agents: vec![AgentStatus {
+                name: "security".into(),
+                state: AgentState::Stopped,
+                events: 6,
+                findings: 7,
+                evicted: 8,
+            }],
+            counters: Counters { lines, unparsed: 0, shed: 0, truncated: 0, findings: 1 },
+            load_milli: Some(250),
+            rss_kib: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn heartbeats_are_columns_the_latest_wins_and_old_ones_go() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
+        record(&mut conn, "gw-1", &hb(u64::MAX >> 1, 10), 1_000).await.unwrap();
+        record(&mut conn, "gw-1", &hb(9, 20), 2_000).await.unwrap();
+        drop(conn);
+        let (latest, agents) = store.latest_heartbeat("gw-1").await.unwrap().unwrap();
+        assert_eq!((latest.epoch, latest.lines, latest.load_milli, latest.rss_kib), (9, 20, Some(250), None));
+        assert_eq!(agents[0].state, "stopped");
+        assert_eq!(store.heartbeats("gw-1", 10).await.unwrap().len(), 2);
+        assert_eq!(store.prune_heartbeats(1_500).await.unwrap(), 1);
+        assert_eq!(store.heartbeats("gw-1", 10).await.unwrap()[0].received_ms, 2_000);
+        assert!(store.latest_heartbeat("gw-9").await.unwrap().is_none());
+    }
+}
