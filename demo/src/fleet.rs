@@ -190,7 +190,7 @@ fn stamp(msg: &str) -> String {
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let (y, m, d) = opmas_edge::parse::civil_from_days(days);
+    let (y, m, d) = opmas_edge::date::civil_from_days(days);
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     format!(
         "{weekday} {} {d:>2} {:02}:{:02}:{:02} {y} {msg}",

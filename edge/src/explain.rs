@@ -17,8 +17,9 @@ use std::fmt::Write as _;
 use std::io::{self, BufRead, Write};
 
 use crate::classify::classify;
+use crate::date::{civil_from_days, unix_ms};
 use crate::events::JsonObject;
-use crate::parse::{civil_from_days, parse_line, unix_ms, Context};
+use crate::parse::{parse_line, Context};
 
 /// What `explain` saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -13,6 +13,7 @@
 pub mod agents;
 pub mod classify;
 pub mod config;
+pub mod date;
 pub mod events;
 pub mod explain;
 pub mod machine;

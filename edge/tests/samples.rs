@@ -15,8 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use opmas_edge::classify::classify;
+use opmas_edge::date::unix_ms;
 use opmas_edge::explain::{explain, explain_line, Outcome};
-use opmas_edge::parse::{parse_line, unix_ms, Context};
+use opmas_edge::parse::{parse_line, Context};
 
 /// "Now" for the golden files: fixed, so that the year of RFC 3164 lines is stable.
 fn now_ms() -> u64 {

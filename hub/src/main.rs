@@ -211,7 +211,7 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
             } else {
                 let mut text = format!("{:<24} {:<8} {}\n", "ID", "STATUS", "LAST SEEN");
                 for d in devices {
-                    let seen = d.last_seen_ms.map(rfc3339).unwrap_or_else(|| "never".into());
+                    let seen = d.last_seen_ms.map(opmas_hub::http::rfc3339).unwrap_or_else(|| "never".into());
                     text.push_str(&format!("{:<24} {:<8} {}\n", d.id, d.status, seen));
                 }
                 out(&text)?;
@@ -240,12 +240,4 @@ fn out(text: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
-}
-
-/// Unix milliseconds as RFC 3339 (UTC).
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use error::ApiError;
+pub use views::rfc3339;
 
 use crate::keys::Keys;
 use crate::stats::Stats;
