@@ -34,6 +34,7 @@ use opmas_proto::agents::{NetworkConfig, SecurityConfig, SystemConfig, WifiConfi
 use opmas_proto::msg::Value;
 
 use crate::spool::DEFAULT_BUDGET;
+pub use crate::tls::{ClientCert, TlsConfig};
 use crate::uci::{self, Package, Section};
 
 /// Everything `opmas-edge run` needs.
@@ -198,63 +199,6 @@ pub struct HubConfig {
     pub spool_bytes: usize,
     /// TLS for an `mqtts://` URL; `None` for `mqtt://`.
     pub tls: Option<TlsConfig>,
-}
-
-/// How the uplink checks the hub's certificate and, for mutual TLS, proves
-/// itself to the hub.
-///
-/// `ca_file` is required: a router has system CA certificates only with the
-/// `ca-bundle` package, and a hub usually has a private CA anyway. With a
-/// publicly signed hub certificate, install `ca-bundle` and set `ca_file` to
-/// `/etc/ssl/certs/ca-certificates.crt`.
-///
-/// The files are read when the configuration is, so that a missing or broken
-/// file stops the edge at start with its option and line rather than failing
-/// every connection attempt. Without the `tls` feature no value of this type
-/// can exist, so `HubConfig::tls` is always `None` there.
-#[derive(Clone, Debug)]
-pub struct TlsConfig {
-    /// PEM file with the CA certificate(s) the hub's certificate must chain to.
-    pub ca_file: PathBuf,
-    /// This router's certificate and key, for a hub that requires mutual TLS.
-    pub client_cert: Option<ClientCert>,
-    /// The DNS name or IP address the hub's certificate must carry, when it
-    /// is not the URL's host (for example a URL with an IP address and a
-    /// certificate for a name).
-    pub server_name: Option<String>,
-    /// The rustls client configuration built from the files.
-    #[cfg(feature = "tls")]
-    pub(crate) client: std::sync::Arc<rustls::ClientConfig>,
-    #[cfg(not(feature = "tls"))]
-    never: std::convert::Infallible,
-}
-
-/// A client certificate chain and its private key, both PEM files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientCert {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
-impl TlsConfig {
-    /// Reads the CA file and the client certificate and key, and builds the
-    /// TLS client configuration. The error names the option whose file or
-    /// value is at fault.
-    #[cfg(feature = "tls")]
-    pub fn load(
-        ca_file: PathBuf,
-        client_cert: Option<ClientCert>,
-        server_name: Option<String>,
-    ) -> Result<TlsConfig, crate::uplink::tls::TlsSetupError> {
-        let client = crate::uplink::tls::client_config(&ca_file, client_cert.as_ref(), server_name.as_deref())?;
-        Ok(TlsConfig { ca_file, client_cert, server_name, client: std::sync::Arc::new(client) })
-    }
-
-    /// The uninhabited case of a build without TLS.
-    #[cfg(not(feature = "tls"))]
-    pub fn unreachable(&self) -> ! {
-        match self.never {}
-    }
 }
 
 /// One log source.
@@ -468,7 +412,7 @@ fn load_tls(
 ) -> Result<Option<TlsConfig>, ConfigError> {
     // The certificate is checked against the URL's host unless
     // tls_server_name says otherwise, so that host must be a usable name.
-    if server_name.is_none() && !crate::uplink::tls::is_server_name(host) {
+    if server_name.is_none() && !crate::tls::is_server_name(host) {
         return Err(bad(
             s,
             "url",

@@ -23,6 +23,7 @@ pub mod replay;
 pub mod run;
 pub mod sources;
 pub mod spool;
+pub mod tls;
 pub mod uci;
 pub mod uplink;
 pub mod version;
