@@ -14,6 +14,7 @@
 pub mod agents;
 pub mod envelope;
 pub mod ids;
+pub mod kinds;
 pub mod msg;
 pub mod topic;
 

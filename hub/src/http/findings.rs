@@ -54,6 +54,24 @@ fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiErro
             }
         },
     };
+    if let Some(k) = text("kind") {
+        if opmas_proto::kinds::by_name(&k).is_none() {
+            let known: Vec<&str> = opmas_proto::kinds::ALL_KINDS.iter().map(|k| k.name).collect();
+            return Err(ApiError::Invalid {
+                field: "kind",
+                message: format!("unknown kind {k:?}; known: {}", known.join(", ")),
+            });
+        }
+    }
+    if let Some(a) = text("agent") {
+        if !opmas_proto::agents::AGENTS.iter().any(|s| s.name == a) {
+            let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|s| s.name).collect();
+            return Err(ApiError::Invalid {
+                field: "agent",
+                message: format!("unknown agent {a:?}; known: {}", known.join(", ")),
+            });
+        }
+    }
     let since_ms = params.get("since").map(|v| parse_since(v)).transpose()?;
     let before_id = params.get("cursor").map(|v| decode_cursor(v)).transpose()?;
     Ok(FindingQuery { device: text("device"), agent: text("agent"), kind: text("kind"), since_ms, before_id, limit })
@@ -95,6 +113,8 @@ mod tests {
             (&[("since", "yesterday")][..], "since"),
             (&[("cursor", "42")][..], "cursor"),
             (&[("colour", "red")][..], "query"),
+            (&[("kind", "ssh.brute")][..], "kind"),
+            (&[("agent", "dns")][..], "agent"),
         ] {
             match q(pairs) {
                 Err(ApiError::Invalid { field: f, .. }) => assert_eq!(f, field),

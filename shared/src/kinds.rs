@@ -1,0 +1,114 @@
+//! The finding kinds: every kind an edge agent reports, with its stable
+//! name, severity and words for summaries. Shared by the edge (which
+//! emits them) and the hub (which filters on them and will validate rules
+//! against them).
+
+use crate::msg::Severity;
+
+/// A finding kind: stable name, severity, and words for summaries.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Kind {
+    /// Unique among [`ALL_KINDS`]; part of the suppression key.
+    pub id: u8,
+    /// The dotted name, e.g. `ssh.bruteforce`.
+    pub name: &'static str,
+    /// 1 (informational) to 5 (critical).
+    pub severity: Severity,
+    /// What it is, for summaries ("SSH brute force").
+    pub title: &'static str,
+}
+
+/// Failed SSH logins from one source.
+pub const SSH_BRUTEFORCE: Kind =
+    Kind { id: 0, name: "ssh.bruteforce", severity: Severity::HIGH, title: "SSH brute force" };
+
+/// Many user names tried from one source.
+pub const SSH_USER_ENUM: Kind =
+    Kind { id: 1, name: "ssh.user_enum", severity: Severity::MEDIUM, title: "SSH user enumeration" };
+
+/// Many sources failing as one user.
+pub const SSH_DISTRIBUTED_BRUTEFORCE: Kind =
+    Kind { id: 2, name: "ssh.distributed_bruteforce", severity: Severity::HIGH, title: "distributed SSH brute force" };
+
+/// Failed LuCI logins from one source.
+pub const WEB_BRUTEFORCE: Kind =
+    Kind { id: 3, name: "web.bruteforce", severity: Severity::HIGH, title: "LuCI login brute force" };
+
+/// A successful login from a source that just failed many times: likely a
+/// guessed password, so above the brute force itself.
+pub const AUTH_SUCCESS_AFTER_FAILURES: Kind = Kind {
+    id: 4,
+    name: "auth.success_after_failures",
+    severity: Severity::CRITICAL,
+    title: "login succeeded after failures",
+};
+
+/// Many stations disconnected on one interface.
+pub const WIFI_DEAUTH_FLOOD: Kind =
+    Kind { id: 5, name: "wifi.deauth_flood", severity: Severity::HIGH, title: "WiFi deauthentication flood" };
+
+/// Repeated authentication failures of one station.
+pub const WIFI_AUTH_FAILURES: Kind =
+    Kind { id: 6, name: "wifi.auth_failures", severity: Severity::MEDIUM, title: "WiFi authentication failures" };
+
+/// One station connecting again and again.
+pub const WIFI_CLIENT_CHURN: Kind =
+    Kind { id: 7, name: "wifi.client_churn", severity: Severity::LOW, title: "WiFi client churn" };
+
+/// One source probing many ports.
+pub const NET_PORT_SCAN: Kind = Kind { id: 8, name: "net.port_scan", severity: Severity::MEDIUM, title: "port scan" };
+
+/// One source probing many hosts.
+pub const NET_SWEEP: Kind = Kind { id: 9, name: "net.sweep", severity: Severity::MEDIUM, title: "host sweep" };
+
+/// The DHCP server ran out of addresses.
+pub const DHCP_POOL_EXHAUSTED: Kind =
+    Kind { id: 10, name: "dhcp.pool_exhausted", severity: Severity::MEDIUM, title: "DHCP pool exhausted" };
+
+/// An interface or link going down again and again.
+pub const NET_LINK_FLAPPING: Kind =
+    Kind { id: 11, name: "net.link_flapping", severity: Severity::MEDIUM, title: "link flapping" };
+
+/// PPP sessions ending again and again.
+pub const PPP_SESSION_DROPS: Kind =
+    Kind { id: 12, name: "ppp.session_drops", severity: Severity::MEDIUM, title: "PPP session drops" };
+
+/// The kernel killed a process for lack of memory.
+pub const SYS_OOM_KILL: Kind = Kind { id: 13, name: "sys.oom_kill", severity: Severity::HIGH, title: "OOM kill" };
+
+/// procd gave up respawning a service.
+pub const SYS_CRASH_LOOP: Kind =
+    Kind { id: 14, name: "sys.crash_loop", severity: Severity::HIGH, title: "service crash loop" };
+
+/// A watchdog, soft lockup or hung task.
+pub const SYS_WATCHDOG: Kind = Kind { id: 15, name: "sys.watchdog", severity: Severity::HIGH, title: "watchdog event" };
+
+/// A boot in the middle of a running system's log.
+pub const SYS_UNEXPECTED_REBOOT: Kind =
+    Kind { id: 16, name: "sys.unexpected_reboot", severity: Severity::HIGH, title: "unexpected reboot" };
+
+/// Every finding kind, in id order.
+pub const ALL_KINDS: &[&Kind] = &[
+    &SSH_BRUTEFORCE,
+    &SSH_USER_ENUM,
+    &SSH_DISTRIBUTED_BRUTEFORCE,
+    &WEB_BRUTEFORCE,
+    &AUTH_SUCCESS_AFTER_FAILURES,
+    &WIFI_DEAUTH_FLOOD,
+    &WIFI_AUTH_FAILURES,
+    &WIFI_CLIENT_CHURN,
+    &NET_PORT_SCAN,
+    &NET_SWEEP,
+    &DHCP_POOL_EXHAUSTED,
+    &NET_LINK_FLAPPING,
+    &PPP_SESSION_DROPS,
+    &SYS_OOM_KILL,
+    &SYS_CRASH_LOOP,
+    &SYS_WATCHDOG,
+    &SYS_UNEXPECTED_REBOOT,
+];
+
+/// The kind named `name`, if there is one.
+pub fn by_name(name: &str) -> Option<&'static Kind> {
+    ALL_KINDS.iter().copied().find(|k| k.name == name)
+}
