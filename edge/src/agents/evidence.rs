@@ -5,6 +5,7 @@
 use super::*;
 
 /// Truncates `line` to at most [`MAX_EVIDENCE_LEN`] bytes at a character boundary.
+#[inline]
 pub fn evidence(line: &str) -> String {
     let (head, dots) = cut(line);
     let mut s = String::with_capacity(head.len() + dots.len());
@@ -15,6 +16,7 @@ pub fn evidence(line: &str) -> String {
 
 /// `line` as evidence: its head and `...` when the head had to be cut to
 /// fit [`MAX_EVIDENCE_LEN`] bytes.
+#[inline]
 pub(crate) fn cut(line: &str) -> (&str, &'static str) {
     if line.len() <= MAX_EVIDENCE_LEN {
         return (line, "");
@@ -28,6 +30,7 @@ pub(crate) fn cut(line: &str) -> (&str, &'static str) {
 
 /// A new finding (`seq` 0, `update` false) from `agent` of `kind`.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn finding(
     agent: &str,
     kind: &Kind,
@@ -54,6 +57,7 @@ pub fn finding(
 }
 
 /// The subject in words: `from 192.0.2.1, user root, on wlan0`.
+#[inline]
 pub fn describe(s: &Subject) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(ip) = s.src_ip {
@@ -104,6 +108,7 @@ pub struct EvidencePool<const N: usize> {
 }
 
 impl<const N: usize> Default for EvidencePool<N> {
+    #[inline]
     fn default() -> Self {
         EvidencePool { slots: [[0; MAX_EVIDENCE_LEN]; N], lens: [0; N], gens: [0; N], next: 0, gen: 0 }
     }
@@ -111,6 +116,7 @@ impl<const N: usize> Default for EvidencePool<N> {
 
 impl<const N: usize> EvidencePool<N> {
     /// Copies `line` (truncated) into the oldest slot.
+    #[inline]
     pub fn keep(&mut self, line: &str) -> EvRef {
         let slot = self.next;
         let (Some(buf), Some(len), Some(gen)) =
@@ -129,6 +135,7 @@ impl<const N: usize> EvidencePool<N> {
     }
 
     /// The line behind `r`, if its slot was not reused since.
+    #[inline]
     pub fn get(&self, r: EvRef) -> Option<&str> {
         let i = usize::from(r.slot);
         if r.gen == 0 || self.gens.get(i) != Some(&r.gen) {
@@ -151,6 +158,7 @@ pub struct EvList {
 
 impl EvList {
     /// Offers `line`; kept if there is room.
+    #[inline]
     pub fn note<const N: usize>(&mut self, pool: &mut EvidencePool<N>, line: &str) {
         if let Some(r) = self.refs.get_mut(usize::from(self.seen)) {
             *r = pool.keep(line);
@@ -159,17 +167,20 @@ impl EvList {
     }
 
     /// Forgets the kept lines.
+    #[inline]
     pub fn clear(&mut self) {
         *self = EvList::default();
     }
 
     /// The kept lines still in `pool`.
+    #[inline]
     fn kept<const N: usize>(&self, pool: &EvidencePool<N>) -> Vec<String> {
         self.refs.iter().filter_map(|r| pool.get(*r)).map(str::to_owned).collect()
     }
 
     /// The evidence of a finding fired by `current`, the line offered last:
     /// the kept lines, then `current` unless it is one of them.
+    #[inline]
     pub fn lines<const N: usize>(&self, pool: &EvidencePool<N>, current: &str) -> Vec<String> {
         let mut v = self.kept(pool);
         if usize::from(self.seen) > self.refs.len() || v.is_empty() {
@@ -180,6 +191,7 @@ impl EvList {
     }
 
     /// The kept lines, then `other`, a line that was not offered.
+    #[inline]
     pub fn lines_then<const N: usize>(&self, pool: &EvidencePool<N>, other: &str) -> Vec<String> {
         let mut v = self.kept(pool);
         v.truncate(MAX_EVIDENCE - 1);

@@ -33,6 +33,7 @@ pub struct Suppressor<const N: usize> {
 
 impl<const N: usize> Suppressor<N> {
     /// Windows of `suppress_s` seconds.
+    #[inline]
     pub fn new(suppress_s: u32) -> Self {
         Suppressor { window_ms: u64::from(suppress_s) * 1000, open: FnvIndexMap::new(), emitted: 0, evicted: 0 }
     }
@@ -40,6 +41,7 @@ impl<const N: usize> Suppressor<N> {
     /// Adds `n` events at `now_ms` to the open window of (`kind`, `subject`).
     /// Returns false when there is none (an ended one is closed first, its
     /// update emitted): the caller then checks its threshold.
+    #[inline]
     pub fn note(&mut self, kind: &Kind, subject: u64, now_ms: u64, n: u32, line: &str, out: &mut Vec<Finding>) -> bool {
         if self.open.is_empty() {
             return false;
@@ -63,6 +65,7 @@ impl<const N: usize> Suppressor<N> {
 
     /// Emits `finding` (new) and opens its window at `now_ms`. Call when
     /// [`Suppressor::note`] returned false and the threshold is crossed.
+    #[inline]
     pub fn emit(&mut self, kind: &Kind, subject: u64, now_ms: u64, finding: Finding, out: &mut Vec<Finding>) {
         let key = (kind.id, subject);
         if let Some(w) = self.open.remove(&key) {
@@ -83,6 +86,7 @@ impl<const N: usize> Suppressor<N> {
     }
 
     /// Closes every window that ended by `now_ms` (line time).
+    #[inline]
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Finding>) {
         if self.open.is_empty() {
             return;
@@ -97,6 +101,7 @@ impl<const N: usize> Suppressor<N> {
     }
 
     /// Emits the update of a closing window if events were added to it.
+    #[inline]
     fn close(&mut self, w: Window, out: &mut Vec<Finding>) {
         if w.pending == 0 {
             return;
@@ -110,21 +115,25 @@ impl<const N: usize> Suppressor<N> {
     }
 
     /// Windows open now.
+    #[inline]
     pub fn len(&self) -> usize {
         self.open.len()
     }
 
     /// True when no window is open.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()
     }
 
     /// Findings emitted since start, new and updates.
+    #[inline]
     pub fn emitted(&self) -> u64 {
         self.emitted
     }
 
     /// Windows closed early because the table was full.
+    #[inline]
     pub fn evicted(&self) -> u64 {
         self.evicted
     }

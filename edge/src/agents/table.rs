@@ -6,6 +6,7 @@ use super::*;
 
 /// The splitmix64 finaliser: spreads any input over all 64 bits, so that the
 /// low bits index bitmaps evenly even for sequential ports or addresses.
+#[inline]
 pub fn mix(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -15,6 +16,7 @@ pub fn mix(mut x: u64) -> u64 {
 }
 
 /// A 64-bit hash of an address.
+#[inline]
 pub fn hash_ip(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(a) => mix(u64::from(u32::from(a))),
@@ -26,17 +28,20 @@ pub fn hash_ip(ip: IpAddr) -> u64 {
 }
 
 /// A 64-bit hash of a name (user, interface, process), exactly as written.
+#[inline]
 pub fn hash_str(s: &str) -> u64 {
     fnv(s.bytes())
 }
 
 /// A 64-bit hash of a MAC address, ASCII case folded: hostapd and dnsmasq
 /// log them in lower case, other tools in upper.
+#[inline]
 pub fn hash_mac(s: &str) -> u64 {
     fnv(s.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
 /// FNV-1a over `bytes`, then [`mix`].
+#[inline]
 pub(crate) fn fnv(bytes: impl Iterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
@@ -48,6 +53,7 @@ pub(crate) fn fnv(bytes: impl Iterator<Item = u8>) -> u64 {
 
 /// `s` cut to at most `N` bytes at a character boundary: names are kept
 /// inline so that tracking one allocates nothing.
+#[inline]
 pub fn short<const N: usize>(s: &str) -> HString<N> {
     let mut end = s.len().min(N);
     while !s.is_char_boundary(end) {
@@ -59,6 +65,7 @@ pub fn short<const N: usize>(s: &str) -> HString<N> {
 }
 
 /// The text of an inline name, or `None` when it is empty.
+#[inline]
 pub fn opt<const N: usize>(s: &HString<N>) -> Option<String> {
     (!s.is_empty()).then(|| s.as_str().to_owned())
 }
@@ -99,6 +106,7 @@ pub struct BoundedMap<K, V, const N: usize, const M: usize> {
 }
 
 impl<K: Eq + Hash + Clone, V, const N: usize, const M: usize> Default for BoundedMap<K, V, N, M> {
+    #[inline]
     fn default() -> Self {
         let () = Self::SIZES_OK;
         BoundedMap { index: FnvIndexMap::new(), slots: heapless::Vec::new(), hand: 0, evicted: 0 }
@@ -110,6 +118,7 @@ impl<K: Eq + Hash + Clone, V, const N: usize, const M: usize> BoundedMap<K, V, N
     const SIZES_OK: () = assert!(N > 0 && N <= u16::MAX as usize && M >= 2 * N && M.is_power_of_two());
 
     /// The entry for `key`, marked as hit.
+    #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let i = usize::from(*self.index.get(key)?);
         let s = self.slots.get_mut(i)?;
@@ -118,6 +127,7 @@ impl<K: Eq + Hash + Clone, V, const N: usize, const M: usize> BoundedMap<K, V, N
     }
 
     /// The entry for `key` without marking it.
+    #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
         let i = usize::from(*self.index.get(key)?);
         self.slots.get(i).map(|s| &s.value)
@@ -127,6 +137,7 @@ impl<K: Eq + Hash + Clone, V, const N: usize, const M: usize> BoundedMap<K, V, N
     /// slot freed by the clock when the map is full. `stale` tells entries
     /// that may go uncounted. `None` only if the index is inconsistent,
     /// which the construction rules out.
+    #[inline]
     pub fn entry(&mut self, key: K, stale: impl Fn(&V) -> bool, make: impl FnOnce() -> V) -> Option<&mut V> {
         if let Some(&i) = self.index.get(&key) {
             let s = self.slots.get_mut(usize::from(i))?;
@@ -149,6 +160,7 @@ impl<K: Eq + Hash + Clone, V, const N: usize, const M: usize> BoundedMap<K, V, N
     }
 
     /// The slot to reuse, by the clock algorithm; counts a live eviction.
+    #[inline]
     fn victim(&mut self, stale: &impl Fn(&V) -> bool) -> usize {
         // Two turns at most: the first clears every mark.
         for _ in 0..2 * N {
@@ -169,16 +181,19 @@ impl<K: Eq + Hash + Clone, V, const N: usize, const M: usize> BoundedMap<K, V, N
     }
 
     /// Entries held.
+    #[inline]
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// True when no entry is held.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// Live entries evicted since the map was built.
+    #[inline]
     pub fn evicted(&self) -> u64 {
         self.evicted
     }

@@ -24,12 +24,14 @@ pub struct Clock {
 
 impl Clock {
     /// Notes the line time of an event.
+    #[inline]
     pub fn observe(&mut self, line_ms: u64) {
         self.latest_ms = self.latest_ms.max(line_ms);
         self.fresh = true;
     }
 
     /// Line time now, given the wall clock.
+    #[inline]
     pub fn at_tick(&mut self, wall_ms: u64) -> u64 {
         let wall = i64::try_from(wall_ms).unwrap_or(i64::MAX);
         if self.fresh {
@@ -68,6 +70,7 @@ pub struct Burst<const N: usize> {
 }
 
 impl<const N: usize> Default for Burst<N> {
+    #[inline]
     fn default() -> Self {
         let () = Self::SIZE_OK;
         Burst { times: [0; N], head: 0, len: 0, count: 0, first_ms: 0, last_ms: 0, ev: EvList::default() }
@@ -80,6 +83,7 @@ impl<const N: usize> Burst<N> {
 
     /// Adds `n` events at `now_ms`. A gap longer than `window_s` since the
     /// last event starts a new run; returns true when a run started.
+    #[inline]
     pub fn push<const P: usize>(
         &mut self,
         now_ms: u64,
@@ -108,6 +112,7 @@ impl<const N: usize> Burst<N> {
     }
 
     /// Time of the `k`-th latest event (1 = the latest).
+    #[inline]
     fn kth_latest(&self, k: u32) -> Option<u32> {
         let k = k as usize;
         if k == 0 || k > usize::from(self.len) {
@@ -117,17 +122,20 @@ impl<const N: usize> Burst<N> {
     }
 
     /// True when the run holds `threshold` events within `window_s` of `now_ms`.
+    #[inline]
     pub fn hits(&self, threshold: u32, window_s: u32, now_ms: u64) -> bool {
         self.count >= threshold && self.within(threshold, window_s, now_ms)
     }
 
     /// True when the latest `k` events, run or not, fall within `window_s` of `now_ms`.
+    #[inline]
     pub fn within(&self, k: u32, window_s: u32, now_ms: u64) -> bool {
         self.kth_latest(k).is_some_and(|t| u64::from(t) + u64::from(window_s) >= u64::from(secs(now_ms)))
     }
 
     /// Events, run or not, within `window_s` of `now_ms` (at most `N`), and
     /// the time of the earliest of them. Walks the ring: for rare events only.
+    #[inline]
     pub fn count_within(&self, window_s: u32, now_ms: u64) -> (u32, Option<u64>) {
         let now = u64::from(secs(now_ms));
         let mut n = 0;
@@ -145,27 +153,32 @@ impl<const N: usize> Burst<N> {
     }
 
     /// Ends the run: the next event starts a new one. The ring is kept.
+    #[inline]
     pub fn reset_run(&mut self) {
         self.count = 0;
         self.ev.clear();
     }
 
     /// Events in the current run.
+    #[inline]
     pub fn count(&self) -> u32 {
         self.count
     }
 
     /// Line time of the run's first event.
+    #[inline]
     pub fn first_ms(&self) -> u64 {
         self.first_ms
     }
 
     /// Line time of the latest event.
+    #[inline]
     pub fn last_ms(&self) -> u64 {
         self.last_ms
     }
 
     /// The run's first lines.
+    #[inline]
     pub fn ev(&self) -> &EvList {
         &self.ev
     }
@@ -211,6 +224,7 @@ pub struct Distinct {
 
 impl Distinct {
     /// The bit count at which the estimate reaches `threshold` distinct values.
+    #[inline]
     pub fn bits_for(threshold: u32) -> u16 {
         let m = f64::from(DISTINCT_BITS);
         let t = f64::from(threshold.clamp(1, DISTINCT_BITS / 2));
@@ -219,6 +233,7 @@ impl Distinct {
     }
 
     /// Moves the buckets on to `now_s`.
+    #[inline]
     fn rotate(&mut self, now_s: u32, window_s: u32) {
         let half = (window_s / 2).max(1);
         if self.cur_events == 0 && self.prev_events == 0 {
@@ -237,6 +252,7 @@ impl Distinct {
     }
 
     /// Adds one event with value hash `value` (see [`mix`]) at `now_ms`.
+    #[inline]
     pub fn insert<const P: usize>(
         &mut self,
         value: u64,
@@ -263,11 +279,13 @@ impl Distinct {
     }
 
     /// Bits set: compare with [`Distinct::bits_for`].
+    #[inline]
     pub fn bits(&self) -> u16 {
         self.bits
     }
 
     /// The estimated number of distinct values.
+    #[inline]
     pub fn estimate(&self) -> u32 {
         let m = f64::from(DISTINCT_BITS);
         let k = f64::from(self.bits).min(m - 1.0);
@@ -275,11 +293,13 @@ impl Distinct {
     }
 
     /// Events in the window.
+    #[inline]
     pub fn events(&self) -> u32 {
         self.cur_events.saturating_add(self.prev_events)
     }
 
     /// Line time of the window's first event.
+    #[inline]
     pub fn first_ms(&self) -> u64 {
         if self.prev_events > 0 {
             self.prev_first_ms
@@ -289,16 +309,19 @@ impl Distinct {
     }
 
     /// Line time of the latest event.
+    #[inline]
     pub fn last_ms(&self) -> u64 {
         self.last_ms
     }
 
     /// The first lines since the last reset.
+    #[inline]
     pub fn ev(&self) -> &EvList {
         &self.ev
     }
 
     /// Forgets everything: the next event starts afresh.
+    #[inline]
     pub fn reset(&mut self) {
         *self = Distinct::default();
     }
