@@ -36,14 +36,7 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    opmas_hub::serve::init_logging();
     let unset = |env: &str| std::env::var_os(env).is_none();
     let flags = Overrides {
         data_dir: cli.data_dir.or_else(|| unset("OPMAS_DATA_DIR").then(|| PathBuf::from("opmas-demo-data"))),

@@ -114,15 +114,7 @@ enum DeviceCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal (https://no-color.org).
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    serve::init_logging();
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
     let (common, flags) = match &command {
         Command::Serve(a) => (

@@ -102,6 +102,20 @@ pub async fn run(cfg: HubConfig, shutdown: impl Future<Output = ()> + Send + 'st
     start(&cfg).await?.wait(shutdown).await
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default: info, quiet brokers and
+/// sqlx), with colour codes only for a person at a terminal
+/// (https://no-color.org). For the `opmas-hub` and `opmas-demo` binaries.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .init();
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

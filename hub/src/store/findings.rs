@@ -62,6 +62,17 @@ pub struct Inserted {
     pub updated: u64,
 }
 
+/// How many of `len` rows the next statement takes: [`INSERT_ROWS`], or
+/// the largest power of two below `len`, so that few distinct statements
+/// are ever prepared.
+fn chunk_len(len: usize) -> usize {
+    if len >= INSERT_ROWS {
+        INSERT_ROWS
+    } else {
+        1 << len.max(1).ilog2()
+    }
+}
+
 /// Most rows in one multi-row `INSERT`. Runs are cut into powers of two up
 /// to this, so that only a handful of distinct statements are ever prepared
 /// (and stay in the connection's statement cache).
@@ -100,8 +111,7 @@ async fn insert_new(
     counts: &mut Inserted,
 ) -> Result<(), StoreError> {
     while !rows.is_empty() {
-        let n = if rows.len() >= INSERT_ROWS { INSERT_ROWS } else { 1 << rows.len().ilog2() };
-        let (chunk, rest) = rows.split_at(n);
+        let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
         rows = rest;
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
@@ -278,8 +288,7 @@ async fn record_updates(
     counts: &mut Inserted,
 ) -> Result<(), StoreError> {
     while !rows.is_empty() {
-        let n = if rows.len() >= INSERT_ROWS { INSERT_ROWS } else { 1 << rows.len().ilog2() };
-        let (chunk, rest) = rows.split_at(n);
+        let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
         rows = rest;
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms) ",
