@@ -281,3 +281,84 @@ pub async fn presence(store: Store, bus: Bus, timeout: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opmas_proto::msg::{Finding, FindingBatch, Severity, Subject};
+
+    fn batch(ip_of: impl Fn(u64) -> &'static str, seqs: std::ops::RangeInclusive<u64>) -> FindingBatch {
+        let findings = seqs
+            .clone()
+            .map(|seq| Finding {
+                seq,
+                agent: "security".into(),
+                kind: "ssh.bruteforce".into(),
+                severity: Severity::HIGH,
+                subject: Subject { src_ip: Some(ip_of(seq).parse().unwrap()), ..Default::default() },
+                count: 5,
+                first_ms: 1000 + seq,
+                last_ms: 2000,
+                summary: "s".into(),
+                evidence: vec![],
+                update: false,
+            })
+            .collect();
+        FindingBatch { epoch: 7, floor: *seqs.start(), round: 0, findings }
+    }
+
+    /// Ingest as the hub wires it, on a real database and a real channel
+    /// standing where the broker's outgoing queue is.
+    async fn ingest() -> (Ingest, mpsc::Receiver<crate::mqtt::Outbound>, tempfile::TempDir) {
+        let (store, dir) = crate::store::test_store().await;
+        for d in ["gw-bad", "gw-good"] {
+            store.insert_device(d, d, &"ab".repeat(32), 1).await.unwrap();
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let ingest = Ingest {
+            keys: Keys::new(store.clone()),
+            store,
+            publisher: Publisher::new(tx),
+            stats: Arc::default(),
+            bus: Bus::default(),
+            down_seq: Arc::default(),
+        };
+        (ingest, rx, dir)
+    }
+
+    #[tokio::test]
+    async fn a_refused_row_is_isolated_and_both_devices_are_acked() {
+        let (ingest, mut acks, _dir) = ingest().await;
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON findings WHEN NEW.src_ip = '198.51.100.66'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        )
+        .execute(ingest.store.writer())
+        .await
+        .unwrap();
+        let mut events = ingest.bus.subscribe();
+        let id = |d: &str| DeviceId::new(d).unwrap();
+        let msgs = vec![
+            (id("gw-bad"), Uplink::Findings(batch(|s| if s == 2 { "198.51.100.66" } else { "203.0.113.1" }, 1..=3))),
+            (id("gw-good"), Uplink::Findings(batch(|_| "203.0.113.2", 1..=2))),
+        ];
+        let mut marks = HashMap::new();
+        ingest.apply(msgs, &mut marks).await;
+        let s = ingest.stats.snapshot();
+        assert_eq!((s.findings_stored, s.findings_unstorable, s.store_errors), (4, 1, 0));
+        assert_eq!((s.acks_sent, s.acks_dropped), (2, 0), "each device acked once");
+        let topics: Vec<String> = [acks.recv().await.unwrap(), acks.recv().await.unwrap()].map(|m| m.topic).into();
+        assert!(
+            topics.contains(&"opmas/v1/gw-bad/ack".to_string()) && topics.contains(&"opmas/v1/gw-good/ack".to_string())
+        );
+        assert_eq!(marks[&id("gw-bad")].1.upto, 3, "the watermark moved past the refused row");
+        // Events only for what was stored.
+        let mut stored = 0;
+        while let Ok(e) = events.try_recv() {
+            if let Event::Findings { findings, .. } = &*e {
+                stored += findings.len();
+            }
+        }
+        assert_eq!(stored, 4);
+    }
+}
