@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use opmas_proto::msg::{Ack, Counters, Finding, FindingBatch, Heartbeat};
+use opmas_proto::msg::{Ack, Finding, FindingBatch, Heartbeat};
 use opmas_proto::Channel;
 use tracing::{debug, info, warn};
 
@@ -254,7 +254,7 @@ impl Edge {
             config_version: 0,
             spool: self.spool.stats(),
             agents: self.pipeline.agent_status(),
-            counters: Counters { ..self.pipeline.counters().clone() },
+            counters: self.pipeline.counters().clone(),
             load_milli: None,
             rss_kib: None,
         };

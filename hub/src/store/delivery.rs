@@ -2,7 +2,6 @@
 //! `crate::watermark`), written in the same transaction as the findings it
 //! covers.
 
-use serde::Serialize;
 use sqlx::SqliteConnection;
 
 use super::{Store, StoreError};
@@ -63,8 +62,8 @@ pub(super) async fn add_unstorable(
     Ok(())
 }
 
-/// A device's delivery in one epoch, as the API shows it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+/// A device's delivery in one epoch (the API's view: `http::views::DeliveryView`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryRow {
     /// The run epoch, as a decimal string.
     pub epoch: String,

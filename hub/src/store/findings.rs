@@ -1,20 +1,18 @@
 //! The `findings` table: idempotent batch insert and the paginated query.
 
 use opmas_proto::msg::Finding;
-use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError};
 
-/// A stored finding as the API returns it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+/// A stored finding (the API's view of it is `http::views::FindingView`).
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct FindingRow {
     pub id: i64,
     pub device_id: String,
     /// The edge run epoch as a decimal string (a `u64` does not fit JSON numbers safely).
     #[sqlx(skip)]
     pub epoch: String,
-    #[serde(skip)]
     #[sqlx(rename = "epoch")]
     pub epoch_raw: i64,
     pub seq: i64,
@@ -32,7 +30,6 @@ pub struct FindingRow {
     pub summary: String,
     #[sqlx(skip)]
     pub evidence: Vec<String>,
-    #[serde(skip)]
     #[sqlx(rename = "evidence")]
     pub evidence_json: String,
     pub received_ms: i64,
