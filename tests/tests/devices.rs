@@ -64,6 +64,13 @@ fn rekey_and_remove_take_effect_at_once_on_a_running_hub() {
         stale.log().contains("refused this router: not authorised").then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", stale.log()));
+    // And the hub's refusal names where the connection came from.
+    let refusal = hub
+        .log()
+        .lines()
+        .find(|l| l.contains("refused MQTT connection") && l.contains("wrong secret"))
+        .map(str::to_owned);
+    assert!(refusal.as_deref().is_some_and(|l| l.contains("peer=127.0.0.1:")), "{refusal:?}\n{}", hub.log());
     drop(stale);
     let edge = Edge::start(dir.path(), &hub, &new).unwrap();
     let seen = hub.get(&format!("/devices/{}", new.id)).unwrap().1["last_seen_ms"].as_i64().unwrap_or(0);
@@ -106,11 +113,16 @@ fn two_routers_with_one_device_id_are_named_by_hub_and_edge() {
     std::fs::create_dir(&twin).unwrap();
     let first = Edge::start(dir.path(), &hub, &d).unwrap();
     let second = Edge::start(&twin, &hub, &d).unwrap();
-    wait_for(Duration::from_secs(60), "the hub to name the conflict", || {
-        hub.log().contains("device gw-twin connected").then_some(())
+    let line = wait_for(Duration::from_secs(60), "the hub to name the conflict", || {
+        hub.log().lines().find(|l| l.contains("two routers are using device id gw-twin")).map(str::to_owned)
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
-    assert!(hub.log().contains("two routers may be configured with its id"));
+    // Both routers by address: here both on loopback, told apart by port.
+    let field = |name: &str| line.split(&format!(" {name}=")).nth(1).and_then(|v| v.split(' ').next()).unwrap_or("");
+    let (older, newer) = (field("older"), field("newer"));
+    assert!(older.starts_with("127.0.0.1:") && newer.starts_with("127.0.0.1:") && older != newer, "{line}");
+    assert!(line.contains(&format!("{older} and {newer} connect in turn")), "{line}");
+    assert_eq!(hub.log().matches("two routers are using device id gw-twin").count(), 1, "named once");
     wait_for(Duration::from_secs(60), "an edge to suspect it", || {
         (first.log().contains("is another router configured with device id")
             || second.log().contains("is another router configured with device id"))

@@ -7,7 +7,10 @@
 //!
 //! What rumqttd 0.20 does and does not do shapes this module:
 //! - its auth callback is async and sees client id, username and password, so
-//!   devices are checked against the database at connect;
+//!   devices are checked against the database at connect; it does not see
+//!   the peer's address, so rumqttd listens on loopback only and the hub's
+//!   own listeners relay every connection to it ([`relay`]), noting who
+//!   connects from where;
 //! - a refused client gets no CONNACK, just a closed socket, so every refusal
 //!   is logged with its reason here and counted in [`Stats::auth_refused`];
 //! - it reports no connects or disconnects, so presence comes from the status
@@ -17,8 +20,7 @@
 //! - the in-process link stops receiving unless `ready()` is called after
 //!   `Notification::Unschedule`.
 //!
-//!
-//! MQTT over TLS is in [`tls`].
+//! MQTT over TLS settings are in [`tls`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,13 +33,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
+mod relay;
 mod tls;
 
 use crate::config::HubConfig;
 use crate::keys::{constant_time_eq, Keys};
 pub use crate::mqtt::{Inbound, Outbound, Publisher};
 use crate::stats::{bump, Stats};
-use tls::{serve_tls, TlsSettings};
+use relay::{Peers, Relay};
+use tls::TlsSettings;
 
 /// How many received messages may wait for ingest before the link pauses.
 const INBOUND_CAPACITY: usize = 16_384;
@@ -55,29 +59,27 @@ pub struct BrokerHandle {
 /// Starts the embedded broker on `cfg.mqtt_listen`, authenticating devices
 /// with `keys`, and waits until it accepts TCP connections.
 pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> Result<BrokerHandle> {
-    let stats_tls = stats.clone();
-    // Fail with a clear message on a taken port instead of a broker thread
-    // that logs and exits. SO_REUSEADDR as rumqttd's own listener uses, so
-    // that sockets in TIME_WAIT from a previous run do not count as taken.
-    check_bindable(cfg.mqtt_listen).with_context(|| format!("MQTT listen address {}", cfg.mqtt_listen))?;
-    // The TLS files are read and the TLS port bound before anything starts,
-    // so that a typo in a path or a taken port fails the start, naming it.
+    // The listeners are bound before anything starts, so that a taken port
+    // or a typo in a TLS path fails the start, naming it.
+    let plain = bind(cfg.mqtt_listen).with_context(|| format!("MQTT listen address {}", cfg.mqtt_listen))?;
     let tls = match cfg.mqtts_listen {
         None => None,
         Some(addr) => {
             let tls = TlsSettings::from_config(cfg)?;
             let listener = bind(addr).with_context(|| format!("MQTTS listen address {addr} (--mqtts-listen)"))?;
-            // The relay's target: rumqttd binds it itself, so the port is
-            // picked here and released; another process taking it in between
-            // makes the start fail below ("did not start listening").
-            let backend = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-                .await
-                .and_then(|l| l.local_addr())
-                .context("picking a loopback port for the TLS relay")?;
-            Some((listener, tls, backend))
+            Some((listener, tls))
         }
     };
+    // rumqttd's own listener, which only the relays reach. rumqttd binds it
+    // itself, so the port is picked here and released; another process
+    // taking it in between makes the start fail below ("did not start
+    // listening").
+    let backend = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .and_then(|l| l.local_addr())
+        .context("picking a loopback port for the embedded broker")?;
 
+    let peers = Arc::new(Peers::default());
     let runtime = tokio::runtime::Handle::current();
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
@@ -87,12 +89,13 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
         external_auth: None,
         dynamic_filters: true,
     };
-    let flapping = Arc::new(std::sync::Mutex::new(Flapping::default()));
+    let auth_stats = stats.clone();
+    let auth_peers = peers.clone();
     connections.set_auth_handler(move |client_id: String, username: String, password: String| {
         let keys = keys.clone();
-        let stats = stats.clone();
+        let stats = auth_stats.clone();
         let runtime = runtime.clone();
-        let flapping = flapping.clone();
+        let peer = auth_peers.judging(&client_id).map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
         async move {
             // The lookup runs on the hub's runtime, where the database pool lives.
             let verdict = runtime
@@ -101,57 +104,32 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
             match verdict {
                 Ok(Ok(id)) => {
                     bump(&stats.auth_accepted);
-                    info!(device = %id, "device authenticated");
-                    let now = std::time::Instant::now();
-                    let n = flapping.lock().unwrap_or_else(|p| p.into_inner()).connected(&id, now);
-                    if let Some(n) = n {
-                        warn!(
-                            device = %id,
-                            connects = n,
-                            window_s = FLAP_WINDOW.as_secs(),
-                            "device {id} connected {n} times within {} s: two routers may be configured with \
-                             its id (the broker keeps only the newest connection of a device, so they take \
-                             turns); give each router its own id with `opmas-hub device add`",
-                            FLAP_WINDOW.as_secs()
-                        );
-                    }
+                    info!(device = %id, %peer, "device authenticated");
                     true
                 }
                 Ok(Err(refusal)) => {
                     bump(&stats.auth_refused);
-                    warn!(client_id = %refusal.client_id, reason = %refusal.reason, "refused MQTT connection");
+                    warn!(client_id = %refusal.client_id, %peer, reason = %refusal.reason, "refused MQTT connection");
                     false
                 }
                 Err(e) => {
                     bump(&stats.auth_refused);
-                    warn!(error = %e, "refused MQTT connection: auth check failed");
+                    warn!(%peer, error = %e, "refused MQTT connection: auth check failed");
                     false
                 }
             }
         }
     });
-    let mut servers = vec![(
+    let servers = vec![(
         "1".to_string(),
         ServerSettings {
-            name: "opmas-v4".into(),
-            listen: cfg.mqtt_listen,
+            name: "opmas-v4-relayed".into(),
+            listen: backend,
             tls: None,
             next_connection_delay_ms: cfg.broker.next_connection_delay_ms,
-            connections: connections.clone(),
+            connections,
         },
     )];
-    if let Some((_, _, backend)) = &tls {
-        servers.push((
-            "2".to_string(),
-            ServerSettings {
-                name: "opmas-v4-tls-relay".into(),
-                listen: *backend,
-                tls: None,
-                next_connection_delay_ms: cfg.broker.next_connection_delay_ms,
-                connections,
-            },
-        ));
-    }
     let config = Config {
         id: 0,
         router: RouterConfig {
@@ -232,37 +210,41 @@ pub async fn start_embedded(cfg: &HubConfig, keys: Keys, stats: Arc<Stats>) -> R
         }
     })?;
 
-    wait_until_listening(listen).await?;
-    if let Err(e) = widen_backlog(listen, MQTT_BACKLOG) {
-        warn!(error = %e, %listen, "could not raise the MQTT accept backlog; reconnect storms will be slower");
+    wait_until_listening(backend).await?;
+    // The relays connect to rumqttd as fast as routers arrive; its own
+    // backlog of 128 would drop the rest of a reconnect storm.
+    if let Err(e) = widen_backlog(backend, MQTT_BACKLOG) {
+        warn!(error = %e, %backend, "could not raise the broker's accept backlog; reconnect storms will be slower");
     }
-    if let Some((listener, tls, backend)) = tls {
-        wait_until_listening(backend).await?;
+    let relay = Relay {
+        backend,
+        slots: Arc::new(Semaphore::new(cfg.broker.max_connections)),
+        stats,
+        peers,
+        max_packet: cfg.broker.max_payload_size,
+    };
+    info!(%listen, "MQTT listening");
+    tokio::spawn(relay.clone().serve(plain, None));
+    if let Some((listener, tls)) = tls {
         info!(
             listen = %listener.local_addr()?,
             mutual_tls = tls.mutual,
             "MQTT over TLS listening{}",
             if tls.mutual { " (client certificates required)" } else { "" }
         );
-        let slots = Arc::new(Semaphore::new(cfg.broker.max_connections));
-        tokio::spawn(serve_tls(listener, tls.acceptor, backend, slots, stats_tls));
+        tokio::spawn(relay.serve(listener, Some(tls.acceptor)));
     }
     Ok(BrokerHandle { inbound, publisher: Publisher::new(out_tx), stopped })
 }
 
-/// A listener with SO_REUSEADDR, as rumqttd's own.
+/// A router-facing listener: SO_REUSEADDR, so that sockets in TIME_WAIT
+/// from a previous run do not make the port look taken, and a backlog that
+/// holds a whole fleet reconnecting at once.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1).map(drop)
+    socket.listen(MQTT_BACKLOG as u32)
 }
 
 /// Waits until rumqttd's listener holds `listen`.
@@ -351,43 +333,6 @@ fn widen_backlog(_addr: SocketAddr, _backlog: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A device connecting this often within [`FLAP_WINDOW`] is flapping.
-const FLAP_CONNECTS: usize = 5;
-const FLAP_WINDOW: Duration = Duration::from_secs(60);
-/// How long after a warning the same device is not warned about again.
-const FLAP_QUIET: Duration = Duration::from_secs(600);
-/// Devices tracked at most (a bound on memory under a reconnect storm).
-const FLAP_DEVICES: usize = 100_000;
-
-/// Notices a device that keeps reconnecting, as two routers with one id
-/// do: rumqttd drops the older connection of a client id when a newer one
-/// arrives, both routers reconnect, and the device flaps online/offline.
-#[derive(Debug, Default)]
-struct Flapping {
-    recent:
-        std::collections::HashMap<String, (std::collections::VecDeque<std::time::Instant>, Option<std::time::Instant>)>,
-}
-
-impl Flapping {
-    /// Records a connect; returns the count in the window when it is time
-    /// to warn (once per [`FLAP_QUIET`] per device).
-    fn connected(&mut self, id: &str, now: std::time::Instant) -> Option<usize> {
-        if self.recent.len() >= FLAP_DEVICES && !self.recent.contains_key(id) {
-            self.recent.retain(|_, (times, _)| times.back().is_some_and(|t| now.duration_since(*t) < FLAP_WINDOW));
-        }
-        let (times, warned) = self.recent.entry(id.to_owned()).or_default();
-        times.push_back(now);
-        while times.front().is_some_and(|t| now.duration_since(*t) >= FLAP_WINDOW) {
-            times.pop_front();
-        }
-        if times.len() < FLAP_CONNECTS || warned.is_some_and(|w| now.duration_since(w) < FLAP_QUIET) {
-            return None;
-        }
-        *warned = Some(now);
-        Some(times.len())
-    }
-}
-
 /// Faults a test can inject between broker and ingest (cargo feature
 /// `fault-injection`, which release builds do not have):
 /// `OPMAS_FAULT_DROP_FINDINGS=3,7` drops the 3rd and 7th finding message the
@@ -465,22 +410,6 @@ mod tests {
         if let Ok(l6) = l6 {
             assert!(is_listening(l6.local_addr().unwrap()));
         }
-    }
-
-    #[test]
-    fn a_device_that_keeps_reconnecting_is_reported_once_per_quiet_period() {
-        let mut f = Flapping::default();
-        let t0 = std::time::Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        // A router reconnecting once a minute after a network blip is fine.
-        for i in 0..10 {
-            assert_eq!(f.connected("gw-ok", at(i * 61)), None);
-        }
-        // Two routers with one id take turns every few seconds.
-        let warnings: Vec<Option<usize>> = (0..40).map(|i| f.connected("gw-twin", at(i * 3))).collect();
-        assert_eq!(warnings[4], Some(5), "the fifth connect within a minute warns");
-        assert_eq!(warnings.iter().flatten().count(), 1, "and only once in ten minutes");
-        assert_eq!(f.connected("gw-twin", at(39 * 3 + 601)), None, "the window starts again");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! MQTT over TLS (`mqtts_listen`): the hub ends TLS here, in [`serve_tls`], and relays
-//! each connection in plain MQTT to a second rumqttd listener on a loopback
-//! port, which has the same device auth callback. rumqttd 0.20's own TLS
+//! MQTT over TLS (`mqtts_listen`): the settings and files. The hub ends TLS
+//! itself, in the relay ([`super::relay`]), and passes each connection on in
+//! plain MQTT to rumqttd's loopback listener, as it does plain connections. rumqttd 0.20's own TLS
 //! (`TlsConfig::Rustls`) is not used because:
 //! - it runs each handshake inside the accept loop without a timeout, so one
 //!   client that opens a connection and sends nothing stops the listener for
@@ -12,29 +12,17 @@
 //!   are required, only the first certificate of the CA file is trusted, and
 //!   the certificate's subject O field becomes a tenant prefix of client ids.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
 
 use crate::config::HubConfig;
-use crate::stats::{bump, Stats};
-
-/// How long a client may take for the TLS handshake, and the wait for
-/// rumqttd to close its side after the router closed its own.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const TLS_LINGER: Duration = Duration::from_secs(5);
 
 /// The TLS side of `mqtts_listen`, built from the files at start.
 pub(super) struct TlsSettings {
@@ -104,90 +92,5 @@ fn pem_error(what: &str, path: &Path, e: pem::Error) -> anyhow::Error {
     match e {
         pem::Error::Io(e) => anyhow::anyhow!("{what} {}: cannot read it: {e}", path.display()),
         e => anyhow::anyhow!("{what} {}: not valid PEM: {e}", path.display()),
-    }
-}
-
-/// Accepts MQTT-over-TLS connections and relays each to rumqttd's loopback
-/// listener `backend`. Each handshake runs in its own task with a timeout, so
-/// a slow or silent client delays no one else; at most `slots` connections
-/// (the broker's `max_connections`) are open at once.
-pub(super) async fn serve_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    backend: SocketAddr,
-    slots: Arc<Semaphore>,
-    stats: Arc<Stats>,
-) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors, typically: wait instead of spinning.
-                warn!(error = %e, "accepting an MQTTS connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            bump(&stats.tls_refused);
-            warn!(%peer, "refused MQTTS connection: max_connections reached");
-            continue;
-        };
-        let acceptor = acceptor.clone();
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            relay_tls(tcp, peer, acceptor, backend, &stats).await;
-            drop(slot);
-        });
-    }
-}
-
-/// One router's connection: TLS handshake, then bytes both ways between it
-/// and rumqttd until either side closes.
-async fn relay_tls(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, backend: SocketAddr, stats: &Stats) {
-    let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            bump(&stats.tls_refused);
-            warn!(%peer, error = %e, "refused MQTTS connection: TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            bump(&stats.tls_refused);
-            warn!(%peer, "refused MQTTS connection: no TLS handshake within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs());
-            return;
-        }
-    };
-    debug!(%peer, "MQTTS connection");
-    let back = match TcpStream::connect(backend).await {
-        Ok(b) => b,
-        Err(e) => {
-            warn!(%peer, error = %e, "MQTTS connection dropped: the broker's relay listener {backend} is unreachable");
-            return;
-        }
-    };
-    let _ = back.set_nodelay(true);
-    let (mut tls_rx, mut tls_tx) = tokio::io::split(tls);
-    let (mut back_rx, mut back_tx) = back.into_split();
-    let up = async {
-        let _ = tokio::io::copy(&mut tls_rx, &mut back_tx).await;
-        let _ = back_tx.shutdown().await;
-    };
-    let down = async {
-        let _ = tokio::io::copy(&mut back_rx, &mut tls_tx).await;
-        let _ = tls_tx.shutdown().await;
-    };
-    tokio::pin!(up, down);
-    tokio::select! {
-        // The router closed (after DISCONNECT, or it died): let rumqttd read
-        // what is left and close its side, so a clean goodbye stays clean.
-        () = &mut up => {
-            let _ = tokio::time::timeout(TLS_LINGER, down).await;
-        }
-        // rumqttd closed (refused auth, keep-alive timeout, a newer connection
-        // with the same client id): the router's connection ends with it,
-        // even if the router itself has gone silent.
-        () = &mut down => {}
     }
 }
