@@ -203,7 +203,7 @@ impl Edge {
     /// Moves new findings into the spool, logging each.
     fn spool_found(&mut self) {
         for f in self.found.drain(..) {
-            info!(kind = %f.kind, update = f.update, summary = %f.summary, "finding");
+            info!(kind = %f.kind, stage = f.stage.as_str(), summary = %f.summary, "finding");
             self.spool.push(f);
         }
     }

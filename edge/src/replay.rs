@@ -9,7 +9,7 @@
 use std::io::{self, BufRead, Write};
 use std::time::Instant;
 
-use opmas_proto::msg::Finding;
+use opmas_proto::msg::{Finding, Stage};
 
 use crate::config::AgentsConfig;
 use crate::events::JsonObject;
@@ -81,7 +81,11 @@ fn write_findings(
         if json {
             finding_json(&f, text);
         } else {
-            let what = if f.update { "update" } else { "finding" };
+            let what = match f.stage {
+                Stage::New => "finding",
+                Stage::Update => "update",
+                Stage::Closed => "closed",
+            };
             text.push_str(&format!("{what} {} sev={} count={}: {}", f.kind, f.severity.get(), f.count, f.summary));
         }
         text.push('\n');
@@ -114,7 +118,7 @@ pub fn finding_json(f: &Finding, out: &mut String) {
     }
     ev.push(']');
     j.raw("evidence", &ev);
-    j.raw("update", if f.update { "true" } else { "false" });
+    j.str("stage", Some(f.stage.as_str()));
     j.close();
 }
 
@@ -140,7 +144,7 @@ mod tests {
         assert_eq!(s.events, 30);
         let brute: Vec<&str> = text.lines().filter(|l| l.contains("\"ssh.bruteforce\"")).collect();
         assert!(!brute.is_empty(), "{text}");
-        assert!(brute[0].contains("\"update\":false"), "{text}");
+        assert!(brute[0].contains("\"stage\":\"new\""), "{text}");
         // The last word on the brute force carries all 30 failures.
         assert!(brute.last().unwrap().contains("\"count\":30"), "{text}");
     }

@@ -248,7 +248,7 @@ mod tests {
             last_ms: 2,
             summary: "x".repeat(n),
             evidence: vec![],
-            update: false,
+            stage: opmas_proto::msg::Stage::New,
         }
     }
 

@@ -177,11 +177,45 @@ pub struct Finding {
     pub summary: String,
     /// A few of the log lines behind it, truncated.
     pub evidence: Vec<String>,
-    /// False for a new finding. True when this is an update of the finding of
-    /// this epoch with the same agent, kind, subject and `first_ms`: a flood
-    /// yields one finding per suppression window whose count grows, not one
-    /// finding per event.
-    pub update: bool,
+    /// New, an update of an open finding, or its last update. An update
+    /// belongs to the finding of this epoch with the same agent, kind,
+    /// subject and `first_ms`: an ongoing attack or campaign is one finding
+    /// whose count and last time grow while it lasts, not one per event.
+    pub stage: Stage,
+}
+
+impl Finding {
+    /// True for an update (open or closing) of an earlier finding.
+    pub fn is_update(&self) -> bool {
+        self.stage != Stage::New
+    }
+}
+
+/// Where a finding is in its life.
+///
+/// On the wire a variant index, one byte: `New` and `Update` are the bytes
+/// that the boolean `update` field of earlier edges wrote (0, 1), so their
+/// findings still decode. An older hub refuses a batch with `Closed`:
+/// upgrade hubs before routers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// The first report.
+    #[default]
+    New,
+    /// The finding is still open: more events came, the count grew.
+    Update,
+    /// The last update: no event for the quiet period, the finding is over.
+    Closed,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::New => "new",
+            Stage::Update => "update",
+            Stage::Closed => "closed",
+        }
+    }
 }
 
 /// `opmas/v1/{device}/finding`: findings in sequence order.

@@ -38,7 +38,7 @@ fn finding() -> Finding {
         last_ms: 1_733_420_641_000,
         summary: "5 failed SSH logins from 203.0.113.7 in 4 s".into(),
         evidence: vec!["Thu Dec  5 17:43:57 2024 authpriv.warn dropbear[12388]: Bad password attempt for 'root' from 203.0.113.7:52144".into()],
-        update: false,
+        stage: Stage::New,
     }
 }
 
@@ -160,7 +160,7 @@ fn arb_finding() -> impl Strategy<Value = Finding> {
             last_ms,
             summary,
             evidence,
-            update: seq % 2 == 0,
+            stage: [Stage::New, Stage::Update, Stage::Closed][(seq % 3) as usize],
         })
 }
 

@@ -46,7 +46,7 @@ fn batch() -> FindingBatch {
             last_ms: 2,
             summary: "forged".into(),
             evidence: vec![],
-            update: false,
+            stage: opmas_proto::msg::Stage::New,
         }],
     }
 }

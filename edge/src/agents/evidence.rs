@@ -52,7 +52,7 @@ pub fn finding(
         last_ms: last_ms.max(first_ms),
         summary,
         evidence,
-        update: false,
+        stage: Stage::New,
     }
 }
 

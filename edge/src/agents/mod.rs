@@ -42,29 +42,36 @@
 //! and at most [`MAX_EVIDENCE`] evidence lines of at most
 //! [`MAX_EVIDENCE_LEN`] bytes.
 //!
-//! # Suppression: one finding per kind and subject per window
+//! # One finding per attack or campaign
 //!
 //! Every agent routes its findings through one [`Suppressor`], keyed by
 //! (kind, subject). When a detector's condition holds:
 //!
-//! 1. No window open for the key: the finding is emitted now
-//!    (`update: false`) and a window of `suppress` seconds opens.
-//! 2. While the window is open, every further event of that kind and subject
-//!    is added to it ([`Suppressor::note`]: count, `last_ms`, evidence while
-//!    there is room) and emits nothing; the detector for that key starts over,
-//!    so events are counted once, either in a window or towards the next finding.
-//! 3. When the window ends (seen at the next event for the key or at
-//!    [`Agent::tick`]), one update is emitted if anything was added:
-//!    `update: true` with the same agent, kind, subject and `first_ms`, the
-//!    total `count` and the latest `last_ms`. Nothing is emitted otherwise.
-//! 4. After that the detector must cross its threshold again, with events
-//!    after the window, for a new finding (a new `first_ms`).
+//! 1. No finding open for the key: the finding is emitted now
+//!    (`Stage::New`) and stays open.
+//! 2. While it is open, every further event of that kind and subject is
+//!    added to it ([`Suppressor::note`]: count, `last_ms`, evidence while
+//!    there is room, distinct values in its [`Tally`]) and the detector for
+//!    that key starts over, so events are counted once. Each event keeps it
+//!    open for another `suppress` seconds.
+//! 3. While events keep coming, an update (`Stage::Update`) with the same
+//!    agent, kind, subject and `first_ms`, the total `count` and the latest
+//!    `last_ms` is emitted at most once per [`UPDATE_EVERY_MS`] (a minute),
+//!    at the next event or [`Agent::tick`] after it is due: a person
+//!    watching sees the count grow while it happens.
+//! 4. After `suppress` seconds without an event it closes (`Stage::Closed`,
+//!    the last update, "(ended)"). After that the detector must cross its
+//!    threshold again for a new finding (a new `first_ms`).
 //!
-//! So a flood of any size yields one finding and one update per window.
-//! The table of open windows is bounded ([`MAX_OPEN`] in each agent); when it
-//! is full the window that ends soonest is closed early (its update emitted
-//! at once) and counted as evicted. Suppression windows are `ssh_suppress`
-//! (security) or `suppress` (the others) seconds long.
+//! So an attack or campaign of any size and length is one finding with at
+//! most one update a minute, and one closing update. Aggregate detectors
+//! (many sources against one router) key their findings by the service or
+//! interface, not by the source, so the internet's background knocking is
+//! one ongoing finding, not one per window.
+//! The table of open findings is bounded ([`MAX_OPEN`] in each agent); when
+//! it is full the one that would close soonest is closed early and counted
+//! as evicted. The quiet period is `ssh_suppress` (security) or `suppress`
+//! (the others) seconds.
 //!
 //! # Time
 //!
@@ -117,7 +124,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 
 use heapless::{FnvIndexMap, String as HString};
-use opmas_proto::msg::{Finding, Subject};
+use opmas_proto::msg::{Finding, Stage, Subject};
 
 use crate::events::Event;
 
@@ -237,9 +244,14 @@ pub(crate) mod testing {
         out
     }
 
-    /// Kinds of `findings` with their update flag, in order.
-    pub fn kinds(findings: &[Finding]) -> Vec<(&str, bool)> {
-        findings.iter().map(|f| (f.kind.as_str(), f.update)).collect()
+    /// Kinds of `findings` with their stage (`new`, `update`, `closed`), in order.
+    pub fn kinds(findings: &[Finding]) -> Vec<(&str, &'static str)> {
+        findings.iter().map(|f| (f.kind.as_str(), f.stage.as_str())).collect()
+    }
+
+    /// The new findings among `findings` (not their updates).
+    pub fn news(findings: &[Finding]) -> Vec<&Finding> {
+        findings.iter().filter(|f| f.stage == Stage::New).collect()
     }
 
     /// A unix time in 2024, in ms, plus `s` seconds.
@@ -379,30 +391,60 @@ mod tests {
     }
 
     #[test]
-    fn suppressor_emits_once_per_window_then_one_update() {
+    fn an_ongoing_attack_is_one_finding_updated_once_a_minute_and_closed_when_quiet() {
         let mut s = Suppressor::<8>::new(600);
         let mut out = Vec::new();
         assert!(!s.note(&SSH_BRUTEFORCE, 1, 0, 1, "l", &mut out));
         s.emit(&SSH_BRUTEFORCE, 1, 0, f(5, 0), &mut out);
+        // An event every 100 ms for 100 s: updates at 60 s only.
         for i in 1..=1000 {
             assert!(s.note(&SSH_BRUTEFORCE, 1, i * 100, 1, "l", &mut out));
         }
-        assert_eq!(out.len(), 1);
-        s.expire(599_999, &mut out);
-        assert_eq!(out.len(), 1, "still open");
-        s.expire(600_000, &mut out);
-        assert_eq!(out.len(), 2);
-        let u = &out[1];
-        assert!(u.update && !out[0].update);
-        assert_eq!((u.count, u.first_ms, u.last_ms), (1005, 0, 100_000));
-        assert_eq!((&u.kind, &u.subject, &u.agent), (&out[0].kind, &out[0].subject, &out[0].agent));
-        assert_eq!(u.evidence.len(), MAX_EVIDENCE);
+        assert_eq!(stages(&out), ["new", "update"]);
+        assert_eq!((out[1].count, out[1].last_ms), (605, 60_000), "the count so far");
+        assert!(out[1].summary.contains("605 events") && out[1].summary.ends_with("(ongoing)"), "{}", out[1].summary);
+        // The events after the update go out at the next tick once due ...
+        s.expire(119_999, &mut out);
+        assert_eq!(out.len(), 2, "not due yet");
+        s.expire(120_000, &mut out);
+        assert_eq!(stages(&out), ["new", "update", "update"]);
+        assert_eq!(out[2].count, 1005);
+        // ... and each event keeps it open: it closes 600 s after the last one.
+        s.expire(699_999, &mut out);
+        assert_eq!(out.len(), 3, "still open");
+        s.expire(700_000, &mut out);
+        assert_eq!(stages(&out), ["new", "update", "update", "closed"]);
+        let c = &out[3];
+        assert_eq!((c.count, c.first_ms, c.last_ms), (1005, 0, 100_000));
+        assert_eq!((&c.kind, &c.subject, &c.agent), (&out[0].kind, &out[0].subject, &out[0].agent));
+        assert_eq!(c.evidence.len(), MAX_EVIDENCE);
+        assert!(c.summary.ends_with("over 100 s (ended)"), "{}", c.summary);
         assert!(s.is_empty());
-        // A quiet window ends without an update.
+        // A finding without further events still closes, so the hub knows it is over.
         s.emit(&SSH_BRUTEFORCE, 2, 0, f(5, 0), &mut out);
         s.expire(700_000, &mut out);
-        assert_eq!(out.len(), 3);
-        assert_eq!(s.emitted(), 3);
+        assert_eq!(stages(&out[4..]), ["new", "closed"]);
+        assert_eq!(s.emitted(), 6);
+    }
+
+    #[test]
+    fn a_campaign_lasting_a_week_is_one_finding() {
+        let mut s = Suppressor::<8>::new(600);
+        let mut out = Vec::new();
+        s.emit_tally(&SSH_BRUTEFORCE, 1, 0, f(5, 0), Tally::new(["sources", ""], [5, 0]), &mut out);
+        let week = 7 * 86_400_000;
+        // An event every five minutes, each from a new source.
+        for (n, at) in (300_000..week).step_by(300_000).enumerate() {
+            assert!(s.note_items(&SSH_BRUTEFORCE, 1, at, 1, [Some(n as u64), None], "l", &mut out));
+        }
+        s.expire(week + 600_000, &mut out);
+        assert_eq!(out.iter().filter(|f| f.stage == Stage::New).count(), 1);
+        let last = out.last().unwrap();
+        assert_eq!(last.stage, Stage::Closed);
+        assert!(last.summary.contains("over 6 d 23 h (ended)"), "{}", last.summary);
+        let sources: u64 =
+            last.summary.split(", about ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+        assert!((1_700..2_300).contains(&sources), "about 2,015 sources: {}", last.summary);
     }
 
     #[test]
@@ -413,12 +455,12 @@ mod tests {
         s.emit(&SSH_BRUTEFORCE, 2, 1000, f(5, 1000), &mut out);
         assert!(s.note(&SSH_BRUTEFORCE, 1, 2000, 3, "l", &mut out));
         s.emit(&SSH_BRUTEFORCE, 3, 2000, f(5, 2000), &mut out);
-        assert_eq!(kinds_of(&out), vec![false, false, true, false], "subject 1's update went out early");
+        assert_eq!(stages(&out), ["new", "new", "closed", "new"], "subject 1 was closed early");
         assert_eq!((s.len(), s.evicted()), (2, 1));
     }
 
-    fn kinds_of(v: &[Finding]) -> Vec<bool> {
-        v.iter().map(|f| f.update).collect()
+    fn stages(v: &[Finding]) -> Vec<&'static str> {
+        v.iter().map(|f| f.stage.as_str()).collect()
     }
 
     #[test]

@@ -343,7 +343,7 @@ mod tests {
     //! addresses varied, through the parser and classifier; the 100k flood
     //! feeds events.
 
-    use super::super::testing::{feed, kinds, line, t, tick_after};
+    use super::super::testing::{feed, kinds, line, news, t, tick_after};
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
@@ -364,7 +364,7 @@ mod tests {
             for p in 0..ports {
                 line(&mut agent, &fw("reject wan in", src, me, 1000 + p * 7), t(0) + u64::from(p) * 100, &mut out);
             }
-            assert_eq!(out.len(), want, "{ports} ports: {out:#?}");
+            assert_eq!(news(&out).len(), want, "{ports} ports: {out:#?}");
             if let Some(f) = out.first() {
                 assert_eq!(f.kind, "net.port_scan");
                 assert_eq!(f.subject.src_ip, Some(src));
@@ -398,7 +398,7 @@ mod tests {
                 let l = fw("DROP(src lan)", src, IpAddr::from([10, 0, 0, h]), 445);
                 line(&mut agent, &l, t(u64::from(h)), &mut out);
             }
-            assert_eq!(kinds(&out), [("net.sweep", false)][..want], "{hosts} hosts");
+            assert_eq!(kinds(&out), [("net.sweep", "new")][..want], "{hosts} hosts");
         }
     }
 
@@ -442,7 +442,7 @@ mod tests {
         }
         assert!(agent.scanners.len() <= MAX_SCANNERS);
         assert!(agent.counters().evicted >= 100_000 - MAX_SCANNERS as u64);
-        assert_eq!(kinds(&out), vec![("net.port_scan", false)]);
+        assert_eq!(kinds(&out), vec![("net.port_scan", "new")]);
         assert_eq!(out[0].subject.src_ip, Some(scanner));
     }
 
@@ -456,13 +456,14 @@ mod tests {
         for i in 0..30 {
             line(&mut agent, NO_ADDRESS, t(i * 3), &mut out);
         }
-        assert_eq!(kinds(&out), vec![("dhcp.pool_exhausted", false)]);
+        assert_eq!(kinds(&out), vec![("dhcp.pool_exhausted", "new"), ("dhcp.pool_exhausted", "update")]);
+        assert_eq!(out[1].count, 21, "the count so far, a minute in");
         assert_eq!(out[0].subject.iface.as_deref(), Some("br-lan"));
         assert_eq!(out[0].subject.service.as_deref(), Some("dnsmasq"));
         assert_eq!(out[0].evidence, vec![NO_ADDRESS]);
         out.extend(tick_after(&mut agent, t(87), 601_000));
-        assert_eq!(kinds(&out), vec![("dhcp.pool_exhausted", false), ("dhcp.pool_exhausted", true)]);
-        assert_eq!(out[1].count, 30);
+        assert_eq!(kinds(&out[2..]), vec![("dhcp.pool_exhausted", "closed")]);
+        assert_eq!(out[2].count, 30);
         // A higher threshold is not crossed by two.
         let mut agent = NetworkAgent::new(NetworkConfig { dhcp_no_address: 3, ..Default::default() });
         let mut out = Vec::new();
@@ -530,7 +531,7 @@ mod tests {
             for i in 0..drops {
                 ppp_drop(&mut agent, t(i * 30), &mut out);
             }
-            assert_eq!(out.len(), want, "{drops} drops");
+            assert_eq!(news(&out).len(), want, "{drops} drops");
             if let Some(f) = out.first() {
                 assert_eq!(f.kind, "ppp.session_drops");
                 assert_eq!(f.count, 3, "three lines per drop are one drop");

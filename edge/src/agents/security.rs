@@ -9,6 +9,15 @@
 //! - `ssh.distributed_bruteforce`: `distributed_sources` distinct sources
 //!   failing as one user within `distributed_window`: a brute force spread
 //!   over many addresses to stay under the per-source threshold.
+//!
+//! Those two are campaigns against the router, not one source's act: an
+//! internet-facing router meets them all week. Each is one finding for the
+//! router (subject: service `ssh`), opened when its condition first holds;
+//! while it is open every failure that names a user, from any source, is
+//! part of it, counted with its distinct sources and user names, and it
+//! closes after `ssh_suppress` seconds without one. The source that crossed
+//! the threshold is named in the first summary and the evidence; each
+//! brute-forcing source still gets its own `ssh.bruteforce`.
 //! - `web.bruteforce`: `web_failures` failed LuCI logins from one source
 //!   within `web_window` (a LuCI line without an address counts as one
 //!   unknown source).
@@ -33,7 +42,7 @@ use opmas_proto::msg::{Finding, Subject};
 
 use super::{
     finding, hash_ip, hash_str, opt, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock, Distinct,
-    EvidencePool, Meta, AUTH_SUCCESS_AFTER_FAILURES, SSH_BRUTEFORCE, SSH_DISTRIBUTED_BRUTEFORCE, SSH_USER_ENUM,
+    EvidencePool, Meta, Tally, AUTH_SUCCESS_AFTER_FAILURES, SSH_BRUTEFORCE, SSH_DISTRIBUTED_BRUTEFORCE, SSH_USER_ENUM,
     WEB_BRUTEFORCE,
 };
 use crate::events::Event;
@@ -61,6 +70,9 @@ pub const MAX_WEB_SOURCES: usize = 128;
 /// Evidence lines waiting for a finding: two per subject whose run has
 /// started, for the subjects active at once in a normal attack.
 const EVIDENCE_SLOTS: usize = 64;
+/// The suppression key of the router-wide SSH campaigns (user enumeration
+/// and distributed brute force): one open finding each, whatever the sources.
+const SSH_CAMPAIGN: u64 = 0x5353_4800;
 /// Bytes of a user name kept for a finding's subject.
 const NAME_LEN: usize = 32;
 
@@ -91,8 +103,6 @@ struct Conn {
 /// One user name that sources fail to log in as.
 #[derive(Debug, Default)]
 struct Target {
-    /// The name, for the finding.
-    name: HString<NAME_LEN>,
     /// Distinct sources failing as this user.
     sources: Distinct,
 }
@@ -195,23 +205,28 @@ impl SecurityAgent {
         }
 
         let Some(user) = user else { return };
+        // One campaign per router: while it is open every named failure,
+        // from any source, is part of it (see the module docs).
+        let items = [Some(key), Some(hash_str(user))];
         src.users.insert(hash_str(user), now, cfg.user_enum_window_s, &mut self.pool, line);
-        if self.sup.note(&SSH_USER_ENUM, key, now, 1, line, out) {
+        if self.sup.note_items(&SSH_USER_ENUM, SSH_CAMPAIGN, now, 1, items, line, out) {
             src.users.reset();
         } else if src.users.bits() >= self.user_enum_bits {
             let d = &src.users;
             let secs = now.saturating_sub(d.first_ms()) / 1000;
+            let names = d.estimate().min(d.events());
             let f = finding(
                 AGENT,
                 &SSH_USER_ENUM,
-                Subject { src_ip: Some(ip), service: Some("ssh".into()), ..Subject::default() },
+                Subject { service: Some("ssh".into()), ..Subject::default() },
                 d.events(),
                 d.first_ms(),
                 now,
-                format!("{} user names tried over SSH from {ip} in {secs} s ({} attempts)", d.estimate(), d.events()),
+                format!("{names} user names tried over SSH from {ip} in {secs} s ({} attempts)", d.events()),
                 d.ev().lines(&self.pool, line),
             );
-            self.sup.emit(&SSH_USER_ENUM, key, now, f, out);
+            let tally = Tally::new(["sources", "user names"], [1, names]);
+            self.sup.emit_tally(&SSH_USER_ENUM, SSH_CAMPAIGN, now, f, tally, out);
             src.users.reset();
         }
 
@@ -224,25 +239,28 @@ impl SecurityAgent {
         let window_ms = u64::from(cfg.distributed_window_s) * 1000;
         let key = hash_str(user);
         let stale = |t: &Target| now.saturating_sub(t.sources.last_ms()) > window_ms;
-        let make = || Target { name: short(user), sources: Distinct::default() };
+        let make = Target::default;
         let Some(t) = self.users.entry(key, stale, make) else { return };
         t.sources.insert(hash_ip(ip), now, cfg.distributed_window_s, &mut self.pool, line);
-        if self.sup.note(&SSH_DISTRIBUTED_BRUTEFORCE, key, now, 1, line, out) {
+        let items = [Some(hash_ip(ip)), Some(key)];
+        if self.sup.note_items(&SSH_DISTRIBUTED_BRUTEFORCE, SSH_CAMPAIGN, now, 1, items, line, out) {
             t.sources.reset();
         } else if t.sources.bits() >= self.distributed_bits {
             let d = &t.sources;
             let secs = now.saturating_sub(d.first_ms()) / 1000;
+            let sources = d.estimate().min(d.events());
             let f = finding(
                 AGENT,
                 &SSH_DISTRIBUTED_BRUTEFORCE,
-                Subject { user: opt(&t.name), service: Some("ssh".into()), ..Subject::default() },
+                Subject { service: Some("ssh".into()), ..Subject::default() },
                 d.events(),
                 d.first_ms(),
                 now,
-                format!("{} sources failed SSH logins as {user} in {secs} s ({} attempts)", d.estimate(), d.events()),
+                format!("{sources} sources failed SSH logins as {user} in {secs} s ({} attempts)", d.events()),
                 d.ev().lines(&self.pool, line),
             );
-            self.sup.emit(&SSH_DISTRIBUTED_BRUTEFORCE, key, now, f, out);
+            let tally = Tally::new(["sources", "user names"], [sources, 1]);
+            self.sup.emit_tally(&SSH_DISTRIBUTED_BRUTEFORCE, SSH_CAMPAIGN, now, f, tally, out);
             t.sources.reset();
         }
     }
@@ -411,9 +429,10 @@ impl Agent for SecurityAgent {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{feed, feed_line, kinds, line, t, tick_after};
+    use super::super::testing::{feed, feed_line, kinds, line, news, t, tick_after};
     use super::super::MAX_EVIDENCE;
     use super::*;
+    use opmas_proto::msg::Stage;
 
     /// Feeds `lines` (logread format) and returns the findings.
     fn check(cfg: SecurityConfig, lines: &[&str]) -> Vec<Finding> {
@@ -443,7 +462,7 @@ mod tests {
         assert_eq!(f[0].subject.user.as_deref(), Some("root"));
         assert_eq!(f[0].count, 5);
         assert_eq!(f[0].evidence.len(), MAX_EVIDENCE);
-        assert!(!f[0].update);
+        assert!(!f[0].is_update());
     }
 
     #[test]
@@ -532,7 +551,7 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         assert_eq!(agent.counters().evicted, 5000 - MAX_SOURCES as u64);
         // One failure per source is no brute force; 5000 sources on `root` are
         // one distributed brute force.
-        assert_eq!(kinds(&out), vec![("ssh.distributed_bruteforce", false)], "{out:#?}");
+        assert_eq!(kinds(&out), vec![("ssh.distributed_bruteforce", "new")], "{out:#?}");
     }
 
     #[test]
@@ -556,14 +575,15 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
     fn many_user_names_from_one_source_are_an_enumeration() {
         // 20 s apart: never 5 failures within a minute, so no brute force.
         let names = ["admin", "ubnt", "pi", "oracle", "test", "guest"];
-        let cases: [(usize, &[(&str, bool)]); 2] = [(4, &[]), (6, &[("ssh.user_enum", false)])];
+        let cases: [(usize, &[(&str, &str)]); 2] = [(4, &[]), (6, &[("ssh.user_enum", "new")])];
         for (n, want) in cases {
             let lines: Vec<String> =
                 names[..n].iter().enumerate().map(|(i, u)| openssh_invalid(i as u64 * 20, u, "198.51.100.9")).collect();
             let f = check(SecurityConfig::default(), &refs(&lines));
             assert_eq!(kinds(&f), want, "{n} names");
             if let Some(f) = f.first() {
-                assert_eq!(f.subject.src_ip, Some(ip("198.51.100.9")));
+                // A campaign against the router: the source is in the summary.
+                assert_eq!((f.subject.src_ip, f.subject.service.as_deref()), (None, Some("ssh")));
                 assert_eq!(f.count, 5);
                 assert!(f.summary.starts_with("5 user names tried over SSH from 198.51.100.9"), "{}", f.summary);
             }
@@ -571,6 +591,32 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         // The same name again and again is a brute force, not an enumeration.
         let lines: Vec<String> = (0..8).map(|i| openssh_invalid(i * 20, "admin", "198.51.100.9")).collect();
         assert!(check(SecurityConfig::default(), &refs(&lines)).is_empty());
+    }
+
+    #[test]
+    fn the_internet_knocking_all_day_is_one_campaign_per_detector() {
+        let mut agent = SecurityAgent::new(SecurityConfig::default());
+        let mut out = Vec::new();
+        let names = ["root", "admin", "ubnt", "pi", "oracle", "test", "guest", "user"];
+        // A new source every 20 s for 12 hours, each trying three names once.
+        for i in 0..2_160u64 {
+            let src = IpAddr::from([198, 51, 100 + (i / 250) as u8, (i % 250 + 1) as u8]);
+            for k in 0..3 {
+                let user = names[((i * 3 + k) % 8) as usize];
+                let ev = Event::SshInvalidUser { src_ip: Some(src), src_port: None, user: Some(user) };
+                feed(&mut agent, ev, "sshd[9]: Failed password for invalid user", t(i * 20 + k), &mut out);
+            }
+        }
+        out.extend(tick_after(&mut agent, t(2_160 * 20), 700_000));
+        let of_kind: Vec<&Finding> = out.iter().filter(|f| f.kind == "ssh.distributed_bruteforce").collect();
+        assert_eq!(of_kind.iter().filter(|f| f.stage == Stage::New).count(), 1, "{of_kind:#?}");
+        let last = of_kind.last().unwrap();
+        assert_eq!(last.stage, Stage::Closed);
+        assert!(last.summary.contains("8 user names") && last.summary.contains("about "), "{}", last.summary);
+        let updates = of_kind.iter().filter(|f| f.stage == Stage::Update).count();
+        assert!(updates <= 12 * 60, "at most one update a minute: {updates}");
+        assert!(out.iter().all(|f| f.kind != "ssh.bruteforce"), "no source failed five times");
+        assert!(out.iter().all(|f| f.kind != "ssh.user_enum"), "no source tried five names");
     }
 
     #[test]
@@ -583,7 +629,8 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
             assert_eq!(f.len(), want, "{sources} sources: {f:#?}");
             if let Some(f) = f.first() {
                 assert_eq!(f.kind, "ssh.distributed_bruteforce");
-                assert_eq!(f.subject.user.as_deref(), Some("admin"));
+                assert_eq!((f.subject.user.as_deref(), f.subject.service.as_deref()), (None, Some("ssh")));
+                assert!(f.summary.contains("failed SSH logins as admin"), "{}", f.summary);
                 assert_eq!(f.subject.src_ip, None);
                 assert!((10..=12).contains(&f.count), "{}", f.count);
             }
@@ -621,7 +668,7 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
     fn a_login_after_failures_from_the_same_source_is_critical() {
         let ok = "Mon Sep 15 15:57:20 2025 authpriv.notice dropbear[6864]: Password auth succeeded for 'root' from 192.168.9.204:59300";
         for (failures, want) in
-            [(4u32, vec![]), (5, vec![("ssh.bruteforce", false), ("auth.success_after_failures", false)])]
+            [(4u32, vec![]), (5, vec![("ssh.bruteforce", "new"), ("auth.success_after_failures", "new")])]
         {
             let mut lines: Vec<String> = (0..failures)
                 .map(|i| format!("Mon Sep 15 15:57:{:02} 2025 authpriv.warn dropbear[6862]: Bad password attempt for 'root' from 192.168.9.204:59200", 10 + i))
@@ -641,7 +688,7 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         // A success from another address is nobody's business.
         let mut lines: Vec<String> = (0..8).map(|i| bad_pw(i, "203.0.113.5")).collect();
         lines.push(ok.to_owned());
-        assert_eq!(kinds(&check(SecurityConfig::default(), &refs(&lines))), vec![("ssh.bruteforce", false)]);
+        assert_eq!(kinds(&check(SecurityConfig::default(), &refs(&lines))), vec![("ssh.bruteforce", "new")]);
     }
 
     #[test]
@@ -655,7 +702,7 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         luci(&mut agent, false, "192.168.9.204", 80, &mut out);
         assert!(out.is_empty());
         luci(&mut agent, true, "192.168.9.204", 90, &mut out);
-        assert_eq!(kinds(&out), vec![("auth.success_after_failures", false)]);
+        assert_eq!(kinds(&out), vec![("auth.success_after_failures", "new")]);
         assert_eq!(out[0].subject.service.as_deref(), Some("luci"));
         assert_eq!(out[0].count, 6);
         // Ten minutes later the failures are history.
@@ -672,27 +719,29 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         for i in 0..1000u64 {
             feed(&mut agent, fail, "dropbear[1]: Login attempt for nonexistent user", t(0) + i * 100, &mut out);
         }
-        assert_eq!(kinds(&out), vec![("ssh.bruteforce", false)]);
+        // The count grows while it happens: an update a minute in.
+        assert_eq!(kinds(&out), vec![("ssh.bruteforce", "new"), ("ssh.bruteforce", "update")]);
+        assert_eq!(out[1].count, 605);
         let last = t(0) + 999 * 100;
-        // The window opened at the fifth failure, 0.4 s in, for 600 s.
+        // The rest at the next tick; it stays open for 600 s after the last failure.
         out.extend(tick_after(&mut agent, last, 500_000));
-        assert_eq!(out.len(), 1, "the window is still open");
+        assert_eq!(kinds(&out[2..]), vec![("ssh.bruteforce", "update")], "still open");
         out.extend(tick_after(&mut agent, last, 601_000));
-        assert_eq!(kinds(&out), vec![("ssh.bruteforce", false), ("ssh.bruteforce", true)]);
-        let (new, update) = (&out[0], &out[1]);
-        assert_eq!((update.first_ms, &update.subject), (new.first_ms, &new.subject));
-        assert_eq!((new.count, update.count), (5, 1000));
-        assert_eq!(update.last_ms, last);
-        // After the window, the threshold must be crossed again.
-        let later = t(0) + 700_000;
+        assert_eq!(kinds(&out[3..]), vec![("ssh.bruteforce", "closed")]);
+        let (new, closed) = (&out[0], &out[3]);
+        assert_eq!((closed.first_ms, &closed.subject), (new.first_ms, &new.subject));
+        assert_eq!((new.count, closed.count), (5, 1000));
+        assert_eq!(closed.last_ms, last);
+        // After it closed, the threshold must be crossed again.
+        let later = t(0) + 800_000;
         for i in 0..4 {
             feed(&mut agent, fail, "dropbear[1]: Login attempt for nonexistent user", later + i, &mut out);
         }
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 4);
         feed(&mut agent, fail, "dropbear[1]: Login attempt for nonexistent user", later + 4, &mut out);
-        assert_eq!(out.len(), 3);
-        assert!(!out[2].update && out[2].first_ms == later && out[2].count == 5);
-        assert_eq!(agent.counters().findings, 3);
+        assert_eq!(out.len(), 5);
+        assert!(!out[4].is_update() && out[4].first_ms == later && out[4].count == 5);
+        assert_eq!(agent.counters().findings, 5);
     }
 
     #[test]
@@ -711,7 +760,7 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         }
         assert!(agent.ssh.len() <= MAX_SOURCES);
         assert!(agent.counters().evicted >= 100_000 - MAX_SOURCES as u64);
-        assert_eq!(kinds(&out), vec![("ssh.bruteforce", false)]);
+        assert_eq!(kinds(&news(&out).into_iter().cloned().collect::<Vec<_>>()), vec![("ssh.bruteforce", "new")]);
         assert_eq!(out[0].subject.src_ip, Some(attacker));
     }
 }

@@ -1,48 +1,159 @@
-//! The suppressor: one finding per subject and kind while its window is
-//! open, its count growing in updates, closed by time or by pressure.
+//! The suppressor: one finding per subject and kind for as long as its
+//! attack or campaign lasts, its count growing in updates at most once a
+//! minute, closed after a quiet period or by pressure.
 
 use super::*;
 
-/// An open suppression window.
+/// Least time between two updates of one open finding (line time).
+pub const UPDATE_EVERY_MS: u64 = 60_000;
+
+/// Registers of a [`Sketch`].
+const REGISTERS: usize = 128;
+
+/// An approximate distinct count of hashed values (HyperLogLog with 128
+/// registers: 128 bytes, about 9 % standard error, exact-ish below a few
+/// dozen by linear counting, no upper limit), for the sources, user names
+/// or ports of a campaign that may run for days.
+#[derive(Clone, Copy, Debug)]
+pub struct Sketch([u8; REGISTERS]);
+
+impl Default for Sketch {
+    fn default() -> Self {
+        Sketch([0; REGISTERS])
+    }
+}
+
+impl Sketch {
+    /// Adds the value hash `h` (a well-mixed 64-bit hash, see [`mix`]).
+    #[inline]
+    pub fn insert(&mut self, h: u64) {
+        let h = mix(h);
+        let reg = (h % REGISTERS as u64) as usize;
+        let rank = ((h >> 7) | (1 << 56)).trailing_zeros() as u8 + 1;
+        if rank > self.0[reg] {
+            self.0[reg] = rank;
+        }
+    }
+
+    /// The estimated number of distinct values inserted.
+    pub fn estimate(&self) -> u64 {
+        let m = REGISTERS as f64;
+        let zeros = self.0.iter().filter(|&&r| r == 0).count();
+        if zeros == REGISTERS {
+            return 0;
+        }
+        let sum: f64 = self.0.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
+        // Linear counting while many registers are empty (small sets).
+        let e = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+        e.round() as u64
+    }
+}
+
+/// What a campaign counts besides events: up to two kinds of distinct
+/// values (for example sources and user names), each with its label.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    labels: [&'static str; 2],
+    /// The detector's own count at the finding's start (its window's).
+    start: [u32; 2],
+    sketch: [Sketch; 2],
+}
+
+impl Tally {
+    /// Counts `labels` ("sources", "user names"; "" for none), starting
+    /// from the detector's counts `start` at the first finding.
+    pub fn new(labels: [&'static str; 2], start: [u32; 2]) -> Tally {
+        Tally { labels, start, sketch: [Sketch::default(); 2] }
+    }
+
+    fn insert(&mut self, items: [Option<u64>; 2]) {
+        for (s, item) in self.sketch.iter_mut().zip(items) {
+            if let Some(h) = item {
+                s.insert(h);
+            }
+        }
+    }
+
+    /// ", about 40 sources, 12 user names": never more than `events`.
+    fn describe(&self, events: u32) -> String {
+        let mut out = String::new();
+        for i in 0..2 {
+            if self.labels[i].is_empty() {
+                continue;
+            }
+            // The detector's count before the finding and the sketch's after
+            // it overlap; the larger is a lower bound, and no more values
+            // than events can have been seen.
+            let n = self.sketch[i].estimate().max(u64::from(self.start[i])).min(u64::from(events));
+            let about = if n > 24 { "about " } else { "" };
+            out.push_str(&format!(", {about}{n} {}", self.labels[i]));
+        }
+        out
+    }
+}
+
+/// An open finding.
 #[derive(Debug)]
 pub(crate) struct Window {
     /// The finding as emitted, then as updated.
     finding: Finding,
-    /// The kind's title, for the update's summary.
+    /// The kind's title, for the updates' summaries.
     title: &'static str,
-    /// Line time at which the window ends.
+    /// Line time at which it closes unless more events come.
     until_ms: u64,
-    /// Events added since the finding was emitted.
+    /// Line time before which no update is sent.
+    next_update_ms: u64,
+    /// Events added since the finding or its last update was emitted.
     pending: u32,
+    /// Distinct values counted for the summary.
+    tally: Tally,
 }
 
-/// The suppression windows of one agent: see the module docs for the
+/// The open findings of one agent: see the module docs for the
 /// semantics. Keyed by (kind id, subject hash); `N`, a power of two, is the
-/// map's capacity, and at most `N / 2` windows are open at once (a Robin
-/// Hood map near full load probes long).
+/// map's capacity, and at most `N / 2` are open at once (a Robin Hood map
+/// near full load probes long).
 pub struct Suppressor<const N: usize> {
-    /// Window length in ms.
+    /// Quiet period after which an open finding closes, in ms.
     window_ms: u64,
-    /// Open windows.
+    /// Open findings.
     open: FnvIndexMap<(u8, u64), Window, N>,
     /// Findings emitted, new and updates.
     emitted: u64,
-    /// Windows closed early because the table was full.
+    /// Findings closed early because the table was full.
     evicted: u64,
 }
 
 impl<const N: usize> Suppressor<N> {
-    /// Windows of `suppress_s` seconds.
+    /// Findings that close after `suppress_s` seconds without an event.
     #[inline]
     pub fn new(suppress_s: u32) -> Self {
         Suppressor { window_ms: u64::from(suppress_s) * 1000, open: FnvIndexMap::new(), emitted: 0, evicted: 0 }
     }
 
-    /// Adds `n` events at `now_ms` to the open window of (`kind`, `subject`).
-    /// Returns false when there is none (an ended one is closed first, its
-    /// update emitted): the caller then checks its threshold.
+    /// Adds `n` events at `now_ms` to the open finding of (`kind`, `subject`).
+    /// Returns false when there is none (one that went quiet is closed
+    /// first): the caller then checks its threshold.
     #[inline]
     pub fn note(&mut self, kind: &Kind, subject: u64, now_ms: u64, n: u32, line: &str, out: &mut Vec<Finding>) -> bool {
+        self.note_items(kind, subject, now_ms, n, [None, None], line, out)
+    }
+
+    /// [`Suppressor::note`], also counting the distinct values `items`
+    /// (hashes) in the finding's [`Tally`].
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn note_items(
+        &mut self,
+        kind: &Kind,
+        subject: u64,
+        now_ms: u64,
+        n: u32,
+        items: [Option<u64>; 2],
+        line: &str,
+        out: &mut Vec<Finding>,
+    ) -> bool {
         if self.open.is_empty() {
             return false;
         }
@@ -50,68 +161,87 @@ impl<const N: usize> Suppressor<N> {
         let Some(w) = self.open.get_mut(&key) else { return false };
         if now_ms >= w.until_ms {
             if let Some(w) = self.open.remove(&key) {
-                self.close(w, out);
+                self.emitted += close(w, out);
             }
             return false;
         }
         w.pending = w.pending.saturating_add(n);
         w.finding.count = w.finding.count.saturating_add(n);
         w.finding.last_ms = w.finding.last_ms.max(now_ms);
+        w.until_ms = now_ms.saturating_add(self.window_ms);
+        w.tally.insert(items);
         if w.finding.evidence.len() < MAX_EVIDENCE {
             w.finding.evidence.push(evidence(line));
+        }
+        if now_ms >= w.next_update_ms {
+            self.emitted += update(w, now_ms, out);
         }
         true
     }
 
-    /// Emits `finding` (new) and opens its window at `now_ms`. Call when
+    /// Emits `finding` (new) and opens it at `now_ms`. Call when
     /// [`Suppressor::note`] returned false and the threshold is crossed.
     #[inline]
     pub fn emit(&mut self, kind: &Kind, subject: u64, now_ms: u64, finding: Finding, out: &mut Vec<Finding>) {
+        self.emit_tally(kind, subject, now_ms, finding, Tally::default(), out);
+    }
+
+    /// [`Suppressor::emit`] for a finding whose updates count distinct values.
+    #[inline]
+    pub fn emit_tally(
+        &mut self,
+        kind: &Kind,
+        subject: u64,
+        now_ms: u64,
+        finding: Finding,
+        tally: Tally,
+        out: &mut Vec<Finding>,
+    ) {
         let key = (kind.id, subject);
         if let Some(w) = self.open.remove(&key) {
-            self.close(w, out);
+            self.emitted += close(w, out);
         }
         if self.open.len() >= N / 2 {
             // Rare (N / 2 subjects in trouble at once), so a scan is fine here.
             let soonest = self.open.iter().min_by_key(|(_, w)| w.until_ms).map(|(k, _)| *k);
             if let Some(w) = soonest.and_then(|k| self.open.remove(&k)) {
-                self.close(w, out);
+                self.emitted += close(w, out);
                 self.evicted += 1;
             }
         }
         out.push(finding.clone());
         self.emitted += 1;
-        let until_ms = now_ms.saturating_add(self.window_ms);
-        let _ = self.open.insert(key, Window { finding, title: kind.title, until_ms, pending: 0 });
+        let window = Window {
+            finding,
+            title: kind.title,
+            until_ms: now_ms.saturating_add(self.window_ms),
+            next_update_ms: now_ms.saturating_add(UPDATE_EVERY_MS),
+            pending: 0,
+            tally,
+        };
+        let _ = self.open.insert(key, window);
     }
 
-    /// Closes every window that ended by `now_ms` (line time).
+    /// At `now_ms` (line time): closes every finding that went quiet and
+    /// sends the due update of every other one with new events.
     #[inline]
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Finding>) {
         if self.open.is_empty() {
             return;
         }
-        let ended: heapless::Vec<(u8, u64), N> =
-            self.open.iter().filter(|(_, w)| now_ms >= w.until_ms).map(|(k, _)| *k).collect();
-        for key in &ended {
-            if let Some(w) = self.open.remove(key) {
-                self.close(w, out);
+        let mut ended: heapless::Vec<(u8, u64), N> = heapless::Vec::new();
+        for (k, w) in self.open.iter_mut() {
+            if now_ms >= w.until_ms {
+                let _ = ended.push(*k);
+            } else if w.pending > 0 && now_ms >= w.next_update_ms {
+                self.emitted += update(w, now_ms, out);
             }
         }
-    }
-
-    /// Emits the update of a closing window if events were added to it.
-    #[inline]
-    fn close(&mut self, w: Window, out: &mut Vec<Finding>) {
-        if w.pending == 0 {
-            return;
+        for key in &ended {
+            if let Some(w) = self.open.remove(key) {
+                self.emitted += close(w, out);
+            }
         }
-        let mut f = w.finding;
-        let secs = f.last_ms.saturating_sub(f.first_ms) / 1000;
-        f.summary = format!("{} {}: {} events in {secs} s (update)", w.title, describe(&f.subject), f.count);
-        f.update = true;
-        out.push(f);
-        self.emitted += 1;
     }
 
     /// Windows open now.
@@ -136,5 +266,87 @@ impl<const N: usize> Suppressor<N> {
     #[inline]
     pub fn evicted(&self) -> u64 {
         self.evicted
+    }
+}
+
+/// Emits the update of an open finding; returns how many findings it emitted.
+fn update(w: &mut Window, now_ms: u64, out: &mut Vec<Finding>) -> u64 {
+    w.pending = 0;
+    w.next_update_ms = now_ms.saturating_add(UPDATE_EVERY_MS);
+    let mut f = w.finding.clone();
+    f.summary = campaign_summary(w, "ongoing");
+    f.stage = Stage::Update;
+    out.push(f);
+    1
+}
+
+/// Emits the closing update of a finding; returns how many it emitted.
+fn close(w: Window, out: &mut Vec<Finding>) -> u64 {
+    let summary = campaign_summary(&w, "ended");
+    let mut f = w.finding;
+    f.summary = summary;
+    f.stage = Stage::Closed;
+    out.push(f);
+    1
+}
+
+/// "SSH brute force from 203.0.113.5: 412 events, 3 user names, over 2 h 5 min (ongoing)".
+fn campaign_summary(w: &Window, state: &str) -> String {
+    let f = &w.finding;
+    let about = describe(&f.subject);
+    let sep = if about.is_empty() { "" } else { " " };
+    format!(
+        "{}{sep}{about}: {} events{} over {} ({state})",
+        w.title,
+        f.count,
+        w.tally.describe(f.count),
+        duration(f.last_ms.saturating_sub(f.first_ms))
+    )
+}
+
+/// A duration for people: "40 s", "12 min", "3 h 5 min", "2 d 4 h".
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sketch_counts_small_and_large_sets_closely() {
+        for n in [1u64, 5, 20, 100, 1_000, 50_000] {
+            let mut s = Sketch::default();
+            for v in 0..n {
+                s.insert(v.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                s.insert(v.wrapping_mul(0x9E37_79B9_7F4A_7C15)); // repeats do not count
+            }
+            let e = s.estimate() as f64;
+            let err = (e - n as f64).abs() / n as f64;
+            assert!(err < 0.3, "{n} values estimated as {e}");
+        }
+        assert_eq!(Sketch::default().estimate(), 0);
+    }
+
+    #[test]
+    fn a_tally_never_claims_more_values_than_events() {
+        let mut t = Tally::new(["stations", ""], [21, 0]);
+        t.insert([Some(1), None]);
+        assert_eq!(t.describe(20), ", 20 stations");
+        assert_eq!(t.describe(400), ", 21 stations");
+    }
+
+    #[test]
+    fn durations_read_for_people() {
+        assert_eq!(duration(40_000), "40 s");
+        assert_eq!(duration(12 * 60_000), "12 min");
+        assert_eq!(duration(3 * 3_600_000 + 5 * 60_000), "3 h 5 min");
+        assert_eq!(duration(2 * 86_400_000 + 4 * 3_600_000), "2 d 4 h");
     }
 }

@@ -217,8 +217,9 @@ mod tests {
     //! in the kernel's format, the samples have none) through the parser and
     //! classifier; the 100k flood feeds events.
 
-    use super::super::testing::{feed, kinds, line, t, tick_after};
+    use super::super::testing::{feed, kinds, line, news, t, tick_after};
     use super::*;
+    use opmas_proto::msg::Stage;
 
     /// One kill as the kernel logs it: twice (system.log, Aug 7 2026).
     fn oom(agent: &mut SystemAgent, process: &str, pid: u32, at: u64, out: &mut Vec<Finding>) {
@@ -233,7 +234,7 @@ mod tests {
         let mut agent = SystemAgent::new(SystemConfig::default());
         let mut out = Vec::new();
         oom(&mut agent, "smartdns", 1247, t(0), &mut out);
-        assert_eq!(kinds(&out), vec![("sys.oom_kill", false)]);
+        assert_eq!(kinds(&out), vec![("sys.oom_kill", "new")]);
         assert_eq!(out[0].count, 1, "two lines, one kill");
         assert_eq!(out[0].subject.service.as_deref(), Some("smartdns"));
         assert_eq!(out[0].severity.get(), 4);
@@ -242,12 +243,14 @@ mod tests {
         oom(&mut agent, "dnsmasq", 15486, t(70), &mut out);
         assert_eq!(
             kinds(&out),
-            vec![("sys.oom_kill", false), ("sys.oom_kill", false)],
-            "another process, another finding"
+            vec![("sys.oom_kill", "new"), ("sys.oom_kill", "update"), ("sys.oom_kill", "new")],
+            "a repeat a minute later updates it; another process is another finding"
         );
+        assert_eq!(out[1].count, 2);
         out.extend(tick_after(&mut agent, t(70), 3_600_000));
-        assert_eq!(out.len(), 3);
-        assert!(out[2].update && out[2].count == 2 && out[2].subject.service.as_deref() == Some("smartdns"));
+        assert_eq!(kinds(&out[3..]), vec![("sys.oom_kill", "closed"), ("sys.oom_kill", "closed")]);
+        let smartdns = out[3..].iter().find(|f| f.subject.service.as_deref() == Some("smartdns")).unwrap();
+        assert_eq!(smartdns.count, 2);
     }
 
     #[test]
@@ -275,12 +278,14 @@ mod tests {
                 line(&mut agent, l, t(i * 10), &mut out);
             }
         }
-        assert_eq!(kinds(&out), vec![("sys.crash_loop", false), ("sys.crash_loop", false)]);
-        assert_eq!(out[0].subject.service.as_deref(), Some("https-dns-proxy"));
-        assert_eq!(out[1].subject.service.as_deref(), Some("smartdns"));
+        let new = news(&out);
+        assert_eq!(new.len(), 2);
+        assert_eq!(new[0].subject.service.as_deref(), Some("https-dns-proxy"));
+        assert_eq!(new[1].subject.service.as_deref(), Some("smartdns"));
+        assert!(out.iter().filter(|f| f.stage == Stage::Update).count() <= 2 * 9, "at most one update a minute each");
         out.extend(tick_after(&mut agent, t(490), 3_600_000));
-        let counts: Vec<u32> = out[2..].iter().map(|f| f.count).collect();
-        assert_eq!(counts, vec![100, 50], "the updates count every report");
+        let closed: Vec<u32> = out.iter().filter(|f| f.stage == Stage::Closed).map(|f| f.count).collect();
+        assert_eq!(closed, vec![100, 50], "the last updates count every report");
     }
 
     #[test]
@@ -292,7 +297,7 @@ mod tests {
             line(&mut agent, &l, t(i), &mut out);
         }
         line(&mut agent, "Sat Jul  9 20:50:17 2016 kern.err kernel: [ 4012.500000] INFO: task jffs2_gcd_mtd6:512 blocked for more than 120 seconds.", t(6), &mut out);
-        assert_eq!(kinds(&out), vec![("sys.watchdog", false)]);
+        assert_eq!(kinds(&out), vec![("sys.watchdog", "new")]);
         assert!(out[0].summary.contains("soft lockup"));
         assert_eq!(out[0].subject, Subject::default());
     }

@@ -263,10 +263,11 @@ mod tests {
     //! Real hostapd lines (hostapd.log) with the MAC and interface varied,
     //! through the parser and classifier; the 100k flood feeds events.
 
-    use super::super::testing::{feed, kinds, line, t, tick_after};
+    use super::super::testing::{feed, kinds, line, news, t, tick_after};
     use super::*;
+    use opmas_proto::msg::Stage;
 
-    type Want = &'static [(&'static str, bool)];
+    type Want = &'static [(&'static str, &'static str)];
 
     fn mac(i: u32) -> String {
         format!("5c:cf:7f:94:{:02x}:{:02x}", (i >> 8) & 255, i & 255)
@@ -299,8 +300,8 @@ mod tests {
         let cases: [(u32, u32, Want); 4] = [
             (4, 6, &[]),                              // 24 disconnects but 4 stations
             (10, 1, &[]),                             // 10 stations once each: an AP restart
-            (5, 4, &[("wifi.deauth_flood", false)]),  // 20 disconnects of 5 stations
-            (30, 5, &[("wifi.deauth_flood", false)]), // a flood: still one finding
+            (5, 4, &[("wifi.deauth_flood", "new")]),  // 20 disconnects of 5 stations
+            (30, 5, &[("wifi.deauth_flood", "new")]), // a flood: still one finding
         ];
         for (stations, rounds, want) in cases {
             let mut agent = WifiAgent::new(WifiConfig::default());
@@ -331,7 +332,7 @@ mod tests {
                 join(&mut agent, "phy0-ap0", &mac(s), t(r * 5) + u64::from(s), &mut out);
             }
         }
-        assert_eq!(kinds(&out), vec![("wifi.deauth_flood", false)]);
+        assert_eq!(kinds(&out), vec![("wifi.deauth_flood", "new")]);
     }
 
     #[test]
@@ -356,7 +357,7 @@ mod tests {
             for i in 0..n {
                 line(&mut agent, if i % 2 == 0 { no_ack } else { psk }, t(i * 5), &mut out);
             }
-            assert_eq!(out.len(), want, "{n} failures");
+            assert_eq!(news(&out).len(), want, "{n} failures");
             if let Some(f) = out.first() {
                 assert_eq!(f.kind, "wifi.auth_failures");
                 assert_eq!(f.severity.get(), 3);
@@ -396,9 +397,10 @@ mod tests {
             leave(&mut agent, "wlan1", "9c:5c:f9:3b:97:ad", t(i * 10 + 5), &mut out);
         }
         out.extend(tick_after(&mut agent, t(395), 700_000));
-        assert_eq!(kinds(&out), vec![("wifi.client_churn", false), ("wifi.client_churn", true)]);
-        assert_eq!((out[0].count, out[1].count), (10, 40));
-        assert_eq!(out[0].first_ms, out[1].first_ms);
+        assert_eq!(news(&out).len(), 1);
+        let last = out.last().unwrap();
+        assert_eq!((last.stage, out[0].count, last.count), (Stage::Closed, 10, 40));
+        assert_eq!(out[0].first_ms, last.first_ms);
     }
 
     #[test]
@@ -409,7 +411,7 @@ mod tests {
             let ev = Event::WifiAuthFailed { iface: "wlan0", mac: m, reason: "no_ack" };
             feed(&mut agent, ev, "hostapd: wlan0: STA x IEEE 802.11: did not acknowledge", t(i as u64), &mut out);
         }
-        assert_eq!(kinds(&out), vec![("wifi.auth_failures", false)]);
+        assert_eq!(kinds(&out), vec![("wifi.auth_failures", "new")]);
     }
 
     #[test]

@@ -34,7 +34,7 @@ async fn list(
 }
 
 fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiError> {
-    const KNOWN: [&str; 6] = ["device", "agent", "kind", "since", "limit", "cursor"];
+    const KNOWN: [&str; 7] = ["device", "agent", "kind", "open", "since", "limit", "cursor"];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::Invalid {
             field: "query",
@@ -74,7 +74,23 @@ fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiErro
     }
     let since_ms = params.get("since").map(|v| parse_since(v)).transpose()?;
     let before_id = params.get("cursor").map(|v| decode_cursor(v)).transpose()?;
-    Ok(FindingQuery { device: text("device"), agent: text("agent"), kind: text("kind"), since_ms, before_id, limit })
+    let open = match params.get("open").map(String::as_str) {
+        None | Some("") => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::Invalid { field: "open", message: format!("{other:?} is not true or false") });
+        }
+    };
+    Ok(FindingQuery {
+        device: text("device"),
+        agent: text("agent"),
+        kind: text("kind"),
+        open,
+        since_ms,
+        before_id,
+        limit,
+    })
 }
 
 /// `since` is RFC 3339 (`2024-12-05T17:43:57Z`) or unix milliseconds.

@@ -200,6 +200,8 @@ pub struct FindingView {
     pub evidence: Vec<String>,
     pub received_ms: i64,
     pub received: String,
+    /// The attack or campaign goes on: the edge may still update it.
+    pub open: bool,
 }
 
 impl From<FindingRow> for FindingView {
@@ -227,6 +229,7 @@ impl From<FindingRow> for FindingView {
             summary: f.summary,
             evidence: f.evidence,
             received_ms: f.received_ms,
+            open: f.open,
         }
     }
 }

@@ -285,7 +285,7 @@ pub async fn presence(store: Store, bus: Bus, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opmas_proto::msg::{Finding, FindingBatch, Severity, Subject};
+    use opmas_proto::msg::{Finding, FindingBatch, Severity, Stage, Subject};
 
     fn batch(ip_of: impl Fn(u64) -> &'static str, seqs: std::ops::RangeInclusive<u64>) -> FindingBatch {
         let findings = seqs
@@ -301,7 +301,7 @@ mod tests {
                 last_ms: 2000,
                 summary: "s".into(),
                 evidence: vec![],
-                update: false,
+                stage: Stage::New,
             })
             .collect();
         FindingBatch { epoch: 7, floor: *seqs.start(), round: 0, findings }

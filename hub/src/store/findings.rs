@@ -1,6 +1,6 @@
 //! The `findings` table: idempotent batch insert and the paginated query.
 
-use opmas_proto::msg::Finding;
+use opmas_proto::msg::{Finding, Stage};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError};
@@ -33,6 +33,8 @@ pub struct FindingRow {
     #[sqlx(rename = "evidence")]
     pub evidence_json: String,
     pub received_ms: i64,
+    /// The edge may still update it (its attack or campaign goes on).
+    pub open: bool,
 }
 
 /// Filters and page of a findings query. Newest first.
@@ -41,6 +43,8 @@ pub struct FindingQuery {
     pub device: Option<String>,
     pub agent: Option<String>,
     pub kind: Option<String>,
+    /// Only open (`true`) or closed (`false`) findings.
+    pub open: Option<bool>,
     /// Only findings whose last event is at or after this time.
     pub since_ms: Option<i64>,
     /// Only findings with an id below this (the previous page's last id).
@@ -89,7 +93,7 @@ pub(super) async fn insert_batch(
     received_ms: i64,
 ) -> Result<Inserted, StoreError> {
     let mut counts = Inserted::default();
-    let (updates, new): (Vec<&Finding>, Vec<&Finding>) = findings.iter().copied().partition(|f| f.update);
+    let (updates, new): (Vec<&Finding>, Vec<&Finding>) = findings.iter().copied().partition(|f| f.is_update());
     insert_new(conn, device, epoch, &new, received_ms, &mut counts).await?;
     let mut rest = &updates[..];
     while !rest.is_empty() {
@@ -112,7 +116,7 @@ async fn insert_new(
         rows = rest;
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
-                                   count, first_ms, last_ms, summary, evidence, received_ms, identity) ",
+                                   count, first_ms, last_ms, summary, evidence, received_ms, identity, open) ",
         );
         b.push_values(chunk, |mut row, f| {
             row.push_bind(device)
@@ -132,7 +136,8 @@ async fn insert_new(
                 .push_bind(&f.summary)
                 .push_bind(evidence_json(f))
                 .push_bind(received_ms)
-                .push_bind(identity(f));
+                .push_bind(identity(f))
+                .push_bind(is_open(f));
         });
         b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
         let stored = b.build().persistent(true).execute(&mut *conn).await?.rows_affected();
@@ -146,14 +151,15 @@ async fn insert_new(
 /// index lookup per update (`findings_by_identity` on all three columns; a
 /// test checks the plan, since a join on the update rows instead would walk
 /// every finding of the device's epoch). Binds, in order:
-/// `(identity, count, last_ms, summary, evidence, severity)` per row, then
-/// `received_ms`, device and epoch.
+/// `(identity, count, last_ms, summary, evidence, severity, open)` per row,
+/// then `received_ms`, device and epoch. A closed finding stays closed.
 pub(super) fn update_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
     format!(
-        "WITH u (identity, count, last_ms, summary, evidence, severity) AS (VALUES {values})
-         UPDATE findings SET (count, last_ms, summary, evidence, severity) =
-                (SELECT u.count, u.last_ms, u.summary, u.evidence, MAX(findings.severity, u.severity)
+        "WITH u (identity, count, last_ms, summary, evidence, severity, open) AS (VALUES {values})
+         UPDATE findings SET (count, last_ms, summary, evidence, severity, open) =
+                (SELECT u.count, u.last_ms, u.summary, u.evidence, MAX(findings.severity, u.severity),
+                        MIN(findings.open, u.open)
                    FROM u WHERE u.identity = findings.identity),
                 received_ms = ?
           WHERE device_id = ? AND epoch = ? AND identity IN (SELECT identity FROM u)
@@ -229,7 +235,8 @@ async fn apply_updates(
             .bind(f.last_ms as i64)
             .bind(&f.summary)
             .bind(evidence_json(f))
-            .bind(f.severity.get() as i64);
+            .bind(f.severity.get() as i64)
+            .bind(is_open(f));
     }
     let found = q.bind(received_ms).bind(device).bind(epoch as i64).persistent(true).fetch_all(&mut *conn).await?;
     let found: std::collections::HashMap<String, i64> = found.into_iter().map(|(id, ident)| (ident, id)).collect();
@@ -263,6 +270,7 @@ async fn orphan(
         .bind(&f.summary)
         .bind(evidence_json(f))
         .bind(f.severity.get() as i64)
+        .bind(is_open(f))
         .bind(received_ms)
         .bind(device)
         .bind(epoch as i64)
@@ -307,6 +315,11 @@ async fn record_updates(
     Ok(())
 }
 
+/// 1 while the edge may still update the finding.
+fn is_open(f: &Finding) -> i64 {
+    i64::from(f.stage != Stage::Closed)
+}
+
 fn evidence_json(f: &Finding) -> String {
     serde_json::to_string(&f.evidence).unwrap_or_else(|_| "[]".into())
 }
@@ -316,7 +329,7 @@ impl Store {
     pub async fn query_findings(&self, q: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
-                    count, first_ms, last_ms, summary, evidence, received_ms FROM findings WHERE 1 = 1",
+                    count, first_ms, last_ms, summary, evidence, received_ms, open FROM findings WHERE 1 = 1",
         );
         if let Some(d) = &q.device {
             b.push(" AND device_id = ").push_bind(d);
@@ -326,6 +339,9 @@ impl Store {
         }
         if let Some(k) = &q.kind {
             b.push(" AND kind = ").push_bind(k);
+        }
+        if let Some(open) = q.open {
+            b.push(" AND open = ").push_bind(i64::from(open));
         }
         if let Some(s) = q.since_ms {
             b.push(" AND last_ms >= ").push_bind(s);
@@ -371,12 +387,12 @@ mod tests {
             for i in 1..=100 {
                 seq += 1;
                 let severity = if round == 0 { Severity::CRITICAL } else { Severity::LOW };
-                batch.push(Finding { seq, count: 10 + round, severity, update: true, ..original(i) });
+                batch.push(Finding { seq, count: 10 + round, severity, stage: Stage::Update, ..original(i) });
             }
         }
         let lost = Finding { first_ms: 77, ..finding(0, "net.port_scan") };
-        batch.push(Finding { seq: 301, count: 6, update: true, ..lost.clone() });
-        batch.push(Finding { seq: 302, count: 7, update: true, ..lost });
+        batch.push(Finding { seq: 301, count: 6, stage: Stage::Update, ..lost.clone() });
+        batch.push(Finding { seq: 302, count: 7, stage: Stage::Update, ..lost });
         let n = insert_batch(&mut conn, "gw-1", 1, &refs(&batch), 5).await.unwrap();
         assert_eq!(n, Inserted { stored: 101, updated: 201, duplicates: 0 });
         let rows: Vec<(i64, i64, i64)> = sqlx::query_as("SELECT seq, count, severity FROM findings ORDER BY seq")
@@ -406,7 +422,7 @@ mod tests {
             last_ms: 2000 + seq,
             summary: "s".into(),
             evidence: vec!["line".into()],
-            update: false,
+            stage: Stage::New,
         }
     }
 
@@ -439,7 +455,8 @@ mod tests {
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
         let mut conn = store.writer().acquire().await.unwrap();
         insert_batch(&mut conn, "gw-1", 1, &[&finding(1, "net.port_scan")], 5).await.unwrap();
-        let update = Finding { seq: 2, count: 900, last_ms: 9_000, update: true, ..finding(1, "net.port_scan") };
+        let update =
+            Finding { seq: 2, count: 900, last_ms: 9_000, stage: Stage::Update, ..finding(1, "net.port_scan") };
         let n = insert_batch(&mut conn, "gw-1", 1, &[&update], 6).await.unwrap();
         assert_eq!(n, Inserted { updated: 1, ..Default::default() });
         // The same update again (same sequence) is recognised as a duplicate.
@@ -455,6 +472,26 @@ mod tests {
         let rows = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[1].seq, rows[1].count, rows[1].last_ms), (1, 900, 9_000));
+        assert!(rows[1].open, "an update keeps the finding open");
+    }
+
+    #[tokio::test]
+    async fn the_closing_update_closes_the_finding_for_good() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
+        let original = finding(1, "ssh.bruteforce");
+        insert_batch(&mut conn, "gw-1", 1, &[&original], 5).await.unwrap();
+        let closed = Finding { seq: 2, count: 40, stage: Stage::Closed, ..original.clone() };
+        // A late open update after the close (resent from an older round) does not reopen it.
+        let late = Finding { seq: 3, count: 41, stage: Stage::Update, ..original.clone() };
+        insert_batch(&mut conn, "gw-1", 1, &[&closed], 6).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &[&late], 7).await.unwrap();
+        drop(conn);
+        let open = |open| FindingQuery { open: Some(open), limit: 10, ..Default::default() };
+        assert!(store.query_findings(&open(true)).await.unwrap().is_empty());
+        let rows = store.query_findings(&open(false)).await.unwrap();
+        assert_eq!((rows.len(), rows[0].count, rows[0].open), (1, 41, false));
     }
 
     #[tokio::test]

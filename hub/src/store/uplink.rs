@@ -314,7 +314,7 @@ async fn insert_one_by_one(
 mod tests {
     use super::*;
     use crate::store::test_store;
-    use opmas_proto::msg::{Severity, Subject};
+    use opmas_proto::msg::{Severity, Stage, Subject};
 
     fn finding(seq: u64, ip: &str) -> Finding {
         Finding {
@@ -328,7 +328,7 @@ mod tests {
             last_ms: 2000,
             summary: "s".into(),
             evidence: vec![],
-            update: false,
+            stage: Stage::New,
         }
     }
 
@@ -375,7 +375,7 @@ mod tests {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
         sqlx::query("DROP TABLE finding_updates").execute(store.writer()).await.unwrap();
-        let update = Finding { seq: 2, update: true, ..finding(1, "203.0.113.1") };
+        let update = Finding { seq: 2, stage: Stage::Update, ..finding(1, "203.0.113.1") };
         let msgs = vec![(
             DeviceId::new("gw-1").unwrap(),
             Uplink::Findings(FindingBatch {
