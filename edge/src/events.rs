@@ -66,26 +66,36 @@ pub enum Event<'a> {
         mac: &'a str,
     },
 
-    /// dropbear "Child connection from": ties a pid to an address.
+    /// A client connected: dropbear's `Child connection from`, OpenSSH's
+    /// `Connection from ADDR port N on ...` (`LogLevel VERBOSE`). Ties a pid to
+    /// an address for the lines of the same process that name none. Both
+    /// servers always print a numeric address here, so there is no `src_host`.
     SshConnection {
         src_ip: IpAddr,
         src_port: Option<u16>,
     },
-    /// A wrong password or key for an existing user.
+    /// A wrong password or key for an existing user, or a login the server
+    /// refused for that user (`ROOT LOGIN REFUSED`, `not allowed because`).
     SshAuthFailed {
         src_ip: Option<IpAddr>,
+        /// The client as a host name, when the line names one instead of an
+        /// address (PAM's `rhost=`, `UseDNS yes`); `src_ip` is `None` then.
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
     },
-    /// A login attempt for a user that does not exist.
+    /// A login attempt for a user that does not exist. `user` is `""` when
+    /// the client sent an empty name (`Invalid user  from ...`).
     SshInvalidUser {
         src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
     },
     /// The server gave up on a connection after failures; `fails` when logged.
     SshMaxTries {
         src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
         fails: Option<u32>,
@@ -93,8 +103,28 @@ pub enum Event<'a> {
     /// A successful login.
     SshLoginOk {
         src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
+    },
+    /// A connection ended before authentication after the client named a
+    /// user, or told the server its authentication failed (`Received
+    /// disconnect ... Auth fail`, where `user` is `None`). `invalid`: the
+    /// server said the user does not exist (`invalid user`).
+    SshPreauthClosed {
+        src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
+        src_port: Option<u16>,
+        user: Option<&'a str>,
+        invalid: bool,
+    },
+    /// A connection that never tried to log in properly; `what` says how it
+    /// ended, one of [`PROBE_KINDS`].
+    SshProbe {
+        src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
+        src_port: Option<u16>,
+        what: &'static str,
     },
 
     /// A packet logged by the firewall.
@@ -110,10 +140,14 @@ pub enum Event<'a> {
         mac: &'a str,
         ip: Option<IpAddr>,
     },
-    /// `DHCPDISCOVER(br-lan) mac no address available`: the pool is exhausted.
+    /// dnsmasq could not offer an address on `iface`: `DHCPDISCOVER(br-lan)
+    /// <mac> no address available` (the pool is exhausted), or `no address
+    /// range available for DHCP request via <iface>` (no `dhcp-range` covers
+    /// the network the request came from; `iface` may be a relay's address).
+    /// The second form names no client, so `mac` is `None` there.
     DhcpNoAddress {
         iface: &'a str,
-        mac: &'a str,
+        mac: Option<&'a str>,
     },
 
     /// netifd: `Interface 'wan' is now up`.
@@ -185,6 +219,8 @@ impl Event<'_> {
             Event::SshInvalidUser { .. } => "ssh.invalid_user",
             Event::SshMaxTries { .. } => "ssh.max_tries",
             Event::SshLoginOk { .. } => "ssh.login_ok",
+            Event::SshPreauthClosed { .. } => "ssh.preauth_closed",
+            Event::SshProbe { .. } => "ssh.probe",
             Event::FwPacket(_) => "fw.packet",
             Event::DhcpAck { .. } => "dhcp.ack",
             Event::DhcpNak { .. } => "dhcp.nak",
@@ -230,18 +266,33 @@ impl Event<'_> {
                 j.ip("src_ip", Some(src_ip));
                 j.num("src_port", src_port.map(u64::from));
             }
-            Event::SshAuthFailed { src_ip, src_port, user }
-            | Event::SshInvalidUser { src_ip, src_port, user }
-            | Event::SshLoginOk { src_ip, src_port, user } => {
+            Event::SshAuthFailed { src_ip, src_host, src_port, user }
+            | Event::SshInvalidUser { src_ip, src_host, src_port, user }
+            | Event::SshLoginOk { src_ip, src_host, src_port, user } => {
                 j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
                 j.num("src_port", src_port.map(u64::from));
                 j.str("user", user);
             }
-            Event::SshMaxTries { src_ip, src_port, user, fails } => {
+            Event::SshMaxTries { src_ip, src_host, src_port, user, fails } => {
                 j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
                 j.num("src_port", src_port.map(u64::from));
                 j.str("user", user);
                 j.num("fails", fails.map(u64::from));
+            }
+            Event::SshPreauthClosed { src_ip, src_host, src_port, user, invalid } => {
+                j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
+                j.num("src_port", src_port.map(u64::from));
+                j.str("user", user);
+                j.bool("invalid", invalid);
+            }
+            Event::SshProbe { src_ip, src_host, src_port, what } => {
+                j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
+                j.num("src_port", src_port.map(u64::from));
+                j.str("what", Some(what));
             }
             Event::FwPacket(p) => {
                 j.str("action", Some(p.action));
@@ -261,7 +312,7 @@ impl Event<'_> {
             }
             Event::DhcpNoAddress { iface, mac } => {
                 j.str("iface", Some(iface));
-                j.str("mac", Some(mac));
+                j.str("mac", mac);
             }
             Event::NetIfaceUp { iface }
             | Event::NetIfaceDown { iface }
@@ -332,6 +383,11 @@ impl<'o> JsonObject<'o> {
         }
     }
 
+    pub fn bool(&mut self, k: &str, v: bool) {
+        self.key(k);
+        self.out.push_str(if v { "true" } else { "false" });
+    }
+
     /// Writes `"k":null` explicitly.
     pub fn null(&mut self, k: &str) {
         self.key(k);
@@ -375,8 +431,13 @@ mod tests {
     #[test]
     fn events_print_as_json_with_their_kind() {
         let mut s = String::new();
-        Event::SshAuthFailed { src_ip: Some("192.0.2.1".parse().unwrap()), src_port: Some(22), user: Some("r\"o") }
-            .write_json(&mut s);
+        Event::SshAuthFailed {
+            src_ip: Some("192.0.2.1".parse().unwrap()),
+            src_host: None,
+            src_port: Some(22),
+            user: Some("r\"o"),
+        }
+        .write_json(&mut s);
         assert_eq!(s, r#"{"kind":"ssh.auth_failed","src_ip":"192.0.2.1","src_port":22,"user":"r\"o"}"#);
         let mut s = String::new();
         Event::SysBoot.write_json(&mut s);
