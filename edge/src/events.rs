@@ -8,8 +8,75 @@
 //! that `opmas-edge explain` prints with the fields; the names are part of
 //! the operator-facing contract, as are the golden files that pin them.
 
+//!
+//! ## SSH: which line is which event
+//!
+//! OpenSSH (`sshd`, `sshd-session`, `sshd-auth`; an `error: `, `fatal: ` or
+//! `error: PAM: ` in front changes nothing) and dropbear. `ADDR` is an IPv4
+//! or IPv6 address (`::ffff:`-mapped ones become IPv4) or a host name, which
+//! goes to `src_host` with `src_ip` `None`. `NAME` is what the client sent,
+//! spaces included; the address is read after it, from the end of the line.
+//!
+//! | line | event |
+//! | --- | --- |
+//! | `Failed password\|publickey\|keyboard-interactive/pam\|none\|hostbased for NAME from ADDR port N ssh2` | `ssh.auth_failed` |
+//! | `Failed ... for invalid user NAME from ADDR ...`, `Invalid user NAME from ADDR [port N]`, `Illegal user ...` | `ssh.invalid_user` |
+//! | `PAM: Authentication failure\|error for NAME from ADDR [via ADDR]`, `pam_*(sshd:auth): authentication failure; ... rhost=ADDR [user=NAME]` | `ssh.auth_failed` |
+//! | `PAM: Authentication failure for illegal user NAME ...`, `PAM: User not known to the underlying authentication module for ...` | `ssh.invalid_user` |
+//! | `ROOT LOGIN REFUSED FROM ADDR` (user `root`), `User NAME from ADDR not allowed because ...` | `ssh.auth_failed` |
+//! | `maximum authentication attempts exceeded for [invalid user ]NAME from ADDR ...`, `Disconnecting authenticating\|invalid user NAME ADDR port N: Too many authentication failures`, `Disconnecting: Too many authentication failures [for NAME]` | `ssh.max_tries` |
+//! | `Connection closed by\|Connection reset by\|Disconnected from authenticating\|invalid user NAME ADDR port N`, `Disconnecting ... user NAME ADDR port N: Change of username or service not allowed` | `ssh.preauth_closed` (`invalid` for `invalid user`) |
+//! | `Received disconnect from ADDR port N:CODE: ... Auth fail`, or code 14 (no authentication method left) | `ssh.preauth_closed`, no user |
+//! | `Did not receive identification string from ADDR`, `kex_exchange_identification: Connection closed\|reset ...` | `ssh.probe` `no_ident` |
+//! | `banner exchange: Connection from ADDR port N: invalid format`, `kex_exchange_identification: banner line ...` | `ssh.probe` `banner` |
+//! | `Bad protocol version identification '...' from ADDR`, `kex_exchange_identification: client sent invalid protocol identifier` | `ssh.probe` `bad_version` |
+//! | `Unable to negotiate with ADDR port N: no matching ...`, `Unable to negotiate a ...`, `no matching ...`; `Received disconnect ...:3: ... [preauth]` | `ssh.probe` `kex` |
+//! | `ssh_dispatch_run_fatal: Connection from [invalid\|authenticating user NAME ]ADDR port N: ... [preauth]`, `Magic value check failed ... from ADDR` | `ssh.probe` `fatal` |
+//! | `Timeout before authentication for ADDR` | `ssh.probe` `timeout` |
+//! | `Connection closed by\|reset by ADDR port N [preauth]`, `Disconnected from ADDR port N [preauth]`, `Received disconnect from ADDR ...:11: ... [preauth]`, `Read from socket failed: ... [preauth]` | `ssh.probe` `closed` |
+//! | `refused connect from NAME (ADDR)` (tcp_wrappers) | `ssh.probe` `refused` |
+//! | `Accepted <method> for NAME from ADDR port N ssh2` | `ssh.login_ok` |
+//! | `Connection from ADDR port N on ADDR port N` (`LogLevel VERBOSE`) | `ssh.connection` |
+//! | dropbear `Child connection from ADDR:PORT` | `ssh.connection` |
+//! | dropbear `[Bb]ad [PAM ]password attempt for 'NAME' from ADDR:PORT`, `root login rejected` | `ssh.auth_failed` |
+//! | dropbear `[Ll]ogin attempt for nonexistent user ['NAME' ][from ADDR:PORT]` | `ssh.invalid_user` |
+//! | dropbear `Exit before auth [from <ADDR:PORT>]: [(user 'NAME', N fails): ]Max auth tries reached - user 'NAME'\|'is invalid' [from ADDR:PORT]`, or any reason after N > 0 fails | `ssh.max_tries` (with `fails`) |
+//! | dropbear `Exit before auth ...: (user 'NAME', 0 fails): ...` | `ssh.preauth_closed` |
+//! | dropbear `Exit before auth from <ADDR:PORT>: REASON` without a user | `ssh.probe` (`timeout`, `kex`, `bad_version`, `closed`, else `fatal`) |
+//! | dropbear `Password\|PAM password\|Pubkey auth succeeded for 'NAME' ... from ADDR:PORT` | `ssh.login_ok` |
+//!
+//! Left alone: the ends of sessions after a login (`Disconnected from user
+//! NAME ...`, `Connection closed by ADDR port N` without `[preauth]`,
+//! `Received disconnect ...:11: disconnected by user`, dropbear `Exit (root)
+//! ...`), `Postponed publickey`, and `input_userauth_request: invalid user`,
+//! a twin of `Invalid user` without the address.
+//!
+//! **One attempt, several lines.** Consumers must not count lines as
+//! attempts blindly. A failed password for an unknown user is up to three
+//! lines in OpenSSH: `Invalid user NAME from ADDR` and `Failed password for
+//! invalid user NAME from ADDR` (both `ssh.invalid_user`), then `Connection
+//! closed by invalid user NAME ADDR` (`ssh.preauth_closed`). With PAM, an
+//! existing user's wrong password is `pam_unix(sshd:auth): authentication
+//! failure` and `Failed password` (two `ssh.auth_failed`). Hitting the limit
+//! is `maximum authentication attempts exceeded` and `Disconnecting ...: Too
+//! many authentication failures` (two `ssh.max_tries`, no `fails`). dropbear's
+//! `Exit before auth (user 'u', N fails)` repeats, as `fails`, the `Bad
+//! password attempt` lines the same pid logged before it.
+
 use std::fmt::Write;
 use std::net::IpAddr;
+
+/// The values of [`Event::SshProbe`]'s `what`: how a connection that never
+/// tried to log in ended.
+/// - `no_ident`: the client sent no identification string;
+/// - `banner`: its banner was malformed or too long;
+/// - `bad_version`: it spoke another protocol, or an unknown SSH version;
+/// - `kex`: no common key exchange, host key, cipher or MAC;
+/// - `fatal`: a transport error after the handshake began (corrupt packets, bad MAC);
+/// - `timeout`: it did not authenticate in time;
+/// - `closed`: it closed the connection before naming a user;
+/// - `refused`: tcp_wrappers refused it.
+pub const PROBE_KINDS: &[&str] = &["no_ident", "banner", "bad_version", "kex", "fatal", "timeout", "closed", "refused"];
 
 /// One firewall log line (fw3 iptables, fw4 nftables, banIP), fields as the
 /// kernel's LOG target prints them.
