@@ -16,7 +16,8 @@
 //!   a reason, then always `Connection terminated.` without one;
 //! - a PPP session start: `PAP`/`CHAP authentication succeeded` and
 //!   `local  IP address`, with the same pid;
-//! - a boot: the kernel's `Linux version` banner and `procd: - init -`.
+//! - a boot: the kernel's `Linux version` banner and `procd: - init -`;
+//! - an SSH attempt: see the table and the note on twins in [`crate::events`].
 //!
 //! Lines left alone on purpose: hostapd's `EAPOL-4WAY-HS-COMPLETED` (the
 //! `WPA: pairwise key handshake completed` line of the same handshake
@@ -1102,6 +1103,119 @@ mod tests {
     }
 
     #[test]
+    fn openssh_addresses_in_every_shape() {
+        cases(&[
+            // IPv6 with a port, `::ffff:`-mapped IPv4, a host name.
+            (
+                "sshd[1]: Failed password for root from 2001:db8::1 port 22 ssh2",
+                Some(r#"{"kind":"ssh.auth_failed","src_ip":"2001:db8::1","src_port":22,"user":"root"}"#),
+            ),
+            (
+                "sshd[1]: Invalid user pi from ::ffff:192.0.2.5 port 7",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"pi"}"#),
+            ),
+            (
+                "sshd[1]: error: PAM: Authentication failure for root from gw.example.net",
+                Some(r#"{"kind":"ssh.auth_failed","src_host":"gw.example.net","user":"root"}"#),
+            ),
+            // A bare `::1` is an address, not a host; `localhost` names neither.
+            (
+                "sshd[1]: Did not receive identification string from ::1",
+                Some(r#"{"kind":"ssh.probe","src_ip":"::1","what":"no_ident"}"#),
+            ),
+            ("sshd[1]: Did not receive identification string from localhost", None),
+        ]);
+    }
+
+    #[test]
+    fn openssh_user_names_are_taken_as_printed() {
+        cases(&[
+            // Empty: OpenSSH prints two spaces.
+            (
+                "sshd[1]: Invalid user  from 192.0.2.5 port 7",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":""}"#),
+            ),
+            (
+                "sshd[1]: Connection closed by invalid user  192.0.2.5 port 7 [preauth]",
+                Some(r#"{"kind":"ssh.preauth_closed","src_ip":"192.0.2.5","src_port":7,"user":"","invalid":true}"#),
+            ),
+            // Spaces are part of the name; the address is the last one.
+            (
+                "sshd[1]: Invalid user a b from 192.0.2.5 port 7",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"a b"}"#),
+            ),
+            // A name crafted to look like an address cannot replace the real one.
+            (
+                "sshd[1]: Failed password for invalid user x from 198.51.100.9 port 1 ssh2 from 192.0.2.5 port 7 ssh2",
+                Some(
+                    r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"x from 198.51.100.9 port 1 ssh2"}"#,
+                ),
+            ),
+            // Password logins carry no info after `ssh2`, so `ssh2: ...` is the
+            // client's name (fail2ban reads this line the other way).
+            (
+                "sshd[1]: Failed password for invalid user x from 198.51.100.9 port 1 ssh2: from 192.0.2.5 port 7 ssh2",
+                Some(
+                    r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"x from 198.51.100.9 port 1 ssh2:"}"#,
+                ),
+            ),
+            // A publickey failure's info is the server's: the address is before it.
+            (
+                "sshd[1]: Failed publickey for invalid user x from 192.0.2.5 port 7 ssh2: RSA SHA256:abc",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"x"}"#),
+            ),
+            (
+                "sshd[1]: Connection closed by authenticating user a 198.51.100.9 port 1 192.0.2.5 port 7 [preauth]",
+                Some(
+                    r#"{"kind":"ssh.preauth_closed","src_ip":"192.0.2.5","src_port":7,"user":"a 198.51.100.9 port 1","invalid":false}"#,
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn openssh_session_ends_are_not_failures() {
+        cases(&[
+            ("sshd[1]: Connection closed by 192.0.2.5 port 7", None),
+            (
+                "sshd[1]: Connection closed by 192.0.2.5 port 7 [preauth]",
+                Some(r#"{"kind":"ssh.probe","src_ip":"192.0.2.5","src_port":7,"what":"closed"}"#),
+            ),
+            ("sshd[1]: Disconnected from user root 192.0.2.5 port 7", None),
+            ("sshd[1]: Received disconnect from 192.0.2.5 port 7:11: disconnected by user", None),
+            (
+                "sshd-session[1]: Received disconnect from 192.0.2.5 port 7:11: Auth fail [preauth]",
+                Some(r#"{"kind":"ssh.preauth_closed","src_ip":"192.0.2.5","src_port":7,"invalid":false}"#),
+            ),
+            ("sshd[1]: ssh_dispatch_run_fatal: Connection from user root 192.0.2.5 port 7: Broken pipe", None),
+        ]);
+    }
+
+    #[test]
+    fn dropbear_addresses_and_exits() {
+        cases(&[
+            // IPv6 without brackets: the last group is the port.
+            ("authpriv.info dropbear[1]: Child connection from 2001:db8::5:2222",
+             Some(r#"{"kind":"ssh.connection","src_ip":"2001:db8::5","src_port":2222}"#)),
+            ("authpriv.warn dropbear[1]: login attempt for nonexistent user from ::ffff:192.0.2.5:60495",
+             Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":60495}"#)),
+            ("authpriv.warn dropbear[1]: Login attempt for nonexistent user 'a b' from [2001:db8::5]:22",
+             Some(r#"{"kind":"ssh.invalid_user","src_ip":"2001:db8::5","src_port":22,"user":"a b"}"#)),
+            // The old form's address is at its end.
+            ("authpriv.info dropbear[1]: Exit before auth (user 'root', 10 fails): Max auth tries reached - user 'root' from 192.0.2.5:41",
+             Some(r#"{"kind":"ssh.max_tries","src_ip":"192.0.2.5","src_port":41,"user":"root","fails":10}"#)),
+            ("authpriv.info dropbear[1]: Exit before auth from <192.0.2.5:41>: Timeout before auth",
+             Some(r#"{"kind":"ssh.probe","src_ip":"192.0.2.5","src_port":41,"what":"timeout"}"#)),
+            // A name holding `', ` does not end early.
+            ("authpriv.info dropbear[1]: Exit before auth from <192.0.2.5:41>: (user 'a', b', 2 fails): Disconnect received",
+             Some(r#"{"kind":"ssh.max_tries","src_ip":"192.0.2.5","src_port":41,"user":"a', b","fails":2}"#)),
+            ("authpriv.info dropbear[1]: Exit (root) from <192.0.2.5:41>: Disconnect received", None),
+            ("authpriv.info dropbear[1]: [12] Jul 10 23:53:52 Bad password attempt for 'root' from 192.0.2.5:41",
+             Some(r#"{"kind":"ssh.auth_failed","src_ip":"192.0.2.5","src_port":41,"user":"root"}"#)),
+        ]);
+    }
+
+    #[test]
     fn hostapd_auth_failures() {
         cases(&[
             ("Sat Mar  3 09:05:26 2018 daemon.notice hostapd: wlan0-1: STA 28:ed:6a:a4:de:5c IEEE 802.11: did not acknowledge authentication response",
@@ -1212,6 +1326,14 @@ mod tests {
                 Some(r#"{"kind":"dhcp.no_address","iface":"br-lan","mac":"00:90:4c:c5:12:38"}"#),
             ),
             ("daemon.info dnsmasq-dhcp[1]: DHCPDISCOVER(br-lan) 00:90:4c:c5:12:38 ", None),
+            (
+                "daemon.warn dnsmasq-dhcp: no address range available for DHCP request via br-lan",
+                Some(r#"{"kind":"dhcp.no_address","iface":"br-lan"}"#),
+            ),
+            (
+                "daemon.warn dnsmasq-dhcp: no address range available for DHCP request with subnet selector 10.0.0.0",
+                None,
+            ),
             (
                 "daemon.info dnsmasq-dhcp[1]: DHCPNAK(br-lan) xxx.xxx.xxx.xxx xx:xx:xx:xx:xx:xx lease not found",
                 Some(r#"{"kind":"dhcp.nak","iface":"br-lan","mac":"xx:xx:xx:xx:xx:xx"}"#),
