@@ -16,7 +16,8 @@
 //!   a reason, then always `Connection terminated.` without one;
 //! - a PPP session start: `PAP`/`CHAP authentication succeeded` and
 //!   `local  IP address`, with the same pid;
-//! - a boot: the kernel's `Linux version` banner and `procd: - init -`.
+//! - a boot: the kernel's `Linux version` banner and `procd: - init -`;
+//! - an SSH attempt: see the table and the note on twins in [`crate::events`].
 //!
 //! Lines left alone on purpose: hostapd's `EAPOL-4WAY-HS-COMPLETED` (the
 //! `WPA: pairwise key handshake completed` line of the same handshake
@@ -38,7 +39,8 @@ pub fn classify<'a>(r: &Record<'a>) -> Option<Event<'a>> {
         Some("hostapd") => hostapd(msg),
         Some("dnsmasq-dhcp") | Some("dnsmasq") => dnsmasq(msg),
         Some("dropbear") => dropbear(msg),
-        Some("sshd") => openssh(msg),
+        // OpenSSH ≥ 9.8 logs authentication from `sshd-session` (and ≥ 10.0 from `sshd-auth`).
+        Some("sshd") | Some("sshd-session") | Some("sshd-auth") => openssh(msg),
         Some("netifd") => netifd(msg),
         Some("pppd") => pppd(msg),
         Some("procd") => procd(msg),
@@ -324,7 +326,7 @@ fn dnsmasq(msg: &str) -> Option<Event<'_>> {
         Some((n, rest)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => rest,
         _ => msg,
     };
-    let rest = msg.strip_prefix("DHCP")?;
+    let Some(rest) = msg.strip_prefix("DHCP") else { return no_range(msg) };
     let (verb, rest) = cut(rest, b'(')?;
     if !matches!(verb, "ACK" | "NAK" | "DISCOVER") {
         return None;
@@ -343,9 +345,21 @@ fn dnsmasq(msg: &str) -> Option<Event<'_>> {
     match verb {
         "ACK" => Some(Event::DhcpAck { iface, mac, ip }),
         "NAK" => Some(Event::DhcpNak { iface, mac, ip }),
-        _ if rest.trim_end().ends_with("no address available") => Some(Event::DhcpNoAddress { iface, mac }),
+        _ if rest.trim_end().ends_with("no address available") => Some(Event::DhcpNoAddress { iface, mac: Some(mac) }),
         _ => None,
     }
+}
+
+/// `no address range available for DHCP request via br-lan` (also
+/// `DHCPv6`; `via` a relay's address when relayed): no `dhcp-range` covers
+/// the requester's network, so nobody there gets an address. No MAC is
+/// logged. The `with subnet selector` form is left alone: it names no
+/// interface.
+fn no_range(msg: &str) -> Option<Event<'_>> {
+    let r = msg.strip_prefix("no address range available for DHCP")?;
+    let r = r.strip_prefix("v6").unwrap_or(r).strip_prefix(" request via ")?;
+    let iface = r.trim_end();
+    is_ifname(iface).then_some(Event::DhcpNoAddress { iface, mac: None })
 }
 
 // ---------------------------------------------------------------- netifd
@@ -446,129 +460,503 @@ fn bracketed_level(msg: &str) -> Option<&str> {
 }
 
 // ---------------------------------------------------------------- SSH
+//
+// Both servers print the client's name as the client sent it: spaces,
+// `from` and addresses included. Wherever a user name comes before the
+// address, the address is read from the end of the line (or from before a
+// fixed server-written suffix), so that a name like `x from 192.0.2.9 port
+// 22` cannot put another address into the event.
+
+/// Where a client came from, as a line names it: an address (IPv4-mapped
+/// IPv6 written as IPv4) or a host name, and the port when logged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Peer<'a> {
+    ip: Option<IpAddr>,
+    host: Option<&'a str>,
+    port: Option<u16>,
+}
+
+impl<'a> Peer<'a> {
+    /// An address or a host name, alone.
+    fn parse(s: &'a str) -> Option<Self> {
+        if let Some(ip) = parse_ip(s) {
+            return Some(Peer { ip: Some(unmap(ip)), host: None, port: None });
+        }
+        is_hostname(s).then_some(Peer { ip: None, host: Some(s), port: None })
+    }
+
+    fn with_port(self, port: Option<u16>) -> Self {
+        Peer { port, ..self }
+    }
+}
+
+/// `::ffff:192.0.2.1` → `192.0.2.1`: the same client as the IPv4 lines of a
+/// dual-stack socket name.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A DNS name where an address would be (`UseDNS yes`, PAM's `rhost=`):
+/// letters, digits, `-`, `_` and at least one dot, not only digits (that
+/// would be a bad address), no leading or trailing dot or dash. The dot
+/// keeps user names and words (`root`, `peer`) from passing for hosts.
+fn is_hostname(s: &str) -> bool {
+    let b = s.as_bytes();
+    let edge_ok = |c: Option<&u8>| c.is_some_and(u8::is_ascii_alphanumeric);
+    (3..=253).contains(&b.len())
+        && edge_ok(b.first())
+        && edge_ok(b.last())
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        && b.contains(&b'.')
+        && b.iter().any(u8::is_ascii_alphabetic)
+}
+
+/// `... ADDR[ port N][ ssh2][ [preauth]]`, read from the end: the address is
+/// the last word before those. Returns what comes before the address,
+/// without the space.
+fn peer_at_end(s: &str) -> Option<(&str, Peer<'_>)> {
+    let s = s.trim_end();
+    let s = s.strip_suffix("[preauth]").map_or(s, str::trim_end);
+    let s = s.strip_suffix(" ssh2").or_else(|| s.strip_suffix(" ssh1")).unwrap_or(s);
+    let (s, port) = match s.rsplit_once(" port ") {
+        Some((head, p)) if parse_u16(p).is_some() => (head, parse_u16(p)),
+        _ => (s, None),
+    };
+    let (before, word) = s.rsplit_once(' ').unwrap_or(("", s));
+    Some((before, Peer::parse(word)?.with_port(port)))
+}
+
+/// `ADDR[ port N]` at the start of `s` (or `ADDR:` before a reason);
+/// returns the rest after it.
+fn peer_at_start(s: &str) -> Option<(Peer<'_>, &str)> {
+    let mut end = s.bytes().position(|c| c == b' ').unwrap_or(s.len());
+    if end > 0 && s.as_bytes()[end - 1] == b':' {
+        end -= 1;
+    }
+    let mut peer = Peer::parse(&s[..end])?;
+    let mut rest = &s[end..];
+    if let Some(r) = rest.strip_prefix(" port ") {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if let Some(p) = parse_u16(&r[..n]) {
+            peer.port = Some(p);
+            rest = &r[n..];
+        }
+    }
+    Some((peer, rest))
+}
+
+/// `NAME from ADDR[ port N][ ssh2][: info]`, where NAME is what the client
+/// sent. Without the info the line ends with the address; with it (`: RSA
+/// SHA256:...`, written by the server) the address ends at the last ` ssh2: `.
+fn user_from(r: &str) -> Option<(&str, Peer<'_>)> {
+    if let Some((before, peer)) = peer_at_end(r) {
+        if let Some(user) = before.strip_suffix(" from") {
+            return Some((user, peer));
+        }
+    }
+    let i = r.rfind(" ssh2: ").or_else(|| r.rfind(" ssh1: "))?;
+    let (before, peer) = peer_at_end(&r[..i + 5])?;
+    Some((before.strip_suffix(" from")?, peer))
+}
+
+/// `invalid user ` / `authenticating user ` after the verb of a closing
+/// line: `Some(invalid)` and the rest, or `None` for a line without a user.
+fn which_user(r: &str) -> (Option<bool>, &str) {
+    if let Some(r) = r.strip_prefix("invalid user ") {
+        (Some(true), r)
+    } else if let Some(r) = r.strip_prefix("authenticating user ") {
+        (Some(false), r)
+    } else {
+        (None, r)
+    }
+}
+
+/// `s` without `prefix`, the prefix's first letter in either case (`Invalid
+/// user` and `invalid user`; dropbear's old lower-case messages).
+fn after_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+}
+
+fn probe<'a>(p: Peer<'a>, what: &'static str) -> Option<Event<'a>> {
+    Some(Event::SshProbe { src_ip: p.ip, src_host: p.host, src_port: p.port, what })
+}
+
+fn auth_failed<'a>(p: Peer<'a>, user: Option<&'a str>) -> Option<Event<'a>> {
+    Some(Event::SshAuthFailed { src_ip: p.ip, src_host: p.host, src_port: p.port, user })
+}
+
+fn invalid_user<'a>(p: Peer<'a>, user: Option<&'a str>) -> Option<Event<'a>> {
+    Some(Event::SshInvalidUser { src_ip: p.ip, src_host: p.host, src_port: p.port, user })
+}
+
+fn max_tries<'a>(p: Peer<'a>, user: Option<&'a str>, fails: Option<u32>) -> Option<Event<'a>> {
+    Some(Event::SshMaxTries { src_ip: p.ip, src_host: p.host, src_port: p.port, user, fails })
+}
+
+fn login_ok<'a>(p: Peer<'a>, user: Option<&'a str>) -> Option<Event<'a>> {
+    Some(Event::SshLoginOk { src_ip: p.ip, src_host: p.host, src_port: p.port, user })
+}
+
+fn preauth_closed<'a>(p: Peer<'a>, user: Option<&'a str>, invalid: bool) -> Option<Event<'a>> {
+    Some(Event::SshPreauthClosed { src_ip: p.ip, src_host: p.host, src_port: p.port, user, invalid })
+}
 
 fn dropbear(msg: &str) -> Option<Event<'_>> {
+    let msg = without_journal_stamp(msg).trim_end();
     // Old dropbear logs its messages in lower case, newer ones capitalised.
-    let after = |prefix: &str| -> Option<&str> {
-        let head = msg.get(..prefix.len())?;
-        head.eq_ignore_ascii_case(prefix).then(|| &msg[prefix.len()..])
-    };
+    let after = |prefix: &str| after_ci(msg, prefix);
     if let Some(rest) = after("Child connection from ") {
-        let (src_ip, src_port) = ip_port(rest)?;
-        return Some(Event::SshConnection { src_ip, src_port });
+        let p = addr_port(rest)?;
+        return Some(Event::SshConnection { src_ip: p.ip?, src_port: p.port });
     }
-    if let Some(rest) = after("Bad password attempt for '") {
-        let (user, rest) = cut(rest, b'\'')?;
-        let (src_ip, src_port) = from(rest);
-        return Some(Event::SshAuthFailed { src_ip, src_port, user: Some(user) });
+    if let Some(rest) = after("Bad password attempt for '").or_else(|| after("Bad PAM password attempt for '")) {
+        let (user, p) = quoted_user_from(rest)?;
+        return auth_failed(p, Some(user));
     }
     if let Some(rest) = after("Login attempt for nonexistent user") {
-        let (src_ip, src_port) = from(rest);
-        return Some(Event::SshInvalidUser { src_ip, src_port, user: None });
+        // Nothing, ` from ADDR:PORT`, ` 'NAME' from ADDR:PORT`.
+        let (user, p) = match rest.strip_prefix(" '") {
+            Some(r) => quoted_user_from(r).map_or((None, Peer::default()), |(u, p)| (Some(u), p)),
+            None => (None, rest.strip_prefix(" from ").and_then(addr_port).unwrap_or_default()),
+        };
+        return invalid_user(p, user);
     }
     if let Some(rest) = after("Exit before auth") {
-        // "Exit before auth from <1.2.3.4:5>: (user 'root', 3 fails): Max auth tries reached - user 'root'"
-        // "exit before auth (user 'root', 5 fails): Disconnect received"
-        // "Exit before auth from <1.2.3.4:5>: Max auth tries reached - user 'is invalid'"
-        let (src_ip, src_port) = rest
-            .strip_prefix(" from <")
-            .and_then(|r| r.split_once('>'))
-            .and_then(|(a, _)| ip_port(a))
-            .map_or((None, None), |(ip, port)| (Some(ip), port));
-        let (user, fails) = match rest.split_once("(user '") {
-            Some((_, r)) => {
-                let (user, r) = r.split_once("', ")?;
-                let (n, _) = r.split_once(" fail")?;
-                (Some(user), n.parse().ok())
-            }
-            None => (None, None),
-        };
-        if fails.is_none() && !rest.contains("Max auth tries reached") {
-            return None;
-        }
-        return Some(Event::SshMaxTries { src_ip, src_port, user, fails });
+        return dropbear_exit_before_auth(rest);
     }
-    for prefix in ["Password auth succeeded for '", "Pubkey auth succeeded for '"] {
+    for prefix in ["Password auth succeeded for '", "PAM password auth succeeded for '", "Pubkey auth succeeded for '"]
+    {
         if let Some(rest) = after(prefix) {
-            let (user, rest) = rest.split_once('\'')?;
-            let (src_ip, src_port) =
-                rest.rsplit_once(" from ").and_then(|(_, a)| ip_port(a)).map_or((None, None), |(i, p)| (Some(i), p));
-            return Some(Event::SshLoginOk { src_ip, src_port, user: Some(user) });
+            // `'root' from A`, `'root' with key md5 f8:13:.. from A`.
+            let (left, addr) = rest.rsplit_once(" from ").unwrap_or((rest, ""));
+            let user = left.rsplit_once("' with ").map_or_else(|| left.strip_suffix('\'').unwrap_or(left), |(u, _)| u);
+            return login_ok(addr_port(addr).unwrap_or_default(), Some(user));
         }
+    }
+    if after("root login rejected").is_some() {
+        return auth_failed(Peer::default(), Some("root"));
     }
     None
+}
+
+/// `Exit before auth` and the rest: ` from <ADDR:PORT>: ` (dropbear ≥
+/// 2020.79) or nothing, then `(user 'NAME', N fails): ` when the client
+/// named a user, then the reason; older builds end `Max auth tries reached
+/// - user 'NAME' from ADDR:PORT`.
+fn dropbear_exit_before_auth(rest: &str) -> Option<Event<'_>> {
+    let (mut peer, rest) = match rest.strip_prefix(" from <").and_then(|r| r.split_once('>')) {
+        Some((a, r)) => (addr_port(a).unwrap_or_default(), r),
+        None => (Peer::default(), rest),
+    };
+    let rest = rest.strip_prefix(':').unwrap_or(rest).trim_start();
+    let (mut user, fails, reason) = match rest.strip_prefix("(user '") {
+        Some(r) => {
+            // The name may hold `', `: the first `', <digits> fail` ends it.
+            let (u, n, r) = r.match_indices("', ").find_map(|(i, _)| {
+                let tail = &r[i + 3..];
+                let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+                let n: u32 = tail[..digits].parse().ok()?;
+                tail[digits..].strip_prefix(" fail").map(|t| (&r[..i], n, t))
+            })?;
+            let reason = r.split_once("): ").map_or("", |(_, t)| t);
+            (Some(u), Some(n), reason)
+        }
+        None => (None, None, rest),
+    };
+    if let Some(m) = reason.strip_prefix("Max auth tries reached") {
+        if let Some(q) = m.strip_prefix(" - user '") {
+            let (name, at_end) = match q.rsplit_once("' from ") {
+                Some((n, a)) => (n, addr_port(a)),
+                None => (q.strip_suffix('\'').unwrap_or(q), None),
+            };
+            if peer.ip.is_none() && peer.host.is_none() {
+                peer = at_end.unwrap_or_default();
+            }
+            // dropbear writes `user 'is invalid'` when the user does not exist.
+            user = user.or(Some(name).filter(|n| *n != "is invalid"));
+        }
+        return max_tries(peer, user, fails);
+    }
+    // Failures counted: what matters to the agents is how many, whoever ended it.
+    if fails.is_some_and(|n| n > 0) {
+        return max_tries(peer, user, fails);
+    }
+    if user.is_some() {
+        return preauth_closed(peer, user, false);
+    }
+    let what = if reason.starts_with("Timeout") {
+        "timeout"
+    } else if reason.starts_with("No matching algo") {
+        "kex"
+    } else if reason.contains("version") || reason.contains("ident") || reason.contains("banner") {
+        "bad_version"
+    } else if [
+        "Disconnect received",
+        "Exited normally",
+        "Remote closed",
+        "Error reading",
+        "Error writing",
+        "Terminated",
+    ]
+    .iter()
+    .any(|p| reason.starts_with(p))
+    {
+        "closed"
+    } else {
+        "fatal"
+    };
+    probe(peer, what)
+}
+
+/// After the opening quote: `NAME' from ADDR:PORT` (the last `' from `: the
+/// name may contain one), or `NAME'` alone.
+fn quoted_user_from(r: &str) -> Option<(&str, Peer<'_>)> {
+    match r.rsplit_once("' from ") {
+        Some((user, a)) => Some((user, addr_port(a).unwrap_or_default())),
+        None => Some((r.strip_suffix('\'')?, Peer::default())),
+    }
+}
+
+/// dropbear's `ADDR:PORT`: `192.0.2.1:22`, IPv6 without brackets
+/// (`2001:db8::1:22`: dropbear always prints the port, so the last group is
+/// it), `[2001:db8::1]:22`, or an address alone.
+fn addr_port(s: &str) -> Option<Peer<'_>> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (a, p) = cut(rest, b']')?;
+        return Some(Peer::parse(a)?.with_port(p.strip_prefix(':').and_then(parse_u16)));
+    }
+    if let Some((a, p)) = s.rsplit_once(':') {
+        if let (Some(port), Some(peer)) = (parse_u16(p), Peer::parse(a)) {
+            return Some(peer.with_port(Some(port)));
+        }
+    }
+    Peer::parse(s)
+}
+
+/// dropbear under systemd writes its own `[pid] Mmm dd hh:mm:ss ` in front
+/// of the message (fail2ban gh-3597): cut it.
+fn without_journal_stamp(msg: &str) -> &str {
+    let Some((pid, r)) = msg.strip_prefix('[').and_then(|r| cut(r, b']')) else { return msg };
+    let b = r.as_bytes();
+    if pid.is_empty() || !pid.bytes().all(|c| c.is_ascii_digit()) || b.len() < 5 || b[0] != b' ' {
+        return msg;
+    }
+    if !b[1..4].iter().all(u8::is_ascii_alphabetic) {
+        return msg;
+    }
+    let skip = b[4..].iter().take_while(|c| c.is_ascii_digit() || matches!(c, b':' | b' ')).count();
+    &r[4 + skip..]
 }
 
 fn openssh(msg: &str) -> Option<Event<'_>> {
-    // "Failed password for [invalid user ]U from IP port P ssh2"
-    if let Some(rest) = msg.strip_prefix("Failed ") {
-        let (_, rest) = rest.split_once(" for ")?;
-        let (invalid, rest) = match rest.strip_prefix("invalid user ") {
-            Some(r) => (true, r),
-            None => (false, rest),
+    let m = msg.trim_end();
+    // Versions differ in an `error: `, `fatal: ` or `error: PAM: ` in front.
+    let m = m.strip_prefix("error: ").or_else(|| m.strip_prefix("fatal: ")).unwrap_or(m);
+    let m = m.strip_prefix("PAM: ").unwrap_or(m);
+    let preauth = m.ends_with("[preauth]");
+
+    // Most frequent first: a brute force is mostly these.
+    if let Some(r) = m.strip_prefix("Failed ") {
+        // `Failed <method> for [invalid user ]NAME from ADDR port N ssh2[: info]`.
+        let (_method, r) = cut(r, b' ')?;
+        let r = r.strip_prefix("for ")?;
+        if let Some(r) = r.strip_prefix("invalid user ") {
+            let (user, p) = user_from(r)?;
+            return invalid_user(p, Some(user));
+        }
+        // An existing user's name has no spaces; the info after it may.
+        let (user, r) = r.split_once(" from ")?;
+        return auth_failed(peer_at_start(r)?.0, Some(user));
+    }
+    if let Some(r) = after_ci(m, "Invalid user ").or_else(|| after_ci(m, "Illegal user ")) {
+        let (before, p) = peer_at_end(r)?;
+        // `Invalid user  from ...`: the name was empty.
+        let user = before.strip_suffix(" from").or((before == "from").then_some(""))?;
+        return invalid_user(p, Some(user));
+    }
+    if let Some(r) = m.strip_prefix("Connection closed by ").or_else(|| m.strip_prefix("Connection reset by ")) {
+        return openssh_closed(r, preauth);
+    }
+    if let Some(r) = m.strip_prefix("Disconnected from ") {
+        return openssh_closed(r, preauth);
+    }
+    if let Some(r) = m.strip_prefix("Received disconnect from ") {
+        // `ADDR port N:11: text [preauth]`; older: `ADDR: 11: text`.
+        let (p, rest) = peer_at_start(r)?;
+        let rest = rest.strip_prefix(':')?.trim_start();
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (code, text) = rest.split_at(digits);
+        // 14: none of the client's methods was accepted; `Auth fail`: the client's own words.
+        if code == "14" || text.contains("Auth fail") {
+            return preauth_closed(p, None, false);
+        }
+        return match (preauth, code) {
+            (true, "3") => probe(p, "kex"),
+            (true, _) => probe(p, "closed"),
+            (false, _) => None,
         };
-        let (user, addr) = rest.rsplit_once(" from ")?;
-        let (src_ip, src_port) = openssh_addr(addr)?;
-        let user = Some(user);
-        return Some(if invalid {
-            Event::SshInvalidUser { src_ip: Some(src_ip), src_port, user }
+    }
+    if let Some(r) = m.strip_prefix("pam_") {
+        // `pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=HOST[  user=NAME]`
+        let (_module, r) = cut(r, b'(')?;
+        let r = r.strip_prefix("sshd:auth):")?.trim_start().strip_prefix("authentication failure;")?;
+        let (_, host) = r.split_once(" rhost=").unwrap_or(("", ""));
+        let (host, tail) = cut(host, b' ').unwrap_or((host, ""));
+        let user = tail.split_once("user=").map(|(_, u)| u.trim()).filter(|u| !u.is_empty());
+        return auth_failed(Peer::parse(host).unwrap_or_default(), user);
+    }
+    if let Some(r) = m.strip_prefix("Accepted ") {
+        let (_method, r) = cut(r, b' ')?;
+        let (user, r) = r.strip_prefix("for ")?.split_once(" from ")?;
+        return login_ok(peer_at_start(r)?.0, Some(user));
+    }
+    if let Some(r) = m.strip_prefix("Connection from ") {
+        // `LogLevel VERBOSE`: `Connection from ADDR port N on ADDR port N[ rdomain ""]`.
+        let (p, _) = peer_at_start(r)?;
+        return Some(Event::SshConnection { src_ip: p.ip?, src_port: p.port });
+    }
+    if let Some(r) = m.strip_prefix("maximum authentication attempts exceeded for ") {
+        let r = r.strip_prefix("invalid user ").unwrap_or(r);
+        let (user, p) = user_from(r)?;
+        return max_tries(p, Some(user), None);
+    }
+    if let Some(r) = m.strip_prefix("Disconnecting ") {
+        // `Disconnecting invalid|authenticating user NAME ADDR port N: REASON [preauth]`.
+        let r = r.strip_suffix("[preauth]").map_or(r, str::trim_end);
+        let (Some(invalid), r) = which_user(r) else { return None };
+        if let Some(r) = r.strip_suffix(": Too many authentication failures") {
+            let (user, p) = peer_at_end(r)?;
+            return max_tries(p, Some(user), None);
+        }
+        let (r, _) = r.split_once(": Change of username or service not allowed")?;
+        let (user, p) = peer_at_end(r)?;
+        return preauth_closed(p, Some(user), invalid);
+    }
+    if let Some(r) = m.strip_prefix("Disconnecting: Too many authentication failures") {
+        // Old: no address.
+        let r = r.strip_suffix("[preauth]").map_or(r, str::trim_end);
+        return max_tries(Peer::default(), r.strip_prefix(" for "), None);
+    }
+    if let Some(r) = m.strip_prefix("Did not receive identification string from ") {
+        let (_, p) = peer_at_end(r)?;
+        return probe(p, "no_ident");
+    }
+    if let Some(r) = m.strip_prefix("kex_exchange_identification: ") {
+        // No address: the agents tie it to the pid's `Connection from`, if logged.
+        let what = if r.contains("invalid protocol identifier") {
+            "bad_version"
+        } else if r.starts_with("banner line") {
+            "banner"
         } else {
-            Event::SshAuthFailed { src_ip: Some(src_ip), src_port, user }
-        });
+            "no_ident"
+        };
+        return probe(Peer::default(), what);
     }
-    if let Some(rest) = msg.strip_prefix("Accepted ") {
-        let (_, rest) = rest.split_once(" for ")?;
-        let (user, addr) = rest.rsplit_once(" from ")?;
-        let (src_ip, src_port) = openssh_addr(addr)?;
-        return Some(Event::SshLoginOk { src_ip: Some(src_ip), src_port, user: Some(user) });
+    if let Some(r) = m.strip_prefix("banner exchange: Connection from ") {
+        return probe(peer_at_start(r)?.0, "banner");
     }
-    if let Some(rest) = msg.strip_prefix("error: maximum authentication attempts exceeded for ") {
-        let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
-        let (user, addr) = rest.rsplit_once(" from ")?;
-        let (src_ip, src_port) = openssh_addr(addr)?;
-        return Some(Event::SshMaxTries { src_ip: Some(src_ip), src_port, user: Some(user), fails: None });
+    if let Some(r) = m.strip_prefix("Unable to negotiate with ") {
+        // The client's offer follows; the address comes first.
+        return probe(peer_at_start(r)?.0, "kex");
+    }
+    if m.starts_with("Unable to negotiate a ") || m.starts_with("no matching ") {
+        return probe(Peer::default(), "kex");
+    }
+    if let Some(r) = m.strip_prefix("Bad protocol version identification ") {
+        // The quoted identification is the client's: the address is at the end.
+        return probe(peer_at_end(r).map(|(_, p)| p).unwrap_or_default(), "bad_version");
+    }
+    if let Some(r) = m.strip_prefix("ssh_dispatch_run_fatal: Connection from ") {
+        // `[invalid user NAME |authenticating user NAME |user NAME ]ADDR port N: REASON`.
+        let (who, r) = which_user(r);
+        if r.starts_with("user ") || (who.is_none() && !preauth) {
+            return None; // after a login: a session's end, not a probe
+        }
+        let r = match who {
+            // The reason is the server's text: the last ` port ` is the address's.
+            Some(_) => {
+                let (head, _) = r.rsplit_once(" port ")?;
+                &r[head.rfind(' ').map_or(0, |i| i + 1)..]
+            }
+            None => r,
+        };
+        return probe(peer_at_start(r)?.0, "fatal");
+    }
+    if let Some(r) = m.strip_prefix("Timeout before authentication for ") {
+        let r = r.strip_prefix("connection from ").unwrap_or(r);
+        return probe(peer_at_start(r)?.0, "timeout");
+    }
+    if let Some(r) = m.strip_prefix("ROOT LOGIN REFUSED FROM ") {
+        return auth_failed(peer_at_end(r)?.1, Some("root"));
+    }
+    if let Some(r) = m.strip_prefix("User not known to the underlying authentication module for ") {
+        let r = r.strip_prefix("illegal user ").unwrap_or(r);
+        let (user, p) = pam_user_host(r)?;
+        return invalid_user(p, Some(user));
+    }
+    if let Some(r) = m.strip_prefix("User ") {
+        // `User NAME from HOST not allowed because ...` (an existing user: no spaces).
+        let (left, _) = r.split_once(" not allowed because ")?;
+        let (user, p) = match left.split_once(" from ") {
+            Some((u, a)) => (u, Peer::parse(a)?),
+            None => (left, Peer::default()),
+        };
+        return auth_failed(p, Some(user));
+    }
+    if let Some(r) = after_ci(m, "Authentication ") {
+        // PAM: `Authentication failure|error|failed for [illegal user ]NAME from HOST[ via ADDR]`.
+        let r = ["failure for ", "error for ", "failed for "].iter().find_map(|p| r.strip_prefix(p))?;
+        if let Some(r) = r.strip_prefix("illegal user ") {
+            let (user, p) = pam_user_host(r)?;
+            return invalid_user(p, Some(user));
+        }
+        let (user, p) = pam_user_host(r)?;
+        return auth_failed(p, Some(user));
+    }
+    if let Some(r) = m.strip_prefix("refused connect from ") {
+        // tcp_wrappers: `refused connect from NAME (ADDR)`.
+        let a = r.rsplit_once(" (").and_then(|(_, a)| a.strip_suffix(')')).unwrap_or(r);
+        return probe(Peer::parse(a)?, "refused");
+    }
+    if m.starts_with("Magic value check failed") {
+        return probe(peer_at_end(m)?.1, "fatal");
+    }
+    if preauth && m.starts_with("Read from socket failed: ") {
+        return probe(Peer::default(), "closed");
     }
     None
 }
 
-/// `1.2.3.4 port 22 ssh2` → address and port.
-fn openssh_addr(s: &str) -> Option<(IpAddr, Option<u16>)> {
-    let mut words = s.split(' ');
-    let ip = words.next()?.parse().ok()?;
-    let port = match (words.next(), words.next()) {
-        (Some("port"), Some(p)) => p.parse().ok(),
-        _ => None,
+/// `NAME from HOST[ via ADDR]` of PAM's messages: the host is the last word
+/// (after ` via ` is cut), the name all before ` from `.
+fn pam_user_host(r: &str) -> Option<(&str, Peer<'_>)> {
+    let r = r.trim_end();
+    let r = match r.rsplit_once(" via ") {
+        Some((head, via)) if !via.contains(' ') => head,
+        _ => r,
     };
-    Some((ip, port))
+    let (before, p) = peer_at_end(r)?;
+    Some((before.strip_suffix(" from").unwrap_or(before), p))
 }
 
-/// ` from 1.2.3.4:5678` (possibly absent) → address and port.
-fn from(rest: &str) -> (Option<IpAddr>, Option<u16>) {
-    rest.strip_prefix(" from ").and_then(ip_port).map_or((None, None), |(ip, port)| (Some(ip), port))
-}
-
-/// Parses `1.2.3.4:5678`, `[2001:db8::1]:22` or a bare address. A bare IPv6
-/// address ending in `:digits` is taken whole, as an address without port.
-pub fn ip_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
-    let s = s.trim();
-    if let Some(rest) = s.strip_prefix('[') {
-        let (ip, port) = cut(rest, b']')?;
-        return Some((ip.parse().ok()?, port.strip_prefix(':').and_then(|p| p.parse().ok())));
+/// After `Connection closed by `, `Connection reset by ` or `Disconnected
+/// from `: `[invalid user NAME |authenticating user NAME |user NAME ]ADDR port N[ [preauth]]`.
+fn openssh_closed(r: &str, preauth: bool) -> Option<Event<'_>> {
+    let (who, r) = which_user(r);
+    if r.starts_with("user ") && who.is_none() {
+        return None; // `Disconnected from user root ...`: the end of a session
     }
-    // One colon: IPv4 and port (the common case, parsed once); more: IPv6.
-    let colons = s.bytes().filter(|&c| c == b':').count();
-    if colons == 1 {
-        let (ip, port) = cut(s, b':')?;
-        return Some((parse_ip(ip)?, parse_u16(port)));
+    let (before, p) = peer_at_end(r)?;
+    match who {
+        Some(invalid) => preauth_closed(p, Some(before), invalid),
+        None if preauth && before.is_empty() => probe(p, "closed"),
+        None => None,
     }
-    if colons == 0 {
-        return Some((parse_ip(s)?, None));
-    }
-    if let Ok(ip) = s.parse() {
-        return Some((ip, None));
-    }
-    let (ip, port) = s.rsplit_once(':')?;
-    Some((ip.parse().ok()?, port.parse().ok()))
 }
 
 // ---------------------------------------------------------------- tokens
@@ -715,6 +1103,119 @@ mod tests {
     }
 
     #[test]
+    fn openssh_addresses_in_every_shape() {
+        cases(&[
+            // IPv6 with a port, `::ffff:`-mapped IPv4, a host name.
+            (
+                "sshd[1]: Failed password for root from 2001:db8::1 port 22 ssh2",
+                Some(r#"{"kind":"ssh.auth_failed","src_ip":"2001:db8::1","src_port":22,"user":"root"}"#),
+            ),
+            (
+                "sshd[1]: Invalid user pi from ::ffff:192.0.2.5 port 7",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"pi"}"#),
+            ),
+            (
+                "sshd[1]: error: PAM: Authentication failure for root from gw.example.net",
+                Some(r#"{"kind":"ssh.auth_failed","src_host":"gw.example.net","user":"root"}"#),
+            ),
+            // A bare `::1` is an address, not a host; `localhost` names neither.
+            (
+                "sshd[1]: Did not receive identification string from ::1",
+                Some(r#"{"kind":"ssh.probe","src_ip":"::1","what":"no_ident"}"#),
+            ),
+            ("sshd[1]: Did not receive identification string from localhost", None),
+        ]);
+    }
+
+    #[test]
+    fn openssh_user_names_are_taken_as_printed() {
+        cases(&[
+            // Empty: OpenSSH prints two spaces.
+            (
+                "sshd[1]: Invalid user  from 192.0.2.5 port 7",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":""}"#),
+            ),
+            (
+                "sshd[1]: Connection closed by invalid user  192.0.2.5 port 7 [preauth]",
+                Some(r#"{"kind":"ssh.preauth_closed","src_ip":"192.0.2.5","src_port":7,"user":"","invalid":true}"#),
+            ),
+            // Spaces are part of the name; the address is the last one.
+            (
+                "sshd[1]: Invalid user a b from 192.0.2.5 port 7",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"a b"}"#),
+            ),
+            // A name crafted to look like an address cannot replace the real one.
+            (
+                "sshd[1]: Failed password for invalid user x from 198.51.100.9 port 1 ssh2 from 192.0.2.5 port 7 ssh2",
+                Some(
+                    r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"x from 198.51.100.9 port 1 ssh2"}"#,
+                ),
+            ),
+            // Password logins carry no info after `ssh2`, so `ssh2: ...` is the
+            // client's name (fail2ban reads this line the other way).
+            (
+                "sshd[1]: Failed password for invalid user x from 198.51.100.9 port 1 ssh2: from 192.0.2.5 port 7 ssh2",
+                Some(
+                    r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"x from 198.51.100.9 port 1 ssh2:"}"#,
+                ),
+            ),
+            // A publickey failure's info is the server's: the address is before it.
+            (
+                "sshd[1]: Failed publickey for invalid user x from 192.0.2.5 port 7 ssh2: RSA SHA256:abc",
+                Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":7,"user":"x"}"#),
+            ),
+            (
+                "sshd[1]: Connection closed by authenticating user a 198.51.100.9 port 1 192.0.2.5 port 7 [preauth]",
+                Some(
+                    r#"{"kind":"ssh.preauth_closed","src_ip":"192.0.2.5","src_port":7,"user":"a 198.51.100.9 port 1","invalid":false}"#,
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn openssh_session_ends_are_not_failures() {
+        cases(&[
+            ("sshd[1]: Connection closed by 192.0.2.5 port 7", None),
+            (
+                "sshd[1]: Connection closed by 192.0.2.5 port 7 [preauth]",
+                Some(r#"{"kind":"ssh.probe","src_ip":"192.0.2.5","src_port":7,"what":"closed"}"#),
+            ),
+            ("sshd[1]: Disconnected from user root 192.0.2.5 port 7", None),
+            ("sshd[1]: Received disconnect from 192.0.2.5 port 7:11: disconnected by user", None),
+            (
+                "sshd-session[1]: Received disconnect from 192.0.2.5 port 7:11: Auth fail [preauth]",
+                Some(r#"{"kind":"ssh.preauth_closed","src_ip":"192.0.2.5","src_port":7,"invalid":false}"#),
+            ),
+            ("sshd[1]: ssh_dispatch_run_fatal: Connection from user root 192.0.2.5 port 7: Broken pipe", None),
+        ]);
+    }
+
+    #[test]
+    fn dropbear_addresses_and_exits() {
+        cases(&[
+            // IPv6 without brackets: the last group is the port.
+            ("authpriv.info dropbear[1]: Child connection from 2001:db8::5:2222",
+             Some(r#"{"kind":"ssh.connection","src_ip":"2001:db8::5","src_port":2222}"#)),
+            ("authpriv.warn dropbear[1]: login attempt for nonexistent user from ::ffff:192.0.2.5:60495",
+             Some(r#"{"kind":"ssh.invalid_user","src_ip":"192.0.2.5","src_port":60495}"#)),
+            ("authpriv.warn dropbear[1]: Login attempt for nonexistent user 'a b' from [2001:db8::5]:22",
+             Some(r#"{"kind":"ssh.invalid_user","src_ip":"2001:db8::5","src_port":22,"user":"a b"}"#)),
+            // The old form's address is at its end.
+            ("authpriv.info dropbear[1]: Exit before auth (user 'root', 10 fails): Max auth tries reached - user 'root' from 192.0.2.5:41",
+             Some(r#"{"kind":"ssh.max_tries","src_ip":"192.0.2.5","src_port":41,"user":"root","fails":10}"#)),
+            ("authpriv.info dropbear[1]: Exit before auth from <192.0.2.5:41>: Timeout before auth",
+             Some(r#"{"kind":"ssh.probe","src_ip":"192.0.2.5","src_port":41,"what":"timeout"}"#)),
+            // A name holding `', ` does not end early.
+            ("authpriv.info dropbear[1]: Exit before auth from <192.0.2.5:41>: (user 'a', b', 2 fails): Disconnect received",
+             Some(r#"{"kind":"ssh.max_tries","src_ip":"192.0.2.5","src_port":41,"user":"a', b","fails":2}"#)),
+            ("authpriv.info dropbear[1]: Exit (root) from <192.0.2.5:41>: Disconnect received", None),
+            ("authpriv.info dropbear[1]: [12] Jul 10 23:53:52 Bad password attempt for 'root' from 192.0.2.5:41",
+             Some(r#"{"kind":"ssh.auth_failed","src_ip":"192.0.2.5","src_port":41,"user":"root"}"#)),
+        ]);
+    }
+
+    #[test]
     fn hostapd_auth_failures() {
         cases(&[
             ("Sat Mar  3 09:05:26 2018 daemon.notice hostapd: wlan0-1: STA 28:ed:6a:a4:de:5c IEEE 802.11: did not acknowledge authentication response",
@@ -826,6 +1327,14 @@ mod tests {
             ),
             ("daemon.info dnsmasq-dhcp[1]: DHCPDISCOVER(br-lan) 00:90:4c:c5:12:38 ", None),
             (
+                "daemon.warn dnsmasq-dhcp: no address range available for DHCP request via br-lan",
+                Some(r#"{"kind":"dhcp.no_address","iface":"br-lan"}"#),
+            ),
+            (
+                "daemon.warn dnsmasq-dhcp: no address range available for DHCP request with subnet selector 10.0.0.0",
+                None,
+            ),
+            (
                 "daemon.info dnsmasq-dhcp[1]: DHCPNAK(br-lan) xxx.xxx.xxx.xxx xx:xx:xx:xx:xx:xx lease not found",
                 Some(r#"{"kind":"dhcp.nak","iface":"br-lan","mac":"xx:xx:xx:xx:xx:xx"}"#),
             ),
@@ -864,6 +1373,17 @@ mod tests {
         assert_eq!(fw_action("banIP/inbound/drop/country.v4"), "drop");
         assert_eq!(fw_action("ACCEPT(dest lan)"), "accept");
         assert_eq!(fw_action("custom"), "log");
-        assert_eq!(ip_port("[2001:db8::1]:22"), Some(("2001:db8::1".parse().unwrap(), Some(22))));
+        let v6 = |a: &str| Some(IpAddr::from(a.parse::<std::net::Ipv6Addr>().unwrap()));
+        assert_eq!(addr_port("[2001:db8::1]:22").map(|p| (p.ip, p.port)), Some((v6("2001:db8::1"), Some(22))));
+        assert_eq!(addr_port("2001:db8::1:22").map(|p| (p.ip, p.port)), Some((v6("2001:db8::1"), Some(22))));
+        assert_eq!(addr_port("2001:db8::22").map(|p| (p.ip, p.port)), Some((v6("2001:db8::22"), None)));
+        assert_eq!(
+            addr_port("::ffff:192.0.2.7:60495").map(|p| (p.ip, p.port)),
+            Some((Some(IpAddr::from([192, 0, 2, 7])), Some(60495)))
+        );
+        assert!(is_hostname("gw.example.net") && is_hostname("a-1.example"));
+        assert!(
+            !is_hostname("root") && !is_hostname("192.0.2.300") && !is_hostname("-x.example") && !is_hostname("x.")
+        );
     }
 }

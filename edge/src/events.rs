@@ -8,8 +8,75 @@
 //! that `opmas-edge explain` prints with the fields; the names are part of
 //! the operator-facing contract, as are the golden files that pin them.
 
+//!
+//! ## SSH: which line is which event
+//!
+//! OpenSSH (`sshd`, `sshd-session`, `sshd-auth`; an `error: `, `fatal: ` or
+//! `error: PAM: ` in front changes nothing) and dropbear. `ADDR` is an IPv4
+//! or IPv6 address (`::ffff:`-mapped ones become IPv4) or a host name, which
+//! goes to `src_host` with `src_ip` `None`. `NAME` is what the client sent,
+//! spaces included; the address is read after it, from the end of the line.
+//!
+//! | line | event |
+//! | --- | --- |
+//! | `Failed password\|publickey\|keyboard-interactive/pam\|none\|hostbased for NAME from ADDR port N ssh2` | `ssh.auth_failed` |
+//! | `Failed ... for invalid user NAME from ADDR ...`, `Invalid user NAME from ADDR [port N]`, `Illegal user ...` | `ssh.invalid_user` |
+//! | `PAM: Authentication failure\|error for NAME from ADDR [via ADDR]`, `pam_*(sshd:auth): authentication failure; ... rhost=ADDR [user=NAME]` | `ssh.auth_failed` |
+//! | `PAM: Authentication failure for illegal user NAME ...`, `PAM: User not known to the underlying authentication module for ...` | `ssh.invalid_user` |
+//! | `ROOT LOGIN REFUSED FROM ADDR` (user `root`), `User NAME from ADDR not allowed because ...` | `ssh.auth_failed` |
+//! | `maximum authentication attempts exceeded for [invalid user ]NAME from ADDR ...`, `Disconnecting authenticating\|invalid user NAME ADDR port N: Too many authentication failures`, `Disconnecting: Too many authentication failures [for NAME]` | `ssh.max_tries` |
+//! | `Connection closed by\|Connection reset by\|Disconnected from authenticating\|invalid user NAME ADDR port N`, `Disconnecting ... user NAME ADDR port N: Change of username or service not allowed` | `ssh.preauth_closed` (`invalid` for `invalid user`) |
+//! | `Received disconnect from ADDR port N:CODE: ... Auth fail`, or code 14 (no authentication method left) | `ssh.preauth_closed`, no user |
+//! | `Did not receive identification string from ADDR`, `kex_exchange_identification: Connection closed\|reset ...` | `ssh.probe` `no_ident` |
+//! | `banner exchange: Connection from ADDR port N: invalid format`, `kex_exchange_identification: banner line ...` | `ssh.probe` `banner` |
+//! | `Bad protocol version identification '...' from ADDR`, `kex_exchange_identification: client sent invalid protocol identifier` | `ssh.probe` `bad_version` |
+//! | `Unable to negotiate with ADDR port N: no matching ...`, `Unable to negotiate a ...`, `no matching ...`; `Received disconnect ...:3: ... [preauth]` | `ssh.probe` `kex` |
+//! | `ssh_dispatch_run_fatal: Connection from [invalid\|authenticating user NAME ]ADDR port N: ... [preauth]`, `Magic value check failed ... from ADDR` | `ssh.probe` `fatal` |
+//! | `Timeout before authentication for ADDR` | `ssh.probe` `timeout` |
+//! | `Connection closed by\|reset by ADDR port N [preauth]`, `Disconnected from ADDR port N [preauth]`, `Received disconnect from ADDR ...:11: ... [preauth]`, `Read from socket failed: ... [preauth]` | `ssh.probe` `closed` |
+//! | `refused connect from NAME (ADDR)` (tcp_wrappers) | `ssh.probe` `refused` |
+//! | `Accepted <method> for NAME from ADDR port N ssh2` | `ssh.login_ok` |
+//! | `Connection from ADDR port N on ADDR port N` (`LogLevel VERBOSE`) | `ssh.connection` |
+//! | dropbear `Child connection from ADDR:PORT` | `ssh.connection` |
+//! | dropbear `[Bb]ad [PAM ]password attempt for 'NAME' from ADDR:PORT`, `root login rejected` | `ssh.auth_failed` |
+//! | dropbear `[Ll]ogin attempt for nonexistent user ['NAME' ][from ADDR:PORT]` | `ssh.invalid_user` |
+//! | dropbear `Exit before auth [from <ADDR:PORT>]: [(user 'NAME', N fails): ]Max auth tries reached - user 'NAME'\|'is invalid' [from ADDR:PORT]`, or any reason after N > 0 fails | `ssh.max_tries` (with `fails`) |
+//! | dropbear `Exit before auth ...: (user 'NAME', 0 fails): ...` | `ssh.preauth_closed` |
+//! | dropbear `Exit before auth from <ADDR:PORT>: REASON` without a user | `ssh.probe` (`timeout`, `kex`, `bad_version`, `closed`, else `fatal`) |
+//! | dropbear `Password\|PAM password\|Pubkey auth succeeded for 'NAME' ... from ADDR:PORT` | `ssh.login_ok` |
+//!
+//! Left alone: the ends of sessions after a login (`Disconnected from user
+//! NAME ...`, `Connection closed by ADDR port N` without `[preauth]`,
+//! `Received disconnect ...:11: disconnected by user`, dropbear `Exit (root)
+//! ...`), `Postponed publickey`, and `input_userauth_request: invalid user`,
+//! a twin of `Invalid user` without the address.
+//!
+//! **One attempt, several lines.** Consumers must not count lines as
+//! attempts blindly. A failed password for an unknown user is up to three
+//! lines in OpenSSH: `Invalid user NAME from ADDR` and `Failed password for
+//! invalid user NAME from ADDR` (both `ssh.invalid_user`), then `Connection
+//! closed by invalid user NAME ADDR` (`ssh.preauth_closed`). With PAM, an
+//! existing user's wrong password is `pam_unix(sshd:auth): authentication
+//! failure` and `Failed password` (two `ssh.auth_failed`). Hitting the limit
+//! is `maximum authentication attempts exceeded` and `Disconnecting ...: Too
+//! many authentication failures` (two `ssh.max_tries`, no `fails`). dropbear's
+//! `Exit before auth (user 'u', N fails)` repeats, as `fails`, the `Bad
+//! password attempt` lines the same pid logged before it.
+
 use std::fmt::Write;
 use std::net::IpAddr;
+
+/// The values of [`Event::SshProbe`]'s `what`: how a connection that never
+/// tried to log in ended.
+/// - `no_ident`: the client sent no identification string;
+/// - `banner`: its banner was malformed or too long;
+/// - `bad_version`: it spoke another protocol, or an unknown SSH version;
+/// - `kex`: no common key exchange, host key, cipher or MAC;
+/// - `fatal`: a transport error after the handshake began (corrupt packets, bad MAC);
+/// - `timeout`: it did not authenticate in time;
+/// - `closed`: it closed the connection before naming a user;
+/// - `refused`: tcp_wrappers refused it.
+pub const PROBE_KINDS: &[&str] = &["no_ident", "banner", "bad_version", "kex", "fatal", "timeout", "closed", "refused"];
 
 /// One firewall log line (fw3 iptables, fw4 nftables, banIP), fields as the
 /// kernel's LOG target prints them.
@@ -66,26 +133,36 @@ pub enum Event<'a> {
         mac: &'a str,
     },
 
-    /// dropbear "Child connection from": ties a pid to an address.
+    /// A client connected: dropbear's `Child connection from`, OpenSSH's
+    /// `Connection from ADDR port N on ...` (`LogLevel VERBOSE`). Ties a pid to
+    /// an address for the lines of the same process that name none. Both
+    /// servers always print a numeric address here, so there is no `src_host`.
     SshConnection {
         src_ip: IpAddr,
         src_port: Option<u16>,
     },
-    /// A wrong password or key for an existing user.
+    /// A wrong password or key for an existing user, or a login the server
+    /// refused for that user (`ROOT LOGIN REFUSED`, `not allowed because`).
     SshAuthFailed {
         src_ip: Option<IpAddr>,
+        /// The client as a host name, when the line names one instead of an
+        /// address (PAM's `rhost=`, `UseDNS yes`); `src_ip` is `None` then.
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
     },
-    /// A login attempt for a user that does not exist.
+    /// A login attempt for a user that does not exist. `user` is `""` when
+    /// the client sent an empty name (`Invalid user  from ...`).
     SshInvalidUser {
         src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
     },
     /// The server gave up on a connection after failures; `fails` when logged.
     SshMaxTries {
         src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
         fails: Option<u32>,
@@ -93,8 +170,28 @@ pub enum Event<'a> {
     /// A successful login.
     SshLoginOk {
         src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
         src_port: Option<u16>,
         user: Option<&'a str>,
+    },
+    /// A connection ended before authentication after the client named a
+    /// user, or told the server its authentication failed (`Received
+    /// disconnect ... Auth fail`, where `user` is `None`). `invalid`: the
+    /// server said the user does not exist (`invalid user`).
+    SshPreauthClosed {
+        src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
+        src_port: Option<u16>,
+        user: Option<&'a str>,
+        invalid: bool,
+    },
+    /// A connection that never tried to log in properly; `what` says how it
+    /// ended, one of [`PROBE_KINDS`].
+    SshProbe {
+        src_ip: Option<IpAddr>,
+        src_host: Option<&'a str>,
+        src_port: Option<u16>,
+        what: &'static str,
     },
 
     /// A packet logged by the firewall.
@@ -110,10 +207,14 @@ pub enum Event<'a> {
         mac: &'a str,
         ip: Option<IpAddr>,
     },
-    /// `DHCPDISCOVER(br-lan) mac no address available`: the pool is exhausted.
+    /// dnsmasq could not offer an address on `iface`: `DHCPDISCOVER(br-lan)
+    /// <mac> no address available` (the pool is exhausted), or `no address
+    /// range available for DHCP request via <iface>` (no `dhcp-range` covers
+    /// the network the request came from; `iface` may be a relay's address).
+    /// The second form names no client, so `mac` is `None` there.
     DhcpNoAddress {
         iface: &'a str,
-        mac: &'a str,
+        mac: Option<&'a str>,
     },
 
     /// netifd: `Interface 'wan' is now up`.
@@ -185,6 +286,8 @@ impl Event<'_> {
             Event::SshInvalidUser { .. } => "ssh.invalid_user",
             Event::SshMaxTries { .. } => "ssh.max_tries",
             Event::SshLoginOk { .. } => "ssh.login_ok",
+            Event::SshPreauthClosed { .. } => "ssh.preauth_closed",
+            Event::SshProbe { .. } => "ssh.probe",
             Event::FwPacket(_) => "fw.packet",
             Event::DhcpAck { .. } => "dhcp.ack",
             Event::DhcpNak { .. } => "dhcp.nak",
@@ -230,18 +333,33 @@ impl Event<'_> {
                 j.ip("src_ip", Some(src_ip));
                 j.num("src_port", src_port.map(u64::from));
             }
-            Event::SshAuthFailed { src_ip, src_port, user }
-            | Event::SshInvalidUser { src_ip, src_port, user }
-            | Event::SshLoginOk { src_ip, src_port, user } => {
+            Event::SshAuthFailed { src_ip, src_host, src_port, user }
+            | Event::SshInvalidUser { src_ip, src_host, src_port, user }
+            | Event::SshLoginOk { src_ip, src_host, src_port, user } => {
                 j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
                 j.num("src_port", src_port.map(u64::from));
                 j.str("user", user);
             }
-            Event::SshMaxTries { src_ip, src_port, user, fails } => {
+            Event::SshMaxTries { src_ip, src_host, src_port, user, fails } => {
                 j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
                 j.num("src_port", src_port.map(u64::from));
                 j.str("user", user);
                 j.num("fails", fails.map(u64::from));
+            }
+            Event::SshPreauthClosed { src_ip, src_host, src_port, user, invalid } => {
+                j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
+                j.num("src_port", src_port.map(u64::from));
+                j.str("user", user);
+                j.bool("invalid", invalid);
+            }
+            Event::SshProbe { src_ip, src_host, src_port, what } => {
+                j.ip("src_ip", src_ip);
+                j.str("src_host", src_host);
+                j.num("src_port", src_port.map(u64::from));
+                j.str("what", Some(what));
             }
             Event::FwPacket(p) => {
                 j.str("action", Some(p.action));
@@ -261,7 +379,7 @@ impl Event<'_> {
             }
             Event::DhcpNoAddress { iface, mac } => {
                 j.str("iface", Some(iface));
-                j.str("mac", Some(mac));
+                j.str("mac", mac);
             }
             Event::NetIfaceUp { iface }
             | Event::NetIfaceDown { iface }
@@ -332,6 +450,11 @@ impl<'o> JsonObject<'o> {
         }
     }
 
+    pub fn bool(&mut self, k: &str, v: bool) {
+        self.key(k);
+        self.out.push_str(if v { "true" } else { "false" });
+    }
+
     /// Writes `"k":null` explicitly.
     pub fn null(&mut self, k: &str) {
         self.key(k);
@@ -375,8 +498,13 @@ mod tests {
     #[test]
     fn events_print_as_json_with_their_kind() {
         let mut s = String::new();
-        Event::SshAuthFailed { src_ip: Some("192.0.2.1".parse().unwrap()), src_port: Some(22), user: Some("r\"o") }
-            .write_json(&mut s);
+        Event::SshAuthFailed {
+            src_ip: Some("192.0.2.1".parse().unwrap()),
+            src_host: None,
+            src_port: Some(22),
+            user: Some("r\"o"),
+        }
+        .write_json(&mut s);
         assert_eq!(s, r#"{"kind":"ssh.auth_failed","src_ip":"192.0.2.1","src_port":22,"user":"r\"o"}"#);
         let mut s = String::new();
         Event::SysBoot.write_json(&mut s);

@@ -9,6 +9,11 @@
 //! The spot checks below pin lines of every event kind with their fields, so
 //! that a careless regeneration cannot lose them silently.
 //!
+//! `tests/forms/*.log` are hand-written lines of every SSH and DHCP form the
+//! classifier knows (see `tests/forms/README.md`); they are pinned the same
+//! way, in `tests/golden/forms/<name>.jsonl`, and the `*-negative.log` files
+//! hold look-alikes that must not count as failures.
+//!
 //! The samples live beside the repository (`<dir>/shared`, as CI and the
 //! development machine lay it out); `OPMAS_SAMPLES=/path` points elsewhere.
 
@@ -16,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use opmas_edge::classify::classify;
 use opmas_edge::date::unix_ms;
+use opmas_edge::events::PROBE_KINDS;
 use opmas_edge::explain::{explain, explain_line, Outcome};
 use opmas_edge::parse::{parse_line, Context};
 
@@ -63,21 +69,38 @@ fn explain_file(path: &Path) -> String {
     String::from_utf8(out).expect("explain writes UTF-8")
 }
 
-#[test]
-fn explain_output_matches_the_golden_files() {
+fn forms_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/forms"))
+}
+
+/// The `*.log` files of `dir`, sorted.
+fn logs_in(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.log files in {}", dir.display());
+    files
+}
+
+/// `explain` over each file equals `<golden>/<stem>.jsonl`; with
+/// `UPDATE_GOLDEN=1`, writes it instead.
+fn check_golden(files: &[PathBuf], golden: &Path) {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let mut failures = Vec::new();
-    for path in sample_files() {
+    for path in files {
         let stem = path.file_stem().and_then(|s| s.to_str()).expect("a UTF-8 file name").to_owned();
-        let golden = golden_dir().join(format!("{stem}.jsonl"));
-        let got = explain_file(&path);
+        let want_path = golden.join(format!("{stem}.jsonl"));
+        let got = explain_file(path);
         if update {
-            std::fs::create_dir_all(golden_dir()).expect("creating tests/golden");
-            std::fs::write(&golden, &got).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+            std::fs::create_dir_all(golden).expect("creating the golden directory");
+            std::fs::write(&want_path, &got).unwrap_or_else(|e| panic!("{}: {e}", want_path.display()));
             continue;
         }
-        let want = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", golden.display()));
+        let want = std::fs::read_to_string(&want_path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", want_path.display()));
         if got != want {
             let (n, (g, w)) = got
                 .lines()
@@ -89,14 +112,105 @@ fn explain_output_matches_the_golden_files() {
             failures.push(format!("{stem}.log line {}:\n  got:  {g}\n  want: {w}", n + 1));
         }
     }
-    assert!(failures.is_empty(), "explain output differs from tests/golden:\n{}", failures.join("\n"));
+    assert!(failures.is_empty(), "explain output differs from {}:\n{}", golden.display(), failures.join("\n"));
+}
+
+#[test]
+fn explain_output_matches_the_golden_files() {
+    check_golden(&sample_files(), &golden_dir());
+}
+
+#[test]
+fn the_hand_written_forms_match_their_golden_files() {
+    check_golden(&logs_in(&forms_dir()), &golden_dir().join("forms"));
+}
+
+/// The event of one line as JSON (`"null"` without one).
+fn event_json(line: &str) -> String {
+    match parse_line(line, Context::at(now_ms())).ok().as_ref().and_then(classify) {
+        Some(ev) => {
+            let mut s = String::new();
+            ev.write_json(&mut s);
+            s
+        }
+        None => "null".to_owned(),
+    }
+}
+
+/// The kinds the security agent counts as an attack.
+const FAILURE_KINDS: &[&str] =
+    &["ssh.auth_failed", "ssh.invalid_user", "ssh.max_tries", "ssh.preauth_closed", "ssh.probe"];
+
+#[test]
+fn look_alikes_of_failures_are_not_failures() {
+    let mut failures = Vec::new();
+    for path in logs_in(&forms_dir()) {
+        let name = path.file_name().and_then(|n| n.to_str()).expect("a UTF-8 file name").to_owned();
+        if !name.ends_with("-negative.log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (i, line) in text.lines().enumerate() {
+            let got = event_json(line);
+            if FAILURE_KINDS.iter().any(|k| got.contains(&format!("\"kind\":\"{k}\""))) {
+                failures.push(format!("{name}:{}: {line}\n  got: {got}", i + 1));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Lines of `sshd.log` and `dropbear.log` whose form names no client: the
+/// agents take the address from the same pid's connection line, if any.
+const WITHOUT_ADDRESS: &[&str] = &[
+    // A twin of `Invalid user walter from ...` (old OpenSSH): no event.
+    "input_userauth_request: invalid user walter [preauth]",
+    "User erin not allowed because account is locked",
+    "Disconnecting: Too many authentication failures for root [preauth]",
+    "kex_exchange_identification: Connection closed by remote host",
+    "kex_exchange_identification: read: Connection reset by peer",
+    "kex_exchange_identification: client sent invalid protocol identifier \"GET / HTTP/1.1\"",
+    "kex_exchange_identification: banner line too long",
+    "Unable to negotiate a key exchange method [preauth]",
+    "dropbear[3114]: Login attempt for nonexistent user",
+    "exit before auth (user 'root', 5 fails): Disconnect received",
+    "root login rejected",
+];
+
+#[test]
+fn every_ssh_form_names_its_client() {
+    let mut failures = Vec::new();
+    let mut allowed = 0;
+    for name in ["sshd.log", "dropbear.log"] {
+        let path = forms_dir().join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (i, line) in text.lines().enumerate() {
+            if WITHOUT_ADDRESS.iter().any(|tail| line.ends_with(tail)) {
+                allowed += 1;
+                continue;
+            }
+            let got = event_json(line);
+            let ssh = got.starts_with("{\"kind\":\"ssh.");
+            let what_ok = match got.split_once("\"what\":\"") {
+                Some((_, w)) => PROBE_KINDS.iter().any(|k| w.starts_with(&format!("{k}\""))),
+                None => true,
+            };
+            if !ssh || !what_ok || !(got.contains("\"src_ip\":") || got.contains("\"src_host\":")) {
+                failures.push(format!("{name}:{}: {line}\n  got: {got}", i + 1));
+            }
+        }
+    }
+    assert_eq!(allowed, WITHOUT_ADDRESS.len(), "every allow-listed line is still in the forms files, once");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn every_line_is_an_event_null_or_an_error_and_nothing_panics() {
     let ctx = Context::at(now_ms());
-    for path in sample_files() {
-        let text = read_sample(path.file_name().and_then(|n| n.to_str()).expect("a UTF-8 file name"));
+    // The hand-written forms too: their truncations are the likeliest odd SSH lines.
+    for path in sample_files().into_iter().chain(logs_in(&forms_dir())) {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = String::from_utf8_lossy(&bytes);
         let out = explain_file(&path);
         assert_eq!(out.lines().count(), text.lines().count(), "{}: one output line per input line", path.display());
         for (i, line) in text.lines().enumerate() {

@@ -297,7 +297,7 @@ impl Agent for NetworkAgent {
             }
             Event::DhcpNoAddress { iface, mac } => {
                 self.events += 1;
-                self.no_address(iface, mac, meta, out);
+                self.no_address(iface, mac.unwrap_or("?"), meta, out);
             }
             Event::NetIfaceUp { iface } | Event::NetIfaceDown { iface } => {
                 self.events += 1;

@@ -603,7 +603,7 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
             let src = IpAddr::from([198, 51, 100 + (i / 250) as u8, (i % 250 + 1) as u8]);
             for k in 0..3 {
                 let user = names[((i * 3 + k) % 8) as usize];
-                let ev = Event::SshInvalidUser { src_ip: Some(src), src_port: None, user: Some(user) };
+                let ev = Event::SshInvalidUser { src_ip: Some(src), src_host: None, src_port: None, user: Some(user) };
                 feed(&mut agent, ev, "sshd[9]: Failed password for invalid user", t(i * 20 + k), &mut out);
             }
         }
@@ -714,7 +714,8 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
     fn a_long_attack_is_one_finding_and_one_update_per_window() {
         let mut agent = SecurityAgent::new(SecurityConfig::default());
         let mut out = Vec::new();
-        let fail = Event::SshInvalidUser { src_ip: Some(ip("203.0.113.5")), src_port: None, user: None };
+        let fail =
+            Event::SshInvalidUser { src_ip: Some(ip("203.0.113.5")), src_host: None, src_port: None, user: None };
         // 1000 failures over 100 s.
         for i in 0..1000u64 {
             feed(&mut agent, fail, "dropbear[1]: Login attempt for nonexistent user", t(0) + i * 100, &mut out);
@@ -751,10 +752,10 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
         let attacker = ip("198.51.100.66");
         for i in 0..100_000u32 {
             let src = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-            let ev = Event::SshInvalidUser { src_ip: Some(src), src_port: None, user: None };
+            let ev = Event::SshInvalidUser { src_ip: Some(src), src_host: None, src_port: None, user: None };
             feed(&mut agent, ev, "dropbear[1]: Login attempt for nonexistent user", t(0) + u64::from(i), &mut out);
             if i % 200 == 0 {
-                let ev = Event::SshInvalidUser { src_ip: Some(attacker), src_port: None, user: None };
+                let ev = Event::SshInvalidUser { src_ip: Some(attacker), src_host: None, src_port: None, user: None };
                 feed(&mut agent, ev, "dropbear[2]: Login attempt for nonexistent user", t(0) + u64::from(i), &mut out);
             }
         }
