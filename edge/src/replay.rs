@@ -105,6 +105,7 @@ pub fn finding_json(f: &Finding, out: &mut String) {
     j.str("iface", f.subject.iface.as_deref());
     j.str("user", f.subject.user.as_deref());
     j.str("service", f.subject.service.as_deref());
+    j.str("host", f.subject.host.as_deref());
     j.num("count", Some(f.count.into()));
     j.num("first_ms", Some(f.first_ms));
     j.num("last_ms", Some(f.last_ms));

@@ -63,7 +63,7 @@ pub struct EncodeError {
 }
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Length of the HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
@@ -113,7 +113,7 @@ pub enum DecodeError {
     WrongChannel { got: Channel, wanted: Channel },
 }
 
-/// The wire form of format version 2 (1 had no `floor`, `round` or `gap`). Field order is the wire layout.
+/// The wire form of format version 3 (2 had a boolean `update` instead of `Stage` and no `Subject::host`; 1 had no `floor`, `round` or `gap`). Field order is the wire layout.
 #[derive(Serialize, Deserialize)]
 struct WireV1 {
     version: u8,
@@ -295,7 +295,7 @@ mod tests {
         let mut bytes = sealed();
         bytes[0] = 9;
         let err = Envelope::open(&topic("gw-1", Channel::Ack), &bytes, &key(1)).unwrap_err();
-        assert_eq!(err.to_string(), "unknown envelope format version 9; this build speaks version 2");
+        assert_eq!(err.to_string(), "unknown envelope format version 9; this build speaks version 3");
     }
 
     #[test]

@@ -155,6 +155,9 @@ pub struct Subject {
     pub iface: Option<String>,
     pub user: Option<String>,
     pub service: Option<String>,
+    /// The source as a host name, when the log names one instead of an
+    /// address (sshd with `UseDNS yes`, PAM's `rhost=`).
+    pub host: Option<String>,
 }
 
 /// One detection made by an agent on the edge.
@@ -193,10 +196,8 @@ impl Finding {
 
 /// Where a finding is in its life.
 ///
-/// On the wire a variant index, one byte: `New` and `Update` are the bytes
-/// that the boolean `update` field of earlier edges wrote (0, 1), so their
-/// findings still decode. An older hub refuses a batch with `Closed`:
-/// upgrade hubs before routers.
+/// On the wire a variant index, one byte (0 and 1 are what the boolean
+/// `update` of envelope format 2 wrote).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     /// The first report.

@@ -134,8 +134,9 @@ fn arb_subject() -> impl Strategy<Value = Subject> {
         proptest::option::of("[0-9a-f:]{0,17}"),
         proptest::option::of("[a-z0-9.-]{0,15}"),
         proptest::option::of(".{0,20}"),
+        proptest::option::of("[a-z0-9.-]{0,30}"),
     )
-        .prop_map(|(src_ip, mac, iface, user)| Subject { src_ip, mac, iface, user, service: None })
+        .prop_map(|(src_ip, mac, iface, user, host)| Subject { src_ip, mac, iface, user, service: None, host })
 }
 
 fn arb_finding() -> impl Strategy<Value = Finding> {

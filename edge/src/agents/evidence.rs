@@ -63,6 +63,9 @@ pub fn describe(s: &Subject) -> String {
     if let Some(ip) = s.src_ip {
         parts.push(format!("from {ip}"));
     }
+    if let Some(h) = &s.host {
+        parts.push(format!("from {h}"));
+    }
     if let Some(m) = &s.mac {
         parts.push(format!("station {m}"));
     }

@@ -41,9 +41,9 @@ use heapless::String as HString;
 use opmas_proto::msg::{Finding, Subject};
 
 use super::{
-    finding, hash_ip, hash_str, opt, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock, Distinct,
-    EvidencePool, Meta, Tally, AUTH_SUCCESS_AFTER_FAILURES, SSH_BRUTEFORCE, SSH_DISTRIBUTED_BRUTEFORCE, SSH_USER_ENUM,
-    WEB_BRUTEFORCE,
+    finding, hash_ip, hash_str, mix, opt, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock,
+    Distinct, EvidencePool, Meta, Tally, AUTH_SUCCESS_AFTER_FAILURES, SSH_BRUTEFORCE, SSH_DISTRIBUTED_BRUTEFORCE,
+    SSH_USER_ENUM, WEB_BRUTEFORCE,
 };
 use crate::events::Event;
 
@@ -76,9 +76,44 @@ const SSH_CAMPAIGN: u64 = 0x5353_4800;
 /// Bytes of a user name kept for a finding's subject.
 const NAME_LEN: usize = 32;
 
-/// One SSH source address.
+/// Bytes of a host name kept for a finding's subject.
+const HOST_LEN: usize = 64;
+
+/// Where an SSH attempt came from: an address, or a host name when the log
+/// names one instead (sshd with `UseDNS yes`, PAM's `rhost=`), hashed; the
+/// name itself is kept in the source's entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Src {
+    Ip(IpAddr),
+    Host(u64),
+}
+
+impl Src {
+    fn of(ip: Option<IpAddr>, host: Option<&str>) -> Option<Src> {
+        ip.map(Src::Ip).or_else(|| host.map(|h| Src::Host(hash_str(h))))
+    }
+
+    /// The key of its findings and distinct counts.
+    fn hash(self) -> u64 {
+        match self {
+            Src::Ip(ip) => hash_ip(ip),
+            Src::Host(h) => mix(h ^ 0x686f_7374),
+        }
+    }
+
+    fn ip(self) -> Option<IpAddr> {
+        match self {
+            Src::Ip(ip) => Some(ip),
+            Src::Host(_) => None,
+        }
+    }
+}
+
+/// One SSH source: an address or a host name.
 #[derive(Debug, Default)]
 struct SshSource {
+    /// Its host name, when it is one.
+    host: HString<HOST_LEN>,
     /// Its failures: the brute-force run and the history for a success.
     fails: Burst<MAX_FAILURES>,
     /// The first user name of the run.
@@ -126,8 +161,8 @@ pub struct SecurityAgent {
     distributed_bits: u16,
     /// Line time for ticks.
     clock: Clock,
-    /// SSH sources by address.
-    ssh: Box<BoundedMap<IpAddr, SshSource, MAX_SOURCES, { 2 * MAX_SOURCES }>>,
+    /// SSH sources by address or host name.
+    ssh: Box<BoundedMap<Src, SshSource, MAX_SOURCES, { 2 * MAX_SOURCES }>>,
     /// dropbear connections by pid.
     conns: Box<BoundedMap<u32, Conn, MAX_CONNECTIONS, { 2 * MAX_CONNECTIONS }>>,
     /// Targeted user names by hash.
@@ -171,19 +206,35 @@ impl SecurityAgent {
         }
     }
 
-    /// Adds `n` failures from `ip` as `user`; emits what they complete.
-    fn ssh_fail(&mut self, ip: IpAddr, user: Option<&str>, n: u32, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+    /// Adds `n` failures from `from` (named `host` when it is a host name)
+    /// as `user`; emits what they complete.
+    #[allow(clippy::too_many_arguments)]
+    fn ssh_fail(
+        &mut self,
+        from: Src,
+        host: Option<&str>,
+        user: Option<&str>,
+        n: u32,
+        meta: &Meta<'_>,
+        out: &mut Vec<Finding>,
+    ) {
         let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
         let keep_ms = u64::from(cfg.window_s.max(cfg.success_window_s).max(cfg.user_enum_window_s)) * 1000;
         let stale = |s: &SshSource| now.saturating_sub(s.fails.last_ms()) > keep_ms;
-        let Some(src) = self.ssh.entry(ip, stale, SshSource::default) else { return };
+        let make = || SshSource { host: host.map(short).unwrap_or_default(), ..SshSource::default() };
+        let Some(src) = self.ssh.entry(from, stale, make) else { return };
+        let ip = from.ip();
+        let shown = match ip {
+            Some(ip) => ip.to_string(),
+            None => src.host.as_str().to_owned(),
+        };
         if src.fails.push(now, n, cfg.window_s, &mut self.pool, line) {
             src.user.clear();
         }
         if let (true, Some(u)) = (src.user.is_empty(), user) {
             src.user = short(u);
         }
-        let key = hash_ip(ip);
+        let key = from.hash();
 
         if self.sup.note(&SSH_BRUTEFORCE, key, now, n, line, out) {
             src.fails.reset_run();
@@ -193,11 +244,17 @@ impl SecurityAgent {
             let f = finding(
                 AGENT,
                 &SSH_BRUTEFORCE,
-                Subject { src_ip: Some(ip), user: opt(&src.user), service: Some("ssh".into()), ..Subject::default() },
+                Subject {
+                    src_ip: ip,
+                    host: opt(&src.host),
+                    user: opt(&src.user),
+                    service: Some("ssh".into()),
+                    ..Subject::default()
+                },
                 b.count(),
                 b.first_ms(),
                 now,
-                format!("{} failed SSH logins from {ip} in {secs} s", b.count()),
+                format!("{} failed SSH logins from {shown} in {secs} s", b.count()),
                 b.ev().lines(&self.pool, line),
             );
             self.sup.emit(&SSH_BRUTEFORCE, key, now, f, out);
@@ -222,7 +279,7 @@ impl SecurityAgent {
                 d.events(),
                 d.first_ms(),
                 now,
-                format!("{names} user names tried over SSH from {ip} in {secs} s ({} attempts)", d.events()),
+                format!("{names} user names tried over SSH from {shown} in {secs} s ({} attempts)", d.events()),
                 d.ev().lines(&self.pool, line),
             );
             let tally = Tally::new(["sources", "user names"], [1, names]);
@@ -230,19 +287,19 @@ impl SecurityAgent {
             src.users.reset();
         }
 
-        self.target_fail(ip, user, meta, out);
+        self.target_fail(key, user, meta, out);
     }
 
-    /// Counts `ip` among the sources failing as `user`.
-    fn target_fail(&mut self, ip: IpAddr, user: &str, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+    /// Counts the source `src` (its hash) among the sources failing as `user`.
+    fn target_fail(&mut self, src: u64, user: &str, meta: &Meta<'_>, out: &mut Vec<Finding>) {
         let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
         let window_ms = u64::from(cfg.distributed_window_s) * 1000;
         let key = hash_str(user);
         let stale = |t: &Target| now.saturating_sub(t.sources.last_ms()) > window_ms;
         let make = Target::default;
         let Some(t) = self.users.entry(key, stale, make) else { return };
-        t.sources.insert(hash_ip(ip), now, cfg.distributed_window_s, &mut self.pool, line);
-        let items = [Some(hash_ip(ip)), Some(key)];
+        t.sources.insert(src, now, cfg.distributed_window_s, &mut self.pool, line);
+        let items = [Some(src), Some(key)];
         if self.sup.note_items(&SSH_DISTRIBUTED_BRUTEFORCE, SSH_CAMPAIGN, now, 1, items, line, out) {
             t.sources.reset();
         } else if t.sources.bits() >= self.distributed_bits {
@@ -299,24 +356,30 @@ impl SecurityAgent {
         }
     }
 
-    /// A successful `service` login from `ip`: a finding if it failed enough just before.
-    fn success(&mut self, ip: IpAddr, user: Option<&str>, service: &str, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+    /// A successful `service` login from `from`: a finding if it failed enough just before.
+    fn success(&mut self, from: Src, user: Option<&str>, service: &str, meta: &Meta<'_>, out: &mut Vec<Finding>) {
         let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
-        let ssh = self.ssh.get(&ip);
-        let web = self.web.get(&Some(ip));
+        let ssh = self.ssh.get(&from);
+        let ip = from.ip();
+        let web = ip.and_then(|ip| self.web.get(&Some(ip)));
         let (n_ssh, first_ssh) = ssh.map_or((0, None), |s| s.fails.count_within(cfg.success_window_s, now));
         let (n_web, first_web) = web.map_or((0, None), |w| w.fails.count_within(cfg.success_window_s, now));
         let failures = n_ssh + n_web;
         if failures < cfg.success_failures {
             return;
         }
-        let key = hash_ip(ip);
+        let key = from.hash();
         if self.sup.note(&AUTH_SUCCESS_AFTER_FAILURES, key, now, 1, line, out) {
             return;
         }
         let first_ms = first_ssh.into_iter().chain(first_web).min().unwrap_or(now);
         let secs = now.saturating_sub(first_ms) / 1000;
         let as_user = user.map(|u| format!(" as {u}")).unwrap_or_default();
+        let shown = match (ip, ssh) {
+            (Some(ip), _) => ip.to_string(),
+            (None, Some(s)) => s.host.as_str().to_owned(),
+            (None, None) => "a host".to_owned(),
+        };
         // The failures' first lines when still kept, then the success.
         let evidence = match (ssh, web) {
             (Some(s), _) if n_ssh > 0 => s.fails.ev().lines_then(&self.pool, line),
@@ -327,7 +390,8 @@ impl SecurityAgent {
             AGENT,
             &AUTH_SUCCESS_AFTER_FAILURES,
             Subject {
-                src_ip: Some(ip),
+                src_ip: ip,
+                host: ssh.and_then(|s| opt(&s.host)),
                 user: user.map(|u| short::<NAME_LEN>(u).as_str().to_owned()),
                 service: Some(service.into()),
                 ..Subject::default()
@@ -335,13 +399,33 @@ impl SecurityAgent {
             failures + 1,
             first_ms,
             now,
-            format!("{service} login{as_user} from {ip} succeeded after {failures} failed logins in {secs} s"),
+            format!("{service} login{as_user} from {shown} succeeded after {failures} failed logins in {secs} s"),
             evidence,
         );
         self.sup.emit(&AUTH_SUCCESS_AFTER_FAILURES, key, now, f, out);
     }
 
-    /// The dropbear connection `pid`, if open.
+    /// Counts a failure on the connection `pid` (the server's process for
+    /// it): its address if the failure line names none (dropbear often names
+    /// it only in the connection line), and the connection is remembered
+    /// from the first failure that names one, so that its closing line is
+    /// not counted again.
+    fn count_on_conn(&mut self, pid: Option<u32>, src_ip: Option<IpAddr>, now: u64) -> Option<IpAddr> {
+        if let Some(c) = self.conn(pid) {
+            c.counted += 1;
+            c.last_ms = now;
+            return Some(c.ip);
+        }
+        if let (Some(pid), Some(ip)) = (pid, src_ip) {
+            self.remember_conn(pid, ip, now);
+            if let Some(c) = self.conn(Some(pid)) {
+                c.counted = 1;
+            }
+        }
+        None
+    }
+
+    /// The connection `pid`, if open.
     fn conn(&mut self, pid: Option<u32>) -> Option<&mut Conn> {
         pid.and_then(|p| self.conns.get_mut(&p)).filter(|c| !c.closed)
     }
@@ -362,35 +446,50 @@ impl Agent for SecurityAgent {
                     self.remember_conn(pid, src_ip, now);
                 }
             }
-            Event::SshAuthFailed { src_ip, user, .. } | Event::SshInvalidUser { src_ip, user, .. } => {
+            Event::SshAuthFailed { src_ip, src_host, user, .. }
+            | Event::SshInvalidUser { src_ip, src_host, user, .. } => {
                 self.events += 1;
-                // dropbear often names the address only in the connection line of the same pid.
-                let conn_ip = self.conn(meta.pid).map(|c| {
-                    c.counted += 1;
-                    c.last_ms = now;
-                    c.ip
-                });
-                if let Some(ip) = src_ip.or(conn_ip) {
-                    self.ssh_fail(ip, user, 1, meta, out);
+                let conn_ip = self.count_on_conn(meta.pid, src_ip, now);
+                if let Some(from) = Src::of(src_ip.or(conn_ip), src_host) {
+                    self.ssh_fail(from, src_host, user, 1, meta, out);
                 }
             }
-            Event::SshMaxTries { src_ip, user, fails, .. } => {
+            Event::SshPreauthClosed { src_ip, src_host, user, .. } => {
+                self.events += 1;
+                // The end of a connection that failed before login. OpenSSH
+                // logs each failed attempt before it: a failure of its own
+                // only when none of the connection's lines was counted (a
+                // client that offered keys and left, say).
+                let counted = self.conn(meta.pid).map(|c| {
+                    c.closed = true;
+                    c.counted
+                });
+                if counted.unwrap_or(0) == 0 {
+                    if let Some(from) = Src::of(src_ip, src_host) {
+                        self.ssh_fail(from, src_host, user, 1, meta, out);
+                    }
+                }
+            }
+            // Scanners that never try a login (no identification, kex
+            // failures): shown by `explain`, counted as events, no finding.
+            Event::SshProbe { .. } => self.events += 1,
+            Event::SshMaxTries { src_ip, src_host, user, fails, .. } => {
                 self.events += 1;
                 let conn = self.conn(meta.pid).map(|c| {
                     c.closed = true;
                     (c.ip, c.counted)
                 });
-                let ip = src_ip.or(conn.map(|c| c.0));
+                let from = Src::of(src_ip.or(conn.map(|c| c.0)), src_host);
                 let extra = fails.unwrap_or(0).saturating_sub(conn.map_or(0, |c| c.1));
-                if let (Some(ip), true) = (ip, extra > 0) {
-                    self.ssh_fail(ip, user, extra, meta, out);
+                if let (Some(from), true) = (from, extra > 0) {
+                    self.ssh_fail(from, src_host, user, extra, meta, out);
                 }
             }
-            Event::SshLoginOk { src_ip, user, .. } => {
+            Event::SshLoginOk { src_ip, src_host, user, .. } => {
                 self.events += 1;
                 let conn_ip = self.conn(meta.pid).map(|c| c.ip);
-                if let Some(ip) = src_ip.or(conn_ip) {
-                    self.success(ip, user, "ssh", meta, out);
+                if let Some(from) = Src::of(src_ip.or(conn_ip), src_host) {
+                    self.success(from, user, "ssh", meta, out);
                 }
             }
             Event::WebLoginFailed { user, src_ip } => {
@@ -400,7 +499,7 @@ impl Agent for SecurityAgent {
             Event::WebLoginOk { user, src_ip } => {
                 self.events += 1;
                 if let Some(ip) = src_ip {
-                    self.success(ip, user, "luci", meta, out);
+                    self.success(Src::Ip(ip), user, "luci", meta, out);
                 }
             }
             _ => {}
@@ -569,6 +668,78 @@ Mon Sep 15 15:57:19 2025 authpriv.info dropbear[6863]: Exit before auth from <19
     fn openssh_invalid(sec: u64, user: &str, from: &str) -> String {
         let (m, s) = (sec / 60, sec % 60);
         format!("<38>Dec  5 17:{m:02}:{s:02} gw sshd[9]: Failed password for invalid user {user} from {from} port 4000 ssh2")
+    }
+
+    /// An OpenSSH line from `sshd[pid]` at `sec` seconds past 17:43.
+    fn sshd(sec: u64, pid: u32, msg: &str) -> String {
+        format!("<38>Dec  5 17:{:02}:{:02} gw sshd[{pid}]: {msg}", 43 + sec / 60, sec % 60)
+    }
+
+    #[test]
+    fn the_lines_of_one_openssh_attempt_count_as_the_attempts_they_report() {
+        // One connection, two attempts of an unknown user: "Invalid user",
+        // two failures, the closing line. Counted: the three announcing or
+        // failing lines, not the close.
+        let mut lines = Vec::new();
+        for (i, pid) in [(0u64, 500u32), (10, 501)] {
+            lines.push(sshd(i, pid, "Invalid user oracle from 203.0.113.50 port 41000"));
+            lines.push(sshd(i + 1, pid, "Failed password for invalid user oracle from 203.0.113.50 port 41000 ssh2"));
+            lines.push(sshd(i + 2, pid, "Failed password for invalid user oracle from 203.0.113.50 port 41000 ssh2"));
+            lines.push(sshd(i + 3, pid, "Connection closed by invalid user oracle 203.0.113.50 port 41000 [preauth]"));
+        }
+        let f = check(SecurityConfig::default(), &refs(&lines));
+        assert_eq!(kinds(&f), vec![("ssh.bruteforce", "new")], "{f:#?}");
+        assert_eq!(f[0].count, 5, "the fifth counted line, in the second connection");
+        assert_eq!(f[0].evidence.iter().filter(|e| e.contains("Connection closed")).count(), 0, "{:#?}", f[0].evidence);
+    }
+
+    #[test]
+    fn connections_that_end_before_login_are_failures_when_nothing_else_was_logged() {
+        // A client offering wrong keys logs only the close, one per connection.
+        let lines: Vec<String> = (0..5)
+            .map(|i| {
+                sshd(
+                    i * 5,
+                    600 + i as u32,
+                    "Connection closed by authenticating user root 198.51.100.60 port 5000 [preauth]",
+                )
+            })
+            .collect();
+        let f = check(SecurityConfig::default(), &refs(&lines));
+        assert_eq!(kinds(&f), vec![("ssh.bruteforce", "new")]);
+        assert_eq!((f[0].subject.src_ip, f[0].subject.user.as_deref()), (Some(ip("198.51.100.60")), Some("root")));
+        // Scanners that never log in are no brute force.
+        let probes: Vec<String> = (0..20)
+            .map(|i| sshd(i, 700 + i as u32, "Did not receive identification string from 198.51.100.61 port 22"))
+            .collect();
+        assert!(check(SecurityConfig::default(), &refs(&probes)).is_empty());
+    }
+
+    #[test]
+    fn a_source_named_by_host_is_a_host_subject() {
+        let lines: Vec<String> = (0..5)
+            .map(|i| sshd(i * 5, 800 + i as u32, "Failed password for root from ws2.example.org port 22 ssh2"))
+            .collect();
+        let f = check(SecurityConfig::default(), &refs(&lines));
+        assert_eq!(kinds(&f), vec![("ssh.bruteforce", "new")], "{f:#?}");
+        assert_eq!((f[0].subject.src_ip, f[0].subject.host.as_deref()), (None, Some("ws2.example.org")));
+        assert!(f[0].summary.contains("from ws2.example.org"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn dropbear_exit_before_auth_counts_only_the_failures_not_yet_seen() {
+        let bad = |s: u64| {
+            format!("Thu Dec  5 17:43:{s:02} 2024 authpriv.warn dropbear[900]: Bad password attempt for 'root' from 192.0.2.90:5000")
+        };
+        let exit = "Thu Dec  5 17:43:09 2024 authpriv.info dropbear[900]: Exit before auth from <192.0.2.90:5000>: (user 'root', 4 fails): Max auth tries reached - user 'root'";
+        // Two failures logged, the exit says four: two more, five in all with the next connection's one.
+        let next = "Thu Dec  5 17:43:20 2024 authpriv.warn dropbear[901]: Bad password attempt for 'root' from 192.0.2.90:5002";
+        let lines = [bad(1), bad(2), exit.to_owned(), next.to_owned()];
+        let f = check(SecurityConfig::default(), &refs(&lines));
+        assert_eq!(kinds(&f), vec![("ssh.bruteforce", "new")], "{f:#?}");
+        assert_eq!(f[0].count, 5);
+        // Without the last line it is four: no finding.
+        assert!(check(SecurityConfig::default(), &refs(&lines[..3])).is_empty());
     }
 
     #[test]

@@ -191,6 +191,8 @@ pub struct FindingView {
     pub iface: Option<String>,
     pub user: Option<String>,
     pub service: Option<String>,
+    /// The source as a host name, when the router's log named no address.
+    pub host: Option<String>,
     pub count: i64,
     pub first_ms: i64,
     pub first: String,
@@ -223,6 +225,7 @@ impl From<FindingRow> for FindingView {
             iface: f.iface,
             user: f.user,
             service: f.service,
+            host: f.host,
             count: f.count,
             first_ms: f.first_ms,
             last_ms: f.last_ms,

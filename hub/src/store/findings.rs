@@ -35,6 +35,8 @@ pub struct FindingRow {
     pub received_ms: i64,
     /// The edge may still update it (its attack or campaign goes on).
     pub open: bool,
+    /// The source as a host name, when the log named no address.
+    pub host: Option<String>,
 }
 
 /// Filters and page of a findings query. Newest first.
@@ -116,7 +118,8 @@ async fn insert_new(
         rows = rest;
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
-                                   count, first_ms, last_ms, summary, evidence, received_ms, identity, open) ",
+                                   count, first_ms, last_ms, summary, evidence, received_ms, identity, open,
+                                   host) ",
         );
         b.push_values(chunk, |mut row, f| {
             row.push_bind(device)
@@ -137,7 +140,8 @@ async fn insert_new(
                 .push_bind(evidence_json(f))
                 .push_bind(received_ms)
                 .push_bind(identity(f))
-                .push_bind(is_open(f));
+                .push_bind(is_open(f))
+                .push_bind(&f.subject.host);
         });
         b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
         let stored = b.build().persistent(true).execute(&mut *conn).await?.rows_affected();
@@ -329,7 +333,7 @@ impl Store {
     pub async fn query_findings(&self, q: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
-                    count, first_ms, last_ms, summary, evidence, received_ms, open FROM findings WHERE 1 = 1",
+                    count, first_ms, last_ms, summary, evidence, received_ms, open, host FROM findings WHERE 1 = 1",
         );
         if let Some(d) = &q.device {
             b.push(" AND device_id = ").push_bind(d);
