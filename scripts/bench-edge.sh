@@ -50,7 +50,7 @@ best() { # best wall time in ms of three runs of "$@"
   local best=""
   for _ in 1 2 3; do
     local t0 t1
-    t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N)
+    t0=$(date +%s%N); "$@" >/dev/null 2>&1; t1=$(date +%s%N)
     local ms=$(( (t1 - t0) / 1000000 ))
     if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
   done

@@ -132,13 +132,13 @@ fn real_main() -> Result<()> {
                 }
                 None => AgentsConfig::default(),
             };
-            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
+            // `Send` for the replay's reading thread: `Stdin`, not its lock.
+            let input: Box<dyn std::io::Read + Send> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin())
             } else {
-                let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-                Box::new(std::io::BufReader::new(f))
+                Box::new(std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?)
             };
-            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let out = std::io::BufWriter::new(std::io::stdout());
             let s = replay::replay(input, out, &agents, now_ms, json)?;
             eprintln!(
                 "{}, {}, {}, {:.3} s, {:.0} lines/s",

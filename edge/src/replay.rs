@@ -6,7 +6,8 @@
 //! Ticks are driven by the log's own clock; at the end every open window is
 //! closed, so the final counts of floods come out as updates.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use opmas_proto::msg::{Finding, Stage};
@@ -24,59 +25,163 @@ pub struct ReplayStats {
     pub seconds: f64,
 }
 
-/// How far apart, in log time, the agents' ticks are.
-const TICK_MS: u64 = 1_000;
+/// How far apart, in log time, the agents' ticks are: often enough for
+/// updates (at most one a minute) and quiet periods (minutes) to come out
+/// when they would live, rare enough not to cost more than the lines when
+/// the log's time runs fast.
+const TICK_MS: u64 = 5_000;
 
 /// Replays `input` through agents configured by `cfg`, writing findings to
 /// `out` (JSON lines if `json`, else one readable line each).
+///
+/// Three threads in a row, so that a replay on a machine with more than one
+/// core is not held up by its input and output: one reads `input` in
+/// chunks cut at line ends and checks their UTF-8, this one parses,
+/// classifies and runs the agents, and one writes the findings. Chunks and
+/// findings move through bounded channels, so memory stays flat however
+/// long the log; order is kept.
 pub fn replay(
-    mut input: impl BufRead,
-    mut out: impl Write,
+    input: impl Read + Send,
+    out: impl Write + Send,
     cfg: &AgentsConfig,
     now_ms: u64,
     json: bool,
 ) -> io::Result<ReplayStats> {
     let started = Instant::now();
     let mut pipeline = Pipeline::new(cfg);
-    let mut found: Vec<Finding> = Vec::new();
-    let mut buf = Vec::new();
-    let mut text = String::new();
-    let mut last_tick: Option<u64> = None;
     let mut stats = ReplayStats::default();
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<io::Result<String>>(CHUNKS_IN_FLIGHT);
+    let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
+    let (found_tx, found_rx) = mpsc::sync_channel::<Vec<Finding>>(CHUNKS_IN_FLIGHT);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(move || read_chunks(input, &chunk_tx, &spare_rx));
+        let writer = s.spawn(move || write_all(found_rx, out, json));
+        let mut found: Vec<Finding> = Vec::new();
+        let mut last_tick: Option<u64> = None;
+        let mut failed = None;
+        for chunk in chunk_rx.iter() {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let mut from = 0;
+            for end in memchr::memchr_iter(b'\n', chunk.as_bytes()).chain(std::iter::once(chunk.len())) {
+                // Line ends are ASCII: `from..end` are char boundaries.
+                let Some(line) = chunk.get(from..end) else { break };
+                from = end + 1;
+                if end == chunk.len() && line.is_empty() {
+                    break;
+                }
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                stats.lines += 1;
+                pipeline.feed(line, now_ms, &mut found);
+                let clock = pipeline.log_clock_ms();
+                if last_tick.is_none_or(|t| clock >= t + TICK_MS) {
+                    pipeline.tick(clock, &mut found);
+                    last_tick = Some(clock);
+                }
+            }
+            // The reader may reuse the buffer (it is gone at the end).
+            let _ = spare_tx.send(chunk.into_bytes());
+            if !found.is_empty() && found_tx.send(std::mem::take(&mut found)).is_err() {
+                // The writer stopped (a closed pipe): its error says why.
+                break;
+            }
         }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end_matches(['\n', '\r']);
-        stats.lines += 1;
-        pipeline.feed(line, now_ms, &mut found);
-        let clock = pipeline.log_clock_ms();
-        if last_tick.is_none_or(|t| clock >= t + TICK_MS) {
-            pipeline.tick(clock, &mut found);
-            last_tick = Some(clock);
+        // Dropped so that a reader still blocked on a full channel ends.
+        drop(chunk_rx);
+        if failed.is_none() {
+            // Close every window: a week later in log time. The agents' clocks
+            // first learn where the log ended (a tick right after its last
+            // lines), or they would take the jump for the log's own offset.
+            let end = pipeline.log_clock_ms();
+            pipeline.tick(end, &mut found);
+            pipeline.tick(end.saturating_add(86_400_000 * 8), &mut found);
+            let _ = found_tx.send(found);
         }
-        write_findings(&mut found, &mut out, &mut text, json, &mut stats)?;
-    }
-    // Close every window: a day later in log time.
-    pipeline.tick(pipeline.log_clock_ms().saturating_add(86_400_000 * 8), &mut found);
-    write_findings(&mut found, &mut out, &mut text, json, &mut stats)?;
-    out.flush()?;
+        drop(found_tx);
+        let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("the replay's writer panicked")));
+        match (failed, written) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(n)) => Ok(n),
+        }
+    });
+    stats.findings = outcome?;
     stats.events = pipeline.events();
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
 }
 
-fn write_findings(
-    found: &mut Vec<Finding>,
-    out: &mut impl Write,
-    text: &mut String,
-    json: bool,
-    stats: &mut ReplayStats,
-) -> io::Result<()> {
+/// Bytes read from the input at a time, and the size of a chunk.
+const CHUNK: usize = 256 * 1024;
+/// Chunks (and batches of findings) waiting between two threads at most.
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// A line longer than this is cut here (the rest is the next line), so
+/// that a file without newlines cannot grow a chunk without bound.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Reads `input` into chunks of whole lines (the last may lack its `\n`),
+/// each checked as UTF-8 and repaired if it is not (invalid bytes become
+/// U+FFFD; a line end is never inside a character, so only the bad line
+/// changes), and sends them in order. Stops at the end, at a read error
+/// (sent on), or when the receiver is gone.
+fn read_chunks(mut input: impl Read, chunks: &mpsc::SyncSender<io::Result<String>>, spare: &mpsc::Receiver<Vec<u8>>) {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut eof = false;
+    while !eof {
+        let mut buf = spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(2 * CHUNK));
+        buf.clear();
+        buf.append(&mut carry);
+        let cut = loop {
+            let last_end = memchr::memrchr(b'\n', &buf).map(|i| i + 1);
+            match last_end {
+                Some(end) if buf.len() >= CHUNK => break end,
+                _ if buf.len() - last_end.unwrap_or(0) >= MAX_LINE => break last_end.unwrap_or(0) + MAX_LINE,
+                _ => {}
+            }
+            // Up to CHUNK more bytes (fewer only at the end), without
+            // zeroing the buffer first.
+            match (&mut input).take(CHUNK as u64).read_to_end(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break buf.len();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = chunks.send(Err(e));
+                    return;
+                }
+            }
+        };
+        carry.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
+        let text = match String::from_utf8(buf) {
+            Ok(t) => t,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        if !text.is_empty() && chunks.send(Ok(text)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes the findings as they come; returns how many.
+fn write_all(found: mpsc::Receiver<Vec<Finding>>, mut out: impl Write, json: bool) -> io::Result<u64> {
+    let mut text = String::new();
+    let mut n = 0;
+    for mut batch in found {
+        n += batch.len() as u64;
+        write_findings(&mut batch, &mut out, &mut text, json)?;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+fn write_findings(found: &mut Vec<Finding>, out: &mut impl Write, text: &mut String, json: bool) -> io::Result<()> {
     for f in found.drain(..) {
-        stats.findings += 1;
         text.clear();
         if json {
             finding_json(&f, text);
@@ -126,6 +231,70 @@ pub fn finding_json(f: &Finding, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lines of `input` as `replay` cuts them, read `step` bytes at a time.
+    fn split(input: &[u8], step: usize) -> Vec<String> {
+        struct Slow<'a>(&'a [u8], usize);
+        impl Read for Slow<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let (tx, rx) = mpsc::sync_channel(1024);
+        let (_spare_tx, spare_rx) = mpsc::channel();
+        read_chunks(Slow(input, step), &tx, &spare_rx);
+        drop(tx);
+        // Each chunk ends its last line, as in `replay`.
+        let chunks: Vec<String> = rx.iter().map(Result::unwrap).collect();
+        chunks.iter().flat_map(|c| c.split_terminator('\n')).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn lines_are_cut_wherever_the_reads_end() {
+        let text = b"one\ntwo\r\n\nthree without a newline";
+        let want = ["one", "two\r", "", "three without a newline"];
+        for step in [1, 2, 3, 7, 1000, CHUNK + 3] {
+            assert_eq!(split(text, step), want, "reads of {step}");
+        }
+        assert!(split(b"", 10).is_empty());
+        // Many lines over many chunks arrive whole and in order.
+        let many: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+        let got = split(many.as_bytes(), 70_000);
+        assert_eq!(got.len(), 200_000);
+        assert!(got.iter().enumerate().all(|(i, l)| *l == format!("line {i}")));
+        // A line longer than MAX_LINE is cut there.
+        let long = vec![b'x'; MAX_LINE + 10];
+        let got = split(&long, CHUNK);
+        assert_eq!(got.iter().map(String::len).collect::<Vec<_>>(), vec![MAX_LINE, 10]);
+    }
+
+    #[test]
+    fn a_read_error_is_returned_after_what_came_before() {
+        struct Broken(bool);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if std::mem::replace(&mut self.0, true) {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let l = b"x\n";
+                buf[..2].copy_from_slice(l);
+                Ok(2)
+            }
+        }
+        let err = replay(Broken(false), Vec::new(), &AgentsConfig::default(), 1_780_000_000_000, true).unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_repaired_not_dropped() {
+        let log = b"Thu Dec  5 17:43:00 2024 authpriv.warn dropbear[1]: Bad password attempt for '\xff' from 203.0.113.9:4000\n";
+        let mut out = Vec::new();
+        let s = replay(&log[..], &mut out, &AgentsConfig::default(), 1_780_000_000_000, true).unwrap();
+        assert_eq!((s.lines, s.events), (1, 1));
+    }
 
     #[test]
     fn a_brute_force_in_an_old_log_is_found_once_with_its_final_count() {

@@ -178,7 +178,8 @@ pub struct Finding {
     pub last_ms: u64,
     /// One human sentence.
     pub summary: String,
-    /// A few of the log lines behind it, truncated.
+    /// A few of the log lines behind it, truncated. In an update, empty
+    /// means unchanged since the previous report.
     pub evidence: Vec<String>,
     /// New, an update of an open finding, or its last update. An update
     /// belongs to the finding of this epoch with the same agent, kind,

@@ -417,7 +417,8 @@ mod tests {
         let c = &out[3];
         assert_eq!((c.count, c.first_ms, c.last_ms), (1005, 0, 100_000));
         assert_eq!((&c.kind, &c.subject, &c.agent), (&out[0].kind, &out[0].subject, &out[0].agent));
-        assert_eq!(c.evidence.len(), MAX_EVIDENCE);
+        assert_eq!(out[1].evidence.len(), MAX_EVIDENCE, "the first update carries the evidence so far");
+        assert!(out[2].evidence.is_empty() && c.evidence.is_empty(), "later ones only when it changed");
         assert!(c.summary.ends_with("over 100 s (ended)"), "{}", c.summary);
         assert!(s.is_empty());
         // A finding without further events still closes, so the hub knows it is over.

@@ -224,7 +224,8 @@ impl SecurityAgent {
         let make = || SshSource { host: host.map(short).unwrap_or_default(), ..SshSource::default() };
         let Some(src) = self.ssh.entry(from, stale, make) else { return };
         let ip = from.ip();
-        let shown = match ip {
+        // Only formatted when a finding is made.
+        let shown = |src: &SshSource| match ip {
             Some(ip) => ip.to_string(),
             None => src.host.as_str().to_owned(),
         };
@@ -254,7 +255,7 @@ impl SecurityAgent {
                 b.count(),
                 b.first_ms(),
                 now,
-                format!("{} failed SSH logins from {shown} in {secs} s", b.count()),
+                format!("{} failed SSH logins from {} in {secs} s", b.count(), shown(src)),
                 b.ev().lines(&self.pool, line),
             );
             self.sup.emit(&SSH_BRUTEFORCE, key, now, f, out);
@@ -279,7 +280,7 @@ impl SecurityAgent {
                 d.events(),
                 d.first_ms(),
                 now,
-                format!("{names} user names tried over SSH from {shown} in {secs} s ({} attempts)", d.events()),
+                format!("{names} user names tried over SSH from {} in {secs} s ({} attempts)", shown(src), d.events()),
                 d.ev().lines(&self.pool, line),
             );
             let tally = Tally::new(["sources", "user names"], [1, names]);

@@ -42,7 +42,8 @@ impl Sketch {
         if zeros == REGISTERS {
             return 0;
         }
-        let sum: f64 = self.0.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        // 2^-r, built from its exponent bits (r is at most 58).
+        let sum: f64 = self.0.iter().map(|&r| f64::from_bits((1023 - u64::from(r)) << 52)).sum();
         let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
         // Linear counting while many registers are empty (small sets).
         let e = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
@@ -108,6 +109,8 @@ pub(crate) struct Window {
     pending: u32,
     /// Distinct values counted for the summary.
     tally: Tally,
+    /// Evidence lines the hub has been sent.
+    evidence_sent: usize,
 }
 
 /// The open findings of one agent: see the module docs for the
@@ -123,13 +126,23 @@ pub struct Suppressor<const N: usize> {
     emitted: u64,
     /// Findings closed early because the table was full.
     evicted: u64,
+    /// No open finding is due to close or send an update before this (line
+    /// time; it may be earlier than the true deadline, never later), so
+    /// that most ticks skip the scan.
+    next_due_ms: u64,
 }
 
 impl<const N: usize> Suppressor<N> {
     /// Findings that close after `suppress_s` seconds without an event.
     #[inline]
     pub fn new(suppress_s: u32) -> Self {
-        Suppressor { window_ms: u64::from(suppress_s) * 1000, open: FnvIndexMap::new(), emitted: 0, evicted: 0 }
+        Suppressor {
+            window_ms: u64::from(suppress_s) * 1000,
+            open: FnvIndexMap::new(),
+            emitted: 0,
+            evicted: 0,
+            next_due_ms: u64::MAX,
+        }
     }
 
     /// Adds `n` events at `now_ms` to the open finding of (`kind`, `subject`).
@@ -175,6 +188,8 @@ impl<const N: usize> Suppressor<N> {
         }
         if now_ms >= w.next_update_ms {
             self.emitted += update(w, now_ms, out);
+        } else {
+            self.next_due_ms = self.next_due_ms.min(w.next_update_ms);
         }
         true
     }
@@ -211,6 +226,7 @@ impl<const N: usize> Suppressor<N> {
         }
         out.push(finding.clone());
         self.emitted += 1;
+        self.next_due_ms = self.next_due_ms.min(now_ms.saturating_add(self.window_ms));
         let window = Window {
             finding,
             title: kind.title,
@@ -218,6 +234,7 @@ impl<const N: usize> Suppressor<N> {
             next_update_ms: now_ms.saturating_add(UPDATE_EVERY_MS),
             pending: 0,
             tally,
+            evidence_sent: usize::MAX,
         };
         let _ = self.open.insert(key, window);
     }
@@ -226,17 +243,25 @@ impl<const N: usize> Suppressor<N> {
     /// sends the due update of every other one with new events.
     #[inline]
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Finding>) {
-        if self.open.is_empty() {
+        if self.open.is_empty() || now_ms < self.next_due_ms {
             return;
         }
         let mut ended: heapless::Vec<(u8, u64), N> = heapless::Vec::new();
+        let mut next_due = u64::MAX;
         for (k, w) in self.open.iter_mut() {
             if now_ms >= w.until_ms {
                 let _ = ended.push(*k);
-            } else if w.pending > 0 && now_ms >= w.next_update_ms {
+                continue;
+            }
+            if w.pending > 0 && now_ms >= w.next_update_ms {
                 self.emitted += update(w, now_ms, out);
             }
+            next_due = next_due.min(w.until_ms);
+            if w.pending > 0 {
+                next_due = next_due.min(w.next_update_ms);
+            }
         }
+        self.next_due_ms = next_due;
         for key in &ended {
             if let Some(w) = self.open.remove(key) {
                 self.emitted += close(w, out);
@@ -273,21 +298,33 @@ impl<const N: usize> Suppressor<N> {
 fn update(w: &mut Window, now_ms: u64, out: &mut Vec<Finding>) -> u64 {
     w.pending = 0;
     w.next_update_ms = now_ms.saturating_add(UPDATE_EVERY_MS);
-    let mut f = w.finding.clone();
-    f.summary = campaign_summary(w, "ongoing");
-    f.stage = Stage::Update;
-    out.push(f);
+    let summary = campaign_summary(w, "ongoing");
+    out.push(updated(w, Stage::Update, summary));
     1
 }
 
 /// Emits the closing update of a finding; returns how many it emitted.
-fn close(w: Window, out: &mut Vec<Finding>) -> u64 {
+fn close(mut w: Window, out: &mut Vec<Finding>) -> u64 {
     let summary = campaign_summary(&w, "ended");
-    let mut f = w.finding;
-    f.summary = summary;
-    f.stage = Stage::Closed;
-    out.push(f);
+    out.push(updated(&mut w, Stage::Closed, summary));
     1
+}
+
+/// The finding as it stands, as an update. Its evidence only when lines
+/// were added since the hub last got them (the evidence of an update is
+/// empty when unchanged, and the hub keeps what it has): a long campaign's
+/// updates carry a summary, not the same lines again.
+fn updated(w: &mut Window, stage: Stage, summary: String) -> Finding {
+    let evidence = std::mem::take(&mut w.finding.evidence);
+    let mut f = w.finding.clone();
+    if evidence.len() != w.evidence_sent {
+        f.evidence = evidence.clone();
+        w.evidence_sent = evidence.len();
+    }
+    w.finding.evidence = evidence;
+    f.summary = summary;
+    f.stage = stage;
+    f
 }
 
 /// "SSH brute force from 203.0.113.5: 412 events, 3 user names, over 2 h 5 min (ongoing)".

@@ -162,7 +162,9 @@ pub(super) fn update_sql(rows: usize) -> String {
     format!(
         "WITH u (identity, count, last_ms, summary, evidence, severity, open) AS (VALUES {values})
          UPDATE findings SET (count, last_ms, summary, evidence, severity, open) =
-                (SELECT u.count, u.last_ms, u.summary, u.evidence, MAX(findings.severity, u.severity),
+                (SELECT u.count, u.last_ms, u.summary,
+                        CASE WHEN u.evidence = '[]' THEN findings.evidence ELSE u.evidence END,
+                        MAX(findings.severity, u.severity),
                         MIN(findings.open, u.open)
                    FROM u WHERE u.identity = findings.identity),
                 received_ms = ?
@@ -208,7 +210,10 @@ async fn apply_updates(
             Some(&at) => {
                 let merged = &mut order[at].1;
                 let severity = merged.severity.max(f.severity);
-                *merged = Finding { severity, ..(*f).clone() };
+                // An update without evidence leaves the evidence as it was.
+                let evidence =
+                    if f.evidence.is_empty() { std::mem::take(&mut merged.evidence) } else { f.evidence.clone() };
+                *merged = Finding { severity, evidence, ..(*f).clone() };
                 at
             }
             None => {
@@ -486,7 +491,7 @@ mod tests {
         let mut conn = store.writer().acquire().await.unwrap();
         let original = finding(1, "ssh.bruteforce");
         insert_batch(&mut conn, "gw-1", 1, &[&original], 5).await.unwrap();
-        let closed = Finding { seq: 2, count: 40, stage: Stage::Closed, ..original.clone() };
+        let closed = Finding { seq: 2, count: 40, stage: Stage::Closed, evidence: vec![], ..original.clone() };
         // A late open update after the close (resent from an older round) does not reopen it.
         let late = Finding { seq: 3, count: 41, stage: Stage::Update, ..original.clone() };
         insert_batch(&mut conn, "gw-1", 1, &[&closed], 6).await.unwrap();
@@ -496,6 +501,7 @@ mod tests {
         assert!(store.query_findings(&open(true)).await.unwrap().is_empty());
         let rows = store.query_findings(&open(false)).await.unwrap();
         assert_eq!((rows.len(), rows[0].count, rows[0].open), (1, 41, false));
+        assert_eq!(rows[0].evidence, original.evidence, "an update without evidence keeps it");
     }
 
     #[tokio::test]
