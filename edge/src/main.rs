@@ -31,7 +31,7 @@ enum Command {
     },
     /// Print what the agents see in each log line, as one JSON object per line.
     Explain {
-        /// Log file to read (standard input when absent).
+        /// Log file to read (standard input when absent or `-`).
         file: Option<PathBuf>,
         /// The time to assume for lines without a year: 2026-06-01, RFC 3339 or unix ms (default: now).
         #[arg(long, value_name = "TIME")]
@@ -107,7 +107,7 @@ fn real_main() -> Result<()> {
         Command::Explain { file, now } => {
             let now_ms = now_arg(now.as_deref())?;
             let out = std::io::BufWriter::new(std::io::stdout().lock());
-            let stats = match &file {
+            let stats = match file.as_ref().filter(|p| p.as_os_str() != "-") {
                 Some(path) => {
                     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
                     explain::explain(std::io::BufReader::new(f), out, now_ms)?

@@ -12,19 +12,21 @@ const LINE: &str =
     "Thu Dec  5 17:43:57 2024 authpriv.warn dropbear[12388]: Bad password attempt for 'root' from 203.0.113.7:52144\n";
 
 #[test]
-fn replay_reads_standard_input_and_counts_in_words() {
-    let mut child = Command::new(bin("opmas-edge"))
-        .args(["replay", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(LINE.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(err.starts_with("1 line, 1 event, 0 findings"), "{err}");
+fn replay_and_explain_read_standard_input_and_count_in_words() {
+    for (cmd, want) in [("replay", "1 line, 1 event, 0 findings"), ("explain", "1 line: 1 event")] {
+        let mut child = Command::new(bin("opmas-edge"))
+            .args([cmd, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(LINE.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd}: {err}");
+        assert!(err.starts_with(want), "{cmd}: {err}");
+    }
 }
 
 #[test]

@@ -324,6 +324,20 @@ async fn record_updates(
     Ok(())
 }
 
+/// Closes the open findings of `device` from runs other than `epoch`.
+pub(super) async fn close_other_epochs(
+    conn: &mut SqliteConnection,
+    device: &str,
+    epoch: u64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query("UPDATE findings SET open = 0 WHERE device_id = ? AND open = 1 AND epoch <> ?")
+        .bind(device)
+        .bind(epoch as i64)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// 1 while the edge may still update the finding.
 fn is_open(f: &Finding) -> i64 {
     i64::from(f.stage != Stage::Closed)

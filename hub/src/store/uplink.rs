@@ -243,6 +243,11 @@ impl Store {
         for (&(device, epoch), &(was, now_w)) in &watermarks {
             if now_w != was {
                 delivery::save(&mut tx, device.as_str(), epoch, now_w, now).await?;
+                if was == Watermark::default() {
+                    // The first findings of a new run: the edge restarted, and
+                    // what the old run left open gets no more updates.
+                    findings::close_other_epochs(&mut tx, device.as_str(), epoch).await?;
+                }
             }
             // The epoch of the device's last batch is the one cached.
             if out.acks.get(device).is_some_and(|a| a.epoch == epoch) {
@@ -390,5 +395,34 @@ mod tests {
         let e = store.apply_uplink(&msgs, &HashMap::new(), Apply::Isolated, 5).await.unwrap_err();
         assert!(!e.is_row_error(), "{e}");
         assert!(store.deliveries("gw-1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_new_run_closes_what_the_old_run_left_open() {
+        let (store, _dir) = test_store().await;
+        for d in ["gw-1", "gw-2"] {
+            store.insert_device(d, d, "aa", 1).await.unwrap();
+        }
+        let run = |device: &str, epoch: u64, seq: u64| {
+            let b = FindingBatch { epoch, floor: seq, round: 0, findings: vec![finding(seq, "203.0.113.1")] };
+            (DeviceId::new(device).unwrap(), Uplink::Findings(b))
+        };
+        let marks = HashMap::new();
+        store.apply_uplink(&[run("gw-1", 7, 1), run("gw-2", 7, 1)], &marks, Apply::Together, 5).await.unwrap();
+        store.apply_uplink(&[run("gw-1", 7, 2)], &marks, Apply::Together, 6).await.unwrap();
+        let open = |store: &Store| {
+            let store = store.clone();
+            async move {
+                let q = crate::store::FindingQuery { open: Some(true), limit: 10, ..Default::default() };
+                let rows = store.query_findings(&q).await.unwrap();
+                rows.iter().map(|f| (f.device_id.clone(), f.epoch.clone(), f.seq)).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(open(&store).await.len(), 3, "one run goes on: all open");
+        // gw-1's edge restarted: epoch 8. Its epoch-7 findings close; gw-2's stay open.
+        store.apply_uplink(&[run("gw-1", 8, 1)], &marks, Apply::Together, 7).await.unwrap();
+        let mut left = open(&store).await;
+        left.sort();
+        assert_eq!(left, vec![("gw-1".into(), "8".into(), 1), ("gw-2".into(), "7".into(), 1)]);
     }
 }
