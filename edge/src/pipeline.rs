@@ -40,6 +40,9 @@ pub struct Pipeline {
     events: u64,
     /// The latest timestamp seen in a line (unix ms; 0 before any).
     log_clock_ms: u64,
+    /// The UTC day (days since 1970) and year of the last arrival time, so
+    /// that the year is worked out once a day, not once a line.
+    year_of_day: (u64, i32),
 }
 
 /// Builds the agent `name` from `cfg`, or `None` if `cfg` disables it.
@@ -57,7 +60,7 @@ impl Pipeline {
     /// The agents `cfg` enables, running; the others stopped.
     pub fn new(cfg: &AgentsConfig) -> Self {
         let slots = AGENT_NAMES.iter().map(|&name| Slot { name, agent: build(name, cfg) }).collect();
-        Pipeline { slots, config: cfg.clone(), counters: Counters::default(), events: 0, log_clock_ms: 0 }
+        Pipeline { slots, config: cfg.clone(), counters: Counters::default(), events: 0, log_clock_ms: 0, year_of_day: (0, 1970) }
     }
 
     fn slot(&mut self, name: &str) -> Result<&mut Slot, UnknownAgent> {
@@ -106,7 +109,12 @@ impl Pipeline {
     /// Returns how many the line produced.
     pub fn feed(&mut self, line: &str, arrival_ms: u64, out: &mut Vec<Finding>) -> usize {
         self.counters.lines += 1;
-        let record = match parse_line(line, parse::Context::at(arrival_ms)) {
+        let day = arrival_ms / 86_400_000;
+        if day != self.year_of_day.0 {
+            self.year_of_day = (day, crate::date::year_of(arrival_ms));
+        }
+        let ctx = parse::Context { year: self.year_of_day.1, now_ms: Some(arrival_ms) };
+        let record = match parse_line(line, ctx) {
             Ok(r) => r,
             Err(e) => {
                 self.counters.unparsed += 1;
