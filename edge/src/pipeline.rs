@@ -60,7 +60,14 @@ impl Pipeline {
     /// The agents `cfg` enables, running; the others stopped.
     pub fn new(cfg: &AgentsConfig) -> Self {
         let slots = AGENT_NAMES.iter().map(|&name| Slot { name, agent: build(name, cfg) }).collect();
-        Pipeline { slots, config: cfg.clone(), counters: Counters::default(), events: 0, log_clock_ms: 0, year_of_day: (0, 1970) }
+        Pipeline {
+            slots,
+            config: cfg.clone(),
+            counters: Counters::default(),
+            events: 0,
+            log_clock_ms: 0,
+            year_of_day: (0, 1970),
+        }
     }
 
     fn slot(&mut self, name: &str) -> Result<&mut Slot, UnknownAgent> {

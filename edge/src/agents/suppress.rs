@@ -15,12 +15,25 @@ const REGISTERS: usize = 128;
 /// dozen by linear counting, no upper limit), for the sources, user names
 /// or ports of a campaign that may run for days.
 #[derive(Clone, Copy, Debug)]
-pub struct Sketch([u8; REGISTERS]);
+pub struct Sketch {
+    regs: [u8; REGISTERS],
+    /// Σ 2^-r over the registers, kept as they change, so that an estimate
+    /// (one per update of a campaign) does not walk them.
+    sum: f64,
+    /// Registers still 0.
+    zeros: u16,
+}
 
 impl Default for Sketch {
     fn default() -> Self {
-        Sketch([0; REGISTERS])
+        Sketch { regs: [0; REGISTERS], sum: REGISTERS as f64, zeros: REGISTERS as u16 }
     }
+}
+
+/// 2^-r, from its exponent bits (r is at most 58).
+#[inline]
+fn pow2_neg(r: u8) -> f64 {
+    f64::from_bits((1023 - u64::from(r)) << 52)
 }
 
 impl Sketch {
@@ -30,23 +43,27 @@ impl Sketch {
         let h = mix(h);
         let reg = (h % REGISTERS as u64) as usize;
         let rank = ((h >> 7) | (1 << 56)).trailing_zeros() as u8 + 1;
-        if rank > self.0[reg] {
-            self.0[reg] = rank;
+        let old = self.regs[reg];
+        if rank > old {
+            self.regs[reg] = rank;
+            // Every term is a power of two, so the sum stays exact (a test
+            // checks it against a walk of the registers).
+            self.sum += pow2_neg(rank) - pow2_neg(old);
+            if old == 0 {
+                self.zeros -= 1;
+            }
         }
     }
 
     /// The estimated number of distinct values inserted.
     pub fn estimate(&self) -> u64 {
         let m = REGISTERS as f64;
-        let zeros = self.0.iter().filter(|&&r| r == 0).count();
-        if zeros == REGISTERS {
+        if usize::from(self.zeros) == REGISTERS {
             return 0;
         }
-        // 2^-r, built from its exponent bits (r is at most 58).
-        let sum: f64 = self.0.iter().map(|&r| f64::from_bits((1023 - u64::from(r)) << 52)).sum();
-        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / self.sum;
         // Linear counting while many registers are empty (small sets).
-        let e = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+        let e = if raw <= 2.5 * m && self.zeros > 0 { m * (m / f64::from(self.zeros)).ln() } else { raw };
         e.round() as u64
     }
 }
@@ -130,6 +147,16 @@ pub struct Suppressor<const N: usize> {
     /// time; it may be earlier than the true deadline, never later), so
     /// that most ticks skip the scan.
     next_due_ms: u64,
+    /// A bit per key that may be open (256 buckets): most events are of
+    /// subjects with nothing open, and this spares them the map lookup.
+    maybe_open: [u64; 4],
+}
+
+/// The bit of `key` in [`Suppressor::maybe_open`].
+#[inline]
+fn filter_bit((kind, subject): (u8, u64)) -> (usize, u64) {
+    let h = mix(subject ^ u64::from(kind));
+    ((h >> 62) as usize, 1 << (h & 63))
 }
 
 impl<const N: usize> Suppressor<N> {
@@ -142,6 +169,7 @@ impl<const N: usize> Suppressor<N> {
             emitted: 0,
             evicted: 0,
             next_due_ms: u64::MAX,
+            maybe_open: [0; 4],
         }
     }
 
@@ -167,14 +195,16 @@ impl<const N: usize> Suppressor<N> {
         line: &str,
         out: &mut Vec<Finding>,
     ) -> bool {
-        if self.open.is_empty() {
+        let key = (kind.id, subject);
+        let (word, bit) = filter_bit(key);
+        if self.maybe_open[word] & bit == 0 {
             return false;
         }
-        let key = (kind.id, subject);
         let Some(w) = self.open.get_mut(&key) else { return false };
         if now_ms >= w.until_ms {
             if let Some(w) = self.open.remove(&key) {
                 self.emitted += close(w, out);
+                self.refilter();
             }
             return false;
         }
@@ -222,8 +252,11 @@ impl<const N: usize> Suppressor<N> {
             if let Some(w) = soonest.and_then(|k| self.open.remove(&k)) {
                 self.emitted += close(w, out);
                 self.evicted += 1;
+                self.refilter();
             }
         }
+        let (word, bit) = filter_bit(key);
+        self.maybe_open[word] |= bit;
         out.push(finding.clone());
         self.emitted += 1;
         self.next_due_ms = self.next_due_ms.min(now_ms.saturating_add(self.window_ms));
@@ -266,6 +299,19 @@ impl<const N: usize> Suppressor<N> {
             if let Some(w) = self.open.remove(key) {
                 self.emitted += close(w, out);
             }
+        }
+        if !ended.is_empty() {
+            self.refilter();
+        }
+    }
+
+    /// Rebuilds [`Suppressor::maybe_open`] after removals (a bit may stand
+    /// for several keys, so it cannot be cleared for one).
+    fn refilter(&mut self) {
+        self.maybe_open = [0; 4];
+        for key in self.open.keys() {
+            let (word, bit) = filter_bit(*key);
+            self.maybe_open[word] |= bit;
         }
     }
 
@@ -369,6 +415,17 @@ mod tests {
             assert!(err < 0.3, "{n} values estimated as {e}");
         }
         assert_eq!(Sketch::default().estimate(), 0);
+    }
+
+    #[test]
+    fn the_running_sum_is_the_sum_of_the_registers() {
+        let mut s = Sketch::default();
+        for v in 0..10_000u64 {
+            s.insert(v);
+        }
+        let walked: f64 = s.regs.iter().map(|&r| pow2_neg(r)).sum();
+        assert_eq!(s.sum, walked);
+        assert_eq!(usize::from(s.zeros), s.regs.iter().filter(|&&r| r == 0).count());
     }
 
     #[test]
