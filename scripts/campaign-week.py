@@ -8,7 +8,8 @@
 deterministic (seeded): about 50,000 background sources failing SSH logins a
 few times each over the week, 1,000 brute-forcing sources in bursts (some
 trying many user names), firewall drops from the internet's scanners with a
-few real port scans, and WiFi stations coming and going. The table counts
+few real port scans and one botnet scanning from 3,000 addresses, and WiFi
+stations coming and going. The table counts
 new findings per kind per day (the day of their first event), their updates,
 and checks `ssh.bruteforce` against the generator's truth: every
 brute-forcing source named, and no other.
@@ -85,6 +86,13 @@ def generate(path):
         t += rng.expovariate(1 / 8)
         src = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
         lines.append((t, fw(t, src, rng.choice([22, 23, 80, 443, 445, 3389, 8080, 5060]), rng)))
+    # A botnet on day 4: 3,000 sources in half an hour, a few telnet ports each.
+    t = 3 * 86400 + 14 * 3600
+    for _ in range(3_000):
+        src = addr(rng, taken)
+        for port in rng.sample([23, 2323, 22, 80], 2):
+            lines.append((t, fw(t, src, port, rng)))
+        t += rng.uniform(0.2, 1.0)
     for _ in range(30):
         src = addr(rng, taken)
         t = rng.uniform(0, WEEK_S - 600)

@@ -403,6 +403,8 @@ agent_config! {
         sweep_hosts: "sweep_hosts", Count, 2..=128, default 10;
         /// Window for sweep_hosts, in seconds.
         sweep_window_s: "sweep_window", Seconds, 2..=3_600, default 60;
+        /// Distinct sources whose packets one interface dropped or rejected within scan_window that make a net.distributed_scan.
+        scan_sources: "scan_sources", Count, 2..=128, default 50;
         /// DHCP requests refused for lack of addresses on one interface within dhcp_window that make a dhcp.pool_exhausted.
         dhcp_no_address: "dhcp_no_address", Count, 1..=64, default 1;
         /// Window for dhcp_no_address, in seconds.

@@ -87,6 +87,11 @@ pub const SYS_WATCHDOG: Kind = Kind { id: 15, name: "sys.watchdog", severity: Se
 pub const SYS_UNEXPECTED_REBOOT: Kind =
     Kind { id: 16, name: "sys.unexpected_reboot", severity: Severity::HIGH, title: "unexpected reboot" };
 
+/// Many sources probing the router at once: a coordinated scan (a botnet),
+/// or the internet's background knocking grown dense.
+pub const NET_DISTRIBUTED_SCAN: Kind =
+    Kind { id: 17, name: "net.distributed_scan", severity: Severity::MEDIUM, title: "scan from many sources" };
+
 /// Every finding kind, in id order.
 pub const ALL_KINDS: &[&Kind] = &[
     &SSH_BRUTEFORCE,
@@ -106,6 +111,7 @@ pub const ALL_KINDS: &[&Kind] = &[
     &SYS_CRASH_LOOP,
     &SYS_WATCHDOG,
     &SYS_UNEXPECTED_REBOOT,
+    &NET_DISTRIBUTED_SCAN,
 ];
 
 /// The kind named `name`, if there is one.

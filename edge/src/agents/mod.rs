@@ -29,6 +29,7 @@
 //! | `wifi.client_churn` | wifi | 2 | mac, iface | 10 connections of one station in 600 s |
 //! | `net.port_scan` | network | 3 | src_ip, iface | 20 distinct destination ports dropped from one source in 60 s |
 //! | `net.sweep` | network | 3 | src_ip, iface | 10 distinct destination hosts dropped from one source in 60 s |
+//! | `net.distributed_scan` | network | 3 | iface | 50 distinct sources dropped on one interface in 60 s; a campaign while it lasts |
 //! | `dhcp.pool_exhausted` | network | 3 | iface, service=dnsmasq | 1 "no address available" on an interface in 300 s |
 //! | `net.link_flapping` | network | 3 | iface | 4 up→down changes of one interface or link in 600 s |
 //! | `ppp.session_drops` | network | 3 | iface, service=pppd | 3 PPP sessions ended in 3600 s |

@@ -5,6 +5,12 @@
 //!   dropped or rejected (accepted ones are traffic, not probes).
 //! - `net.sweep`: one source hit `sweep_hosts` distinct destination
 //!   addresses within `sweep_window`, same packets.
+//! - `net.distributed_scan`: `scan_sources` distinct sources sent such
+//!   packets to one interface within `scan_window`: a scan spread over many
+//!   addresses (a botnet), each of which may stay under the per-source
+//!   thresholds. A campaign against the router: one finding per interface
+//!   while it lasts, counting its sources and ports, closed after
+//!   `suppress` seconds without a dropped packet.
 //! - `dhcp.pool_exhausted`: dnsmasq refused `dhcp_no_address` requests on
 //!   one interface for lack of addresses within `dhcp_window` (one is
 //!   already a client without an address: the default).
@@ -29,7 +35,8 @@ use opmas_proto::msg::{Finding, Subject};
 
 use super::{
     finding, hash_ip, hash_str, mix, opt, short, Agent, AgentCounters, AgentSuppressor, BoundedMap, Burst, Clock,
-    Distinct, EvidencePool, Meta, DHCP_POOL_EXHAUSTED, NET_LINK_FLAPPING, NET_PORT_SCAN, NET_SWEEP, PPP_SESSION_DROPS,
+    Distinct, EvidencePool, Meta, Tally, DHCP_POOL_EXHAUSTED, NET_DISTRIBUTED_SCAN, NET_LINK_FLAPPING, NET_PORT_SCAN,
+    NET_SWEEP, PPP_SESSION_DROPS,
 };
 use crate::events::{Event, FwPacket};
 
@@ -67,6 +74,16 @@ struct Scanner {
     iface: HString<IFACE_LEN>,
 }
 
+/// Interfaces tracked for scans from many sources: the WAN, a VPN, a guest network.
+const MAX_SCANNED_IFACES: usize = 8;
+
+/// The sources probing one interface.
+#[derive(Debug, Default)]
+struct Scanned {
+    /// Distinct sources.
+    sources: Distinct,
+}
+
 /// One interface, device or PPP link.
 #[derive(Debug, Default)]
 struct Link {
@@ -91,6 +108,10 @@ pub struct NetworkAgent {
     scan_bits: u16,
     /// `sweep_hosts` as a bit count of [`Distinct`].
     sweep_bits: u16,
+    /// `scan_sources` as a bit count of [`Distinct`].
+    sources_bits: u16,
+    /// Interfaces by name, with the sources probing them.
+    scanned: Box<BoundedMap<HString<IFACE_LEN>, Scanned, MAX_SCANNED_IFACES, { 2 * MAX_SCANNED_IFACES }>>,
     /// Line time for ticks.
     clock: Clock,
     /// Firewall sources by address.
@@ -116,6 +137,8 @@ impl NetworkAgent {
         NetworkAgent {
             cfg,
             scan_bits: Distinct::bits_for(cfg.scan_ports),
+            sources_bits: Distinct::bits_for(cfg.scan_sources),
+            scanned: Box::default(),
             sweep_bits: Distinct::bits_for(cfg.sweep_hosts),
             clock: Clock::default(),
             scanners: Box::default(),
@@ -128,8 +151,54 @@ impl NetworkAgent {
         }
     }
 
+    /// Counts `src` among the sources probing the packet's interface.
+    fn many_sources(&mut self, p: &FwPacket<'_>, src: IpAddr, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+        let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
+        let iface: HString<IFACE_LEN> = short(p.in_if.unwrap_or(""));
+        let window_ms = u64::from(cfg.scan_window_s) * 1000;
+        let stale = |s: &Scanned| now.saturating_sub(s.sources.last_ms()) > window_ms;
+        let key = hash_str(&iface) ^ 0x7363_616e;
+        let Some(s) = self.scanned.entry(iface.clone(), stale, Scanned::default) else { return };
+        s.sources.insert(hash_ip(src), now, cfg.scan_window_s, &mut self.pool, line);
+        // Unlike the per-source detectors, the count of sources is not reset
+        // while the finding is open: it stays open only while at least half
+        // as many sources as it took to open it are still at it, so that the
+        // internet's background knocking does not carry a botnet's scan on
+        // after the botnet stopped.
+        if self.sup.is_open(&NET_DISTRIBUTED_SCAN, key, now) {
+            if s.sources.bits() >= self.sources_bits / 2 {
+                let items = [Some(hash_ip(src)), p.dst_port.map(|port| mix(u64::from(port)))];
+                self.sup.note_items(&NET_DISTRIBUTED_SCAN, key, now, 1, items, line, out);
+            }
+        } else if s.sources.bits() >= self.sources_bits {
+            let d = &s.sources;
+            let secs = now.saturating_sub(d.first_ms()) / 1000;
+            let sources = d.estimate();
+            let on = if iface.is_empty() { String::new() } else { format!(" on {iface}") };
+            let f = finding(
+                AGENT,
+                &NET_DISTRIBUTED_SCAN,
+                Subject { iface: opt(&iface), ..Subject::default() },
+                d.events(),
+                d.first_ms(),
+                now,
+                format!("{sources} sources probed the router{on} in {secs} s ({} packets dropped)", d.events()),
+                d.ev().lines(&self.pool, line),
+            );
+            self.sup.emit_tally(
+                &NET_DISTRIBUTED_SCAN,
+                key,
+                now,
+                f,
+                Tally::new(["sources", "ports"], [sources, 1]),
+                out,
+            );
+        }
+    }
+
     /// A dropped or rejected packet from `src`.
     fn packet(&mut self, p: &FwPacket<'_>, src: IpAddr, meta: &Meta<'_>, out: &mut Vec<Finding>) {
+        self.many_sources(p, src, meta, out);
         let (now, line, cfg) = (meta.now_ms, meta.line, self.cfg);
         let keep_ms = u64::from(cfg.scan_window_s.max(cfg.sweep_window_s)) * 1000;
         let stale = |s: &Scanner| now.saturating_sub(s.ports.last_ms().max(s.hosts.last_ms())) > keep_ms;
@@ -345,6 +414,7 @@ mod tests {
 
     use super::super::testing::{feed, kinds, line, news, t, tick_after};
     use super::*;
+    use opmas_proto::msg::Stage;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -353,6 +423,43 @@ mod tests {
     /// An fw4 `reject wan in` line (firewall.log) from `src` to `dst`:`port`.
     fn fw(prefix: &str, src: IpAddr, dst: IpAddr, port: u16) -> String {
         format!("Thu Mar 26 00:00:12 2026 kern.warn kernel: [522600.718238] {prefix}: IN=eth1 OUT= MAC= SRC={src} DST={dst} LEN=40 TOS=0x00 PREC=0x00 TTL=234 ID=9806 PROTO=TCP SPT=46844 DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0 MARK=0x1")
+    }
+
+    #[test]
+    fn many_sources_probing_one_interface_are_one_campaign() {
+        let me = ip("203.0.113.1");
+        let src = |i: u32| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+        // Few sources a minute (the internet's usual knocking): nothing.
+        let mut agent = NetworkAgent::new(NetworkConfig::default());
+        let mut out = Vec::new();
+        for i in 0..40u32 {
+            line(&mut agent, &fw("reject wan in", src(i), me, 23), t(u64::from(i)), &mut out);
+        }
+        assert!(out.is_empty(), "{out:#?}");
+        // A botnet: a new source every second for two hours, a few ports each,
+        // none a port scan on its own. One finding, updated, closed when it
+        // stops, though the usual knocking goes on.
+        let mut agent = NetworkAgent::new(NetworkConfig::default());
+        let mut out = Vec::new();
+        for i in 0..7_200u32 {
+            let port = [22, 23, 80, 2323][(i % 4) as usize];
+            line(&mut agent, &fw("reject wan in", src(i), me, port), t(u64::from(i)), &mut out);
+        }
+        for i in 0..1_200u32 {
+            let at = t(7_200 + u64::from(i) * 5);
+            line(&mut agent, &fw("reject wan in", src(100_000 + i), me, 23), at, &mut out);
+        }
+        out.extend(tick_after(&mut agent, t(7_200 + 6_000), 1_000));
+        let closed = out.iter().position(|f| f.stage == Stage::Closed).expect("the scan ended");
+        assert!(out[closed].last_ms < t(7_300), "it ended with the botnet: {:#?}", out[closed]);
+        let news: Vec<&Finding> = news(&out);
+        assert_eq!(news.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(), vec!["net.distributed_scan"], "{news:#?}");
+        assert_eq!((news[0].subject.iface.as_deref(), news[0].subject.src_ip), (Some("eth1"), None));
+        assert!(news[0].summary.contains("sources probed the router on eth1"), "{}", news[0].summary);
+        let last = out.last().unwrap();
+        assert_eq!((last.kind.as_str(), last.stage), ("net.distributed_scan", Stage::Closed));
+        assert!(last.summary.contains("4 ports") && last.summary.contains("about "), "{}", last.summary);
+        assert!(out.iter().filter(|f| f.stage == Stage::Update).count() <= 120, "at most one update a minute");
     }
 
     #[test]
@@ -442,8 +549,10 @@ mod tests {
         }
         assert!(agent.scanners.len() <= MAX_SCANNERS);
         assert!(agent.counters().evicted >= 100_000 - MAX_SCANNERS as u64);
-        assert_eq!(kinds(&out), vec![("net.port_scan", "new")]);
-        assert_eq!(out[0].subject.src_ip, Some(scanner));
+        // The flood itself is a scan from many sources; the one scanner in it is still named.
+        let new: Vec<Finding> = news(&out).into_iter().cloned().collect();
+        assert_eq!(kinds(&new), vec![("net.distributed_scan", "new"), ("net.port_scan", "new")]);
+        assert_eq!(new[1].subject.src_ip, Some(scanner));
     }
 
     /// dnsmasq's line when the pool is empty (the format of dnsmasq.log's DHCP lines).

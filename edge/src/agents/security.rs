@@ -272,7 +272,7 @@ impl SecurityAgent {
         } else if src.users.bits() >= self.user_enum_bits {
             let d = &src.users;
             let secs = now.saturating_sub(d.first_ms()) / 1000;
-            let names = d.estimate().min(d.events());
+            let names = d.estimate();
             let f = finding(
                 AGENT,
                 &SSH_USER_ENUM,
@@ -306,7 +306,7 @@ impl SecurityAgent {
         } else if t.sources.bits() >= self.distributed_bits {
             let d = &t.sources;
             let secs = now.saturating_sub(d.first_ms()) / 1000;
-            let sources = d.estimate().min(d.events());
+            let sources = d.estimate();
             let f = finding(
                 AGENT,
                 &SSH_DISTRIBUTED_BRUTEFORCE,

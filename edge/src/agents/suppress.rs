@@ -224,6 +224,14 @@ impl<const N: usize> Suppressor<N> {
         true
     }
 
+    /// True if (`kind`, `subject`) has a finding open at `now_ms`.
+    #[inline]
+    pub fn is_open(&self, kind: &Kind, subject: u64, now_ms: u64) -> bool {
+        let key = (kind.id, subject);
+        let (word, bit) = filter_bit(key);
+        self.maybe_open[word] & bit != 0 && self.open.get(&key).is_some_and(|w| now_ms < w.until_ms)
+    }
+
     /// Emits `finding` (new) and opens it at `now_ms`. Call when
     /// [`Suppressor::note`] returned false and the threshold is crossed.
     #[inline]
