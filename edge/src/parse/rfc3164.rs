@@ -61,9 +61,17 @@ pub(super) fn host_tag(rest: &str) -> Record<'_> {
 /// `fac.sev[:] tag[pid]: msg` (`logread` after its date; the `:` is LuCI's).
 #[inline]
 pub(super) fn prio_rest(s: &str) -> Option<Record<'_>> {
-    // One pass over the first word, giving up at the first byte no
-    // `fac.sev` has: most words tried here (hosts, tags) fail at once.
+    // Most words tried here are hosts and tags: turned away by their first
+    // byte (no facility starts with it) or by having no dot where a
+    // facility would end (`authpriv`, the longest, is 8 bytes).
     let b = s.as_bytes();
+    if !matches!(b.first(), Some(b'a' | b'c' | b'd' | b'f' | b'k' | b'l' | b'm' | b'n' | b's' | b'u'))
+        || !b.iter().take(9).any(|&c| c == b'.')
+    {
+        return None;
+    }
+    // One pass over the first word, giving up at the first byte no
+    // `fac.sev` has.
     let mut dot = None;
     let mut end = 0;
     while end < b.len() {
@@ -143,4 +151,26 @@ pub(super) fn cut_next_frame(msg: &str) -> &str {
         from = i + 1;
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_facility_passes_the_quick_rejection() {
+        let facilities = [
+            "kern", "user", "mail", "daemon", "auth", "security", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+            "ftp", "ntp", "audit", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+        ];
+        for f in facilities {
+            assert!(facility_name(f).is_some(), "{f} is a facility");
+            let line = format!("{f}.info dropbear[1]: x");
+            let r = prio_rest(&line).unwrap_or_else(|| panic!("{f}.info"));
+            assert_eq!((r.program, r.pid, r.msg), (Some("dropbear"), Some(1), "x"));
+        }
+        for word in ["OpenWrt hostapd: x", "hostapd: x", "dnsmasq-dhcp[1]: x", "dropbear[2]: x", "daemonx.info x"] {
+            assert!(prio_rest(word).is_none(), "{word}");
+        }
+    }
 }
