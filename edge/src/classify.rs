@@ -58,6 +58,68 @@ pub fn classify<'a>(r: &Record<'a>) -> Option<Event<'a>> {
 
 // ---------------------------------------------------------------- kernel
 
+/// Searching message text for a word: the str methods with a `&str`
+/// pattern build a two-way searcher per call, which costs more than the
+/// short messages they search. These jump with memchr to the pattern's
+/// first byte that is not a space or a quote and compare from there.
+trait Words {
+    fn find_str(&self, pat: &str) -> Option<usize>;
+    fn rfind_str(&self, pat: &str) -> Option<usize>;
+    fn contains_str(&self, pat: &str) -> bool;
+    fn split_str(&self, pat: &str) -> Option<(&str, &str)>;
+    fn rsplit_str(&self, pat: &str) -> Option<(&str, &str)>;
+}
+
+/// The index in `pat` of the byte to search for.
+fn anchor(pat: &[u8]) -> usize {
+    pat.iter().position(|&c| c != b' ' && c != b'\'').unwrap_or(0)
+}
+
+impl Words for str {
+    fn find_str(&self, pat: &str) -> Option<usize> {
+        let (h, p) = (self.as_bytes(), pat.as_bytes());
+        let k = anchor(p);
+        let mut from = k;
+        while let Some(i) = memchr::memchr(*p.get(k)?, h.get(from..)?) {
+            let start = from + i - k;
+            if h[start..].starts_with(p) {
+                return Some(start);
+            }
+            from += i + 1;
+        }
+        None
+    }
+
+    fn rfind_str(&self, pat: &str) -> Option<usize> {
+        let (h, p) = (self.as_bytes(), pat.as_bytes());
+        let k = anchor(p);
+        // Positions of the anchor byte where the whole pattern still fits.
+        let mut end = (h.len() + k + 1).checked_sub(p.len())?;
+        while let Some(i) = memchr::memrchr(*p.get(k)?, h.get(k..end)?) {
+            let start = i;
+            if h[start..].starts_with(p) {
+                return Some(start);
+            }
+            end = k + i;
+        }
+        None
+    }
+
+    fn contains_str(&self, pat: &str) -> bool {
+        self.find_str(pat).is_some()
+    }
+
+    fn split_str(&self, pat: &str) -> Option<(&str, &str)> {
+        let i = self.find_str(pat)?;
+        Some((self.get(..i)?, self.get(i + pat.len()..)?))
+    }
+
+    fn rsplit_str(&self, pat: &str) -> Option<(&str, &str)> {
+        let i = self.rfind_str(pat)?;
+        Some((self.get(..i)?, self.get(i + pat.len()..)?))
+    }
+}
+
 fn kernel(msg: &str) -> Option<Event<'_>> {
     // Firewall lines are most of a busy router's kernel log: first.
     if let Some(p) = fw_packet(msg) {
@@ -224,7 +286,7 @@ fn oom(msg: &str) -> Option<Event<'_>> {
         .or_else(|| msg.strip_prefix("Memory cgroup out of memory: "))
         .unwrap_or(msg)
         .strip_prefix("Killed process ")?;
-    let (pid, rest) = rest.split_once(" (")?;
+    let (pid, rest) = rest.split_str(" (")?;
     let (process, _) = rest.split_once(')')?;
     Some(Event::SysOomKill { process, pid: pid.parse().ok() })
 }
@@ -233,11 +295,11 @@ fn oom(msg: &str) -> Option<Event<'_>> {
 /// most drivers), `igb: eth0 NIC Link is Down`, `e1000e ... eth1: NIC Link is
 /// Up 1000 Mbps`, `mt7530 mdio-bus:1f wan: Link is Down`, `eth0: link up (1000Mbps/Full duplex)` (ag71xx).
 fn kernel_link(msg: &str) -> Option<Event<'_>> {
-    let (before, state) = if let Some(i) = msg.find("Link is ") {
+    let (before, state) = if let Some(i) = msg.find_str("Link is ") {
         let before = msg[..i].trim_end();
         (before.strip_suffix("NIC").unwrap_or(before).trim_end(), &msg[i + 8..])
     } else {
-        let i = msg.find(": link ")?;
+        let i = msg.find_str(": link ")?;
         (&msg[..i + 1], &msg[i + 7..])
     };
     let iface = before.rsplit(' ').next()?.trim_end_matches(':');
@@ -258,8 +320,8 @@ fn is_watchdog(msg: &str) -> bool {
     let m = msg.strip_prefix("watchdog: ").or_else(|| msg.strip_prefix("NMI watchdog: ")).unwrap_or(msg);
     m.starts_with("BUG: soft lockup")
         || m.starts_with("Watchdog detected hard LOCKUP")
-        || (m.starts_with("INFO: task ") && m.contains(" blocked for more than "))
-        || ((m.starts_with("INFO: rcu_") || m.starts_with("rcu: INFO: rcu_")) && m.contains("stall"))
+        || (m.starts_with("INFO: task ") && m.contains_str(" blocked for more than "))
+        || ((m.starts_with("INFO: rcu_") || m.starts_with("rcu: INFO: rcu_")) && m.contains_str("stall"))
 }
 
 // ---------------------------------------------------------------- hostapd
@@ -313,7 +375,7 @@ fn hostapd(msg: &str) -> Option<Event<'_>> {
         }
         // "handshake failed" or "Handshake failed". A failed group rekey is a
         // sleepy station, not a failed authentication.
-        if !t.starts_with("group key") && t.contains("andshake failed") {
+        if !t.starts_with("group key") && t.contains_str("andshake failed") {
             return Some(Event::WifiAuthFailed { iface, mac, reason: "handshake_failed" });
         }
         return None;
@@ -446,7 +508,7 @@ fn procd(msg: &str) -> Option<Event<'_>> {
     if !tail.starts_with("s in a crash loop") {
         return None;
     }
-    let service = instance.split_once("::").map_or(instance, |(s, _)| s);
+    let service = instance.split_str("::").map_or(instance, |(s, _)| s);
     Some(Event::SysCrashLoop { service })
 }
 
@@ -460,8 +522,8 @@ fn luci(msg: &str) -> Option<Event<'_>> {
     } else {
         (true, msg.strip_prefix("accepted login on ")?)
     };
-    let (_, rest) = rest.split_once(" for ")?;
-    let (user, addr) = match rest.rsplit_once(" from ") {
+    let (_, rest) = rest.split_str(" for ")?;
+    let (user, addr) = match rest.rsplit_str(" from ") {
         Some((u, a)) => (u, parse_ip(a.trim_end())),
         None => (rest.trim_end(), None),
     };
@@ -472,7 +534,7 @@ fn luci(msg: &str) -> Option<Event<'_>> {
 /// uhttpd prefixes the Lua/ucode log level: `[info] luci: ...`.
 fn bracketed_level(msg: &str) -> Option<&str> {
     let rest = msg.strip_prefix('[')?;
-    let (level, rest) = rest.split_once("] ")?;
+    let (level, rest) = rest.split_str("] ")?;
     (level.len() <= 8 && level.bytes().all(|c| c.is_ascii_alphabetic())).then_some(rest)
 }
 
@@ -538,7 +600,7 @@ fn peer_at_end(s: &str) -> Option<(&str, Peer<'_>)> {
     let s = s.trim_end();
     let s = s.strip_suffix("[preauth]").map_or(s, str::trim_end);
     let s = s.strip_suffix(" ssh2").or_else(|| s.strip_suffix(" ssh1")).unwrap_or(s);
-    let (s, port) = match s.rsplit_once(" port ") {
+    let (s, port) = match s.rsplit_str(" port ") {
         Some((head, p)) if parse_u16(p).is_some() => (head, parse_u16(p)),
         _ => (s, None),
     };
@@ -574,7 +636,7 @@ fn user_from(r: &str) -> Option<(&str, Peer<'_>)> {
             return Some((user, peer));
         }
     }
-    let i = r.rfind(" ssh2: ").or_else(|| r.rfind(" ssh1: "))?;
+    let i = r.rfind_str(" ssh2: ").or_else(|| r.rfind_str(" ssh1: "))?;
     let (before, peer) = peer_at_end(&r[..i + 5])?;
     Some((before.strip_suffix(" from")?, peer))
 }
@@ -649,8 +711,8 @@ fn dropbear(msg: &str) -> Option<Event<'_>> {
     {
         if let Some(rest) = after(prefix) {
             // `'root' from A`, `'root' with key md5 f8:13:.. from A`.
-            let (left, addr) = rest.rsplit_once(" from ").unwrap_or((rest, ""));
-            let user = left.rsplit_once("' with ").map_or_else(|| left.strip_suffix('\'').unwrap_or(left), |(u, _)| u);
+            let (left, addr) = rest.rsplit_str(" from ").unwrap_or((rest, ""));
+            let user = left.rsplit_str("' with ").map_or_else(|| left.strip_suffix('\'').unwrap_or(left), |(u, _)| u);
             return login_ok(addr_port(addr).unwrap_or_default(), Some(user));
         }
     }
@@ -679,14 +741,14 @@ fn dropbear_exit_before_auth(rest: &str) -> Option<Event<'_>> {
                 let n: u32 = tail[..digits].parse().ok()?;
                 tail[digits..].strip_prefix(" fail").map(|t| (&r[..i], n, t))
             })?;
-            let reason = r.split_once("): ").map_or("", |(_, t)| t);
+            let reason = r.split_str("): ").map_or("", |(_, t)| t);
             (Some(u), Some(n), reason)
         }
         None => (None, None, rest),
     };
     if let Some(m) = reason.strip_prefix("Max auth tries reached") {
         if let Some(q) = m.strip_prefix(" - user '") {
-            let (name, at_end) = match q.rsplit_once("' from ") {
+            let (name, at_end) = match q.rsplit_str("' from ") {
                 Some((n, a)) => (n, addr_port(a)),
                 None => (q.strip_suffix('\'').unwrap_or(q), None),
             };
@@ -709,7 +771,7 @@ fn dropbear_exit_before_auth(rest: &str) -> Option<Event<'_>> {
         "timeout"
     } else if reason.starts_with("No matching algo") {
         "kex"
-    } else if reason.contains("version") || reason.contains("ident") || reason.contains("banner") {
+    } else if reason.contains_str("version") || reason.contains_str("ident") || reason.contains_str("banner") {
         "bad_version"
     } else if [
         "Disconnect received",
@@ -732,7 +794,7 @@ fn dropbear_exit_before_auth(rest: &str) -> Option<Event<'_>> {
 /// After the opening quote: `NAME' from ADDR:PORT` (the last `' from `: the
 /// name may contain one), or `NAME'` alone.
 fn quoted_user_from(r: &str) -> Option<(&str, Peer<'_>)> {
-    match r.rsplit_once("' from ") {
+    match r.rsplit_str("' from ") {
         Some((user, a)) => Some((user, addr_port(a).unwrap_or_default())),
         None => Some((r.strip_suffix('\'')?, Peer::default())),
     }
@@ -787,7 +849,7 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
             return invalid_user(p, Some(user));
         }
         // An existing user's name has no spaces; the info after it may.
-        let (user, r) = r.split_once(" from ")?;
+        let (user, r) = r.split_str(" from ")?;
         return auth_failed(peer_at_start(r)?.0, Some(user));
     }
     if let Some(r) = after_ci(m, "Invalid user ").or_else(|| after_ci(m, "Illegal user ")) {
@@ -809,7 +871,7 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let (code, text) = rest.split_at(digits);
         // 14: none of the client's methods was accepted; `Auth fail`: the client's own words.
-        if code == "14" || text.contains("Auth fail") {
+        if code == "14" || text.contains_str("Auth fail") {
             return preauth_closed(p, None, false);
         }
         return match (preauth, code) {
@@ -822,14 +884,14 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
         // `pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=HOST[  user=NAME]`
         let (_module, r) = cut(r, b'(')?;
         let r = r.strip_prefix("sshd:auth):")?.trim_start().strip_prefix("authentication failure;")?;
-        let (_, host) = r.split_once(" rhost=").unwrap_or(("", ""));
+        let (_, host) = r.split_str(" rhost=").unwrap_or(("", ""));
         let (host, tail) = cut(host, b' ').unwrap_or((host, ""));
-        let user = tail.split_once("user=").map(|(_, u)| u.trim()).filter(|u| !u.is_empty());
+        let user = tail.split_str("user=").map(|(_, u)| u.trim()).filter(|u| !u.is_empty());
         return auth_failed(Peer::parse(host).unwrap_or_default(), user);
     }
     if let Some(r) = m.strip_prefix("Accepted ") {
         let (_method, r) = cut(r, b' ')?;
-        let (user, r) = r.strip_prefix("for ")?.split_once(" from ")?;
+        let (user, r) = r.strip_prefix("for ")?.split_str(" from ")?;
         return login_ok(peer_at_start(r)?.0, Some(user));
     }
     if let Some(r) = m.strip_prefix("Connection from ") {
@@ -850,7 +912,7 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
             let (user, p) = peer_at_end(r)?;
             return max_tries(p, Some(user), None);
         }
-        let (r, _) = r.split_once(": Change of username or service not allowed")?;
+        let (r, _) = r.split_str(": Change of username or service not allowed")?;
         let (user, p) = peer_at_end(r)?;
         return preauth_closed(p, Some(user), invalid);
     }
@@ -865,7 +927,7 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
     }
     if let Some(r) = m.strip_prefix("kex_exchange_identification: ") {
         // No address: the agents tie it to the pid's `Connection from`, if logged.
-        let what = if r.contains("invalid protocol identifier") {
+        let what = if r.contains_str("invalid protocol identifier") {
             "bad_version"
         } else if r.starts_with("banner line") {
             "banner"
@@ -897,7 +959,7 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
         let r = match who {
             // The reason is the server's text: the last ` port ` is the address's.
             Some(_) => {
-                let (head, _) = r.rsplit_once(" port ")?;
+                let (head, _) = r.rsplit_str(" port ")?;
                 &r[head.rfind(' ').map_or(0, |i| i + 1)..]
             }
             None => r,
@@ -918,8 +980,8 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
     }
     if let Some(r) = m.strip_prefix("User ") {
         // `User NAME from HOST not allowed because ...` (an existing user: no spaces).
-        let (left, _) = r.split_once(" not allowed because ")?;
-        let (user, p) = match left.split_once(" from ") {
+        let (left, _) = r.split_str(" not allowed because ")?;
+        let (user, p) = match left.split_str(" from ") {
             Some((u, a)) => (u, Peer::parse(a)?),
             None => (left, Peer::default()),
         };
@@ -937,7 +999,7 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
     }
     if let Some(r) = m.strip_prefix("refused connect from ") {
         // tcp_wrappers: `refused connect from NAME (ADDR)`.
-        let a = r.rsplit_once(" (").and_then(|(_, a)| a.strip_suffix(')')).unwrap_or(r);
+        let a = r.rsplit_str(" (").and_then(|(_, a)| a.strip_suffix(')')).unwrap_or(r);
         return probe(Peer::parse(a)?, "refused");
     }
     if m.starts_with("Magic value check failed") {
@@ -953,7 +1015,7 @@ fn openssh(msg: &str) -> Option<Event<'_>> {
 /// (after ` via ` is cut), the name all before ` from `.
 fn pam_user_host(r: &str) -> Option<(&str, Peer<'_>)> {
     let r = r.trim_end();
-    let r = match r.rsplit_once(" via ") {
+    let r = match r.rsplit_str(" via ") {
         Some((head, via)) if !via.contains(' ') => head,
         _ => r,
     };
@@ -1387,6 +1449,34 @@ mod tests {
                 Some(r#"{"kind":"web.login_failed","user":"root","src_ip":"192.168.0.2"}"#),
             ),
         ]);
+    }
+
+    #[test]
+    fn word_search_agrees_with_std() {
+        let hays = [
+            "",
+            "x",
+            " port ",
+            "Failed password for root from 192.0.2.1 port 22 ssh2",
+            "for 'a' from b' from c' from 1.2.3.4:5",
+            "port port  port ",
+            "' from ",
+            "ssh2: ssh2: x ssh2: ",
+            "naïve ünïcode ' from 1.2.3.4 port 9",
+            "  ",
+            "a' from",
+            "Connection closed by invalid user x port",
+        ];
+        let pats = [" port ", " from ", "' from ", " ssh2: ", "port", "' ", " ", "x", "ünï", " (", "): "];
+        for h in hays {
+            for p in pats {
+                assert_eq!(h.find_str(p), h.find(p), "find {p:?} in {h:?}");
+                assert_eq!(h.rfind_str(p), h.rfind(p), "rfind {p:?} in {h:?}");
+                assert_eq!(h.split_str(p), h.split_once(p), "split {p:?} in {h:?}");
+                assert_eq!(h.rsplit_str(p), h.rsplit_once(p), "rsplit {p:?} in {h:?}");
+                assert_eq!(h.contains_str(p), h.contains(p));
+            }
+        }
     }
 
     #[test]

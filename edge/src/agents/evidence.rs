@@ -59,26 +59,29 @@ pub fn finding(
 /// The subject in words: `from 192.0.2.1, user root, on wlan0`.
 #[inline]
 pub fn describe(s: &Subject) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    let mut out = String::new();
+    describe_into(s, &mut out);
+    out.trim_start().to_owned()
+}
+
+/// [`describe`] appended to `out`, with a space before it when not empty.
+pub fn describe_into(s: &Subject, out: &mut String) {
+    use std::fmt::Write;
+    let mut sep = " ";
     if let Some(ip) = s.src_ip {
-        parts.push(format!("from {ip}"));
+        let _ = write!(out, "{sep}from {ip}");
+        sep = ", ";
     }
-    if let Some(h) = &s.host {
-        parts.push(format!("from {h}"));
+    let texts =
+        [("from ", &s.host), ("station ", &s.mac), ("user ", &s.user), ("on ", &s.iface), ("service ", &s.service)];
+    for (label, value) in texts {
+        if let Some(v) = value {
+            out.push_str(sep);
+            out.push_str(label);
+            out.push_str(v);
+            sep = ", ";
+        }
     }
-    if let Some(m) = &s.mac {
-        parts.push(format!("station {m}"));
-    }
-    if let Some(u) = &s.user {
-        parts.push(format!("user {u}"));
-    }
-    if let Some(i) = &s.iface {
-        parts.push(format!("on {i}"));
-    }
-    if let Some(v) = &s.service {
-        parts.push(format!("service {v}"));
-    }
-    parts.join(", ")
 }
 
 /// A reference to a line kept in an [`EvidencePool`]; stale once the slot is reused.

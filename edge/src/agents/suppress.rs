@@ -94,8 +94,15 @@ impl Tally {
     }
 
     /// ", about 40 sources, 12 user names": never more than `events`.
+    #[cfg(test)]
     fn describe(&self, events: u32) -> String {
         let mut out = String::new();
+        self.describe_into(events, &mut out);
+        out
+    }
+
+    fn describe_into(&self, events: u32, out: &mut String) {
+        use std::fmt::Write;
         for i in 0..2 {
             if self.labels[i].is_empty() {
                 continue;
@@ -105,9 +112,8 @@ impl Tally {
             // than events can have been seen.
             let n = self.sketch[i].estimate().max(u64::from(self.start[i])).min(u64::from(events));
             let about = if n > 24 { "about " } else { "" };
-            out.push_str(&format!(", {about}{n} {}", self.labels[i]));
+            let _ = write!(out, ", {about}{n} {}", self.labels[i]);
         }
-        out
     }
 }
 
@@ -381,18 +387,18 @@ fn updated(w: &mut Window, stage: Stage, summary: String) -> Finding {
     f
 }
 
-/// "SSH brute force from 203.0.113.5: 412 events, 3 user names, over 2 h 5 min (ongoing)".
+/// "SSH brute force from 203.0.113.5: 412 events, 3 user names over 2 h 5 min (ongoing)",
+/// written into one string (a long campaign is summarised once a minute).
 fn campaign_summary(w: &Window, state: &str) -> String {
+    use std::fmt::Write;
     let f = &w.finding;
-    let about = describe(&f.subject);
-    let sep = if about.is_empty() { "" } else { " " };
-    format!(
-        "{}{sep}{about}: {} events{} over {} ({state})",
-        w.title,
-        f.count,
-        w.tally.describe(f.count),
-        duration(f.last_ms.saturating_sub(f.first_ms))
-    )
+    let mut s = String::with_capacity(128);
+    s.push_str(w.title);
+    describe_into(&f.subject, &mut s);
+    let _ = write!(s, ": {} events", f.count);
+    w.tally.describe_into(f.count, &mut s);
+    let _ = write!(s, " over {} ({state})", duration(f.last_ms.saturating_sub(f.first_ms)));
+    s
 }
 
 /// A duration for people: "40 s", "12 min", "3 h 5 min", "2 d 4 h".
