@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use opmas_hub::config::{HubConfig, Overrides};
 use opmas_hub::enrol::RunningHub;
-use opmas_hub::store::{now_ms, Store};
+use opmas_hub::store::{now_ms, users, Store};
 use opmas_hub::{enrol, serve};
 use opmas_proto::DeviceId;
 
@@ -64,6 +64,42 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         command: DeviceCommand,
+    },
+    /// Add users, set their passwords, list them (the hub creates `admin` at its first start).
+    User {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Add a user with a role; prints a generated password unless --password-stdin.
+    Add {
+        /// User name (a-z, 0-9, '.', '-', '_').
+        name: String,
+        /// admin (everything, users and tokens), operator (acknowledge, act, configure) or viewer (read only).
+        #[arg(long)]
+        role: String,
+        /// Read the password from standard input (one line) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password; prints a generated one unless --password-stdin.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from standard input (one line) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users and their roles.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -129,7 +165,7 @@ fn main() -> Result<()> {
                 ..Overrides::default()
             },
         ),
-        Command::Device { common, .. } => (common, Overrides::default()),
+        Command::Device { common, .. } | Command::User { common, .. } => (common, Overrides::default()),
     };
     let flags = Overrides { data_dir: common.data_dir.clone(), ..flags };
     let cfg = HubConfig::load(common.config.as_deref(), &HubConfig::env_overrides()?, &flags)?;
@@ -138,6 +174,7 @@ fn main() -> Result<()> {
         match command {
             Command::Serve(_) => serve::run(cfg, serve::shutdown_signal()).await,
             Command::Device { command, .. } => device(cfg, command).await,
+            Command::User { command, .. } => user(cfg, command).await,
         }
     })
 }
@@ -205,6 +242,73 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
                 for d in devices {
                     let seen = d.last_seen_ms.map(opmas_hub::http::rfc3339).unwrap_or_else(|| "never".into());
                     text.push_str(&format!("{:<24} {:<8} {}\n", d.id, d.status, seen));
+                }
+                out(&text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the hub's database for a command that changes it; refuses to
+/// create one (the hub does at its first start).
+async fn existing_store(cfg: &HubConfig) -> Result<Store> {
+    let db = cfg.db_path();
+    if !db.exists() {
+        anyhow::bail!(
+            "no hub database at {} (data directory {}): start the hub with this --data-dir first, \
+             or pass the hub's --data-dir here",
+            db.display(),
+            cfg.data_dir.display()
+        );
+    }
+    let store = Store::open_sqlite(&db).await.with_context(|| format!("opening {}", db.display()))?;
+    eprintln!("using the hub database {}", db.display());
+    Ok(store)
+}
+
+/// The password for `user add|passwd`: one line of standard input, or a new random one (printed).
+fn password(from_stdin: bool) -> Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((users::new_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let p = line.trim_end_matches(['\n', '\r']).to_owned();
+    users::check_password(&p).map_err(anyhow::Error::msg)?;
+    Ok((p, false))
+}
+
+async fn user(cfg: HubConfig, command: UserCommand) -> Result<()> {
+    let store = existing_store(&cfg).await?;
+    match command {
+        UserCommand::Add { name, role, password_stdin } => {
+            let role = users::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            users::check_name(&name).map_err(anyhow::Error::msg)?;
+            let (password, generated) = password(password_stdin)?;
+            store.insert_user(&name, role, &password, now_ms()).await?;
+            let shown = if generated {
+                format!("\npassword: {password}\n(shown once; the hub keeps only its hash)\n")
+            } else {
+                String::new()
+            };
+            out(&format!("Added user {name} with role {}.{shown}\n", role.as_str()))?;
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let (password, generated) = password(password_stdin)?;
+            store.set_password(&name, &password, now_ms()).await?;
+            let shown = if generated { format!("\npassword: {password}\n(shown once)\n") } else { String::new() };
+            out(&format!("New password for {name}.{shown}\n"))?;
+        }
+        UserCommand::List { json } => {
+            let users = store.list_users().await?;
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&users)?))?;
+            } else {
+                let mut text = format!("{:<24} {:<9} {}\n", "NAME", "ROLE", "PASSWORD SET");
+                for u in users {
+                    let when = opmas_hub::http::rfc3339(u.password_changed_ms);
+                    text.push_str(&format!("{:<24} {:<9} {}\n", u.name, u.role.as_str(), when));
                 }
                 out(&text)?;
             }

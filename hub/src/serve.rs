@@ -43,6 +43,9 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     if let Some(path) = store.ensure_admin_token(&cfg.data_dir, now_ms()).await? {
         info!(path = %path.display(), "created the admin API token (first start); read it from this file");
     }
+    if let Some(path) = store.ensure_admin_user(&cfg.data_dir, now_ms()).await? {
+        info!(path = %path.display(), "created the user admin (first start); its password is in this file");
+    }
 
     let stats = Arc::new(Stats::default());
     let bus = Bus::default();

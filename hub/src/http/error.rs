@@ -31,7 +31,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoDevice(_) => ApiError::NotFound(e.to_string()),
-            StoreError::DeviceExists(_) => ApiError::Conflict(e.to_string()),
+            StoreError::DeviceExists(_) | StoreError::UserExists(_) => ApiError::Conflict(e.to_string()),
+            StoreError::NoUser(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Invalid(message) => ApiError::Invalid { field: "body", message },
             e => ApiError::Internal(e),
         }
     }

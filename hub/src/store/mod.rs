@@ -24,6 +24,7 @@ pub mod findings;
 pub mod heartbeats;
 pub mod tokens;
 pub mod uplink;
+pub mod users;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -47,6 +48,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("creating {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    #[error("no user {0:?}")]
+    NoUser(String),
+    /// A value that is not acceptable, with the reason.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("hashing a password: {0}")]
+    Password(String),
 }
 
 impl StoreError {

@@ -70,7 +70,7 @@ impl Store {
 }
 
 /// Writes `bytes` to `path`, created with mode 0600 (never briefly readable by others).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(bytes)?;
