@@ -72,6 +72,37 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Create, list and revoke API tokens; a token has its user's role.
+    Token {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token for a user (printed once; the hub keeps only its hash).
+    Create {
+        /// The user it acts for; it has their role.
+        #[arg(long)]
+        user: String,
+        /// A label saying where it is used.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// Revoke a token by its id (see `token list`); it is refused at once.
+    Revoke {
+        /// The token's id.
+        id: i64,
+    },
+    /// List tokens: id, label, user and role (never the tokens themselves).
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,7 +196,9 @@ fn main() -> Result<()> {
                 ..Overrides::default()
             },
         ),
-        Command::Device { common, .. } | Command::User { common, .. } => (common, Overrides::default()),
+        Command::Device { common, .. } | Command::User { common, .. } | Command::Token { common, .. } => {
+            (common, Overrides::default())
+        }
     };
     let flags = Overrides { data_dir: common.data_dir.clone(), ..flags };
     let cfg = HubConfig::load(common.config.as_deref(), &HubConfig::env_overrides()?, &flags)?;
@@ -175,6 +208,7 @@ fn main() -> Result<()> {
             Command::Serve(_) => serve::run(cfg, serve::shutdown_signal()).await,
             Command::Device { command, .. } => device(cfg, command).await,
             Command::User { command, .. } => user(cfg, command).await,
+            Command::Token { command, .. } => token(cfg, command).await,
         }
     })
 }
@@ -309,6 +343,43 @@ async fn user(cfg: HubConfig, command: UserCommand) -> Result<()> {
                 for u in users {
                     let when = opmas_hub::http::rfc3339(u.password_changed_ms);
                     text.push_str(&format!("{:<24} {:<9} {}\n", u.name, u.role.as_str(), when));
+                }
+                out(&text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn token(cfg: HubConfig, command: TokenCommand) -> Result<()> {
+    let store = existing_store(&cfg).await?;
+    match command {
+        TokenCommand::Create { user, name } => {
+            let (token, id) = store.create_user_token(&user, &name, now_ms()).await?;
+            out(&format!(
+                "Token {id} ({name}) for user {user}:\n\n{token}\n\n(shown once; use it as `Authorization: Bearer <token>`)\n"
+            ))?;
+        }
+        TokenCommand::Revoke { id } => {
+            store.revoke_token(id).await?;
+            out(&format!("Revoked token {id}; it is refused from now on.\n"))?;
+        }
+        TokenCommand::List { json } => {
+            let tokens = store.list_tokens().await?;
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&tokens)?))?;
+            } else {
+                let mut text = format!("{:<5} {:<20} {:<16} {:<9} {}\n", "ID", "NAME", "USER", "ROLE", "CREATED");
+                for t in tokens {
+                    let user = t.user.as_deref().unwrap_or("-");
+                    let created = opmas_hub::http::rfc3339(t.created_ms);
+                    text.push_str(&format!(
+                        "{:<5} {:<20} {:<16} {:<9} {created}\n",
+                        t.id,
+                        t.name,
+                        user,
+                        t.role.as_str()
+                    ));
                 }
                 out(&text)?;
             }

@@ -41,7 +41,8 @@ fn the_first_start_creates_admin_and_users_are_managed_from_the_command_line() {
     let password = out.lines().find_map(|l| l.strip_prefix("password: ")).unwrap_or_else(|| panic!("{out}"));
     assert_eq!(password.len(), 24, "{out}");
 
-    let (ok, out, err) = user(&hub, &["add", "bob", "--role", "operator", "--password-stdin"], "a long enough password\n");
+    let (ok, out, err) =
+        user(&hub, &["add", "bob", "--role", "operator", "--password-stdin"], "a long enough password\n");
     assert!(ok && !out.contains("password:"), "a given password is not printed: {out}{err}");
 
     let (ok, out, _) = user(&hub, &["list"], "");
@@ -75,4 +76,58 @@ fn user_commands_refuse_to_create_a_database() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no hub database at"), "{err}");
+}
+
+#[test]
+fn a_token_acts_with_its_users_role_and_stops_when_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let d = hub.enrol("gw-roles").unwrap();
+    assert!(user(&hub, &["add", "vera", "--role", "viewer"], "").0);
+    let token_cmd = |args: &[&str]| {
+        let out = Command::new(bin("opmas-hub"))
+            .arg("token")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&hub.data_dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = token_cmd(&["create", "--user", "vera", "--name", "laptop"]);
+    assert!(ok, "{err}");
+    let token = out
+        .lines()
+        .find(|l| l.len() == 64 && l.bytes().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("{out}"));
+    let id: String = out.split_whitespace().nth(1).unwrap().to_owned();
+
+    let http = reqwest::blocking::Client::new();
+    let api = |method: reqwest::Method, path: &str, token: &str| {
+        let resp = http.request(method, format!("http://{}/api/v1{path}", hub.http)).bearer_auth(token).send().unwrap();
+        (resp.status().as_u16(), resp.json::<serde_json::Value>().unwrap_or_default())
+    };
+    // A viewer reads ...
+    assert_eq!(api(reqwest::Method::GET, "/devices", token).0, 200);
+    // ... and is refused a write, with a JSON body that says why.
+    let (status, body) = api(reqwest::Method::DELETE, &format!("/devices/{}", d.id), token);
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("role viewer"), "{body}");
+    assert_eq!(
+        api(reqwest::Method::GET, &format!("/devices/{}", d.id), &hub.token).0,
+        200,
+        "the device is still there"
+    );
+
+    let (ok, out, _) = token_cmd(&["list"]);
+    assert!(ok && out.contains("laptop") && out.contains("vera") && out.contains("viewer"), "{out}");
+    assert!(!out.contains(token), "tokens are never listed");
+    assert!(token_cmd(&["revoke", &id]).0);
+    assert_eq!(api(reqwest::Method::GET, "/devices", token).0, 401, "a revoked token is refused at once");
+    let (ok, _, err) = token_cmd(&["create", "--user", "nobody"]);
+    assert!(!ok && err.contains("no user \"nobody\""), "{err}");
 }

@@ -11,6 +11,7 @@ use super::views::{DeliveryView, DeviceView, HeartbeatView};
 use super::{ApiError, AppState};
 use crate::enrol;
 use crate::store::tokens::TokenInfo;
+use crate::store::users::Role;
 use crate::store::DeviceRow;
 
 pub fn router() -> Router<AppState> {
@@ -23,10 +24,14 @@ pub fn router() -> Router<AppState> {
 
 /// Changing the fleet's credentials is for admins.
 fn require_admin(token: &TokenInfo) -> Result<(), ApiError> {
-    if token.role == "admin" {
+    if token.role.allows(Role::Admin) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!("token {:?} (role {}) may not change devices", token.name, token.role)))
+        Err(ApiError::Forbidden(format!(
+            "token {:?} (role {}) may not change devices",
+            token.name,
+            token.role.as_str()
+        )))
     }
 }
 

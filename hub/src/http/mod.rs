@@ -56,8 +56,8 @@ mod tests {
 
     async fn app() -> (Router, tempfile::TempDir) {
         let (store, dir) = crate::store::test_store().await;
-        store.insert_token("admin", "admin", "admin-token", 1).await.unwrap();
-        store.insert_token("viewer", "viewer", "viewer-token", 1).await.unwrap();
+        store.insert_token("admin", crate::store::users::Role::Admin, "admin-token", 1).await.unwrap();
+        store.insert_token("viewer", crate::store::users::Role::Viewer, "viewer-token", 1).await.unwrap();
         store.insert_device("gw-1", "gw-1", &"ab".repeat(32), 1).await.unwrap();
         let state = AppState {
             keys: Keys::new(store.clone()),
