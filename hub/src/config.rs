@@ -29,6 +29,8 @@ pub struct HubConfig {
     pub tls_client_ca: Option<PathBuf>,
     /// REST API listener.
     pub http_listen: SocketAddr,
+    /// Mark session cookies `Secure` (browsers reach the hub over HTTPS, through a TLS proxy).
+    pub secure_cookies: bool,
     /// Seconds of silence after which a device is marked offline.
     pub presence_timeout_s: u64,
     /// Embedded broker tuning.
@@ -56,6 +58,7 @@ impl Default for HubConfig {
             tls_key: None,
             tls_client_ca: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            secure_cookies: false,
             presence_timeout_s: 95,
             broker: BrokerConfig::default(),
         }

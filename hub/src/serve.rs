@@ -74,7 +74,14 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     let addr_file = cfg.data_dir.join(enrol::API_ADDR_FILE);
     std::fs::write(&addr_file, format!("{http_addr}\n")).with_context(|| format!("writing {}", addr_file.display()))?;
     let hub_url = enrol::default_hub_url(cfg.mqtt_listen.port());
-    let app = http::router(AppState { store: store.clone(), stats: stats.clone(), keys: keys_api, hub_url });
+    let app = http::router(AppState {
+        store: store.clone(),
+        stats: stats.clone(),
+        keys: keys_api,
+        hub_url,
+        throttle: Arc::default(),
+        secure_cookies: cfg.secure_cookies,
+    });
     Ok(Running {
         store,
         stats,
@@ -90,7 +97,9 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
 impl Running {
     /// Serves until `shutdown` resolves or the broker dies.
     pub async fn wait(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let server = axum::serve(self.http_listener, self.app).with_graceful_shutdown(shutdown);
+        // The peer address feeds sign-in throttling.
+        let app = self.app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(self.http_listener, app).with_graceful_shutdown(shutdown);
         tokio::select! {
             res = server => res.context("HTTP server")?,
             why = self.broker_stopped => anyhow::bail!(why.unwrap_or_else(|_| "MQTT broker thread ended".into())),

@@ -131,3 +131,52 @@ fn a_token_acts_with_its_users_role_and_stops_when_revoked() {
     let (ok, _, err) = token_cmd(&["create", "--user", "nobody"]);
     assert!(!ok && err.contains("no user \"nobody\""), "{err}");
 }
+
+#[test]
+fn a_browser_session_signs_in_needs_its_csrf_token_is_throttled_and_signs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let admin_password = std::fs::read_to_string(hub.data_dir.join("admin.password")).unwrap().trim().to_owned();
+    let d = hub.enrol("gw-session").unwrap();
+    let http = reqwest::blocking::Client::new();
+    let url = |path: &str| format!("http://{}/api/v1{path}", hub.http);
+    let sign_in = |name: &str, password: &str| {
+        http.post(url("/session")).json(&serde_json::json!({ "name": name, "password": password })).send().unwrap()
+    };
+
+    let resp = sign_in("admin", &admin_password);
+    assert_eq!(resp.status().as_u16(), 200);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let body: serde_json::Value = resp.json().unwrap();
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+    assert_eq!((body["user"].as_str(), body["role"].as_str()), (Some("admin"), Some("admin")), "{body}");
+
+    let with_cookie = |req: reqwest::blocking::RequestBuilder| req.header("cookie", &cookie).send().unwrap();
+    assert_eq!(with_cookie(http.get(url("/devices"))).status().as_u16(), 200);
+    // A write with the cookie alone (what a forged cross-site form would send) is refused.
+    let resp = with_cookie(http.delete(url(&format!("/devices/{}", d.id))));
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.text().unwrap().contains("CSRF"));
+    let resp = with_cookie(http.delete(url(&format!("/devices/{}", d.id))).header("x-csrf-token", &csrf));
+    assert_eq!(resp.status().as_u16(), 204, "with its CSRF token the admin's session may");
+
+    // Wrong passwords: one generic answer, whether the name exists or not; then throttled.
+    let unknown = sign_in("nobody", "whatever it is here");
+    let wrong = sign_in("admin", "not the password at all");
+    assert_eq!((unknown.status().as_u16(), wrong.status().as_u16()), (401, 401));
+    let (a, b) = (unknown.text().unwrap(), wrong.text().unwrap());
+    assert_eq!(a, b, "the answer does not tell which was wrong");
+    for _ in 0..4 {
+        sign_in("admin", "not the password at all");
+    }
+    let resp = sign_in("admin", &admin_password);
+    assert_eq!(resp.status().as_u16(), 429, "five failures lock the name, even for the right password");
+    assert!(resp.headers().get("retry-after").is_some());
+
+    // Signing out ends the session on the server: the same cookie is refused.
+    let resp = with_cookie(http.delete(url("/session")).header("x-csrf-token", &csrf));
+    assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(with_cookie(http.get(url("/devices"))).status().as_u16(), 401);
+}

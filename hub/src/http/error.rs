@@ -23,6 +23,9 @@ pub enum ApiError {
     /// A request parameter is invalid; names the parameter.
     #[error("invalid parameter {field:?}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// Too many failed sign-ins; try again after this many seconds.
+    #[error("too many failed sign-ins; try again in {0} s")]
+    Throttled(u64),
     #[error("internal error")]
     Internal(StoreError),
 }
@@ -47,6 +50,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "API request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -59,6 +63,9 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::Throttled(secs) = self {
+            resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs));
         }
         resp
     }

@@ -1,14 +1,17 @@
 //! The REST API under `/api/v1`, JSON in and out.
 //!
 //! Each submodule owns its routes (`router()`) and the queries behind them;
-//! this module merges them and puts every route but `/health` behind bearer
-//! token authentication.
+//! this module merges them and puts every route but `/health` and the sign-in
+//! behind authentication: a bearer token, or a session cookie with its CSRF
+//! token on requests that change something.
 
 mod auth;
 mod devices;
 mod error;
 mod findings;
 mod health;
+pub mod session;
+pub mod throttle;
 mod views;
 
 use std::sync::Arc;
@@ -31,6 +34,10 @@ pub struct AppState {
     pub keys: Keys,
     /// The URL routers are told to use when a request names none.
     pub hub_url: String,
+    /// Failed sign-ins by user and address.
+    pub throttle: Arc<throttle::Throttle>,
+    /// Session cookies get `Secure` (the hub is reached over HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// The whole API, ready to serve.
@@ -39,8 +46,9 @@ pub fn router(state: AppState) -> Router {
         .merge(devices::router())
         .merge(findings::router())
         .merge(health::stats_router())
+        .merge(session::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
-    let api = Router::new().merge(health::router()).merge(protected);
+    let api = Router::new().merge(health::router()).merge(session::public_router()).merge(protected);
     Router::new()
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -64,6 +72,8 @@ mod tests {
             store,
             stats: Arc::default(),
             hub_url: "mqtt://hub:1883".into(),
+            throttle: Arc::default(),
+            secure_cookies: false,
         };
         (router(state), dir)
     }

@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod devices;
 pub mod findings;
 pub mod heartbeats;
+pub mod sessions;
 pub mod tokens;
 pub mod uplink;
 pub mod users;

@@ -56,7 +56,7 @@ fn role_of(user_role: Option<String>, own: String) -> Role {
     Role::parse(user_role.as_deref().unwrap_or(&own)).unwrap_or(Role::Viewer)
 }
 
-fn digest(token: &str) -> String {
+pub(super) fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
