@@ -35,6 +35,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the router closed its side, how long rumqttd may take to close its own.
 const LINGER: Duration = Duration::from_secs(5);
 
+/// Bytes buffered per direction of a relayed connection.
+const RELAY_BUFFER: usize = 2048;
+
 /// A device displaced this often within [`FLAP_WINDOW`] has two routers.
 const FLAP_DISPLACED: usize = 3;
 const FLAP_WINDOW: Duration = Duration::from_secs(60);
@@ -165,12 +168,17 @@ impl Relay {
             return;
         }
         let token = self.peers.accepted(&id, peer, Instant::now());
+        // Small buffers: a router's traffic is a heartbeat and a few batches
+        // a minute, and a fleet holds thousands of connections
+        // (`tokio::io::copy` would keep 8 KiB each way per router).
+        let mut client_rx = tokio::io::BufReader::with_capacity(RELAY_BUFFER, client_rx);
+        let mut back_rx = tokio::io::BufReader::with_capacity(RELAY_BUFFER, back_rx);
         let up = async {
-            let _ = tokio::io::copy(&mut client_rx, &mut back_tx).await;
+            let _ = tokio::io::copy_buf(&mut client_rx, &mut back_tx).await;
             let _ = back_tx.shutdown().await;
         };
         let down = async {
-            let _ = tokio::io::copy(&mut back_rx, &mut client_tx).await;
+            let _ = tokio::io::copy_buf(&mut back_rx, &mut client_tx).await;
             let _ = client_tx.shutdown().await;
         };
         tokio::pin!(up, down);
