@@ -21,6 +21,15 @@ macro_rules! counters {
             pub fn snapshot(&self) -> Snapshot {
                 Snapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
+
+            /// Every counter in the Prometheus text format, as `opmas_<name>_total`.
+            pub fn prometheus(&self, out: &mut String) {
+                use std::fmt::Write;
+                $(
+                    let name = concat!("opmas_", stringify!($name), "_total");
+                    let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", self.$name.load(Ordering::Relaxed));
+                )*
+            }
         }
     };
 }

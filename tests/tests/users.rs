@@ -180,3 +180,16 @@ fn a_browser_session_signs_in_needs_its_csrf_token_is_throttled_and_signs_out() 
     assert_eq!(resp.status().as_u16(), 204);
     assert_eq!(with_cookie(http.get(url("/devices"))).status().as_u16(), 401);
 }
+
+#[test]
+fn metrics_are_open_to_the_hubs_own_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    hub.enrol("gw-metrics").unwrap();
+    let resp = reqwest::blocking::get(format!("http://{}/metrics", hub.http)).unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "from loopback without a token");
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().unwrap();
+    assert!(text.contains("opmas_devices{status=\"never\"} 1"), "{text}");
+    assert!(text.contains("opmas_auth_refused_total 0"), "{text}");
+}

@@ -1,6 +1,11 @@
-//! `GET /health` (no auth) and `GET /stats` (ingest and broker counters).
+//! `GET /health` (no auth), `GET /stats` (ingest and broker counters) and
+//! `GET /metrics` (the same and devices by presence, in the Prometheus text
+//! format, for a scraper on the hub's own machine or with a token).
+
+use std::fmt::Write;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -14,6 +19,37 @@ pub fn router() -> Router<AppState> {
 
 pub fn stats_router() -> Router<AppState> {
     Router::new().route("/stats", get(stats))
+}
+
+/// `GET /metrics`, outside `/api/v1` where scrapers look for it.
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// Open to requests from the hub's own machine (a local Prometheus or
+/// node exporter); from elsewhere it needs a token (any role).
+async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
+    let local = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| c.0.ip().is_loopback());
+    if !local {
+        let token = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized("metrics from another machine need Authorization: Bearer <token>"))?;
+        state.store.verify_token(token.trim()).await?.ok_or(ApiError::Unauthorized("unknown token"))?;
+    }
+    let mut text = String::new();
+    text.push_str("# TYPE opmas_devices gauge\n");
+    for (status, n) in state.store.device_counts().await? {
+        // Statuses are the hub's own words (online, offline): nothing to escape.
+        let _ = writeln!(text, "opmas_devices{{status=\"{status}\"}} {n}");
+    }
+    state.stats.prometheus(&mut text);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// Liveness and database reachability, for load balancers and tests.

@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new().merge(health::router()).merge(session::public_router()).merge(protected);
     Router::new()
         .nest("/api/v1", api)
+        .merge(health::metrics_router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
 }
@@ -90,6 +91,20 @@ mod tests {
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn metrics_from_another_machine_need_a_token() {
+        let (app, _dir) = app().await;
+        // A request without a peer address counts as from another machine.
+        let (status, _) = call(&app, "GET", "/metrics", "wrong", "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let req = Request::builder().uri("/metrics").header("authorization", "Bearer viewer-token").body(Body::empty());
+        let resp = app.clone().oneshot(req.unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(text.contains("opmas_devices{status=\"never\"} 1"), "a device enrolled, never heard: {text}");
+        assert!(text.contains("# TYPE opmas_messages_total counter\nopmas_messages_total 0"), "{text}");
     }
 
     #[tokio::test]

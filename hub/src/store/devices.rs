@@ -80,6 +80,13 @@ impl Store {
         Ok(())
     }
 
+    /// How many devices have each presence status.
+    pub async fn device_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT status, COUNT(*) FROM devices GROUP BY status ORDER BY status")
+            .fetch_all(self.pool())
+            .await?)
+    }
+
     pub async fn list_devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         let rows: Vec<DeviceRow> =
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices ORDER BY id")).fetch_all(self.pool()).await?;
