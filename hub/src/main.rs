@@ -214,19 +214,8 @@ fn main() -> Result<()> {
 }
 
 async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
-    let db = cfg.db_path();
     let create = matches!(command, DeviceCommand::Add { create_db: true, .. });
-    if !db.exists() && !create {
-        anyhow::bail!(
-            "no hub database at {} (data directory {}): start the hub with this --data-dir first, \
-             pass the hub's --data-dir here, or add --create-db to `device add`",
-            db.display(),
-            cfg.data_dir.display()
-        );
-    }
-    opmas_hub::store::create_private_dir(&cfg.data_dir)?;
-    let store = Store::open_sqlite(&db).await.with_context(|| format!("opening {}", db.display()))?;
-    eprintln!("using the hub database {}", db.display());
+    let store = open_store(&cfg, create, "; or add --create-db to `device add`").await?;
     let hub_url = |given: Option<String>| given.unwrap_or_else(|| enrol::default_hub_url(cfg.mqtt_listen.port()));
     match command {
         DeviceCommand::Add { name, hub_url: url, json, config_file, .. } => {
@@ -284,18 +273,20 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
     Ok(())
 }
 
-/// Opens the hub's database for a command that changes it; refuses to
-/// create one (the hub does at its first start).
-async fn existing_store(cfg: &HubConfig) -> Result<Store> {
+/// Opens the hub's database for a command, saying which on stderr; creates
+/// one only if `create` (the hub does at its first start). `hint` ends the
+/// error when there is none.
+async fn open_store(cfg: &HubConfig, create: bool, hint: &str) -> Result<Store> {
     let db = cfg.db_path();
-    if !db.exists() {
+    if !db.exists() && !create {
         anyhow::bail!(
             "no hub database at {} (data directory {}): start the hub with this --data-dir first, \
-             or pass the hub's --data-dir here",
+             or pass the hub's --data-dir here{hint}",
             db.display(),
             cfg.data_dir.display()
         );
     }
+    opmas_hub::store::create_private_dir(&cfg.data_dir)?;
     let store = Store::open_sqlite(&db).await.with_context(|| format!("opening {}", db.display()))?;
     eprintln!("using the hub database {}", db.display());
     Ok(store)
@@ -314,7 +305,7 @@ fn password(from_stdin: bool) -> Result<(String, bool)> {
 }
 
 async fn user(cfg: HubConfig, command: UserCommand) -> Result<()> {
-    let store = existing_store(&cfg).await?;
+    let store = open_store(&cfg, false, "").await?;
     match command {
         UserCommand::Add { name, role, password_stdin } => {
             let role = users::Role::parse(&role).map_err(anyhow::Error::msg)?;
@@ -352,7 +343,7 @@ async fn user(cfg: HubConfig, command: UserCommand) -> Result<()> {
 }
 
 async fn token(cfg: HubConfig, command: TokenCommand) -> Result<()> {
-    let store = existing_store(&cfg).await?;
+    let store = open_store(&cfg, false, "").await?;
     match command {
         TokenCommand::Create { user, name } => {
             let (token, id) = store.create_user_token(&user, &name, now_ms()).await?;

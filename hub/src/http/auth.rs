@@ -1,11 +1,11 @@
-//! Bearer-token authentication for the API.
+//! Authentication for the API: bearer tokens, or session cookies with
+//! their CSRF token.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-
-use axum::http::Method;
 
 use super::{session, ApiError, AppState};
 use crate::keys::constant_time_eq;
@@ -19,15 +19,7 @@ use crate::store::tokens::TokenInfo;
 /// session's CSRF token in `X-CSRF-Token`: a cookie comes with any request
 /// the browser sends, a header only with the hub's own pages.
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    if let Some(header) = req.headers().get(AUTHORIZATION) {
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized("Authorization header must be \"Bearer <token>\""))?;
-        let info = state.store.verify_token(token).await?.ok_or(ApiError::Unauthorized("unknown token"))?;
+    if let Some(info) = bearer(&state, req.headers()).await? {
         req.extensions_mut().insert(info);
         return Ok(next.run(req).await);
     }
@@ -54,4 +46,18 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     req.extensions_mut().insert(session::SessionToken(cookie));
     req.extensions_mut().insert(s);
     Ok(next.run(req).await)
+}
+
+/// The token of `Authorization: Bearer <token>`, verified; `None` without
+/// that header.
+pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Option<TokenInfo>, ApiError> {
+    let Some(header) = headers.get(AUTHORIZATION) else { return Ok(None) };
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized("Authorization header must be \"Bearer <token>\""))?;
+    state.store.verify_token(token).await?.ok_or(ApiError::Unauthorized("unknown token")).map(Some)
 }

@@ -33,14 +33,8 @@ async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> 
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .is_some_and(|c| c.0.ip().is_loopback());
-    if !local {
-        let token = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized("metrics from another machine need Authorization: Bearer <token>"))?;
-        state.store.verify_token(token.trim()).await?.ok_or(ApiError::Unauthorized("unknown token"))?;
+    if !local && super::auth::bearer(&state, req.headers()).await?.is_none() {
+        return Err(ApiError::Unauthorized("metrics from another machine need Authorization: Bearer <token>"));
     }
     let mut text = String::new();
     text.push_str("# TYPE opmas_devices gauge\n");

@@ -195,11 +195,12 @@ impl Store {
         if password.len() > MAX_PASSWORD {
             return Ok(None);
         }
-        let row: Option<(String,)> = sqlx::query_as("SELECT password_hash FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some((phc,)) = row else {
+        let row: Option<(i64, String, String, i64, i64)> =
+            sqlx::query_as("SELECT id, role, password_hash, created_ms, password_changed_ms FROM users WHERE name = ?")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some((id, role, phc, created_ms, password_changed_ms)) = row else {
             let dummy = DUMMY_HASH.get_or_try_init(|| hash("not a password of anyone")).await?;
             let _ = verify(password, dummy.clone()).await;
             return Ok(None);
@@ -207,7 +208,8 @@ impl Store {
         if !verify(password, phc).await {
             return Ok(None);
         }
-        Ok(self.list_users().await?.into_iter().find(|u| u.name == name))
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
+        Ok(Some(UserRow { id, name: name.to_owned(), role, created_ms, password_changed_ms }))
     }
 
     /// At first start (no user yet) creates `admin` with a random password,
