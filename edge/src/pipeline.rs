@@ -1,4 +1,9 @@
 //! The detection pipeline without I/O: parse, classify, agents.
+//!
+//! Two halves: [`Parser`] turns a line into a [`Parsed`] (pure: it keeps
+//! only the year of the day it last saw), [`Pipeline::apply`] runs the
+//! agents over it (all the state). [`Pipeline::feed`] does both; a replay
+//! runs the halves on two threads.
 
 use opmas_proto::msg::{AgentState, AgentStatus, Counters, Finding};
 
@@ -11,7 +16,50 @@ use crate::agents::wifi::WifiAgent;
 use crate::agents::{Agent, Meta};
 use crate::classify::classify;
 use crate::config::AgentsConfig;
-use crate::parse::{self, parse_line};
+use crate::events::Event;
+use crate::parse::{self, parse_line, ParseError};
+
+/// A line parsed and classified, ready for the agents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed<'a> {
+    /// The raw line, for evidence.
+    pub line: &'a str,
+    /// The line's own time, when it has one.
+    pub ts_ms: Option<u64>,
+    /// The logging program and pid.
+    pub program: Option<&'a str>,
+    pub pid: Option<u32>,
+    /// What the line means, if any agent could care.
+    pub event: Option<Event<'a>>,
+}
+
+/// Parses and classifies lines: the half of the pipeline without state
+/// worth the name (the year of the last day seen, so that it is worked out
+/// once a day, not once a line).
+#[derive(Debug, Clone, Copy)]
+pub struct Parser {
+    /// The UTC day (days since 1970) and year of the last arrival time.
+    year_of_day: (u64, i32),
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser { year_of_day: (0, 1970) }
+    }
+}
+
+impl Parser {
+    /// Parses and classifies `line`, which arrived at `arrival_ms`.
+    pub fn prepare<'a>(&mut self, line: &'a str, arrival_ms: u64) -> Result<Parsed<'a>, ParseError> {
+        let day = arrival_ms / 86_400_000;
+        if day != self.year_of_day.0 {
+            self.year_of_day = (day, crate::date::year_of(arrival_ms));
+        }
+        let ctx = parse::Context { year: self.year_of_day.1, now_ms: Some(arrival_ms) };
+        let record = parse_line(line, ctx)?;
+        Ok(Parsed { line, ts_ms: record.ts_ms, program: record.program, pid: record.pid, event: classify(&record) })
+    }
+}
 
 /// An agent held by name: built from its config while running, `None`
 /// while stopped (its tables freed).
@@ -40,9 +88,8 @@ pub struct Pipeline {
     events: u64,
     /// The latest timestamp seen in a line (unix ms; 0 before any).
     log_clock_ms: u64,
-    /// The UTC day (days since 1970) and year of the last arrival time, so
-    /// that the year is worked out once a day, not once a line.
-    year_of_day: (u64, i32),
+    /// The parsing half, for [`Pipeline::feed`].
+    parser: Parser,
 }
 
 /// Builds the agent `name` from `cfg`, or `None` if `cfg` disables it.
@@ -66,7 +113,7 @@ impl Pipeline {
             counters: Counters::default(),
             events: 0,
             log_clock_ms: 0,
-            year_of_day: (0, 1970),
+            parser: Parser::default(),
         }
     }
 
@@ -115,27 +162,31 @@ impl Pipeline {
     /// Parses one line and runs the agents; findings are appended to `out`.
     /// Returns how many the line produced.
     pub fn feed(&mut self, line: &str, arrival_ms: u64, out: &mut Vec<Finding>) -> usize {
+        let parsed = self.parser.prepare(line, arrival_ms);
+        self.apply(&parsed, arrival_ms, out)
+    }
+
+    /// Runs the agents over a line [`Parser::prepare`] made of what arrived
+    /// at `arrival_ms` (counting it, and counting it unparsed if it failed);
+    /// findings are appended to `out`. Returns how many the line produced.
+    pub fn apply(&mut self, parsed: &Result<Parsed<'_>, ParseError>, arrival_ms: u64, out: &mut Vec<Finding>) -> usize {
         self.counters.lines += 1;
-        let day = arrival_ms / 86_400_000;
-        if day != self.year_of_day.0 {
-            self.year_of_day = (day, crate::date::year_of(arrival_ms));
-        }
-        let ctx = parse::Context { year: self.year_of_day.1, now_ms: Some(arrival_ms) };
-        let record = match parse_line(line, ctx) {
-            Ok(r) => r,
+        let parsed = match parsed {
+            Ok(p) => p,
             Err(e) => {
                 self.counters.unparsed += 1;
                 debug!(error = %e, "unparsed line");
                 return 0;
             }
         };
-        self.log_clock_ms = self.log_clock_ms.max(record.ts_ms.unwrap_or(arrival_ms));
-        let Some(event) = classify(&record) else { return 0 };
+        let now_ms = parsed.ts_ms.unwrap_or(arrival_ms);
+        self.log_clock_ms = self.log_clock_ms.max(now_ms);
+        let Some(event) = &parsed.event else { return 0 };
         self.events += 1;
-        let meta = Meta { line, now_ms: record.ts_ms.unwrap_or(arrival_ms), program: record.program, pid: record.pid };
+        let meta = Meta { line: parsed.line, now_ms, program: parsed.program, pid: parsed.pid };
         let before = out.len();
         for agent in self.slots.iter_mut().filter_map(|s| s.agent.as_mut()) {
-            agent.on_event(&event, &meta, out);
+            agent.on_event(event, &meta, out);
         }
         self.found(out.len() - before)
     }

@@ -14,7 +14,39 @@ use opmas_proto::msg::{Finding, Stage};
 
 use crate::config::AgentsConfig;
 use crate::events::JsonObject;
-use crate::pipeline::Pipeline;
+use crate::parse::ParseError;
+use crate::pipeline::{Parsed, Parser, Pipeline};
+
+/// The lines of a chunk, parsed and classified, in order.
+type ParsedLines<'a> = Vec<Result<Parsed<'a>, ParseError>>;
+
+self_cell::self_cell! {
+    /// A chunk of whole lines and what the parser made of each: the unit
+    /// the reading thread hands the agents' thread.
+    struct Chunk {
+        owner: String,
+        #[covariant]
+        dependent: ParsedLines,
+    }
+}
+
+/// Splits `text` into lines (a `\r` before the `\n` dropped, no empty last
+/// line) and parses each.
+fn parse_chunk<'a>(text: &'a String, parser: &mut Parser, arrival_ms: u64) -> ParsedLines<'a> {
+    let mut parsed = Vec::with_capacity(text.len() / 64);
+    let mut from = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len())) {
+        // Line ends are ASCII: `from..end` are char boundaries.
+        let Some(line) = text.get(from..end) else { break };
+        from = end + 1;
+        if end == text.len() && line.is_empty() {
+            break;
+        }
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        parsed.push(parser.prepare(line, arrival_ms));
+    }
+    parsed
+}
 
 /// What a replay did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -34,12 +66,14 @@ const TICK_MS: u64 = 5_000;
 /// Replays `input` through agents configured by `cfg`, writing findings to
 /// `out` (JSON lines if `json`, else one readable line each).
 ///
-/// Three threads in a row, so that a replay on a machine with more than one
-/// core is not held up by its input and output: one reads `input` in
-/// chunks cut at line ends and checks their UTF-8, this one parses,
-/// classifies and runs the agents, and one writes the findings. Chunks and
-/// findings move through bounded channels, so memory stays flat however
-/// long the log; order is kept.
+/// Four threads in a row, so that a replay on a machine with more than one
+/// core is not held up by parsing, its input or its output: one reads
+/// `input` in chunks cut at line ends and checks their UTF-8, one parses
+/// and classifies their lines (the half of the pipeline without state),
+/// this one runs the agents over them, and one writes the findings. Chunks
+/// and findings move through bounded channels, so memory stays flat
+/// however long the log; order is kept, and the findings are those
+/// [`Pipeline::feed`] makes of the same lines one by one.
 pub fn replay(
     input: impl Read + Send,
     out: impl Write + Send,
@@ -50,11 +84,21 @@ pub fn replay(
     let started = Instant::now();
     let mut pipeline = Pipeline::new(cfg);
     let mut stats = ReplayStats::default();
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<io::Result<String>>(CHUNKS_IN_FLIGHT);
+    let (text_tx, text_rx) = mpsc::sync_channel::<io::Result<String>>(CHUNKS_IN_FLIGHT);
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<io::Result<Chunk>>(CHUNKS_IN_FLIGHT);
     let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
     let (found_tx, found_rx) = mpsc::sync_channel::<Vec<Finding>>(CHUNKS_IN_FLIGHT);
     let outcome = std::thread::scope(|s| {
-        s.spawn(move || read_chunks(input, &chunk_tx, &spare_rx));
+        s.spawn(move || read_chunks(input, &spare_rx, |text| text_tx.send(text).is_ok()));
+        s.spawn(move || {
+            let mut parser = Parser::default();
+            for text in text_rx {
+                let chunk = text.map(|t| Chunk::new(t, |t| parse_chunk(t, &mut parser, now_ms)));
+                if chunk_tx.send(chunk).is_err() {
+                    return;
+                }
+            }
+        });
         let writer = s.spawn(move || write_all(found_rx, out, json));
         let mut found: Vec<Finding> = Vec::new();
         let mut last_tick: Option<u64> = None;
@@ -67,25 +111,19 @@ pub fn replay(
                     break;
                 }
             };
-            let mut from = 0;
-            for end in memchr::memchr_iter(b'\n', chunk.as_bytes()).chain(std::iter::once(chunk.len())) {
-                // Line ends are ASCII: `from..end` are char boundaries.
-                let Some(line) = chunk.get(from..end) else { break };
-                from = end + 1;
-                if end == chunk.len() && line.is_empty() {
-                    break;
+            chunk.with_dependent(|_, lines| {
+                for parsed in lines {
+                    stats.lines += 1;
+                    pipeline.apply(parsed, now_ms, &mut found);
+                    let clock = pipeline.log_clock_ms();
+                    if last_tick.is_none_or(|t| clock >= t + TICK_MS) {
+                        pipeline.tick(clock, &mut found);
+                        last_tick = Some(clock);
+                    }
                 }
-                let line = line.strip_suffix('\r').unwrap_or(line);
-                stats.lines += 1;
-                pipeline.feed(line, now_ms, &mut found);
-                let clock = pipeline.log_clock_ms();
-                if last_tick.is_none_or(|t| clock >= t + TICK_MS) {
-                    pipeline.tick(clock, &mut found);
-                    last_tick = Some(clock);
-                }
-            }
+            });
             // The reader may reuse the buffer (it is gone at the end).
-            let _ = spare_tx.send(chunk.into_bytes());
+            let _ = spare_tx.send(chunk.into_owner().into_bytes());
             if !found.is_empty() && found_tx.send(std::mem::take(&mut found)).is_err() {
                 // The writer stopped (a closed pipe): its error says why.
                 break;
@@ -127,8 +165,12 @@ const MAX_LINE: usize = 1024 * 1024;
 /// each checked as UTF-8 and repaired if it is not (invalid bytes become
 /// U+FFFD; a line end is never inside a character, so only the bad line
 /// changes), and sends them in order. Stops at the end, at a read error
-/// (sent on), or when the receiver is gone.
-fn read_chunks(mut input: impl Read, chunks: &mpsc::SyncSender<io::Result<String>>, spare: &mpsc::Receiver<Vec<u8>>) {
+/// (passed on), or when `send` says the receiver is gone.
+fn read_chunks(
+    mut input: impl Read,
+    spare: &mpsc::Receiver<Vec<u8>>,
+    mut send: impl FnMut(io::Result<String>) -> bool,
+) {
     let mut carry: Vec<u8> = Vec::new();
     let mut eof = false;
     while !eof {
@@ -151,7 +193,7 @@ fn read_chunks(mut input: impl Read, chunks: &mpsc::SyncSender<io::Result<String
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let _ = chunks.send(Err(e));
+                    send(Err(e));
                     return;
                 }
             }
@@ -162,7 +204,7 @@ fn read_chunks(mut input: impl Read, chunks: &mpsc::SyncSender<io::Result<String
             Ok(t) => t,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
-        if !text.is_empty() && chunks.send(Ok(text)).is_err() {
+        if !text.is_empty() && !send(Ok(text)) {
             return;
         }
     }
@@ -243,12 +285,13 @@ mod tests {
                 Ok(n)
             }
         }
-        let (tx, rx) = mpsc::sync_channel(1024);
         let (_spare_tx, spare_rx) = mpsc::channel();
-        read_chunks(Slow(input, step), &tx, &spare_rx);
-        drop(tx);
+        let mut chunks = Vec::new();
+        read_chunks(Slow(input, step), &spare_rx, |c| {
+            chunks.push(c.unwrap());
+            true
+        });
         // Each chunk ends its last line, as in `replay`.
-        let chunks: Vec<String> = rx.iter().map(Result::unwrap).collect();
         chunks.iter().flat_map(|c| c.split_terminator('\n')).map(str::to_owned).collect()
     }
 
@@ -317,5 +360,50 @@ mod tests {
         assert!(brute[0].contains("\"stage\":\"new\""), "{text}");
         // The last word on the brute force carries all 30 failures.
         assert!(brute.last().unwrap().contains("\"count\":30"), "{text}");
+    }
+
+    #[test]
+    fn the_threads_find_what_one_line_at_a_time_finds() {
+        // Several chunks of brute forces, scans, floods and junk.
+        let mut log = String::new();
+        for i in 0..60_000u32 {
+            let (m, sec) = (i / 60 % 60, i % 60);
+            let line = match i % 5 {
+                0 => format!("Thu Dec  5 17:{m:02}:{sec:02} 2024 authpriv.warn dropbear[{}]: Bad password attempt for 'root' from 203.0.113.{}:4000", i % 900, i % 7),
+                1 => format!("Thu Dec  5 17:{m:02}:{sec:02} 2024 kern.warn kernel: [1.0] reject wan in: IN=eth1 OUT= MAC= SRC=198.51.100.{} DST=203.0.113.1 LEN=40 PROTO=TCP SPT=4000 DPT={} WINDOW=1024", i % 3, i % 700),
+                2 => format!("Thu Dec  5 17:{m:02}:{sec:02} 2024 daemon.info hostapd: wlan0: AP-STA-DISCONNECTED 02:00:00:00:{:02x}:01", i % 200),
+                3 => "not a log line at all \u{0}".to_owned(),
+                _ => format!("<30>Dec  5 17:{m:02}:{sec:02} gw sshd[{}]: Invalid user u{} from 192.0.2.{} port 22", i, i % 50, i % 11),
+            };
+            log.push_str(&line);
+            log.push('\n');
+        }
+        assert!(log.len() > 3 * CHUNK);
+        let now = 1_780_000_000_000;
+        let mut out = Vec::new();
+        let stats = replay(log.as_bytes(), &mut out, &AgentsConfig::default(), now, true).unwrap();
+
+        let mut p = Pipeline::new(&AgentsConfig::default());
+        let mut found = Vec::new();
+        let mut last_tick: Option<u64> = None;
+        for line in log.lines() {
+            p.feed(line, now, &mut found);
+            let clock = p.log_clock_ms();
+            if last_tick.is_none_or(|t| clock >= t + TICK_MS) {
+                p.tick(clock, &mut found);
+                last_tick = Some(clock);
+            }
+        }
+        let end = p.log_clock_ms();
+        p.tick(end, &mut found);
+        p.tick(end + 86_400_000 * 8, &mut found);
+        let mut want = String::new();
+        for f in &found {
+            finding_json(f, &mut want);
+            want.push('\n');
+        }
+        assert!(found.len() > 10, "{want}");
+        assert_eq!((stats.lines, stats.findings), (60_000, found.len() as u64));
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 }
