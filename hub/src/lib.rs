@@ -3,7 +3,7 @@
 //! Reading order: [`config`] (settings) → [`store`] (database) → [`keys`]
 //! (device secrets) → [`broker`] (embedded MQTT and device auth) → [`ingest`]
 //! (envelopes to rows and acks, with [`watermark`] deciding what is stored
-//! and acked; [`events`] carries what it committed) → [`http`] (REST API) → [`serve`] (wiring) →
+//! and acked; [`events`] carries what it committed) → [`http`] (REST API) → [`web`] (the web UI's pages, on the API's store functions) → [`serve`] (wiring) →
 //! [`enrol`] (device commands). The demo fleet lives in the `opmas-demo`
 //! crate, so that this crate does not link the edge.
 //!
@@ -22,3 +22,4 @@ pub mod serve;
 pub mod stats;
 pub mod store;
 pub mod watermark;
+pub mod web;

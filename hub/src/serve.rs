@@ -81,6 +81,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         hub_url,
         throttle: Arc::default(),
         secure_cookies: cfg.secure_cookies,
+        bus: bus.clone(),
     });
     Ok(Running {
         store,

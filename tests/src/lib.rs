@@ -62,7 +62,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Result<Proc> {
+    /// Starts `cmd` with its output appended to `log`; killed when dropped.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Result<Proc> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let err = out.try_clone()?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err).env("NO_COLOR", "1").env("RUST_LOG", "info,rumqttd=warn");

@@ -1,5 +1,7 @@
-//! `GET /findings?device=&agent=&kind=&since=&limit=&cursor=`: newest first,
-//! paginated by an opaque cursor (the last id of the previous page).
+//! `GET /findings?device=&agent=&kind=&severity=&open=&since=&until=&limit=&cursor=`:
+//! newest first, paginated by an opaque cursor (the last id of the previous
+//! page); `GET /findings/{id}`. The web UI's findings page reads its
+//! filters with the same [`parse_query`].
 
 use std::collections::HashMap;
 
@@ -19,7 +21,24 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/findings", get(list))
+    Router::new().route("/findings", get(list)).route("/findings/{id}", get(one))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<FindingView>, ApiError> {
+    let n = parse_id(&id)?;
+    let row = state.store.finding(n).await?.ok_or_else(|| ApiError::NotFound(format!("no finding {id}")))?;
+    Ok(Json(FindingView::from(row)))
+}
+
+/// A finding id from a path: a positive number.
+pub fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>().ok().filter(|&n| n > 0).ok_or_else(|| ApiError::Invalid {
+        field: "id",
+        message: format!("{id:?} is not a finding id (a positive number)"),
+    })
 }
 
 async fn list(
@@ -28,13 +47,23 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let q = parse_query(&params)?;
     let rows = state.store.query_findings(&q).await?;
-    let next_cursor = (rows.len() as u32 == q.limit).then(|| rows.last().map(|r| encode_cursor(r.id))).flatten();
+    let next_cursor = next_cursor(&q, &rows);
     let findings: Vec<FindingView> = rows.into_iter().map(FindingView::from).collect();
     Ok(Json(json!({ "findings": findings, "next_cursor": next_cursor })))
 }
 
-fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiError> {
-    const KNOWN: [&str; 7] = ["device", "agent", "kind", "open", "since", "limit", "cursor"];
+/// The cursor of the page after `rows`, if it may hold any.
+pub fn next_cursor(q: &FindingQuery, rows: &[crate::store::FindingRow]) -> Option<String> {
+    (rows.len() as u32 == q.limit).then(|| rows.last().map(|r| encode_cursor(r.id))).flatten()
+}
+
+/// The query parameters `GET /findings` and the findings page know.
+pub const PARAMS: [&str; 9] = ["device", "agent", "kind", "severity", "open", "since", "until", "limit", "cursor"];
+
+/// Reads the findings filters; a mistake names its parameter and says
+/// what would do.
+pub fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiError> {
+    const KNOWN: [&str; 9] = PARAMS;
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::Invalid {
             field: "query",
@@ -72,8 +101,13 @@ fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiErro
             });
         }
     }
-    let since_ms = params.get("since").map(|v| parse_since(v)).transpose()?;
-    let before_id = params.get("cursor").map(|v| decode_cursor(v)).transpose()?;
+    if let Some(d) = text("device") {
+        opmas_proto::DeviceId::new(&d).map_err(|e| ApiError::Invalid { field: "device", message: e.to_string() })?;
+    }
+    let min_severity = text("severity").map(|v| parse_severity(&v)).transpose()?;
+    let since_ms = text("since").map(|v| parse_time("since", &v)).transpose()?;
+    let until_ms = text("until").map(|v| parse_time("until", &v)).transpose()?;
+    let before_id = text("cursor").map(|v| decode_cursor(&v)).transpose()?;
     let open = match params.get("open").map(String::as_str) {
         None | Some("") => None,
         Some("true") => Some(true),
@@ -87,23 +121,57 @@ fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, ApiErro
         agent: text("agent"),
         kind: text("kind"),
         open,
+        min_severity,
         since_ms,
+        until_ms,
         before_id,
+        after_id: None,
         limit,
     })
 }
 
-/// `since` is RFC 3339 (`2024-12-05T17:43:57Z`) or unix milliseconds.
-fn parse_since(v: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = v.parse::<i64>() {
-        return Ok(ms);
-    }
-    OffsetDateTime::parse(v, &Rfc3339).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64).map_err(|e| {
-        ApiError::Invalid { field: "since", message: format!("{v:?} is neither RFC 3339 nor unix milliseconds: {e}") }
+/// The severity names, lowest first (1 to 5).
+pub const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
+
+/// `severity` (the least shown) is a name or a number from 1 to 5.
+fn parse_severity(v: &str) -> Result<i64, ApiError> {
+    let n = match v.parse::<i64>() {
+        Ok(n) => Some(n).filter(|n| (1..=5).contains(n)),
+        Err(_) => SEVERITIES.iter().position(|s| *s == v).map(|i| i as i64 + 1),
+    };
+    n.ok_or_else(|| ApiError::Invalid {
+        field: "severity",
+        message: format!("{v:?} is not a severity: 1 to 5 or one of {}", SEVERITIES.join(", ")),
     })
 }
 
-fn encode_cursor(id: i64) -> String {
+/// `since` and `until` are RFC 3339 (`2024-12-05T17:43:57Z`), a date
+/// (`2024-12-05`, midnight UTC), a date and time without seconds or zone
+/// (`2024-12-05T17:43`, what a browser's date-time field sends; UTC) or
+/// unix milliseconds.
+fn parse_time(field: &'static str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    let as_ms = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    if let Ok(t) = OffsetDateTime::parse(v, &Rfc3339) {
+        return Ok(as_ms(t));
+    }
+    let local = match v.len() {
+        10 => format!("{v}T00:00:00Z"),
+        16 => format!("{v}:00Z"),
+        _ => String::new(),
+    };
+    OffsetDateTime::parse(&local, &Rfc3339).map(as_ms).map_err(|_| ApiError::Invalid {
+        field,
+        message: format!(
+            "{v:?} is not a time: RFC 3339 (2024-12-05T17:43:57Z), a date (2024-12-05) or unix milliseconds"
+        ),
+    })
+}
+
+/// The cursor that pages on after finding `id`.
+pub fn encode_cursor(id: i64) -> String {
     format!("f{id:x}")
 }
 
@@ -131,6 +199,10 @@ mod tests {
             (&[("colour", "red")][..], "query"),
             (&[("kind", "ssh.brute")][..], "kind"),
             (&[("agent", "dns")][..], "agent"),
+            (&[("severity", "6")][..], "severity"),
+            (&[("severity", "urgent")][..], "severity"),
+            (&[("until", "soon")][..], "until"),
+            (&[("device", "a/b")][..], "device"),
         ] {
             match q(pairs) {
                 Err(ApiError::Invalid { field: f, .. }) => assert_eq!(f, field),
@@ -146,8 +218,13 @@ mod tests {
             ("limit", "5"),
             ("cursor", &encode_cursor(77)),
             ("kind", "ssh.bruteforce"),
+            ("severity", "high"),
+            ("until", "2024-12-06"),
         ])
         .unwrap();
+        assert_eq!(f.min_severity, Some(4));
+        assert_eq!(f.until_ms, Some(1_733_443_200_000));
+        assert_eq!(q(&[("until", "2024-12-05T17:43")]).unwrap().until_ms, Some(1_733_420_580_000));
         assert_eq!(f.since_ms, Some(1_733_420_637_000));
         assert_eq!(f.limit, 5);
         assert_eq!(f.before_id, Some(77));

@@ -8,7 +8,7 @@
 mod auth;
 mod devices;
 mod error;
-mod findings;
+pub mod findings;
 mod health;
 pub mod session;
 pub mod throttle;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use error::ApiError;
-pub use views::rfc3339;
+pub use views::{rfc3339, severity_name};
 
 use crate::keys::Keys;
 use crate::stats::Stats;
@@ -38,6 +38,8 @@ pub struct AppState {
     pub throttle: Arc<throttle::Throttle>,
     /// Session cookies get `Secure` (the hub is reached over HTTPS).
     pub secure_cookies: bool,
+    /// What ingest committed, for the web UI's live views.
+    pub bus: crate::events::Bus,
 }
 
 /// The whole API, ready to serve.
@@ -52,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(health::metrics_router())
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
 }
@@ -75,6 +78,7 @@ mod tests {
             hub_url: "mqtt://hub:1883".into(),
             throttle: Arc::default(),
             secure_cookies: false,
+            bus: Default::default(),
         };
         (router(state), dir)
     }

@@ -60,7 +60,35 @@ pub fn cookie(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-fn set_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+/// Checks a sign-in (throttled per name and address; the same answer for a
+/// wrong name as for a wrong password) and opens a session: its cookie
+/// token, its CSRF token and the user.
+pub async fn open(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    from: Option<std::net::IpAddr>,
+) -> Result<(String, String, crate::store::users::UserRow), ApiError> {
+    let now = now_ms();
+    state.throttle.check(name, from, now).map_err(ApiError::Throttled)?;
+    let user = if name.len() <= 64 && password.len() <= MAX_PASSWORD {
+        state.store.check_user(name, password).await?
+    } else {
+        None
+    };
+    let Some(user) = user else {
+        state.throttle.failed(name, from, now);
+        tracing::warn!(user = %name, from = ?from, "failed sign-in");
+        return Err(ApiError::Unauthorized("wrong user name or password"));
+    };
+    state.throttle.succeeded(&user.name);
+    let (token, csrf) = state.store.create_session(user.id, now, SESSION_TTL_MS).await?;
+    tracing::info!(user = %user.name, from = ?from, "signed in");
+    Ok((token, csrf, user))
+}
+
+/// The `Set-Cookie` value for the session cookie (`max_age_s` 0 removes it).
+pub fn set_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let text = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
     // Hex tokens and fixed text: always a valid header value.
@@ -76,21 +104,8 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Result<Response
         field: "body",
         message: format!("expected {{\"name\": ..., \"password\": ...}}: {e}"),
     })?;
+    let (token, csrf, user) = open(&state, &body.name, &body.password, from).await?;
     let now = now_ms();
-    state.throttle.check(&body.name, from, now).map_err(ApiError::Throttled)?;
-    let user = if body.name.len() <= 64 && body.password.len() <= MAX_PASSWORD {
-        state.store.check_user(&body.name, &body.password).await?
-    } else {
-        None
-    };
-    let Some(user) = user else {
-        state.throttle.failed(&body.name, from, now);
-        tracing::warn!(user = %body.name, from = ?from, "failed sign-in");
-        return Err(ApiError::Unauthorized("wrong user name or password"));
-    };
-    state.throttle.succeeded(&user.name);
-    let (token, csrf) = state.store.create_session(user.id, now, SESSION_TTL_MS).await?;
-    tracing::info!(user = %user.name, from = ?from, "signed in");
     let body =
         json!({ "user": user.name, "role": user.role, "csrf": csrf, "expires": super::rfc3339(now + SESSION_TTL_MS) });
     let mut resp = (StatusCode::OK, Json(body)).into_response();

@@ -47,10 +47,17 @@ pub struct FindingQuery {
     pub kind: Option<String>,
     /// Only open (`true`) or closed (`false`) findings.
     pub open: Option<bool>,
+    /// Only findings of at least this severity (1 to 5).
+    pub min_severity: Option<i64>,
     /// Only findings whose last event is at or after this time.
     pub since_ms: Option<i64>,
+    /// Only findings whose first event is before this time.
+    pub until_ms: Option<i64>,
     /// Only findings with an id below this (the previous page's last id).
     pub before_id: Option<i64>,
+    /// Only findings with an id above this, oldest first (a live view
+    /// catching up from the last one it showed).
+    pub after_id: Option<i64>,
     pub limit: u32,
 }
 
@@ -366,23 +373,79 @@ impl Store {
         if let Some(open) = q.open {
             b.push(" AND open = ").push_bind(i64::from(open));
         }
+        if let Some(s) = q.min_severity {
+            b.push(" AND severity >= ").push_bind(s);
+        }
         if let Some(s) = q.since_ms {
             b.push(" AND last_ms >= ").push_bind(s);
+        }
+        if let Some(u) = q.until_ms {
+            b.push(" AND first_ms < ").push_bind(u);
         }
         if let Some(c) = q.before_id {
             b.push(" AND id < ").push_bind(c);
         }
-        b.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64);
+        if let Some(c) = q.after_id {
+            b.push(" AND id > ").push_bind(c);
+        }
+        let order = if q.after_id.is_some() { "ASC" } else { "DESC" };
+        b.push(format_args!(" ORDER BY id {order} LIMIT ")).push_bind(q.limit as i64);
         let rows: Vec<FindingRow> = b.build_query_as().fetch_all(self.pool()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|mut r| {
-                r.epoch = (r.epoch_raw as u64).to_string();
-                r.evidence = serde_json::from_str(&r.evidence_json).unwrap_or_default();
-                r
-            })
-            .collect())
+        Ok(rows.into_iter().map(finish).collect())
     }
+
+    /// One finding by id.
+    pub async fn finding(&self, id: i64) -> Result<Option<FindingRow>, StoreError> {
+        let row: Option<FindingRow> = sqlx::query_as(
+            "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
+                    count, first_ms, last_ms, summary, evidence, received_ms, open, host FROM findings WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(finish))
+    }
+
+    /// The highest finding id stored (0 without any): where a live view
+    /// starts.
+    pub async fn last_finding_id(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM findings").fetch_one(self.pool()).await?)
+    }
+
+    /// New findings per hour (unix ms / 3,600,000) and agent, from hour
+    /// `from_hour` on, of one device or all: `(hour, agent, count)`, by hour.
+    pub async fn finding_hours(
+        &self,
+        device: Option<&str>,
+        from_hour: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let rows =
+            match device {
+                Some(d) => {
+                    sqlx::query_as(
+                        "SELECT hour, agent, SUM(n) FROM finding_hours WHERE device_id = ? AND hour >= ?
+                  GROUP BY hour, agent ORDER BY hour",
+                    )
+                    .bind(d)
+                    .bind(from_hour)
+                    .fetch_all(self.pool())
+                    .await?
+                }
+                None => sqlx::query_as(
+                    "SELECT hour, agent, SUM(n) FROM finding_hours WHERE hour >= ? GROUP BY hour, agent ORDER BY hour",
+                )
+                .bind(from_hour)
+                .fetch_all(self.pool())
+                .await?,
+            };
+        Ok(rows)
+    }
+}
+
+fn finish(mut r: FindingRow) -> FindingRow {
+    r.epoch = (r.epoch_raw as u64).to_string();
+    r.evidence = serde_json::from_str(&r.evidence_json).unwrap_or_default();
+    r
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 pub mod delivery;
 pub mod devices;
 pub mod findings;
+pub mod fleet;
 pub mod heartbeats;
 pub mod sessions;
 pub mod tokens;

@@ -1,0 +1,118 @@
+//! `/devices/{id}`: one router: its presence, the figures of its latest
+//! heartbeat, its agents with their states and counts, its findings over
+//! the last day and its newest findings (live).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use maud::html;
+
+use super::chart::{self, Range};
+use super::findings::{self as findings_page, Columns};
+use super::layout::{self, Nav};
+use super::{signed_page, PageError, Signed};
+use crate::http::AppState;
+use crate::store::fleet::STALE_MS;
+use crate::store::{now_ms, FindingQuery};
+
+/// `GET /devices/{id}?range=`.
+pub async fn page(
+    State(state): State<AppState>,
+    who: Signed,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    if let Some(k) = params.keys().find(|k| k.as_str() != "range") {
+        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: range")));
+    }
+    let range = Range::parse(params.get("range").map(String::as_str)).map_err(PageError::Invalid)?;
+    let id = opmas_proto::DeviceId::new(&id).map_err(|e| PageError::Invalid(format!("device id: {e}")))?;
+    let d = state
+        .store
+        .get_device(id.as_str())
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no device {:?}.", id.as_str())))?;
+    let now = now_ms();
+    let hb = state.store.latest_heartbeat(&d.id).await?;
+    let q = FindingQuery { device: Some(d.id.clone()), limit: 20, ..Default::default() };
+    let recent = state.store.query_findings(&q).await?;
+    let hours = state.store.finding_hours(Some(&d.id), range.from_hour(now)).await?;
+    let bars = chart::bucket(&hours, range, now);
+    let presence = match d.status.as_str() {
+        "online" if d.last_seen_ms.is_some_and(|t| now - t > STALE_MS) => "stale",
+        "online" => "online",
+        "offline" => "offline",
+        _ => "never",
+    };
+    let live = format!("/live/findings{}", layout::query(&[("device", &d.id), ("view", "device")]));
+    let body = html! {
+        p { a href="/" { "« Fleet" } }
+        h1 { (d.name) @if d.name != d.id { " " span.muted { (d.id) } } " " (layout::state_badge(presence)) }
+        (layout::facts(&[
+            ("Last message", html! { @if let Some(t) = d.last_seen_ms { (layout::time(t, now)) } @else { "never" } }),
+            ("Enrolled", layout::time(d.created_ms, now)),
+            ("Edge run (epoch)", html! { (d.epoch.as_deref().unwrap_or("—")) }),
+        ]))
+        h2 { "Latest heartbeat" }
+        @match &hb {
+            None => { p.muted { "This device has not sent a heartbeat yet." } }
+            Some((h, _)) => {
+                (layout::facts(&[
+                    ("Received", layout::time(h.received_ms, now)),
+                    ("Edge version", html! { (h.version) }),
+                    ("Uptime", html! { (layout::duration(h.uptime_s)) }),
+                    ("Load", html! { @if let Some(l) = h.load_milli { (format!("{:.2}", l as f64 / 1000.0)) } @else { "—" } }),
+                    ("Edge memory", html! { @if let Some(k) = h.rss_kib { (format!("{:.1} MiB", k as f64 / 1024.0)) } @else { "—" } }),
+                    ("Config version", html! { (h.config_version) }),
+                    ("Spool", html! { (h.spool_depth) " waiting, " (h.spool_bytes / 1024) " of " (h.spool_budget / 1024) " KiB" }),
+                    ("Spool drops", html! { (h.spool_dropped) }),
+                    ("Lines read", html! { (h.lines) }),
+                    ("Unparsed", html! { (h.unparsed) }),
+                    ("Shed", html! { (h.shed) }),
+                    ("Truncated", html! { (h.truncated) }),
+                    ("Findings sent", html! { (h.findings) }),
+                ]))
+            }
+        }
+        h2 { "Agents" }
+        @match &hb {
+            Some((_, agents)) if !agents.is_empty() => {
+                table #agents {
+                    thead { tr { th { "Agent" } th { "State" } th.num { "Events" } th.num { "Findings" } th.num { "Evicted" } } }
+                    tbody {
+                        @for a in agents {
+                            tr {
+                                td data-label="Agent" { (a.name) }
+                                td data-label="State" { (layout::agent_badge(&a.state, &a.state)) }
+                                td.num data-label="Events" { (a.events) }
+                                td.num data-label="Findings" { (a.findings) }
+                                td.num data-label="Evicted" { (a.evicted) }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => { p.muted { "No agent states reported yet." } }
+        }
+        section.card {
+            h2 { "Findings over time" }
+            nav.tabs aria-label="Range" {
+                @for r in [Range::Day, Range::Week] {
+                    a href={ "/devices/" (d.id) "?range=" (r.as_str()) } aria-current=[(r == range).then_some("page")] { (r.as_str()) }
+                }
+            }
+            (chart::stacked_bars(&bars, range, &format!("New findings of {} per agent, last {}", d.id, range.as_str())))
+        }
+        div.pagehead { h2 { "Newest findings" } span.live #device-live data-state="off" {} }
+        table {
+            (findings_page::head(Columns::NoDevice))
+            tbody data-live=(live) data-live-status="device-live" data-live-max="20" {
+                @for f in &recent { (findings_page::row(f, Columns::NoDevice, now)) }
+                @if recent.is_empty() { (findings_page::empty_row(Columns::NoDevice, "No findings from this device.")) }
+            }
+        }
+        p { a href={ "/findings?device=" (d.id) } { "All findings of " (d.id) " »" } }
+    };
+    Ok(signed_page(&who, &d.name, Nav::None, body))
+}

@@ -1,0 +1,260 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver
+//! (Debian's `chromium` and `chromium-driver`) against a real hub fed by a
+//! real edge. Sign in, see the fleet, watch a finding arrive without a
+//! reload and open it; a viewer is refused writes; forms without their CSRF
+//! token are rejected; wrong passwords are throttled; sign-out ends the
+//! session. Screenshots at laptop and phone widths go to
+//! `$CARGO_TARGET_TMPDIR/web-screens/` and are named in the log.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use opmas_e2e::{bin, dropbear_attack, free_addr, wait_for, Edge, Hub, Proc};
+use serde_json::json;
+
+/// chromedriver on a free loopback port, or a panic that says how to get it.
+fn chromedriver(dir: &Path) -> (Proc, SocketAddr) {
+    let path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("chromedriver is needed: apt-get install chromium chromium-driver (.ci/run does)");
+    let addr = free_addr();
+    let mut cmd = Command::new(path);
+    cmd.arg(format!("--port={}", addr.port())).stdin(Stdio::null());
+    let proc = Proc::spawn(cmd, dir.join("chromedriver.log")).unwrap();
+    wait_for(Duration::from_secs(20), "chromedriver", || std::net::TcpStream::connect(addr).ok()).unwrap();
+    (proc, addr)
+}
+
+async fn browser(driver: SocketAddr) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"] }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://{driver}"))
+        .await
+        .expect("a WebDriver session with headless Chromium")
+}
+
+/// Where screenshots go.
+fn screens() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screens");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Screenshots of the current page at laptop and phone widths; checks that
+/// nothing scrolls sideways on the phone.
+async fn shoot(c: &Client, name: &str) {
+    for (w, h, label) in [(1280, 900, "laptop"), (390, 844, "phone")] {
+        c.set_window_size(w, h).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if label == "phone" {
+            let wide =
+                c.execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await.unwrap();
+            let (sw, iw) = (wide[0].as_i64().unwrap(), wide[1].as_i64().unwrap());
+            assert!(sw <= iw, "{name} scrolls sideways on a phone: {sw} px wide in a {iw} px window");
+        }
+        let png = c.screenshot().await.unwrap();
+        let path = screens().join(format!("{name}-{label}.png"));
+        std::fs::write(&path, png).unwrap();
+        println!("screenshot: {}", path.display());
+    }
+    c.set_window_size(1280, 900).await.unwrap();
+}
+
+/// Clicks `css` and waits until the browser has loaded the next page.
+async fn click_away(c: &Client, css: &str) {
+    c.execute("window.stillHere = true;", vec![]).await.unwrap();
+    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    for _ in 0..100 {
+        let here = c.execute("return window.stillHere === true && document.readyState === 'complete';", vec![]).await;
+        if matches!(here, Ok(serde_json::Value::Bool(false))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("clicking {css} led nowhere");
+}
+
+async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
+    c.goto(&format!("{base}/signin")).await.unwrap();
+    c.find(Locator::Css("input[name=name]")).await.unwrap().send_keys(name).await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(password).await.unwrap();
+    click_away(c, "form button[type=submit]").await;
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+/// The status of a POST the page itself sends with `fetch` (cookies and all),
+/// with the form fields `fields` (JSON object).
+async fn page_post(c: &Client, path: &str, fields: serde_json::Value) -> i64 {
+    let status = c
+        .execute_async(
+            "const [path, fields, done] = arguments;
+             fetch(path, { method: 'POST', body: new URLSearchParams(fields), redirect: 'manual' })
+               .then(r => done(r.status), e => done(String(e)));",
+            vec![json!(path), fields],
+        )
+        .await
+        .unwrap();
+    status.as_i64().unwrap_or_else(|| panic!("fetch {path}: {status}"))
+}
+
+/// The page's CSRF token (the sign-out form's).
+async fn csrf(c: &Client) -> String {
+    c.find(Locator::Css("form.signout input[name=csrf]")).await.unwrap().attr("value").await.unwrap().unwrap()
+}
+
+fn add_user(hub: &Hub, name: &str, role: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(bin("opmas-hub"))
+        .args(["user", "add", name, "--role", role, "--password-stdin", "--data-dir"])
+        .arg(&hub.data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_operator_watches_the_fleet_live_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let base = format!("http://{}", hub.http);
+    let device = hub.enrol("gw-lab").unwrap();
+    let edge = Edge::start(dir.path(), &hub, &device).unwrap();
+    wait_for(Duration::from_secs(60), "the device online, with a heartbeat", || {
+        hub.get("/devices/gw-lab").ok().filter(|(_, v)| v["status"] == "online" && v["heartbeat"].is_object())
+    })
+    .unwrap();
+    // One finding before anyone looks, so the pages have something to show.
+    edge.append(&dropbear_attack("198.51.100.7", 6)).unwrap();
+    wait_for(Duration::from_secs(30), "the first finding", || {
+        hub.findings("kind=ssh.bruteforce").ok().filter(|f| !f.is_empty())
+    })
+    .unwrap();
+    let admin_password = std::fs::read_to_string(hub.data_dir.join("admin.password")).unwrap().trim().to_owned();
+    add_user(&hub, "vera", "viewer", "viewer password 1");
+    add_user(&hub, "tess", "viewer", "throttled password");
+
+    let (_driver, driver_addr) = chromedriver(dir.path());
+    // The hub's helpers block; the browser's client is async: it runs on a
+    // runtime of its own, and the hub and edge outlive it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(in_the_browser(driver_addr, &base, &edge, &admin_password));
+    drop(edge);
+}
+
+async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_password: &str) {
+    let base = base.to_owned();
+    let c = browser(driver_addr).await;
+
+    // Signed out, a page sends the person to sign in, and back afterwards.
+    c.goto(&format!("{base}/findings")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
+    shoot(&c, "signin").await;
+    sign_in(&c, &base, "admin", "not the password").await;
+    assert_eq!(text(&c, "#signin-error").await, "wrong user name or password");
+    sign_in(&c, &base, "admin", admin_password).await;
+    assert_eq!(text(&c, "h1").await, "Fleet");
+
+    // The fleet: the device, its state, its agents, totals, a chart.
+    let row = text(&c, "#device-table tbody tr").await;
+    assert!(row.contains("gw-lab"), "{row}");
+    let totals = text(&c, "section.totals").await;
+    assert!(totals.contains("devices"), "{totals}");
+    assert!(c.find(Locator::Css("figure.chart svg rect.s-security")).await.is_ok(), "the chart shows the finding");
+    shoot(&c, "overview").await;
+
+    // The device page.
+    click_away(&c, "#device-table a[href='/devices/gw-lab']").await;
+    assert!(text(&c, "h1").await.starts_with("gw-lab"));
+    shoot(&c, "device").await;
+
+    // Findings: a new one appears without a reload.
+    c.goto(&format!("{base}/findings")).await.unwrap();
+    c.wait().for_element(Locator::Css("#live-status[data-state=live]")).await.unwrap();
+    c.execute("window.notReloaded = true;", vec![]).await.unwrap();
+    let before = c.find_all(Locator::Css("#findings tbody tr[data-id]")).await.unwrap().len();
+    edge.append(&dropbear_attack("203.0.113.99", 6)).unwrap();
+    let live = c
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#findings tbody tr.fresh[data-id]"))
+        .await
+        .expect("a new finding row, live");
+    assert!(live.text().await.unwrap().contains("203.0.113.99"));
+    let after = c.find_all(Locator::Css("#findings tbody tr[data-id]")).await.unwrap().len();
+    assert_eq!(after, before + 1);
+    assert_eq!(c.execute("return window.notReloaded === true;", vec![]).await.unwrap(), json!(true));
+    shoot(&c, "findings").await;
+    let id = live.attr("data-id").await.unwrap().unwrap();
+    click_away(&c, &format!("#findings tr[data-id='{id}'] a")).await;
+    assert!(text(&c, "h1").await.starts_with("ssh.bruteforce on gw-lab"));
+    assert!(text(&c, "pre.evidence").await.contains("203.0.113.99"));
+    shoot(&c, "finding").await;
+
+    // A form post without the CSRF token is refused, and changes nothing.
+    assert_eq!(page_post(&c, "/admin/users", json!({ "name": "mallory", "role": "admin" })).await, 403);
+    assert_eq!(page_post(&c, "/signout", json!({})).await, 403);
+    c.goto(&format!("{base}/admin/users")).await.unwrap();
+    let users = text(&c, "#users").await;
+    assert!(!users.contains("mallory") && users.contains("vera"), "{users}");
+
+    // Sign-out ends the session: the old cookie no longer opens anything.
+    let cookie = c.get_named_cookie("opmas_session").await.unwrap().value().to_owned();
+    click_away(&c, "form.signout button").await;
+    assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let old = http.get(format!("{base}/")).header("cookie", format!("opmas_session={cookie}")).send().await.unwrap();
+    assert_eq!(old.status(), 303, "a signed-out session's cookie is sent to sign in");
+    let api = http.get(format!("{base}/api/v1/devices")).header("cookie", format!("opmas_session={cookie}"));
+    assert_eq!(api.send().await.unwrap().status(), 401);
+
+    // A viewer sees no admin pages and is refused writes, in the UI and the API.
+    sign_in(&c, &base, "vera", "viewer password 1").await;
+    assert_eq!(text(&c, "h1").await, "Fleet");
+    assert!(c.find(Locator::Css("header nav a[href='/admin/users']")).await.is_err(), "no Users link for a viewer");
+    let token = csrf(&c).await;
+    assert_eq!(page_post(&c, "/admin/users", json!({ "csrf": token, "name": "eve", "role": "admin" })).await, 403);
+    assert_eq!(page_post(&c, "/admin/tokens", json!({ "csrf": token, "name": "mine" })).await, 403);
+    let api_status = c
+        .execute_async(
+            "const [csrf, done] = arguments;
+             fetch('/api/v1/devices/gw-lab', { method: 'DELETE', headers: { 'X-CSRF-Token': csrf } })
+               .then(r => r.json().then(b => done([r.status, b.error])));",
+            vec![json!(token)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(api_status[0], json!(403), "{api_status}");
+    assert!(api_status[1].as_str().unwrap().contains("role viewer"), "{api_status}");
+    c.goto(&format!("{base}/admin/users")).await.unwrap();
+    assert_eq!(text(&c, "h1").await, "Not allowed");
+    c.goto(&format!("{base}/")).await.unwrap();
+    click_away(&c, "form.signout button").await;
+
+    // Wrong passwords are throttled: after five, even the right one waits.
+    for _ in 0..5 {
+        sign_in(&c, &base, "tess", "wrong password!").await;
+        assert_eq!(text(&c, "#signin-error").await, "wrong user name or password");
+    }
+    sign_in(&c, &base, "tess", "throttled password").await;
+    assert!(text(&c, "#signin-error").await.starts_with("Too many failed sign-ins"));
+
+    c.close().await.unwrap();
+}
