@@ -53,13 +53,14 @@ pub async fn run(cfg: HubConfig, devices: usize, shutdown: impl Future<Output = 
         std::thread::Builder::new().name(id.to_string()).spawn(move || simulate(edge, i as u64))?;
     }
     let token = cfg.data_dir.join("admin.token");
+    let password = cfg.data_dir.join("admin.password");
+    let web = format!("http://{}/", hub.http_addr);
     let api = format!("http://{}/api/v1", hub.http_addr);
     info!("demo fleet of {devices} simulated routers started; the first incidents come within 15 s");
     println!(
-        "\nOPMAS demo running.\n  API:    {api}\n  token:  {}\n  try:    curl -s -H \"Authorization: Bearer $(cat {})\" {api}/findings\n          curl -s -H \"Authorization: Bearer $(cat {})\" {api}/devices\n  stop:   Ctrl-C\n",
+        "\nOPMAS demo running.\n  web UI: {web}\n          sign in as admin, with the password in {}\n  API:    {api}\n          curl -s -H \"Authorization: Bearer $(cat {})\" {api}/findings\n  stop:   Ctrl-C\n",
+        password.display(),
         token.display(),
-        token.display(),
-        token.display()
     );
     hub.wait(shutdown).await
 }

@@ -10,7 +10,7 @@ use crate::keys::Keys;
 use crate::store::{now_ms, Store, StoreError};
 
 /// What `device add` prints.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Enrolled {
     pub id: String,
     pub secret: String,

@@ -14,7 +14,7 @@ macro_rules! counters {
         pub struct Stats { $($(#[$doc])* pub $name: AtomicU64,)* }
 
         /// A point-in-time copy of [`Stats`] for the API.
-        #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+        #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
         pub struct Snapshot { $(pub $name: u64,)* }
 
         impl Stats {

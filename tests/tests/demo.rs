@@ -1,6 +1,6 @@
 //! The README's first command: `opmas-demo` on embedded defaults keeps
 //! to loopback and its own data directory, and its simulated routers'
-//! findings reach the API.
+//! findings reach the API; it opens onto the web UI.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -61,4 +61,13 @@ fn the_demo_keeps_to_loopback_and_its_own_data_directory_and_shows_findings() {
     if default_free {
         assert!(text.contains("embedded MQTT broker listening listen=127.0.0.1:1883"), "{text}");
     }
+    // It opens onto the web UI: the URL and where the password is.
+    let out = std::fs::read_to_string(dir.path().join("demo.out")).unwrap();
+    assert!(out.contains(&format!("web UI: http://{http}/")), "{out}");
+    assert!(out.contains("sign in as admin, with the password in opmas-demo-data/admin.password"), "{out}");
+    assert!(data.join("admin.password").exists());
+    let no_redirect = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = no_redirect.get(format!("http://{http}/")).send().unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/signin?next=%2F");
 }

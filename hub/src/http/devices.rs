@@ -2,24 +2,24 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::views::{DeliveryView, DeviceView, HeartbeatView};
+use super::views::{DeliveryView, DeviceList, DeviceView, ErrorBody, HeartbeatList, HeartbeatView};
 use super::{ApiError, AppState};
 use crate::enrol;
 use crate::store::tokens::TokenInfo;
 use crate::store::users::Role;
 use crate::store::DeviceRow;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/devices", get(list))
-        .route("/devices/{id}", get(one).delete(remove))
-        .route("/devices/{id}/rekey", post(rekey))
-        .route("/devices/{id}/heartbeats", get(heartbeats))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one, remove))
+        .routes(routes!(rekey))
+        .routes(routes!(heartbeats))
 }
 
 /// Changing the fleet's credentials is for admins.
@@ -41,7 +41,10 @@ fn device_id(id: &str) -> Result<opmas_proto::DeviceId, ApiError> {
 }
 
 /// Removes the device, its findings and deliveries; its secret stops
-/// working at once.
+/// working at once. Admins only.
+#[utoipa::path(delete, path = "/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 204, description = "Removed"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     Extension(token): Extension<TokenInfo>,
@@ -54,7 +57,7 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RekeyRequest {
     /// The URL the printed UCI commands point the router at.
@@ -62,7 +65,13 @@ struct RekeyRequest {
 }
 
 /// Gives the device a new secret (the old one is refused at once) and
-/// returns it with the UCI commands for the router.
+/// returns it with the UCI commands for the router. Admins only; the body
+/// may be empty.
+#[utoipa::path(post, path = "/devices/{id}/rekey", tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    request_body(content = Option<RekeyRequest>),
+    responses((status = 200, body = enrol::Enrolled), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn rekey(
     State(state): State<AppState>,
     Extension(token): Extension<TokenInfo>,
@@ -91,16 +100,21 @@ async fn view(state: &AppState, d: DeviceRow) -> Result<DeviceView, ApiError> {
     Ok(DeviceView::new(d, heartbeat))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Every enrolled device with its latest heartbeat.
+#[utoipa::path(get, path = "/devices", tag = "devices", responses((status = 200, body = DeviceList)))]
+async fn list(State(state): State<AppState>) -> Result<Json<DeviceList>, ApiError> {
     let mut devices = Vec::new();
     for d in state.store.list_devices().await? {
         devices.push(view(&state, d).await?);
     }
-    Ok(Json(json!({ "devices": devices })))
+    Ok(Json(DeviceList { devices }))
 }
 
 /// One device, with its delivery account per run epoch (newest first): the
 /// watermark acked to the edge and what the edge dropped before sending.
+#[utoipa::path(get, path = "/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody)))]
 async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceView>, ApiError> {
     let device = state.store.get_device(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))?;
     let deliveries = state.store.deliveries(&id).await?;
@@ -111,11 +125,15 @@ async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Js
 
 /// `GET /devices/{id}/heartbeats?limit=`: the device's heartbeats of the
 /// last day, newest first (default 100, at most 1,000).
+#[utoipa::path(get, path = "/devices/{id}/heartbeats", tag = "devices",
+    params(("id" = String, Path, description = "The device id"),
+        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)")),
+    responses((status = 200, body = HeartbeatList), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn heartbeats(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HeartbeatList>, ApiError> {
     if let Some(k) = q.keys().find(|k| k.as_str() != "limit") {
         return Err(ApiError::Invalid { field: "query", message: format!("unknown parameter {k:?}; known: limit") });
     }
@@ -131,5 +149,5 @@ async fn heartbeats(
     }
     let rows = state.store.heartbeats(&id, limit).await?;
     let heartbeats: Vec<HeartbeatView> = rows.into_iter().map(|h| HeartbeatView::new(h, Vec::new())).collect();
-    Ok(Json(json!({ "heartbeats": heartbeats })))
+    Ok(Json(HeartbeatList { heartbeats }))
 }

@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::views::FindingView;
+use super::views::{ErrorBody, FindingPage, FindingView};
 use super::{ApiError, AppState};
 use crate::store::FindingQuery;
 
@@ -20,10 +20,14 @@ use crate::store::FindingQuery;
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/findings", get(list)).route("/findings/{id}", get(one))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(one))
 }
 
+/// One finding.
+#[utoipa::path(get, path = "/findings/{id}", tag = "findings",
+    params(("id" = i64, Path, description = "The finding's id")),
+    responses((status = 200, body = FindingView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn one(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -41,15 +45,29 @@ pub fn parse_id(id: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// Findings, newest first, filtered; a page at a time.
+#[utoipa::path(get, path = "/findings", tag = "findings",
+    params(
+        ("device" = Option<String>, Query, description = "Only this device's"),
+        ("agent" = Option<String>, Query, description = "Only this agent's: security, wifi, network, system"),
+        ("kind" = Option<String>, Query, description = "Only this kind (`ssh.bruteforce`, ...)"),
+        ("severity" = Option<String>, Query, description = "At least this severity: 1 to 5 or info, low, medium, high, critical"),
+        ("open" = Option<bool>, Query, description = "Only open (true) or closed (false) findings"),
+        ("since" = Option<String>, Query, description = "Last event at or after: RFC 3339, a date, or unix ms"),
+        ("until" = Option<String>, Query, description = "First event before: RFC 3339, a date, or unix ms"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "The previous page's `next_cursor`"),
+    ),
+    responses((status = 200, body = FindingPage), (status = 422, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FindingPage>, ApiError> {
     let q = parse_query(&params)?;
     let rows = state.store.query_findings(&q).await?;
     let next_cursor = next_cursor(&q, &rows);
     let findings: Vec<FindingView> = rows.into_iter().map(FindingView::from).collect();
-    Ok(Json(json!({ "findings": findings, "next_cursor": next_cursor })))
+    Ok(Json(FindingPage { findings, next_cursor }))
 }
 
 /// The cursor of the page after `rows`, if it may hold any.

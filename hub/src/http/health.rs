@@ -8,17 +8,19 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::views::{ErrorBody, Health};
 use super::{ApiError, AppState};
 use crate::stats::Snapshot;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
-pub fn stats_router() -> Router<AppState> {
-    Router::new().route("/stats", get(stats))
+pub fn stats_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stats))
 }
 
 /// `GET /metrics`, outside `/api/v1` where scrapers look for it.
@@ -47,11 +49,16 @@ async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> 
 }
 
 /// Liveness and database reachability, for load balancers and tests.
-async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/health", tag = "hub", security(()),
+    responses((status = 200, body = Health), (status = 500, body = ErrorBody)))]
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await?;
-    Ok(Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })))
+    Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
 }
 
+/// Ingest and broker counters since the hub started.
+#[utoipa::path(get, path = "/stats", tag = "hub",
+    responses((status = 200, body = Snapshot), (status = 401, body = ErrorBody)))]
 async fn stats(State(state): State<AppState>) -> Json<Snapshot> {
     Json(state.stats.snapshot())
 }

@@ -42,15 +42,80 @@ pub struct AppState {
     pub bus: crate::events::Bus,
 }
 
-/// The whole API, ready to serve.
-pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
+/// The OpenAPI document's fixed parts; the paths and schemas come from the
+/// handlers (`#[utoipa::path]`), registered with their routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "OPMAS hub API", description = "The fleet, its findings, sessions. Times are unix milliseconds \
+        (`*_ms`) and RFC 3339; errors are `{\"error\": ...}` with the status."),
+    modifiers(&Security),
+    security(("bearer" = []), ("session" = []))
+)]
+struct ApiDoc;
+
+/// Bearer tokens and session cookies.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        c.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                session::COOKIE,
+                "From POST /session; requests that change something also need X-CSRF-Token",
+            ))),
+        );
+    }
+}
+
+/// The OpenAPI document of `/api/v1`, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().2
+}
+
+/// The API's routes (public and protected, the latter still to be put
+/// behind authentication) and their document.
+fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    let (protected, mut doc) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(devices::router())
         .merge(findings::router())
         .merge(health::stats_router())
         .merge(session::router())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
-    let api = Router::new().merge(health::router()).merge(session::public_router()).merge(protected);
+        .split_for_parts();
+    let (public, public_doc) = utoipa_axum::router::OpenApiRouter::new()
+        .merge(health::router())
+        .merge(session::public_router())
+        .routes(utoipa_axum::routes!(openapi_json))
+        .split_for_parts();
+    doc.merge(public_doc);
+    // The document names the routes as mounted.
+    let paths = std::mem::take(&mut doc.paths.paths);
+    doc.paths.paths = paths.into_iter().map(|(p, item)| (format!("/api/v1{p}"), item)).collect();
+    (public, protected, doc)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "hub", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of /api/v1", content_type = "application/json")))]
+async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOC.get_or_init(|| openapi().to_json().unwrap_or_default());
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
+}
+
+/// The whole API, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let (public, protected, _doc) = api_routes();
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let api = Router::new().merge(public).merge(protected);
     Router::new()
         .nest("/api/v1", api)
         .merge(health::metrics_router())
@@ -109,6 +174,84 @@ mod tests {
         let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
         assert!(text.contains("opmas_devices{status=\"never\"} 1"), "a device enrolled, never heard: {text}");
         assert!(text.contains("# TYPE opmas_messages_total counter\nopmas_messages_total 0"), "{text}");
+    }
+
+    /// Every `$ref` in `v` that does not point at a schema of `doc`.
+    fn dangling(v: &serde_json::Value, doc: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+                    if doc["components"]["schemas"].get(name).is_none() {
+                        out.push(r.to_owned());
+                    }
+                }
+                m.values().for_each(|x| dangling(x, doc, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| dangling(x, doc, out)),
+            _ => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_is_valid_and_every_route_in_it_is_served() {
+        let (app, _dir) = app().await;
+        let req = Request::builder().uri("/api/v1/openapi.json").body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "served without a token");
+        let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap().to_vec()).unwrap();
+        let spec = oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
+        assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut refs = Vec::new();
+        dangling(&doc, &doc, &mut refs);
+        assert!(refs.is_empty(), "references to no schema: {refs:?}");
+
+        // Each documented operation reaches its handler (not the fallback,
+        // not "method not allowed"), with its path parameters filled in.
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}: no responses");
+                let uri = path.replace("{id}", if path.starts_with("/api/v1/findings") { "1" } else { "gw-1" });
+                let body =
+                    if method == "post" && path.ends_with("/session") { r#"{"name":"x","password":"y"}"# } else { "" };
+                let (status, v) = call(&app, &method.to_uppercase(), &uri, "viewer-token", body).await;
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                assert!(v["error"] != "no such route", "{method} {path}: {v}");
+            }
+        }
+        let expected = [
+            ("/api/v1/health", "get"),
+            ("/api/v1/openapi.json", "get"),
+            ("/api/v1/stats", "get"),
+            ("/api/v1/session", "post"),
+            ("/api/v1/session", "get"),
+            ("/api/v1/session", "delete"),
+            ("/api/v1/devices", "get"),
+            ("/api/v1/devices/{id}", "get"),
+            ("/api/v1/devices/{id}", "delete"),
+            ("/api/v1/devices/{id}/rekey", "post"),
+            ("/api/v1/devices/{id}/heartbeats", "get"),
+            ("/api/v1/findings", "get"),
+            ("/api/v1/findings/{id}", "get"),
+        ];
+        for (path, method) in expected {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the document");
+        }
+        assert_eq!(operations, expected.len(), "a route the test does not know: add it above");
+        // The findings filters are the ones the handler reads.
+        let params: Vec<&str> = doc["paths"]["/api/v1/findings"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(params, findings::PARAMS);
+        // A route outside the document is not served.
+        let (status, v) = call(&app, "GET", "/api/v1/undocumented", "admin-token", "").await;
+        assert_eq!((status, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("no such route")));
     }
 
     #[tokio::test]

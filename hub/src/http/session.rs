@@ -12,11 +12,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::views::{ErrorBody, SessionView};
 use super::{ApiError, AppState};
 use crate::store::now_ms;
 use crate::store::sessions::SessionInfo;
@@ -30,16 +31,16 @@ pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 const MAX_BODY: usize = 4096;
 
 /// `POST /session`, which needs no authentication.
-pub fn public_router() -> Router<AppState> {
-    Router::new().route("/session", post(sign_in))
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sign_in))
 }
 
 /// `GET` and `DELETE /session`, behind authentication.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/session", axum::routing::get(whoami).delete(sign_out))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(whoami, sign_out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SignIn {
     name: String,
     password: String,
@@ -95,6 +96,10 @@ pub fn set_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("opmas_session=; Max-Age=0"))
 }
 
+/// Signs in with a user's name and password: sets the `opmas_session`
+/// cookie (HttpOnly, SameSite=Strict) and returns the CSRF token.
+#[utoipa::path(post, path = "/session", tag = "session", security(()), request_body = SignIn,
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn sign_in(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let from = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
@@ -106,20 +111,35 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Result<Response
     })?;
     let (token, csrf, user) = open(&state, &body.name, &body.password, from).await?;
     let now = now_ms();
-    let body =
-        json!({ "user": user.name, "role": user.role, "csrf": csrf, "expires": super::rfc3339(now + SESSION_TTL_MS) });
+    let body = SessionView {
+        user: user.name,
+        role: user.role.as_str().into(),
+        csrf,
+        expires: super::rfc3339(now + SESSION_TTL_MS),
+    };
     let mut resp = (StatusCode::OK, Json(body)).into_response();
     resp.headers_mut().insert(SET_COOKIE, set_cookie(&token, SESSION_TTL_MS / 1000, state.secure_cookies));
     Ok(resp)
 }
 
-async fn whoami(session: Option<Extension<SessionInfo>>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Who this session belongs to, and its CSRF token.
+#[utoipa::path(get, path = "/session", tag = "session",
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn whoami(session: Option<Extension<SessionInfo>>) -> Result<Json<SessionView>, ApiError> {
     let Some(Extension(s)) = session else {
         return Err(ApiError::NotFound("this request is authenticated by a token, not a session".into()));
     };
-    Ok(Json(json!({ "user": s.user, "role": s.role, "csrf": s.csrf, "expires": super::rfc3339(s.expires_ms) })))
+    Ok(Json(SessionView {
+        user: s.user,
+        role: s.role.as_str().into(),
+        csrf: s.csrf,
+        expires: super::rfc3339(s.expires_ms),
+    }))
 }
 
+/// Signs out: the session ends in the database and the cookie is dropped.
+#[utoipa::path(delete, path = "/session", tag = "session",
+    responses((status = 204, description = "Signed out"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn sign_out(State(state): State<AppState>, token: Option<Extension<SessionToken>>) -> Result<Response, ApiError> {
     let Some(Extension(SessionToken(token))) = token else {
         return Err(ApiError::NotFound("this request is authenticated by a token, not a session".into()));

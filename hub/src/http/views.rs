@@ -32,7 +32,7 @@ pub fn severity_name(s: i64) -> &'static str {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub id: String,
     pub name: String,
@@ -71,7 +71,7 @@ impl DeviceView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HeartbeatView {
     pub received_ms: i64,
     pub received: String,
@@ -87,7 +87,7 @@ pub struct HeartbeatView {
     pub rss_kib: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SpoolView {
     pub depth: i64,
     pub bytes: i64,
@@ -96,7 +96,7 @@ pub struct SpoolView {
     pub acked_upto: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CountersView {
     pub lines: i64,
     pub unparsed: i64,
@@ -105,7 +105,7 @@ pub struct CountersView {
     pub findings: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     pub name: String,
     pub state: String,
@@ -153,7 +153,7 @@ impl HeartbeatView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub epoch: String,
     pub acked_upto: u64,
@@ -176,7 +176,7 @@ impl From<DeliveryRow> for DeliveryView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FindingView {
     pub id: i64,
     pub device_id: String,
@@ -247,4 +247,52 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!([1, 2, 3, 4, 5].map(severity_name), ["info", "low", "medium", "high", "critical"]);
     }
+}
+
+/// `GET /devices`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceList {
+    pub devices: Vec<DeviceView>,
+}
+
+/// `GET /devices/{id}/heartbeats`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HeartbeatList {
+    pub heartbeats: Vec<HeartbeatView>,
+}
+
+/// `GET /findings`: a page, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FindingPage {
+    pub findings: Vec<FindingView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    pub version: String,
+}
+
+/// A signed-in session (`POST` and `GET /session`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub user: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Send as `X-CSRF-Token` with every cookie-authenticated request that
+    /// changes something.
+    pub csrf: String,
+    /// RFC 3339.
+    pub expires: String,
+}
+
+/// Every error: what went wrong, and for a bad parameter which one.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub field: Option<String>,
 }

@@ -419,25 +419,24 @@ impl Store {
         device: Option<&str>,
         from_hour: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        let rows =
-            match device {
-                Some(d) => {
-                    sqlx::query_as(
-                        "SELECT hour, agent, SUM(n) FROM finding_hours WHERE device_id = ? AND hour >= ?
+        let rows = match device {
+            Some(d) => {
+                sqlx::query_as(
+                    "SELECT hour, agent, SUM(n) FROM finding_hours WHERE device_id = ? AND hour >= ?
                   GROUP BY hour, agent ORDER BY hour",
-                    )
-                    .bind(d)
+                )
+                .bind(d)
+                .bind(from_hour)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query_as("SELECT hour, agent, n FROM fleet_hours WHERE hour >= ? AND n > 0 ORDER BY hour")
                     .bind(from_hour)
                     .fetch_all(self.pool())
                     .await?
-                }
-                None => sqlx::query_as(
-                    "SELECT hour, agent, SUM(n) FROM finding_hours WHERE hour >= ? GROUP BY hour, agent ORDER BY hour",
-                )
-                .bind(from_hour)
-                .fetch_all(self.pool())
-                .await?,
-            };
+            }
+        };
         Ok(rows)
     }
 }

@@ -148,5 +148,6 @@ mod tests {
         // Removing the device takes its counts with it.
         store.delete_device("gw-1").await.unwrap();
         assert!(store.finding_hours(None, 0).await.unwrap().is_empty());
+        assert!(store.finding_hours(Some("gw-1"), 0).await.unwrap().is_empty());
     }
 }

@@ -18,6 +18,9 @@ use crate::http::AppState;
 use crate::store::fleet::{FleetRow, FleetTotals};
 use crate::store::{now_ms, FindingQuery};
 
+/// Devices per page of the device table.
+const PER_PAGE: usize = 100;
+
 /// The device table's sort keys.
 const SORTS: [&str; 6] = ["id", "state", "heartbeat", "findings", "version", "uptime"];
 
@@ -62,7 +65,7 @@ pub async fn page(
     who: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    const KNOWN: [&str; 5] = ["q", "state", "sort", "dir", "range"];
+    const KNOWN: [&str; 6] = ["q", "state", "sort", "dir", "range", "page"];
     if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(PageError::Invalid(format!("unknown parameter {k:?}; known are {}", KNOWN.join(", "))));
     }
@@ -82,6 +85,14 @@ pub async fn page(
         s @ ("" | "online" | "stale" | "offline" | "never") => s,
         s => return Err(PageError::Invalid(format!("state {s:?} is not online, stale, offline or never"))),
     };
+    let page_no = match get("page") {
+        "" => 1,
+        p => p
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| PageError::Invalid(format!("page {p:?} is not a page number (1, 2, ...)")))?,
+    };
     let search = get("q").trim().to_lowercase();
     if search.len() > 200 {
         return Err(PageError::Invalid("the search q is longer than 200 characters".into()));
@@ -98,6 +109,10 @@ pub async fn page(
                 || r.version.as_deref().is_some_and(|v| v.contains(&search)))
     });
     sort_rows(&mut rows, sort, desc, now);
+    let matching = rows.len();
+    let pages = matching.div_ceil(PER_PAGE).max(1);
+    let shown: &[FleetRow] = rows.get((page_no - 1) * PER_PAGE..).unwrap_or_default();
+    let shown = &shown[..shown.len().min(PER_PAGE)];
     let hours = state.store.finding_hours(None, range.from_hour(now)).await?;
     let bars = chart::bucket(&hours, range, now);
     let recent = state.store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await?;
@@ -120,7 +135,7 @@ pub async fn page(
             ("asc", "")
         };
         let aria = if sort == key { Some(if desc { "descending" } else { "ascending" }) } else { None };
-        html! { a href={ (keep(&[("sort", key), ("dir", dir)])) "#devices" } aria-sort=[aria] { (label) (mark) } }
+        html! { a href={ (keep(&[("sort", key), ("dir", dir), ("page", "")])) "#devices" } aria-sort=[aria] { (label) (mark) } }
     };
     let body = html! {
         div.pagehead { h1 { "Fleet" } span.live #fleet-status data-state="off" {} }
@@ -160,7 +175,10 @@ pub async fn page(
             input type="hidden" name="dir" value=(get("dir"));
             div.actions { button type="submit" { "Apply" } a href="/" { "Reset" } }
         }
-        p.muted { (rows.len()) " of " (t.devices) " devices" }
+        p.muted {
+            (matching) " of " (t.devices) " devices"
+            @if pages > 1 { ", page " (page_no) " of " (pages) }
+        }
         table #device-table {
             thead { tr {
                 th { (sort_link("id", "Device")) }
@@ -172,7 +190,7 @@ pub async fn page(
                 th { (sort_link("uptime", "Uptime")) }
             } }
             tbody {
-                @for r in &rows {
+                @for r in shown {
                     tr {
                         td data-label="Device" { a href={ "/devices/" (r.id) } { (r.id) } @if r.name != r.id { " " span.muted { (r.name) } } }
                         td data-label="State" { (layout::state_badge(r.state(now))) }
@@ -183,7 +201,15 @@ pub async fn page(
                         td data-label="Uptime" { @if let Some(u) = r.uptime_s { (layout::duration(u)) } @else { "—" } }
                     }
                 }
-                @if rows.is_empty() { tr.empty { td colspan="7" { "No devices match." } } }
+                @if shown.is_empty() {
+                    tr.empty { td colspan="7" { @if matching == 0 { "No devices match." } @else { "No devices on this page: it is past the last one." } } }
+                }
+            }
+        }
+        @if pages > 1 {
+            nav.pager aria-label="Device pages" {
+                @if page_no > 1 { a href={ (keep(&[("page", &(page_no - 1).to_string())])) "#devices" } rel="prev" { "« Previous" } }
+                @if page_no < pages { a href={ (keep(&[("page", &(page_no + 1).to_string())])) "#devices" } rel="next" { "Next »" } }
             }
         }
     };
