@@ -31,6 +31,12 @@ pub struct HubConfig {
     pub http_listen: SocketAddr,
     /// Mark session cookies `Secure` (browsers reach the hub over HTTPS, through a TLS proxy).
     pub secure_cookies: bool,
+    /// `GET /metrics` from the hub's own machine needs no token.
+    pub metrics_loopback: bool,
+    /// A file holding the scrape token of `GET /metrics` (its first line):
+    /// a scraper elsewhere sends it as `Authorization: Bearer`, and needs no
+    /// API token (which would open the API too).
+    pub metrics_token_file: Option<PathBuf>,
     /// Seconds of silence after which a device is marked offline.
     pub presence_timeout_s: u64,
     /// Embedded broker tuning.
@@ -59,6 +65,8 @@ impl Default for HubConfig {
             tls_client_ca: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             secure_cookies: false,
+            metrics_loopback: true,
+            metrics_token_file: None,
             presence_timeout_s: 95,
             broker: BrokerConfig::default(),
         }

@@ -74,6 +74,18 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     let addr_file = cfg.data_dir.join(enrol::API_ADDR_FILE);
     std::fs::write(&addr_file, format!("{http_addr}\n")).with_context(|| format!("writing {}", addr_file.display()))?;
     let hub_url = enrol::default_hub_url(cfg.mqtt_listen.port());
+    let metrics_token = match &cfg.metrics_token_file {
+        None => None,
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("metrics_token_file {}", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_owned();
+            if token.len() < 16 {
+                anyhow::bail!("metrics_token_file {}: the token must be at least 16 characters", path.display());
+            }
+            Some(token)
+        }
+    };
     let app = http::router(AppState {
         store: store.clone(),
         stats: stats.clone(),
@@ -82,6 +94,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         throttle: Arc::default(),
         secure_cookies: cfg.secure_cookies,
         bus: bus.clone(),
+        metrics: http::MetricsAccess { loopback: cfg.metrics_loopback, token: metrics_token },
     });
     Ok(Running {
         store,

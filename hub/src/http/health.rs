@@ -29,14 +29,21 @@ pub fn metrics_router() -> Router<AppState> {
 }
 
 /// Open to requests from the hub's own machine (a local Prometheus or
-/// node exporter); from elsewhere it needs a token (any role).
+/// node exporter) unless `metrics_loopback` is off; otherwise it needs the
+/// scrape token (`metrics_token_file`) or an API token (any role).
 async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
-    let local = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|c| c.0.ip().is_loopback());
-    if !local && super::auth::bearer(&state, req.headers()).await?.is_none() {
-        return Err(ApiError::Unauthorized("metrics from another machine need Authorization: Bearer <token>"));
+    let local = state.metrics.loopback
+        && req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|c| c.0.ip().is_loopback());
+    let scrape = state.metrics.token.as_deref().is_some_and(|t| {
+        let sent = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        sent.and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|s| crate::keys::constant_time_eq(s.trim().as_bytes(), t.as_bytes()))
+    });
+    if !local && !scrape && super::auth::bearer(&state, req.headers()).await?.is_none() {
+        return Err(ApiError::Unauthorized("metrics need Authorization: Bearer <scrape or API token>"));
     }
     let mut text = String::new();
     text.push_str("# TYPE opmas_devices gauge\n");
@@ -44,6 +51,12 @@ async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> 
         // Statuses are the hub's own words (online, offline): nothing to escape.
         let _ = writeln!(text, "opmas_devices{{status=\"{status}\"}} {n}");
     }
+    let (devices, dropped) = state.store.reported_spool_drops().await?;
+    text.push_str("# HELP opmas_edge_spool_dropped Findings the edges dropped from full spools, as their latest heartbeats report (summed).\n");
+    text.push_str("# TYPE opmas_edge_spool_dropped gauge\n");
+    let _ = writeln!(text, "opmas_edge_spool_dropped {dropped}");
+    text.push_str("# TYPE opmas_edge_spool_dropping_devices gauge\n");
+    let _ = writeln!(text, "opmas_edge_spool_dropping_devices {devices}");
     state.stats.prometheus(&mut text);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

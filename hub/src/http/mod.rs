@@ -40,6 +40,17 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// What ingest committed, for the web UI's live views.
     pub bus: crate::events::Bus,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+}
+
+/// Who may read `GET /metrics` besides holders of an API token.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsAccess {
+    /// Requests from the hub's own machine.
+    pub loopback: bool,
+    /// Holders of this scrape token.
+    pub token: Option<String>,
 }
 
 /// The OpenAPI document's fixed parts; the paths and schemas come from the
@@ -144,6 +155,7 @@ mod tests {
             throttle: Arc::default(),
             secure_cookies: false,
             bus: Default::default(),
+            metrics: MetricsAccess { loopback: true, token: Some("scrape-token".into()) },
         };
         (router(state), dir)
     }
@@ -174,6 +186,19 @@ mod tests {
         let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
         assert!(text.contains("opmas_devices{status=\"never\"} 1"), "a device enrolled, never heard: {text}");
         assert!(text.contains("# TYPE opmas_messages_total counter\nopmas_messages_total 0"), "{text}");
+        for family in [
+            "opmas_envelopes_refused_total{reason=\"bad_tag\"} 0",
+            "opmas_mqtt_refused_total{reason=\"auth\"} 0",
+            "opmas_ingest_transaction_seconds_bucket{le=\"+Inf\"} 0",
+            "opmas_edge_spool_dropped 0",
+        ] {
+            assert!(text.contains(family), "{family} in {text}");
+        }
+        // The scrape token opens /metrics, and nothing else.
+        let req = Request::builder().uri("/metrics").header("authorization", "Bearer scrape-token").body(Body::empty());
+        assert_eq!(app.clone().oneshot(req.unwrap()).await.unwrap().status(), StatusCode::OK);
+        let (status, _) = call(&app, "GET", "/api/v1/devices", "scrape-token", "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     /// Every `$ref` in `v` that does not point at a schema of `doc`.

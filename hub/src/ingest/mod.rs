@@ -92,6 +92,7 @@ impl Ingest {
                 }
             }
             queue.take(TX_MESSAGES, TX_BYTES, &mut buf);
+            let started = std::time::Instant::now();
             add(&self.stats.messages, buf.len() as u64);
             let mut verified = Vec::with_capacity(buf.len());
             for msg in buf.drain(..) {
@@ -101,6 +102,7 @@ impl Ingest {
             }
             if !verified.is_empty() {
                 self.apply(verified, &mut marks).await;
+                self.stats.metrics.ingest(started.elapsed());
             }
         }
     }
@@ -165,6 +167,11 @@ impl Ingest {
             marks.clear();
         }
         marks.extend(moved);
+        for e in &events {
+            if let crate::events::Event::Findings { findings, .. } = e {
+                s.metrics.findings(findings);
+            }
+        }
         self.send_acks(acks).await;
         self.bus.publish(events);
     }

@@ -125,6 +125,18 @@ impl Store {
         Ok(Some((row, agents)))
     }
 
+    /// Over every device's latest heartbeat: how many report spool drops,
+    /// and the drops they report in all.
+    pub async fn reported_spool_drops(&self) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(CASE WHEN h.spool_dropped > 0 THEN 1 END), COALESCE(SUM(h.spool_dropped), 0)
+               FROM devices d JOIN heartbeats h ON h.device_id = d.id
+                AND h.received_ms = (SELECT MAX(received_ms) FROM heartbeats WHERE device_id = d.id)",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// The device's heartbeats, newest first, at most `limit`.
     pub async fn heartbeats(&self, id: &str, limit: u32) -> Result<Vec<HeartbeatRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
