@@ -204,3 +204,215 @@ pub fn html_page(markup: Markup) -> Response {
 pub fn signed_page(who: &Signed, title: &str, active: layout::Nav, body: Markup) -> Response {
     html_page(layout::page(who, title, active, body))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pages through the router, as a browser sends requests: forms,
+    //! cookies, bad input.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use crate::http::{router, AppState};
+    use crate::keys::Keys;
+    use crate::store::users::Role;
+
+    struct App {
+        app: axum::Router,
+        _dir: tempfile::TempDir,
+    }
+
+    struct Reply {
+        status: StatusCode,
+        location: Option<String>,
+        cookies: Vec<String>,
+        body: String,
+    }
+
+    impl App {
+        async fn new() -> App {
+            let (store, dir) = crate::store::test_store().await;
+            store.insert_user("root", Role::Admin, "admin password 1", 1).await.unwrap();
+            store.insert_user("vera", Role::Viewer, "viewer password 1", 1).await.unwrap();
+            store.insert_device("gw-1", "gw-1", &"ab".repeat(32), 1).await.unwrap();
+            let state = AppState {
+                keys: Keys::new(store.clone()),
+                store,
+                stats: Arc::default(),
+                hub_url: "mqtt://hub:1883".into(),
+                throttle: Arc::default(),
+                secure_cookies: false,
+                bus: Default::default(),
+                metrics: Default::default(),
+            };
+            App { app: router(state), _dir: dir }
+        }
+
+        async fn send(&self, method: &str, uri: &str, cookie: &str, form: Option<&str>) -> Reply {
+            let mut req = Request::builder().method(method).uri(uri);
+            if !cookie.is_empty() {
+                req = req.header("cookie", cookie);
+            }
+            let body = match form {
+                Some(f) => {
+                    req = req.header("content-type", "application/x-www-form-urlencoded");
+                    Body::from(f.to_owned())
+                }
+                None => Body::empty(),
+            };
+            let mut req = req.body(body).unwrap();
+            req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 5000))));
+            let resp = self.app.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+            let cookies = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+                .collect();
+            let body =
+                String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap().to_vec()).unwrap();
+            Reply { status, location, cookies, body }
+        }
+
+        /// Signs in through the form; returns the session cookie and its CSRF token.
+        async fn sign_in(&self, name: &str, password: &str) -> (String, String) {
+            let form = self.send("GET", "/signin", "", None).await;
+            let pre = form.cookies[0].clone();
+            let csrf = hidden(&form.body, "csrf");
+            let body = format!("name={name}&password={}&csrf={csrf}&next=%2Ffindings", password.replace(' ', "+"));
+            let r = self.send("POST", "/signin", &pre, Some(&body)).await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+            assert_eq!(r.location.as_deref(), Some("/findings"));
+            let session = r.cookies.into_iter().find(|c| c.starts_with("opmas_session=")).unwrap();
+            let page = self.send("GET", "/", &session, None).await;
+            (session, hidden(&page.body, "csrf"))
+        }
+    }
+
+    fn hidden(html: &str, name: &str) -> String {
+        let at = html.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name} in {html}"));
+        let rest = &html[at + name.len() + 15..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    #[tokio::test]
+    async fn pages_need_a_session_and_forms_their_csrf_token() {
+        let app = App::new().await;
+        let r = app.send("GET", "/findings?kind=ssh.bruteforce", "", None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.location.as_deref(), Some("/signin?next=%2Ffindings%3Fkind%3Dssh.bruteforce"));
+
+        // The sign-in form without its own cookie is refused (a cross-site post).
+        let r = app.send("POST", "/signin", "", Some("name=root&password=admin+password+1&csrf=x")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert!(r.body.contains("CSRF check failed"), "{}", r.body);
+
+        let (session, csrf) = app.sign_in("root", "admin password 1").await;
+        let page = app.send("GET", "/", &session, None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("gw-1"));
+        // A form without the token, or with another session's, changes nothing.
+        let r = app.send("POST", "/admin/users", &session, Some("name=mallory&role=admin")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = app.send("POST", "/admin/users", &session, Some("name=mallory&role=admin&csrf=00")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let users = app.send("GET", "/admin/users", &session, None).await;
+        assert!(!users.body.contains("mallory"));
+        // With it, the user is added and their password shown once.
+        let r =
+            app.send("POST", "/admin/users", &session, Some(&format!("name=newbie&role=operator&csrf={csrf}"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body.contains("id=\"new-password\""), "{}", r.body);
+        // A token is made, shown once, and revoked.
+        let r = app.send("POST", "/admin/tokens", &session, Some(&format!("name=grafana&user=vera&csrf={csrf}"))).await;
+        assert!(r.body.contains("id=\"new-token\""), "{}", r.body);
+        let r = app.send("POST", "/admin/tokens/1/revoke", &session, Some(&format!("csrf={csrf}"))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/admin/tokens")));
+        // Signing out ends the session: its cookie opens nothing more.
+        let r = app.send("POST", "/signout", &session, Some(&format!("csrf={csrf}"))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(app.send("GET", "/", &session, None).await.status, StatusCode::SEE_OTHER);
+    }
+
+    #[tokio::test]
+    async fn a_viewer_reads_and_is_refused_every_write() {
+        let app = App::new().await;
+        let (session, csrf) = app.sign_in("vera", "viewer password 1").await;
+        let page = app.send("GET", "/", &session, None).await;
+        assert!(!page.body.contains("href=\"/admin/users\""), "no admin links for a viewer");
+        for (uri, form) in [
+            ("/admin/users", format!("name=eve&role=admin&csrf={csrf}")),
+            ("/admin/tokens", format!("name=mine&csrf={csrf}")),
+            ("/admin/tokens/1/revoke", format!("csrf={csrf}")),
+        ] {
+            let r = app.send("POST", uri, &session, Some(&form)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}");
+            assert!(r.body.contains("needs the role admin"), "{uri}: {}", r.body);
+        }
+        assert_eq!(app.send("GET", "/admin/users", &session, None).await.status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn bad_input_gets_a_message_never_a_500() {
+        let app = App::new().await;
+        let (session, csrf) = app.sign_in("root", "admin password 1").await;
+        let long = "x".repeat(5000);
+        for (uri, status, says) in [
+            ("/findings?severity=urgent", 422, "is not a severity"),
+            ("/findings?colour=red", 422, "unknown parameter"),
+            ("/findings?cursor=zz", 422, "is not a cursor"),
+            ("/findings?cursor=f1", 200, "past the last one"),
+            ("/findings?since=yesterday", 422, "is not a time"),
+            ("/findings/0", 422, "is not a finding id"),
+            ("/findings/77", 404, "There is no finding 77"),
+            ("/devices/nope", 404, "There is no device"),
+            ("/devices/a%2Fb", 422, "device id"),
+            ("/?sort=colour", 422, "is not one of"),
+            ("/?page=0", 422, "is not a page number"),
+            ("/?page=9", 200, "past the last one"),
+            ("/?range=1y", 422, "is not 24h or 7d"),
+            (&format!("/?q={long}"), 422, "longer than 200"),
+            ("/live/findings?view=map", 422, "is not device"),
+            ("/assets/0/nothing.css", 404, "no such asset"),
+        ] {
+            let r = app.send("GET", uri, &session, None).await;
+            assert_eq!(r.status.as_u16(), status, "{uri}: {}", r.body);
+            assert!(r.body.contains(says), "{uri}: {}", r.body);
+        }
+        // Over-long form fields.
+        let r = app.send("POST", "/admin/users", &session, Some(&format!("name={long}&role=admin&csrf={csrf}"))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        let r = app.send("POST", "/admin/users", &session, Some(&format!("name=ok&role=god&csrf={csrf}"))).await;
+        assert!(r.body.contains("unknown role"), "{}", r.body);
+        let form = app.send("GET", "/signin", "", None).await;
+        let body = format!("name={long}&password={long}&csrf={}", hidden(&form.body, "csrf"));
+        let r = app.send("POST", "/signin", &form.cookies[0], Some(&body)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.body.contains("wrong user name or password"));
+    }
+
+    #[tokio::test]
+    async fn assets_are_cached_under_their_hash_and_pages_are_not() {
+        let app = App::new().await;
+        let (session, _) = app.sign_in("root", "admin password 1").await;
+        let page = app.send("GET", "/", &session, None).await;
+        let css = super::assets::url("app.css");
+        assert!(page.body.contains(&css));
+        let mut req = Request::builder().uri(&css).body(Body::empty()).unwrap();
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 5000))));
+        let resp = app.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(resp.headers()["content-type"], "text/css; charset=utf-8");
+        let req = Request::builder().uri("/").header("cookie", &session).body(Body::empty()).unwrap();
+        let resp = app.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        assert!(resp.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    }
+}
