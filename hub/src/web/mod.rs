@@ -224,6 +224,7 @@ mod tests {
 
     struct App {
         app: axum::Router,
+        store: crate::store::Store,
         _dir: tempfile::TempDir,
     }
 
@@ -250,7 +251,11 @@ mod tests {
                 bus: Default::default(),
                 metrics: Default::default(),
             };
-            App { app: router(state), _dir: dir }
+            App { store: state.store.clone(), app: router(state), _dir: dir }
+        }
+
+        fn state_store(&self) -> &crate::store::Store {
+            &self.store
         }
 
         async fn send(&self, method: &str, uri: &str, cookie: &str, form: Option<&str>) -> Reply {
@@ -396,6 +401,52 @@ mod tests {
         let r = app.send("POST", "/signin", &form.cookies[0], Some(&body)).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.body.contains("wrong user name or password"));
+    }
+
+    #[tokio::test]
+    async fn a_live_view_that_reconnects_catches_up_from_its_last_event() {
+        use futures_util::StreamExt;
+        let app = App::new().await;
+        let (session, _) = app.sign_in("root", "admin password 1").await;
+        // Three findings stored while the browser was away.
+        let found: Vec<opmas_proto::msg::Finding> = (1..=3)
+            .map(|seq| opmas_proto::msg::Finding {
+                seq,
+                agent: "security".into(),
+                kind: "ssh.bruteforce".into(),
+                severity: opmas_proto::msg::Severity::HIGH,
+                subject: Default::default(),
+                count: 5,
+                first_ms: 1000 + seq,
+                last_ms: 2000,
+                summary: format!("attack {seq}"),
+                evidence: vec![],
+                stage: opmas_proto::msg::Stage::New,
+            })
+            .collect();
+        let batch = opmas_proto::msg::FindingBatch { epoch: 1, floor: 1, round: 0, findings: found };
+        let msgs = [(opmas_proto::DeviceId::new("gw-1").unwrap(), crate::store::uplink::Uplink::Findings(batch))];
+        let marks = Default::default();
+        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, 5).await.unwrap();
+        let mut req = Request::builder()
+            .uri("/live/findings?device=gw-1")
+            .header("cookie", &session)
+            .header("last-event-id", "1")
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 5000))));
+        let resp = app.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut body = resp.into_body().into_data_stream();
+        let mut text = String::new();
+        while text.matches("event: row").count() < 2 {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        assert!(!text.contains("attack 1"), "seen before the reconnect: {text}");
+        let (two, three) = (text.find("attack 2").unwrap(), text.find("attack 3").unwrap());
+        assert!(two < three, "oldest first, so each lands on top: {text}");
+        assert!(text.contains("id: 3"), "{text}");
     }
 
     #[tokio::test]
