@@ -26,7 +26,9 @@ mqtt=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
   > "$work/hub.log" 2>&1 &
 hub_pid=$!
 base="http://127.0.0.1:$port"
-for _ in $(seq 100); do curl -sf "$base/api/v1/health" >/dev/null && break; sleep 0.1; done
+up=""
+for _ in $(seq 300); do curl -sf "$base/api/v1/health" >/dev/null && { up=1; break; }; sleep 0.1; done
+[ -n "$up" ] || { echo "the hub did not start in 30 s:" >&2; cat "$work/hub.log" >&2; exit 1; }
 
 # Sign in as admin: a user with a known password, then the form.
 printf 'bench password 1234\n' | "$target/release/opmas-hub" user add bench --role admin --password-stdin \
