@@ -56,7 +56,7 @@ struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the hub (the default). For a try-out with simulated routers, see `opmas-demo`.
+    /// Run the hub (the default). For a try-out with simulated routers, see `demo`.
     Serve(ServeArgs),
     /// Enrol, list, rekey and remove devices.
     Device {
@@ -79,6 +79,32 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The try-out: this hub with simulated routers running the real edge
+    /// code. That is the `opmas-demo` binary (the hub does not link the
+    /// edge); this runs it when it is installed beside the hub.
+    Demo {
+        /// Passed to opmas-demo (see `opmas-demo --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// Runs `opmas-demo` from beside this binary with `args`, or says how to get it.
+fn demo(args: Vec<std::ffi::OsString>) -> Result<()> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let beside = exe.with_file_name("opmas-demo");
+    if !beside.is_file() {
+        anyhow::bail!(
+            "the demo is its own binary, opmas-demo, and it is not beside {} (the hub does not link the edge code \
+             the simulated routers run); from a source checkout: cargo run --release -p opmas-demo",
+            exe.display()
+        );
+    }
+    let status = std::process::Command::new(&beside)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", beside.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,6 +225,7 @@ fn main() -> Result<()> {
         Command::Device { common, .. } | Command::User { common, .. } | Command::Token { common, .. } => {
             (common, Overrides::default())
         }
+        Command::Demo { args } => return demo(args.clone()),
     };
     let flags = Overrides { data_dir: common.data_dir.clone(), ..flags };
     let cfg = HubConfig::load(common.config.as_deref(), &HubConfig::env_overrides()?, &flags)?;
@@ -209,6 +236,8 @@ fn main() -> Result<()> {
             Command::Device { command, .. } => device(cfg, command).await,
             Command::User { command, .. } => user(cfg, command).await,
             Command::Token { command, .. } => token(cfg, command).await,
+            // Returned before the runtime started.
+            Command::Demo { .. } => Ok(()),
         }
     })
 }

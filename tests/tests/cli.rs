@@ -87,3 +87,22 @@ fn an_edge_pointed_at_a_port_that_is_not_mqtt_says_so() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", edge.log()));
 }
+
+#[test]
+fn hub_demo_runs_the_demo_binary_beside_it_or_says_where_it_is() {
+    // Beside the workspace's binaries, `opmas-hub demo` is the demo.
+    let out = Command::new(bin("opmas-hub")).args(["demo", "--", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("simulated routers"), "{text}");
+    // A hub installed alone says what to run instead.
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("opmas-hub");
+    std::fs::copy(bin("opmas-hub"), &alone).unwrap();
+    let out = Command::new(&alone).arg("demo").env_remove("RUST_BACKTRACE").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the demo is its own binary, opmas-demo") && err.contains("cargo run --release -p opmas-demo"),
+        "{err}"
+    );
+}
