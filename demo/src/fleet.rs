@@ -46,6 +46,7 @@ pub async fn run(cfg: HubConfig, devices: usize, shutdown: impl Future<Output = 
                 backoff_max: Duration::from_secs(10),
                 spool_bytes: opmas_edge::spool::DEFAULT_BUDGET,
                 tls: None,
+                state_dir: cfg.data_dir.join("demo-routers").join(id.as_str()),
             },
             sources: Vec::new(),
             agents: AgentsConfig::default(),

@@ -165,6 +165,7 @@ const HUB_OPTIONS: &[&str] = &[
     "cert_file",
     "key_file",
     "tls_server_name",
+    "state_dir",
 ];
 
 /// The options of `config source` (of all its types).
@@ -199,7 +200,14 @@ pub struct HubConfig {
     pub spool_bytes: usize,
     /// TLS for an `mqtts://` URL; `None` for `mqtt://`.
     pub tls: Option<TlsConfig>,
+    /// Where the edge keeps what must outlive a restart or a reboot (the
+    /// last command it ran, so that a replayed one is refused). On OpenWRT
+    /// `/etc/opmas`, on flash: written once per command, rarely.
+    pub state_dir: PathBuf,
 }
+
+/// The default of `option state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/etc/opmas";
 
 /// One log source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,6 +268,14 @@ impl EdgeConfig {
         let keepalive = Duration::from_secs(number(hub, "keepalive", 30, 5..=3600)?);
         let backoff_max = Duration::from_secs(number(hub, "backoff_max", 60, 1..=3600)?);
         let spool_bytes = number(hub, "spool_bytes", DEFAULT_BUDGET as u64, 4096..=64 << 20)? as usize;
+        let state_dir = PathBuf::from(hub.get("state_dir").unwrap_or(DEFAULT_STATE_DIR));
+        if !state_dir.is_absolute() {
+            return Err(bad(
+                hub,
+                "state_dir",
+                format!("{:?} is not an absolute path", state_dir.display().to_string()),
+            ));
+        }
 
         let mut sources = Vec::new();
         for s in pkg.sections_of("source") {
@@ -311,6 +327,7 @@ impl EdgeConfig {
                 backoff_max,
                 spool_bytes,
                 tls,
+                state_dir,
             },
             sources,
             agents,

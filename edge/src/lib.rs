@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod classify;
+pub mod commands;
 pub mod config;
 pub mod date;
 pub mod events;

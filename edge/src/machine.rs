@@ -20,10 +20,11 @@
 
 use std::time::Duration;
 
-use opmas_proto::msg::{Ack, Finding, FindingBatch, Heartbeat};
+use opmas_proto::msg::{Ack, Action, Command, CommandResult, Finding, FindingBatch, Heartbeat, Outcome};
 use opmas_proto::Channel;
 use tracing::{debug, info, warn};
 
+use crate::commands::Commands;
 use crate::config::AgentsConfig;
 use crate::pipeline::Pipeline;
 use crate::spool::Spool;
@@ -41,11 +42,17 @@ pub const WINDOW_BYTES: usize = 2 * MAX_BATCH_BYTES;
 /// same findings again and again, and reset by the next ack.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
 pub const ACK_TIMEOUT_MAX: Duration = Duration::from_secs(160);
+/// Results kept while the hub is out of reach (the oldest go first).
+pub const MAX_PENDING_RESULTS: usize = 32;
+/// Downlink messages that did not verify are reported at most this often
+/// (with their count), so that a flood of them is not echoed back.
+pub const REJECTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// A verified, decoded message from the hub (see `uplink::Uplink::open`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Downlink {
     Ack(Ack),
+    Command(Command),
 }
 
 /// What happened, with the time where it matters. `now` is monotonic time
@@ -63,8 +70,16 @@ pub enum Input<'a> {
         now: Duration,
     },
     Disconnected,
+    /// A verified message from the hub, sealed at `hub_ms` by the hub's clock.
     Downlink {
         msg: Downlink,
+        now: Duration,
+        hub_ms: u64,
+    },
+    /// A downlink message that did not open (bad tag, another device,
+    /// malformed): reported to the hub, rate-limited.
+    DownlinkRejected {
+        reason: String,
         now: Duration,
     },
     /// Once a second or so.
@@ -83,6 +98,7 @@ pub enum Outgoing {
     /// Host fields (`load_milli`, `rss_kib`, source counters in `counters`)
     /// are the driver's to fill in.
     Heartbeat(Heartbeat),
+    Result(CommandResult),
 }
 
 /// A publish request.
@@ -98,6 +114,7 @@ impl Publish {
         match &self.body {
             Outgoing::Findings(_) => FindingBatch::CHANNEL,
             Outgoing::Heartbeat(_) => Heartbeat::CHANNEL,
+            Outgoing::Result(_) => CommandResult::CHANNEL,
         }
     }
 }
@@ -115,6 +132,13 @@ pub struct Edge {
     last_progress: Duration,
     ack_timeout: Duration,
     found: Vec<Finding>,
+    /// Which commands ran; the hub's clock.
+    commands: Commands,
+    /// Results not yet handed out (the hub was out of reach).
+    results: std::collections::VecDeque<CommandResult>,
+    /// Downlink messages rejected since the last report, the last reason,
+    /// and when the last report went out.
+    rejected: (u32, String, Option<Duration>),
 }
 
 impl Edge {
@@ -130,7 +154,21 @@ impl Edge {
             last_progress: Duration::ZERO,
             ack_timeout: ACK_TIMEOUT,
             found: Vec::new(),
+            commands: Commands::default(),
+            results: std::collections::VecDeque::new(),
+            rejected: (0, String::new(), None),
         }
+    }
+
+    /// Continues from the last command id a previous run accepted.
+    pub fn with_last_command(mut self, id: u64) -> Edge {
+        self.commands = Commands::new(id);
+        self
+    }
+
+    /// The highest command id accepted (for the driver to keep on disk).
+    pub fn last_command(&self) -> u64 {
+        self.commands.last_id()
     }
 
     /// Handles one input; what to publish is appended to `out`.
@@ -150,13 +188,37 @@ impl Edge {
                 self.flush(now, out);
             }
             Input::Disconnected => self.connected = false,
-            Input::Downlink { msg: Downlink::Ack(ack), now } => {
+            Input::Downlink { msg: Downlink::Ack(ack), now, hub_ms } => {
+                self.commands.clock.observe(hub_ms, now);
                 if self.on_ack(&ack, now) {
                     self.ack_timeout = ACK_TIMEOUT;
                 }
                 self.flush(now, out);
             }
+            Input::Downlink { msg: Downlink::Command(cmd), now, hub_ms } => {
+                let result = match self.commands.accept(&cmd, hub_ms, now) {
+                    Err(why) => {
+                        warn!(command = cmd.id, reason = %why, "command refused");
+                        CommandResult { id: cmd.id, outcome: Outcome::Rejected, message: why, duration_ms: 0 }
+                    }
+                    Ok(()) => {
+                        let (outcome, message) = self.run_command(&cmd.action);
+                        info!(command = cmd.id, action = ?cmd.action, outcome = outcome.as_str(), %message, "command");
+                        CommandResult { id: cmd.id, outcome, message, duration_ms: 0 }
+                    }
+                };
+                self.queue_result(result);
+                self.flush(now, out);
+            }
+            Input::DownlinkRejected { reason, now } => {
+                warn!(%reason, "downlink message refused");
+                self.rejected.0 += 1;
+                self.rejected.1 = reason;
+                self.report_rejections(now);
+                self.flush(now, out);
+            }
             Input::Tick { now, now_ms } => {
+                self.report_rejections(now);
                 if self.pipeline.tick(now_ms, &mut self.found) > 0 {
                     self.spool_found();
                 }
@@ -184,7 +246,58 @@ impl Edge {
                 // The next one is due in an interval; nothing to keep.
                 self.last_heartbeat = None;
             }
+            Input::Refused(Publish { body: Outgoing::Result(r), .. }) => {
+                // Sent again at the next input, first.
+                self.results.push_front(r);
+            }
         }
+    }
+
+    /// Runs an accepted command's action on this edge.
+    fn run_command(&mut self, action: &Action) -> (Outcome, String) {
+        let running = |p: &Pipeline, name: &str| {
+            p.agent_status().iter().any(|s| s.name == name && s.state == opmas_proto::msg::AgentState::Running)
+        };
+        let result = match action {
+            Action::Ping => Ok("pong".to_owned()),
+            Action::AgentStart { agent } if running(&self.pipeline, agent) => Ok(format!("agent {agent} was running")),
+            Action::AgentStart { agent } | Action::AgentRestart { agent } => {
+                self.pipeline.restart(agent).map_err(|e| e.to_string()).and_then(|()| {
+                    if running(&self.pipeline, agent) {
+                        Ok(format!("agent {agent} started with empty tables"))
+                    } else {
+                        Err(format!("agent {agent} is disabled in this router's configuration"))
+                    }
+                })
+            }
+            Action::AgentStop { agent } => {
+                self.pipeline.stop(agent).map(|()| format!("agent {agent} stopped")).map_err(|e| e.to_string())
+            }
+            other => Err(format!("this edge ({}) does not run {other:?} yet", self.version)),
+        };
+        match result {
+            Ok(m) => (Outcome::Done, m),
+            Err(m) => (Outcome::Failed, m),
+        }
+    }
+
+    fn queue_result(&mut self, r: CommandResult) {
+        if self.results.len() == MAX_PENDING_RESULTS {
+            self.results.pop_front();
+        }
+        self.results.push_back(r);
+    }
+
+    /// Reports the rejected downlink messages counted so far, unless a
+    /// report went out less than [`REJECTION_REPORT_EVERY`] ago.
+    fn report_rejections(&mut self, now: Duration) {
+        let (n, reason, last) = &self.rejected;
+        if *n == 0 || last.is_some_and(|t| now.saturating_sub(t) < REJECTION_REPORT_EVERY) {
+            return;
+        }
+        let message = format!("{n} downlink message(s) refused; the last: {reason}");
+        self.queue_result(CommandResult { id: 0, outcome: Outcome::Rejected, message, duration_ms: 0 });
+        self.rejected = (0, String::new(), Some(now));
     }
 
     /// The detection pipeline (counters, agents).
@@ -212,6 +325,9 @@ impl Edge {
     fn flush(&mut self, now: Duration, out: &mut Vec<Publish>) {
         if !self.connected {
             return;
+        }
+        while let Some(r) = self.results.pop_front() {
+            out.push(Publish { body: Outgoing::Result(r) });
         }
         while let Some(batch) = self.spool.next_batch(MAX_BATCH_BYTES, WINDOW_BYTES) {
             let Some(last) = batch.findings.last().map(|f| f.seq) else { return };
@@ -323,12 +439,15 @@ mod tests {
         assert_eq!(batches(&out), vec![vec![1]]);
         out.clear();
         let ack = Ack { epoch: 7, upto: 1, gap: None };
-        e.handle(Input::Downlink { msg: Downlink::Ack(ack), now: 100 * T }, &mut out);
+        e.handle(Input::Downlink { msg: Downlink::Ack(ack), now: 100 * T, hub_ms: 1 }, &mut out);
         assert_eq!(e.spool().stats().depth, 0);
         assert!(!e.spool().awaiting_ack());
         // An ack of another run frees nothing.
         attack(&mut e, "198.51.100.2", 101 * T, &mut out);
-        e.handle(Input::Downlink { msg: Downlink::Ack(Ack { epoch: 8, upto: 9, gap: None }), now: 102 * T }, &mut out);
+        e.handle(
+            Input::Downlink { msg: Downlink::Ack(Ack { epoch: 8, upto: 9, gap: None }), now: 102 * T, hub_ms: 1 },
+            &mut out,
+        );
         assert_eq!(e.spool().stats().depth, 1);
     }
 
@@ -368,5 +487,78 @@ mod tests {
         });
         let Some(hb) = hb else { panic!("{out:?}") };
         assert_eq!((hb.epoch, hb.uptime_s, hb.spool.depth), (7, 71, 1));
+    }
+
+    fn results(out: &[Publish]) -> Vec<(u64, Outcome, String)> {
+        out.iter()
+            .filter_map(|p| match &p.body {
+                Outgoing::Result(r) => Some((r.id, r.outcome, r.message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const HUB: u64 = 1_780_000_000_000;
+
+    fn command(e: &mut Edge, id: u64, action: Action, now: Duration, out: &mut Vec<Publish>) {
+        let cmd = Command { id, expires_ms: HUB + 60_000, action };
+        e.handle(Input::Downlink { msg: Downlink::Command(cmd), now, hub_ms: HUB }, out);
+    }
+
+    #[test]
+    fn commands_stop_and_restart_one_agent_and_each_is_answered_once() {
+        let mut e = edge();
+        let mut out = Vec::new();
+        e.handle(Input::Connected { now: T }, &mut out);
+        out.clear();
+        command(&mut e, 1, Action::AgentStop { agent: "security".into() }, 2 * T, &mut out);
+        assert_eq!(results(&out), [(1, Outcome::Done, "agent security stopped".to_owned())]);
+        // A stopped security agent finds no brute force; the others run on.
+        out.clear();
+        attack(&mut e, "203.0.113.9", 3 * T, &mut out);
+        assert!(batches(&out).is_empty());
+        let state = |e: &Edge, n: &str| e.pipeline().agent_status().into_iter().find(|s| s.name == n).unwrap().state;
+        assert_eq!(state(&e, "wifi"), opmas_proto::msg::AgentState::Running);
+        command(&mut e, 2, Action::AgentStart { agent: "security".into() }, 4 * T, &mut out);
+        command(&mut e, 3, Action::AgentRestart { agent: "dns".into() }, 4 * T, &mut out);
+        command(&mut e, 3, Action::Ping, 5 * T, &mut out);
+        command(&mut e, 4, Action::ReloadWifi, 5 * T, &mut out);
+        let got = results(&out);
+        assert_eq!(got[0], (2, Outcome::Done, "agent security started with empty tables".to_owned()));
+        assert_eq!((got[1].0, got[1].1), (3, Outcome::Failed));
+        assert!(got[1].2.contains("no agent \"dns\""), "{got:?}");
+        assert_eq!(got[2], (3, Outcome::Rejected, "command 3 already seen (the last one run was 3)".to_owned()));
+        assert_eq!((got[3].0, got[3].1), (4, Outcome::Failed), "not supported yet, said so");
+        assert_eq!(e.last_command(), 4);
+        // After a restart that kept the id, the same command is refused.
+        let mut again = edge().with_last_command(e.last_command());
+        let mut out = Vec::new();
+        again.handle(Input::Connected { now: T }, &mut out);
+        out.clear();
+        command(&mut again, 4, Action::Ping, 2 * T, &mut out);
+        assert_eq!(results(&out)[0].1, Outcome::Rejected);
+    }
+
+    #[test]
+    fn results_wait_for_the_hub_and_rejected_downlinks_are_reported_sparingly() {
+        let mut e = edge();
+        let mut out = Vec::new();
+        command(&mut e, 1, Action::Ping, T, &mut out);
+        assert!(results(&out).is_empty(), "not connected");
+        e.handle(Input::Connected { now: 2 * T }, &mut out);
+        assert_eq!(results(&out), [(1, Outcome::Done, "pong".to_owned())]);
+        out.clear();
+        for i in 0..50 {
+            let reason = format!("bad tag {i}");
+            e.handle(Input::DownlinkRejected { reason, now: 3 * T + i * T / 10 }, &mut out);
+        }
+        let first = results(&out);
+        assert_eq!(first.len(), 1, "one report, then quiet: {first:?}");
+        assert_eq!(first[0].0, 0);
+        out.clear();
+        e.handle(Input::Tick { now: 70 * T, now_ms: HUB }, &mut out);
+        let later = results(&out);
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].2, "49 downlink message(s) refused; the last: bad tag 49");
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::commands::StateFile;
 use crate::config::EdgeConfig;
 use crate::machine::{Edge, Input, Outgoing, Publish};
 use crate::sources::SourceStats;
@@ -41,7 +42,14 @@ pub async fn run(
 ) {
     let started = Instant::now();
     let epoch = new_epoch();
-    let mut edge = Edge::new(&cfg.agents, epoch, cfg.hub.spool_bytes, cfg.hub.heartbeat_interval);
+    let state = StateFile::new(&cfg.hub.state_dir);
+    let last_command = state.load().unwrap_or_else(|e| {
+        warn!(error = %e, "the last command id is unreadable; starting from 0 (replays of older commands are refused only by their expiry)");
+        0
+    });
+    let mut edge =
+        Edge::new(&cfg.agents, epoch, cfg.hub.spool_bytes, cfg.hub.heartbeat_interval).with_last_command(last_command);
+    let mut kept_command = last_command;
     let (ev_tx, mut events) = mpsc::channel(64);
     let mut uplink = Uplink::start(&cfg.hub, ev_tx);
     info!(device = %cfg.hub.device_id, hub = %format!("{}:{}", cfg.hub.host, cfg.hub.port), epoch, "opmas-edge running");
@@ -69,13 +77,19 @@ pub async fn run(
                     edge.handle(Input::Disconnected, &mut out);
                 }
                 Some(UplinkEvent::Message { topic, payload }) => match uplink.receive(&topic, &payload) {
-                    Ok(msg) => edge.handle(Input::Downlink { msg, now }, &mut out),
-                    Err(e) => warn!(topic, error = %e, "dropped downlink message"),
+                    Ok((msg, hub_ms)) => edge.handle(Input::Downlink { msg, now, hub_ms }, &mut out),
+                    Err(e) => edge.handle(Input::DownlinkRejected { reason: format!("on {topic}: {e}"), now }, &mut out),
                 },
                 None => break,
             },
             _ = tick.tick() => edge.handle(Input::Tick { now, now_ms: now_ms() }, &mut out),
             _ = &mut shutdown => break,
+        }
+        if edge.last_command() != kept_command {
+            kept_command = edge.last_command();
+            if let Err(e) = state.store(kept_command) {
+                warn!(error = %e, "the last command id could not be kept; a replay after a restart is refused only by its expiry");
+            }
         }
         publish(&mut edge, &mut uplink, &sources, &mut out);
     }
@@ -98,6 +112,7 @@ fn publish(edge: &mut Edge, uplink: &mut Uplink, sources: &SourceStats, out: &mu
         }
         let sent = match &p.body {
             Outgoing::Findings(b) => uplink.publish(b, false).map_err(|e| e.to_string()),
+            Outgoing::Result(r) => uplink.publish(r, false).map_err(|e| e.to_string()),
             Outgoing::Heartbeat(hb) => {
                 let src = sources.snapshot();
                 let mut hb = hb.clone();

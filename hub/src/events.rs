@@ -33,6 +33,10 @@ pub enum Event {
     Presence { device: DeviceId, online: bool },
     /// A heartbeat was recorded.
     Heartbeat { device: DeviceId, heartbeat: Heartbeat },
+    /// The device announced itself online: a new connection, which may be
+    /// a restarted edge the hub never saw go (pending commands are sent
+    /// again then).
+    Connected { device: DeviceId },
 }
 
 /// The sending side; cheap to clone.

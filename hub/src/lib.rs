@@ -11,6 +11,7 @@
 //! writes SQL; handlers and ingest see typed rows and `opmas-proto` types.
 
 pub mod broker;
+pub mod command;
 pub mod config;
 pub mod enrol;
 pub mod events;

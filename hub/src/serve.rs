@@ -54,13 +54,22 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     let broker = broker::start_embedded(cfg, keys.clone(), stats.clone()).await?;
     info!(listen = %cfg.mqtt_listen, "embedded MQTT broker listening");
 
+    let down_seq = Arc::new(AtomicU64::new(now_ms() as u64 * 1000));
+    let commander = crate::command::Commander {
+        store: store.clone(),
+        keys: keys.clone(),
+        publisher: broker.publisher.clone(),
+        stats: stats.clone(),
+        down_seq: down_seq.clone(),
+    };
+    tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     let ingest = Ingest {
         store: store.clone(),
         keys,
         publisher: broker.publisher.clone(),
         stats: stats.clone(),
         bus: bus.clone(),
-        down_seq: Arc::new(AtomicU64::new(now_ms() as u64 * 1000)),
+        down_seq,
     };
     tokio::spawn(ingest.run(broker.inbound));
     tokio::spawn(ingest::presence(store.clone(), bus.clone(), Duration::from_secs(cfg.presence_timeout_s.max(1))));
@@ -95,6 +104,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         secure_cookies: cfg.secure_cookies,
         bus: bus.clone(),
         metrics: http::MetricsAccess { loopback: cfg.metrics_loopback, token: metrics_token },
+        commander,
     });
     Ok(Running {
         store,

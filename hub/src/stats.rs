@@ -97,6 +97,13 @@ counters! {
     rejected_malformed,
     /// Batches whose database transaction failed (not acked, so the edge resends).
     store_errors,
+    /// Downlink messages (commands, acks) that edges reported refusing
+    /// unread: a bad tag, another device's, malformed.
+    downlink_refused_by_edge,
+    /// Commands published to devices (first sends and resends).
+    commands_sent,
+    /// Commands that could not be published (the broker's queue).
+    commands_unsent,
 }
 
 /// Upper bounds (seconds) of the ingest histogram's buckets.

@@ -323,18 +323,46 @@ pub enum Action {
 /// `opmas/v1/{device}/cmd`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    /// Hub-wide command id, echoed in the result.
+    /// Hub-wide command id, echoed in the result. Ids only grow: the edge
+    /// runs a command only if its id is above every id it ran before.
     pub id: u64,
-    /// The edge refuses the command after this time (unix ms).
+    /// The edge refuses the command after this time (unix ms, hub time:
+    /// the edge judges it by the hub's clock as its signed messages tell it,
+    /// not by its own; see ARCHITECTURE.md).
     pub expires_ms: u64,
     pub action: Action,
+}
+
+/// How a command ended on the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// It ran and did what it asked.
+    Done,
+    /// It ran and could not do it (an unknown agent, an action this edge
+    /// does not support): `message` says why.
+    Failed,
+    /// It was not run: expired, already seen, or (with id 0) a downlink
+    /// message that did not verify; `message` says which.
+    Rejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Rejected => "rejected",
+        }
+    }
 }
 
 /// `opmas/v1/{device}/result`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
+    /// The command's id; 0 for a downlink message that could not be read
+    /// or verified, whose id is unknown.
     pub id: u64,
-    pub ok: bool,
+    pub outcome: Outcome,
     /// What happened, or why not.
     pub message: String,
     pub duration_ms: u32,

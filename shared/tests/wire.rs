@@ -124,7 +124,7 @@ fn command_result_bytes_are_stable() {
     check_golden(
         "result",
         Channel::Result,
-        &CommandResult { id: 9, ok: true, message: "blocked".into(), duration_ms: 12 },
+        &CommandResult { id: 9, outcome: Outcome::Done, message: "blocked".into(), duration_ms: 12 },
     );
 }
 

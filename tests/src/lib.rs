@@ -220,6 +220,18 @@ impl Hub {
         Ok((status, resp.json().unwrap_or(Value::Null)))
     }
 
+    /// POST `/api/v1{path}` with `token` (the admin's if `None`) and no body;
+    /// returns status and JSON.
+    pub fn post(&self, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
+        let resp = self
+            .http_client
+            .post(format!("http://{}/api/v1{path}", self.http))
+            .bearer_auth(token.unwrap_or(&self.token))
+            .send()?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().unwrap_or(Value::Null)))
+    }
+
     /// All findings of a kind (follows pagination).
     pub fn findings(&self, query: &str) -> Result<Vec<Value>> {
         let mut all = Vec::new();
@@ -329,8 +341,10 @@ impl Edge {
         std::fs::write(
             &config,
             format!(
-                "# written by the e2e harness\nconfig hub 'hub'\n\toption url '{url}'\n\toption device_id '{}'\n\toption secret '{}'\n\toption heartbeat_interval '2'\n\toption backoff_max '1'\n{hub_options}\n{sections}",
-                device.id, device.secret,
+                "# written by the e2e harness\nconfig hub 'hub'\n\toption url '{url}'\n\toption device_id '{}'\n\toption secret '{}'\n\toption heartbeat_interval '2'\n\toption backoff_max '1'\n\toption state_dir '{}'\n{hub_options}\n{sections}",
+                device.id,
+                device.secret,
+                dir.join(format!("state-{}", device.id)).display(),
             ),
         )?;
         Ok(Edge { config, log_file, proc: None, program: vec![bin("opmas-edge").into()] })

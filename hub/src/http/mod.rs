@@ -6,6 +6,7 @@
 //! token on requests that change something.
 
 mod auth;
+mod commands;
 mod devices;
 mod error;
 pub mod findings;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub bus: crate::events::Bus,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
+    /// Sends commands down to devices.
+    pub commander: crate::command::Commander,
 }
 
 /// Who may read `GET /metrics` besides holders of an API token.
@@ -96,6 +99,7 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
     use utoipa::OpenApi;
     let (protected, mut doc) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(devices::router())
+        .merge(commands::router())
         .merge(findings::router())
         .merge(health::stats_router())
         .merge(session::router())
@@ -147,6 +151,7 @@ mod tests {
         store.insert_token("admin", crate::store::users::Role::Admin, "admin-token", 1).await.unwrap();
         store.insert_token("viewer", crate::store::users::Role::Viewer, "viewer-token", 1).await.unwrap();
         store.insert_device("gw-1", "gw-1", &"ab".repeat(32), 1).await.unwrap();
+        let store_for_commands = store.clone();
         let state = AppState {
             keys: Keys::new(store.clone()),
             store,
@@ -156,6 +161,7 @@ mod tests {
             secure_cookies: false,
             bus: Default::default(),
             metrics: MetricsAccess { loopback: true, token: Some("scrape-token".into()) },
+            commander: crate::command::test_commander(&store_for_commands),
         };
         (router(state), dir)
     }
@@ -239,7 +245,12 @@ mod tests {
             for (method, op) in item.as_object().unwrap() {
                 operations += 1;
                 assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}: no responses");
-                let uri = path.replace("{id}", if path.starts_with("/api/v1/findings") { "1" } else { "gw-1" });
+                let id = if path.starts_with("/api/v1/findings") || path.starts_with("/api/v1/commands") {
+                    "1"
+                } else {
+                    "gw-1"
+                };
+                let uri = path.replace("{id}", id).replace("{agent}", "wifi").replace("{action}", "restart");
                 let body =
                     if method == "post" && path.ends_with("/session") { r#"{"name":"x","password":"y"}"# } else { "" };
                 let (status, v) = call(&app, &method.to_uppercase(), &uri, "viewer-token", body).await;
@@ -261,6 +272,10 @@ mod tests {
             ("/api/v1/devices/{id}/heartbeats", "get"),
             ("/api/v1/findings", "get"),
             ("/api/v1/findings/{id}", "get"),
+            ("/api/v1/devices/{id}/agents/{agent}/{action}", "post"),
+            ("/api/v1/devices/{id}/ping", "post"),
+            ("/api/v1/commands", "get"),
+            ("/api/v1/commands/{id}", "get"),
         ];
         for (path, method) in expected {
             assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the document");
@@ -295,6 +310,12 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             ("DELETE", "/api/v1/devices/gw-1", "viewer-token", "", StatusCode::FORBIDDEN),
+            ("POST", "/api/v1/devices/gw-1/ping", "viewer-token", "", StatusCode::FORBIDDEN),
+            ("POST", "/api/v1/devices/gw-1/agents/wifi/stop", "viewer-token", "", StatusCode::FORBIDDEN),
+            ("POST", "/api/v1/devices/gw-1/agents/wifi/pause", "admin-token", "", StatusCode::UNPROCESSABLE_ENTITY),
+            ("POST", "/api/v1/devices/gw-9/ping", "admin-token", "", StatusCode::NOT_FOUND),
+            ("GET", "/api/v1/commands?state=lost", "viewer-token", "", StatusCode::UNPROCESSABLE_ENTITY),
+            ("GET", "/api/v1/commands/7", "viewer-token", "", StatusCode::NOT_FOUND),
             ("DELETE", "/api/v1/devices/gw-1", "wrong", "", StatusCode::UNAUTHORIZED),
             ("GET", "/api/v1/nowhere", "admin-token", "", StatusCode::NOT_FOUND),
         ];

@@ -163,6 +163,7 @@ impl Ingest {
         add(&s.batches_gap, c.batches_gap);
         add(&s.rejected_malformed, c.batches_invalid);
         add(&s.heartbeats, c.heartbeats);
+        add(&s.downlink_refused_by_edge, c.downlink_refused_by_edge);
         if marks.len() > WATERMARK_CACHE {
             marks.clear();
         }

@@ -23,7 +23,7 @@ use opmas_proto::DeviceId;
 use sqlx::{Acquire, SqliteConnection};
 use tracing::{info, warn};
 
-use super::{delivery, devices, findings, heartbeats, StatusChange, Store, StoreError};
+use super::{commands, delivery, devices, findings, heartbeats, StatusChange, Store, StoreError};
 use crate::events::Event;
 use crate::watermark::{Verdict, Watermark};
 
@@ -70,6 +70,8 @@ pub struct Counts {
     /// Finding batches that were not a run of sequences.
     pub batches_invalid: u64,
     pub heartbeats: u64,
+    /// Reports from edges of downlink messages they refused unread.
+    pub downlink_refused_by_edge: u64,
 }
 
 /// Runs one statement: directly when applying together; in isolated mode
@@ -145,6 +147,9 @@ impl Store {
                         status.as_str(),
                         now
                     ));
+                    if change.is_some() && *status == Status::Online {
+                        out.events.push(Event::Connected { device: device.clone() });
+                    }
                     if change == Some(StatusChange::Changed) {
                         info!(device = id, status = status.as_str(), "device status");
                         out.events.push(Event::Presence { device: device.clone(), online: *status == Status::Online });
@@ -223,9 +228,19 @@ impl Store {
                     ack.upto = next.upto;
                     ack.gap = gap.or(ack.gap);
                 }
+                Uplink::Result(r) if r.id == 0 => {
+                    // Downlink messages the edge could not verify: nothing
+                    // to record against a command.
+                    heard.insert(device, true);
+                    out.counts.downlink_refused_by_edge += 1;
+                    warn!(device = id, message = %r.message, "the device refused downlink messages");
+                }
                 Uplink::Result(r) => {
                     heard.insert(device, true);
-                    info!(device = id, command = r.id, ok = r.ok, message = %r.message, "command result");
+                    let recorded = guarded!(tx, mode, out.counts, id, "command result", |c| commands::record_result(
+                        c, id, r, now
+                    ));
+                    info!(device = id, command = r.id, outcome = r.outcome.as_str(), message = %r.message, recorded = ?recorded, "command result");
                 }
             }
         }

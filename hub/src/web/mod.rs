@@ -241,6 +241,7 @@ mod tests {
             store.insert_user("root", Role::Admin, "admin password 1", 1).await.unwrap();
             store.insert_user("vera", Role::Viewer, "viewer password 1", 1).await.unwrap();
             store.insert_device("gw-1", "gw-1", &"ab".repeat(32), 1).await.unwrap();
+            let commander = crate::command::test_commander(&store);
             let state = AppState {
                 keys: Keys::new(store.clone()),
                 store,
@@ -250,6 +251,7 @@ mod tests {
                 secure_cookies: false,
                 bus: Default::default(),
                 metrics: Default::default(),
+                commander,
             };
             App { store: state.store.clone(), app: router(state), _dir: dir }
         }

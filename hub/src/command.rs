@@ -1,0 +1,135 @@
+//! Commands down to devices: stored first (the database is the record),
+//! then sealed under the device's secret and published on
+//! `opmas/v1/{device}/cmd`. A pending command is published again, in id
+//! order, whenever its device connects (it announces itself online on every
+//! new connection; its MQTT session is clean, so nothing waits for it in the
+//! broker, and a restarted edge may never have been seen to go); the edge runs each id at
+//! most once, so a second send is harmless. Unanswered commands expire at
+//! their deadline. Answers arrive on the uplink and are recorded by
+//! `Store::apply_uplink`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opmas_proto::msg::{Action, Command};
+use opmas_proto::{Channel, DeviceId, Envelope, Topic};
+use tracing::{info, warn};
+
+use crate::events::{Bus, Event};
+use crate::keys::Keys;
+use crate::mqtt::Publisher;
+use crate::stats::{bump, Stats};
+use crate::store::commands::CommandRow;
+use crate::store::{now_ms, Store, StoreError};
+
+/// How long a command may wait for its device, unless asked otherwise.
+pub const DEFAULT_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// Sends commands; cheap to clone.
+#[derive(Clone)]
+pub struct Commander {
+    pub store: Store,
+    pub keys: Keys,
+    pub publisher: Publisher,
+    pub stats: Arc<Stats>,
+    /// Envelope sequence numbers of everything the hub sends down (shared
+    /// with ingest's acks).
+    pub down_seq: Arc<AtomicU64>,
+}
+
+impl Commander {
+    /// Stores `action` for `device` as a pending command by `by` and
+    /// publishes it. Not reaching the device now is not an error: the
+    /// command waits (pending) for it to come back, until it expires.
+    pub async fn send(
+        &self,
+        device: &DeviceId,
+        action: Action,
+        by: &str,
+        ttl_ms: i64,
+    ) -> Result<CommandRow, StoreError> {
+        let row = self.store.insert_command(device.as_str(), &action, by, now_ms(), ttl_ms).await?;
+        info!(device = %device, command = row.id, action = ?action, by, "command");
+        self.publish(device, &row).await?;
+        Ok(self.store.command(row.id).await?.unwrap_or(row))
+    }
+
+    /// Publishes `row` to its device (sealed now), and notes the send.
+    async fn publish(&self, device: &DeviceId, row: &CommandRow) -> Result<(), StoreError> {
+        let Some(key) = self.keys.get(device).await? else { return Ok(()) };
+        let cmd = Command { id: row.id as u64, expires_ms: row.expires_ms as u64, action: row.action()? };
+        let seq = self.down_seq.fetch_add(1, Ordering::Relaxed);
+        let payload = match Envelope::sealed(device.clone(), seq, now_ms() as u64, &cmd, &key) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(device = %device, command = row.id, error = %e, "command not sealed");
+                return Ok(());
+            }
+        };
+        match self.publisher.publish(Topic::new(device.clone(), Channel::Cmd).to_string(), payload) {
+            Ok(()) => {
+                bump(&self.stats.commands_sent);
+                self.store.command_sent(row.id, now_ms()).await
+            }
+            Err(e) => {
+                bump(&self.stats.commands_unsent);
+                warn!(device = %device, command = row.id, error = %e, "command not published now; sent when the device is next online");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `device`'s pending commands again, oldest first.
+    pub async fn resend(&self, device: &DeviceId) -> Result<usize, StoreError> {
+        let pending = self.store.pending_commands(device.as_str(), now_ms()).await?;
+        for row in &pending {
+            self.publish(device, row).await?;
+        }
+        Ok(pending.len())
+    }
+
+    /// Runs until the bus closes: resends pending commands to each device
+    /// that connects, and expires overdue ones every `sweep`.
+    pub async fn run(self, bus: Bus, sweep: Duration) {
+        let mut events = bus.subscribe();
+        let mut tick = tokio::time::interval(sweep);
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) => {
+                        if let Event::Connected { device } = &*e {
+                            match self.resend(device).await {
+                                Ok(0) => {}
+                                Ok(n) => info!(device = %device, commands = n, "pending commands sent again"),
+                                Err(e) => warn!(device = %device, error = %e, "pending commands not sent again"),
+                            }
+                        }
+                    }
+                    // Missed events: the device's next connection resends.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => match self.store.expire_commands(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(commands = n, "commands expired unanswered"),
+                    Err(e) => warn!(error = %e, "expiring commands failed"),
+                },
+            }
+        }
+    }
+}
+
+/// A commander for tests, publishing into a channel nobody reads.
+#[cfg(test)]
+pub fn test_commander(store: &Store) -> Commander {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::mem::forget(rx);
+    Commander {
+        store: store.clone(),
+        keys: Keys::new(store.clone()),
+        publisher: Publisher::new(tx),
+        stats: Arc::default(),
+        down_seq: Arc::new(AtomicU64::new(1)),
+    }
+}

@@ -1,0 +1,168 @@
+//! Commands: `POST /devices/{id}/agents/{agent}/{start|stop|restart}` and
+//! `POST /devices/{id}/ping` (operators) send one; `GET /commands` and
+//! `GET /commands/{id}` show how each went.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use opmas_proto::msg::Action;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::views::ErrorBody;
+use super::{ApiError, AppState};
+use crate::command::DEFAULT_TTL_MS;
+use crate::store::commands::{CommandQuery, CommandRow, STATES};
+use crate::store::tokens::TokenInfo;
+use crate::store::users::Role;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(agent_action)).routes(routes!(ping)).routes(routes!(list)).routes(routes!(one))
+}
+
+/// `GET /commands`: a page, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CommandPage {
+    pub commands: Vec<CommandRow>,
+    pub next_cursor: Option<String>,
+}
+
+fn require_operator(token: &TokenInfo) -> Result<(), ApiError> {
+    if token.role.allows(Role::Operator) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{:?} (role {}) may not send commands; that needs the role operator",
+            token.name,
+            token.role.as_str()
+        )))
+    }
+}
+
+/// Who a command is recorded as from.
+fn by(token: &TokenInfo) -> String {
+    token.user.clone().unwrap_or_else(|| token.name.clone())
+}
+
+async fn device(state: &AppState, id: &str) -> Result<opmas_proto::DeviceId, ApiError> {
+    let id = opmas_proto::DeviceId::new(id).map_err(|e| ApiError::Invalid { field: "id", message: e.to_string() })?;
+    if state.store.get_device(id.as_str()).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no device {:?}", id.as_str())));
+    }
+    Ok(id)
+}
+
+/// Starts, stops or restarts one agent on one device (operators). The
+/// answer is the pending command; `GET /commands/{id}` shows how it ended.
+#[utoipa::path(post, path = "/devices/{id}/agents/{agent}/{action}", tag = "commands",
+    params(("id" = String, Path, description = "The device id"),
+        ("agent" = String, Path, description = "security, wifi, network or system"),
+        ("action" = String, Path, description = "start, stop or restart")),
+    responses((status = 202, body = CommandRow), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn agent_action(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path((id, agent, action)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
+    require_operator(&token)?;
+    let device = device(&state, &id).await?;
+    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
+        let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).collect();
+        return Err(ApiError::Invalid {
+            field: "agent",
+            message: format!("unknown agent {agent:?}; known: {}", known.join(", ")),
+        });
+    }
+    let action = match action.as_str() {
+        "start" => Action::AgentStart { agent },
+        "stop" => Action::AgentStop { agent },
+        "restart" => Action::AgentRestart { agent },
+        other => {
+            return Err(ApiError::Invalid {
+                field: "action",
+                message: format!("{other:?} is not start, stop or restart"),
+            })
+        }
+    };
+    let row = state.commander.send(&device, action, &by(&token), DEFAULT_TTL_MS).await?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+/// Asks the device to answer (operators): a round trip through the broker
+/// and the edge.
+#[utoipa::path(post, path = "/devices/{id}/ping", tag = "commands",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 202, body = CommandRow), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn ping(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
+    require_operator(&token)?;
+    let device = device(&state, &id).await?;
+    let row = state.commander.send(&device, Action::Ping, &by(&token), DEFAULT_TTL_MS).await?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+/// Commands, newest first.
+#[utoipa::path(get, path = "/commands", tag = "commands",
+    params(("device" = Option<String>, Query, description = "Only this device's"),
+        ("state" = Option<String>, Query, description = "pending, done, failed, rejected or expired"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, body = CommandPage), (status = 422, body = ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<CommandPage>, ApiError> {
+    const KNOWN: [&str; 4] = ["device", "state", "limit", "cursor"];
+    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::Invalid {
+            field: "query",
+            message: format!("unknown parameter {k:?}; known are {}", KNOWN.join(", ")),
+        });
+    }
+    let text = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+    if let Some(s) = text("state").filter(|s| !STATES.contains(&s.as_str())) {
+        return Err(ApiError::Invalid {
+            field: "state",
+            message: format!("{s:?} is not one of {}", STATES.join(", ")),
+        });
+    }
+    let limit = match text("limit") {
+        None => 100,
+        Some(v) => v.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ApiError::Invalid {
+            field: "limit",
+            message: format!("{v:?} is not a number from 1 to 1000"),
+        })?,
+    };
+    let before_id = text("cursor")
+        .map(|c| {
+            c.strip_prefix('c').and_then(|h| i64::from_str_radix(h, 16).ok()).filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::Invalid { field: "cursor", message: format!("{c:?} is not a cursor this API returned") }
+            })
+        })
+        .transpose()?;
+    let q = CommandQuery { device: text("device"), state: text("state"), before_id, limit };
+    let commands = state.store.query_commands(&q).await?;
+    let next_cursor =
+        (commands.len() as u32 == limit).then(|| commands.last().map(|c| format!("c{:x}", c.id))).flatten();
+    Ok(Json(CommandPage { commands, next_cursor }))
+}
+
+/// One command and how it went.
+#[utoipa::path(get, path = "/commands/{id}", tag = "commands",
+    params(("id" = i64, Path, description = "The command id")),
+    responses((status = 200, body = CommandRow), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CommandRow>, ApiError> {
+    let n = id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::Invalid {
+        field: "id",
+        message: format!("{id:?} is not a command id (a positive number)"),
+    })?;
+    let row = state.store.command(n).await?.ok_or_else(|| ApiError::NotFound(format!("no command {n}")))?;
+    Ok(Json(row))
+}

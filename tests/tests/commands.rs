@@ -1,0 +1,158 @@
+//! Commands from the hub to real edges over the real broker: an agent
+//! stopped on one of two routers stops finding there only; a command for a
+//! router that is away waits and runs when it is back; a replayed command
+//! is refused, also after the edge restarts; a forged one is refused and
+//! reported.
+
+use std::time::Duration;
+
+use opmas_e2e::{dropbear_attack, wait_for, Edge, Hub};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+fn online(hub: &Hub, id: &str) {
+    wait_for(Duration::from_secs(30), &format!("{id} online"), || {
+        hub.get(&format!("/devices/{id}")).ok().filter(|(_, v)| v["status"] == "online").map(|_| ())
+    })
+    .unwrap();
+}
+
+/// Sends a command and waits for its end; returns the command.
+fn run(hub: &Hub, path: &str) -> Value {
+    let (status, v) = hub.post(path, None).unwrap();
+    assert_eq!(status, 202, "{path}: {v}");
+    assert_eq!(v["state"], "pending");
+    settled(hub, v["id"].as_i64().unwrap())
+}
+
+fn settled(hub: &Hub, id: i64) -> Value {
+    wait_for(Duration::from_secs(30), &format!("command {id} answered"), || {
+        hub.get(&format!("/commands/{id}")).ok().map(|(_, v)| v).filter(|v| v["state"] != "pending")
+    })
+    .unwrap()
+}
+
+fn agent_state(hub: &Hub, device: &str, agent: &str) -> String {
+    let (_, v) = hub.get(&format!("/devices/{device}")).unwrap();
+    let agents = v["heartbeat"]["agents"].as_array().cloned().unwrap_or_default();
+    agents.iter().find(|a| a["name"] == agent).map(|a| a["state"].as_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+#[test]
+fn an_agent_stopped_on_one_router_stops_there_only_and_commands_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let a = hub.enrol("gw-a").unwrap();
+    let b = hub.enrol("gw-b").unwrap();
+    let mut edge_a = Edge::start(dir.path(), &hub, &a).unwrap();
+    let edge_b = Edge::start(dir.path(), &hub, &b).unwrap();
+    online(&hub, "gw-a");
+    online(&hub, "gw-b");
+
+    // Mistakes first: named, and nothing sent.
+    let (status, v) = hub.post("/devices/gw-a/agents/dns/stop", None).unwrap();
+    assert_eq!((status, v["field"].as_str()), (422, Some("agent")), "{v}");
+    let (status, _) = hub.post("/devices/gw-a/agents/security/pause", None).unwrap();
+    assert_eq!(status, 422);
+    let (status, _) = hub.post("/devices/gw-z/ping", None).unwrap();
+    assert_eq!(status, 404);
+
+    let c = run(&hub, "/devices/gw-a/agents/security/stop");
+    assert_eq!((c["state"].as_str(), c["message"].as_str()), (Some("done"), Some("agent security stopped")), "{c}");
+    wait_for(Duration::from_secs(10), "gw-a's heartbeat to say security stopped", || {
+        (agent_state(&hub, "gw-a", "security") == "stopped").then_some(())
+    })
+    .unwrap();
+    assert_eq!(agent_state(&hub, "gw-b", "security"), "running");
+    edge_a.append(&dropbear_attack("203.0.113.10", 8)).unwrap();
+    edge_b.append(&dropbear_attack("203.0.113.11", 8)).unwrap();
+    wait_for(Duration::from_secs(20), "gw-b's finding", || {
+        hub.findings("kind=ssh.bruteforce&device=gw-b").ok().filter(|f| !f.is_empty())
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(hub.findings("kind=ssh.bruteforce&device=gw-a").unwrap().is_empty(), "a stopped agent finds nothing");
+
+    let c = run(&hub, "/devices/gw-a/agents/security/restart");
+    assert_eq!(c["state"], "done", "{c}");
+    let c = run(&hub, "/devices/gw-a/ping");
+    assert_eq!((c["state"].as_str(), c["message"].as_str()), (Some("done"), Some("pong")));
+
+    // A router that is away gets its command when it is back.
+    edge_a.kill();
+    wait_for(Duration::from_secs(30), "gw-a offline", || {
+        hub.get("/devices/gw-a").ok().filter(|(_, v)| v["status"] == "offline").map(|_| ())
+    })
+    .unwrap();
+    let (status, waiting) = hub.post("/devices/gw-a/ping", None).unwrap();
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_secs(1));
+    let id = waiting["id"].as_i64().unwrap();
+    assert_eq!(hub.get(&format!("/commands/{id}")).unwrap().1["state"], "pending");
+    edge_a.restart().unwrap();
+    let c = settled(&hub, id);
+    assert_eq!(c["state"], "done", "{c}");
+    assert!(c["sends"].as_i64().unwrap() >= 2, "sent again on reconnect: {c}");
+
+    // A command captured on the wire and sent again is refused, before and
+    // after the edge restarts. The broker has no topic ACLs, so another
+    // enrolled client can listen on gw-a's command topic and publish there.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let sniffer = hub.enrol("gw-sniffer").unwrap();
+    let (client, mut captured) = rt.block_on(async {
+        let mut opts = MqttOptions::new("gw-sniffer", hub.mqtt.ip().to_string(), hub.mqtt.port());
+        opts.set_credentials("gw-sniffer", &sniffer.secret);
+        let (client, mut el) = AsyncClient::new(opts, 16);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        client.subscribe("opmas/v1/gw-a/cmd", QoS::AtLeastOnce).await.unwrap();
+        tokio::spawn(async move {
+            while let Ok(ev) = el.poll().await {
+                if let Event::Incoming(Packet::Publish(p)) = ev {
+                    let _ = tx.send(p.payload.to_vec()).await;
+                }
+            }
+        });
+        (client, rx)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let c = run(&hub, "/devices/gw-a/ping");
+    assert_eq!(c["state"], "done");
+    let payload =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), captured.recv()).await }).unwrap().unwrap();
+    let replay = |client: &AsyncClient, payload: Vec<u8>| {
+        rt.block_on(client.publish("opmas/v1/gw-a/cmd", QoS::AtLeastOnce, false, payload)).unwrap();
+    };
+    replay(&client, payload.clone());
+    wait_for(Duration::from_secs(10), "the edge to refuse the replay", || {
+        edge_a.log().contains("already seen").then_some(())
+    })
+    .unwrap();
+    let refused = format!("command refused command={} reason=command {} already seen", c["id"], c["id"]);
+    assert!(edge_a.log().contains(&refused), "{refused}: {}", edge_a.log());
+    edge_a.kill();
+    edge_a.restart().unwrap();
+    online(&hub, "gw-a");
+    // A command answered: the restarted edge listens on its command topic.
+    assert_eq!(run(&hub, "/devices/gw-a/ping")["state"], "done");
+    let before = edge_a.log().matches("already seen").count();
+    replay(&client, payload);
+    wait_for(Duration::from_secs(10), "the restarted edge to refuse the replay", || {
+        (edge_a.log().matches("already seen").count() > before).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge_a.log()));
+
+    // A forged command (not sealed with gw-a's secret) is refused unread,
+    // and the edge tells the hub.
+    replay(&client, vec![opmas_proto::FORMAT_VERSION, 1, 2, 3]);
+    wait_for(Duration::from_secs(30), "the hub to hear of the refusal", || {
+        (hub.stats().ok()?["downlink_refused_by_edge"].as_u64()? >= 1).then_some(())
+    })
+    .unwrap();
+    assert!(hub.log().contains("the device refused downlink messages"), "{}", hub.log());
+
+    // The log of commands, newest first, and a viewer may read it.
+    let (_, log) = hub.get("/commands?device=gw-a").unwrap();
+    let states: Vec<&str> = log["commands"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["done"; 6], "{log}");
+    drop(edge_b);
+}
