@@ -208,6 +208,28 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     assert!(text(&c, "pre.evidence").await.contains("203.0.113.99"));
     shoot(&c, "finding").await;
 
+    // An agent stopped with its button: the command is answered, and the
+    // next heartbeat shows the agent stopped; started again the same way.
+    for (action, after) in [("stop", "stopped"), ("start", "running")] {
+        c.goto(&format!("{base}/devices/gw-lab")).await.unwrap();
+        click_away(&c, &format!("#agents tr[data-agent=security] form[action$='/{action}'] button")).await;
+        assert!(text(&c, "#command-notice").await.starts_with("Command "), "a notice names the command");
+        let mut seen = String::new();
+        for _ in 0..40 {
+            c.goto(&format!("{base}/devices/gw-lab")).await.unwrap();
+            let row = text(&c, "#agents tr[data-agent=security]").await;
+            let log = text(&c, "table.commands tbody tr").await;
+            if row.contains(after) && log.contains("done") {
+                seen.clear();
+                break;
+            }
+            seen = format!("{row} / {log}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(seen.is_empty(), "{action}: the agent did not become {after}: {seen}");
+    }
+    shoot(&c, "device-commands").await;
+
     // A form post without the CSRF token is refused, and changes nothing.
     assert_eq!(page_post(&c, "/admin/users", json!({ "name": "mallory", "role": "admin" })).await, 403);
     assert_eq!(page_post(&c, "/signout", json!({})).await, 403);
@@ -229,9 +251,13 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     sign_in(&c, &base, "vera", "viewer password 1").await;
     assert_eq!(text(&c, "h1").await, "Fleet");
     assert!(c.find(Locator::Css("header nav a[href='/admin/users']")).await.is_err(), "no Users link for a viewer");
+    c.goto(&format!("{base}/devices/gw-lab")).await.unwrap();
+    assert!(c.find(Locator::Css("#agents form")).await.is_err(), "no lifecycle buttons for a viewer");
+    c.goto(&format!("{base}/")).await.unwrap();
     let token = csrf(&c).await;
     assert_eq!(page_post(&c, "/admin/users", json!({ "csrf": token, "name": "eve", "role": "admin" })).await, 403);
     assert_eq!(page_post(&c, "/admin/tokens", json!({ "csrf": token, "name": "mine" })).await, 403);
+    assert_eq!(page_post(&c, "/devices/gw-lab/agents/security/stop", json!({ "csrf": token })).await, 403);
     let api_status = c
         .execute_async(
             "const [csrf, done] = arguments;

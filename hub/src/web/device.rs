@@ -23,8 +23,11 @@ pub async fn page(
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    if let Some(k) = params.keys().find(|k| k.as_str() != "range") {
-        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: range")));
+    if let Some(k) = params.keys().find(|k| !["range", "sent"].contains(&k.as_str())) {
+        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: range, sent")));
+    }
+    if params.get("sent").is_some_and(|n| n.parse::<u64>().is_err()) {
+        return Err(PageError::Invalid("sent must be a command id".into()));
     }
     let range = Range::parse(params.get("range").map(String::as_str)).map_err(PageError::Invalid)?;
     let id = opmas_proto::DeviceId::new(&id).map_err(|e| PageError::Invalid(format!("device id: {e}")))?;
@@ -39,6 +42,9 @@ pub async fn page(
     let recent = state.store.query_findings(&q).await?;
     let hours = state.store.finding_hours(Some(&d.id), range.from_hour(now)).await?;
     let bars = chart::bucket(&hours, range, now);
+    let cq = crate::store::commands::CommandQuery { device: Some(d.id.clone()), limit: 10, ..Default::default() };
+    let commands = state.store.query_commands(&cq).await?;
+    let operator = who.may(crate::store::users::Role::Operator);
     let presence = match d.status.as_str() {
         "online" if d.last_seen_ms.is_some_and(|t| now - t > STALE_MS) => "stale",
         "online" => "online",
@@ -49,6 +55,7 @@ pub async fn page(
     let body = html! {
         p { a href="/" { "« Fleet" } }
         h1 { (d.name) @if d.name != d.id { " " span.muted { (d.id) } } " " (layout::state_badge(presence)) }
+        @if let Some(n) = params.get("sent") { p.notice role="status" #command-notice { "Command " (n) " sent; its answer shows under Commands." } }
         (layout::facts(&[
             ("Last message", html! { @if let Some(t) = d.last_seen_ms { (layout::time(t, now)) } @else { "never" } }),
             ("Enrolled", layout::time(d.created_ms, now)),
@@ -79,15 +86,31 @@ pub async fn page(
         @match &hb {
             Some((_, agents)) if !agents.is_empty() => {
                 table #agents {
-                    thead { tr { th { "Agent" } th { "State" } th.num { "Events" } th.num { "Findings" } th.num { "Evicted" } } }
+                    thead { tr {
+                        th { "Agent" } th { "State" } th.num { "Events" } th.num { "Findings" } th.num { "Evicted" }
+                        @if operator { th { "Lifecycle" } }
+                    } }
                     tbody {
                         @for a in agents {
-                            tr {
+                            tr data-agent=(a.name) {
                                 td data-label="Agent" { (a.name) }
                                 td data-label="State" { (layout::agent_badge(&a.state, &a.state)) }
                                 td.num data-label="Events" { (a.events) }
                                 td.num data-label="Findings" { (a.findings) }
                                 td.num data-label="Evicted" { (a.evicted) }
+                                @if operator {
+                                    td data-label="Lifecycle" {
+                                        div.actions {
+                                            @for action in ["start", "stop", "restart"] {
+                                                form method="post" action={ "/devices/" (d.id) "/agents/" (a.name) "/" (action) } {
+                                                    (layout::csrf_field(&who))
+                                                    button type="submit" class={ "small" @if action == "stop" { " danger" } }
+                                                        aria-label={ (action) " " (a.name) " on " (d.id) } { (action) }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -113,6 +136,9 @@ pub async fn page(
             }
         }
         p { a href={ "/findings?device=" (d.id) } { "All findings of " (d.id) " »" } }
+        h2 #commands { "Commands" }
+        (super::commands::table(&commands, false, now))
+        p { a href={ "/commands?device=" (d.id) } { "All commands of " (d.id) " »" } }
     };
     Ok(signed_page(&who, &d.name, Nav::None, body))
 }

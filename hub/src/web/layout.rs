@@ -14,6 +14,7 @@ use crate::store::users::Role;
 pub enum Nav {
     Overview,
     Findings,
+    Commands,
     Users,
     Tokens,
     /// A page not in the navigation (a device, a finding).
@@ -57,6 +58,7 @@ pub fn page(who: &Signed, title: &str, active: Nav, body: Markup) -> Markup {
                     ul {
                         (item(Nav::Overview, "/", "Overview"))
                         (item(Nav::Findings, "/findings", "Findings"))
+                        (item(Nav::Commands, "/commands", "Commands"))
                         @if who.may(Role::Admin) {
                             (item(Nav::Users, "/admin/users", "Users"))
                             (item(Nav::Tokens, "/admin/tokens", "API tokens"))

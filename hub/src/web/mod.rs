@@ -18,6 +18,7 @@
 mod admin;
 mod assets;
 pub mod chart;
+mod commands;
 mod device;
 mod findings;
 pub mod layout;
@@ -43,6 +44,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(overview::page))
         .route("/devices/{id}", get(device::page))
+        .route("/devices/{id}/agents/{agent}/{action}", post(commands::agent_action))
+        .route("/commands", get(commands::list))
         .route("/findings", get(findings::list))
         .route("/findings/{id}", get(findings::one))
         .route("/signin", get(signin::form).post(signin::submit))
@@ -403,6 +406,67 @@ mod tests {
         let r = app.send("POST", "/signin", &form.cookies[0], Some(&body)).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.body.contains("wrong user name or password"));
+    }
+
+    #[tokio::test]
+    async fn lifecycle_buttons_are_for_operators_and_send_a_command() {
+        let app = App::new().await;
+        app.state_store().insert_user("otto", Role::Operator, "operator password", 1).await.unwrap();
+        // The device page lists agents from a heartbeat: give it one.
+        let hb = opmas_proto::msg::Heartbeat {
+            epoch: 1,
+            uptime_s: 5,
+            version: "0.1.0".into(),
+            config_version: 0,
+            spool: Default::default(),
+            agents: vec![opmas_proto::msg::AgentStatus {
+                name: "wifi".into(),
+                state: opmas_proto::msg::AgentState::Running,
+                events: 0,
+                findings: 0,
+                evicted: 0,
+            }],
+            counters: Default::default(),
+            load_milli: None,
+            rss_kib: None,
+        };
+        let msgs = [(opmas_proto::DeviceId::new("gw-1").unwrap(), crate::store::uplink::Uplink::Heartbeat(hb))];
+        let marks = Default::default();
+        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, 5).await.unwrap();
+
+        let (viewer, vcsrf) = app.sign_in("vera", "viewer password 1").await;
+        let page = app.send("GET", "/devices/gw-1", &viewer, None).await;
+        assert!(
+            page.body.contains("data-agent=\"wifi\"") && !page.body.contains("/agents/wifi/stop"),
+            "no buttons for a viewer"
+        );
+        let r = app.send("POST", "/devices/gw-1/agents/wifi/stop", &viewer, Some(&format!("csrf={vcsrf}"))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+        let (op, csrf) = app.sign_in("otto", "operator password").await;
+        let page = app.send("GET", "/devices/gw-1", &op, None).await;
+        assert!(page.body.contains("action=\"/devices/gw-1/agents/wifi/stop\""), "{}", page.body);
+        let r = app.send("POST", "/devices/gw-1/agents/wifi/stop", &op, Some("csrf=wrong")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = app.send("POST", "/devices/gw-1/agents/wifi/stop", &op, Some(&format!("csrf={csrf}"))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.location.as_deref(), Some("/devices/gw-1?sent=1#commands"));
+        let page = app.send("GET", "/devices/gw-1?sent=1", &op, None).await;
+        assert!(page.body.contains("Command 1 sent"), "{}", page.body);
+        assert!(page.body.contains("stop wifi") && page.body.contains("otto"), "{}", page.body);
+        let log = app.send("GET", "/commands?state=pending", &viewer, None).await;
+        assert!(log.body.contains("data-command=\"1\""), "{}", log.body);
+        for (uri, says) in [
+            ("/commands?state=lost", "is not one of"),
+            ("/commands?cursor=x", "cursor"),
+            ("/devices/gw-1?sent=x", "command id"),
+        ] {
+            let r = app.send("GET", uri, &viewer, None).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+            assert!(r.body.contains(says), "{uri}: {}", r.body);
+        }
+        let r = app.send("POST", "/devices/gw-1/agents/dns/stop", &op, Some(&format!("csrf={csrf}"))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[tokio::test]

@@ -1,0 +1,163 @@
+//! `/commands`: the command log (the same store query and filters as
+//! `GET /api/v1/commands`), and `POST /devices/{id}/agents/{agent}/{action}`,
+//! the device page's lifecycle buttons (operators).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, Filter, Nav};
+use super::{signed_page, PageError, Signed};
+use crate::command::DEFAULT_TTL_MS;
+use crate::http::AppState;
+use crate::store::commands::{CommandQuery, CommandRow, STATES};
+use crate::store::now_ms;
+use crate::store::users::Role;
+
+/// Rows per page.
+const PAGE: u32 = 50;
+
+/// A table of commands (with the device column unless on a device's page).
+pub fn table(rows: &[CommandRow], with_device: bool, now: i64) -> Markup {
+    html! {
+        table.commands {
+            thead { tr {
+                th { "Id" } th { "Sent" } @if with_device { th { "Device" } } th { "Action" } th { "By" } th { "State" } th { "Answer" }
+            } }
+            tbody {
+                @for c in rows {
+                    tr data-command=(c.id) {
+                        td.num data-label="Id" { (c.id) }
+                        td data-label="Sent" { (layout::time(c.created_ms, now)) }
+                        @if with_device { td data-label="Device" { a href={ "/devices/" (c.device_id) } { (c.device_id) } } }
+                        td data-label="Action" { (describe(c)) }
+                        td data-label="By" { (c.created_by) }
+                        td data-label="State" { (state_badge(&c.state)) }
+                        td.summary-cell data-label="Answer" { (c.message.as_deref().unwrap_or("")) }
+                    }
+                }
+                @if rows.is_empty() { tr.empty { td colspan="7" { "No commands." } } }
+            }
+        }
+    }
+}
+
+/// `restart security`, `ping`, ...
+fn describe(c: &CommandRow) -> String {
+    use opmas_proto::msg::Action;
+    match c.action() {
+        Ok(Action::Ping) => "ping".into(),
+        Ok(Action::AgentStart { agent }) => format!("start {agent}"),
+        Ok(Action::AgentStop { agent }) => format!("stop {agent}"),
+        Ok(Action::AgentRestart { agent }) => format!("restart {agent}"),
+        Ok(other) => format!("{other:?}"),
+        Err(_) => c.action.0.to_string(),
+    }
+}
+
+fn state_badge(state: &str) -> Markup {
+    let (class, symbol) = match state {
+        "done" => ("state-online", "✓"),
+        "pending" => ("state-stale", "…"),
+        _ => ("state-offline", "✕"),
+    };
+    html! { span class={ "badge " (class) } { span aria-hidden="true" { (symbol) " " } (state) } }
+}
+
+/// `GET /commands?device=&state=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    who: Signed,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    params.retain(|_, v| !v.is_empty());
+    const KNOWN: [&str; 3] = ["device", "state", "cursor"];
+    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known are {}", KNOWN.join(", "))));
+    }
+    let value = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
+    if !value("state").is_empty() && !STATES.contains(&value("state")) {
+        return Err(PageError::Invalid(format!("state {:?} is not one of {}", value("state"), STATES.join(", "))));
+    }
+    if !value("device").is_empty() {
+        opmas_proto::DeviceId::new(value("device")).map_err(|e| PageError::Invalid(format!("device: {e}")))?;
+    }
+    let before_id = match value("cursor") {
+        "" => None,
+        c => Some(
+            c.strip_prefix('c')
+                .and_then(|h| i64::from_str_radix(h, 16).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| PageError::Invalid(format!("cursor {c:?} is not one this page made")))?,
+        ),
+    };
+    let q = CommandQuery {
+        device: params.get("device").cloned(),
+        state: params.get("state").cloned(),
+        before_id,
+        limit: PAGE,
+    };
+    let rows = state.store.query_commands(&q).await?;
+    let filters = [("device", value("device")), ("state", value("state"))];
+    let next = (rows.len() as u32 == PAGE).then(|| rows.last().map(|c| format!("c{:x}", c.id))).flatten().map(|c| {
+        let mut with = filters.to_vec();
+        with.push(("cursor", &c));
+        format!("/commands{}", layout::query(&with))
+    });
+    let base = format!("/commands{}", layout::query(&filters));
+    let devices = state.store.list_devices().await?;
+    let mut device_options = vec![(String::new(), "any".to_owned())];
+    device_options.extend(devices.iter().map(|d| (d.id.clone(), d.name.clone())));
+    let state_options = std::iter::once((String::new(), "any".to_owned()))
+        .chain(STATES.iter().map(|s| (s.to_string(), s.to_string())))
+        .collect();
+    let now = now_ms();
+    let body = html! {
+        h1 { "Commands" }
+        (layout::filters("/commands", &[
+            Filter::Select { name: "device", label: "Device", value: value("device"), options: device_options },
+            Filter::Select { name: "state", label: "State", value: value("state"), options: state_options },
+        ]))
+        (table(&rows, true, now))
+        (layout::pager(before_id.is_some().then_some(base.as_str()), next.as_deref()))
+    };
+    Ok(signed_page(&who, "Commands", Nav::Commands, body))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /devices/{id}/agents/{agent}/{action}`: sends the command, then
+/// back to the device page, which names it.
+pub async fn agent_action(
+    State(state): State<AppState>,
+    who: Signed,
+    Path((id, agent, action)): Path<(String, String, String)>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, PageError> {
+    who.check_csrf(&f.csrf)?;
+    who.require(Role::Operator, "starting and stopping agents")?;
+    let device = opmas_proto::DeviceId::new(&id).map_err(|e| PageError::Invalid(format!("device id: {e}")))?;
+    if state.store.get_device(device.as_str()).await?.is_none() {
+        return Err(PageError::NotFound(format!("There is no device {id:?}.")));
+    }
+    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
+        return Err(PageError::Invalid(format!("there is no agent {agent:?}")));
+    }
+    use opmas_proto::msg::Action;
+    let action = match action.as_str() {
+        "start" => Action::AgentStart { agent },
+        "stop" => Action::AgentStop { agent },
+        "restart" => Action::AgentRestart { agent },
+        other => return Err(PageError::Invalid(format!("{other:?} is not start, stop or restart"))),
+    };
+    let row = state.commander.send(&device, action, &who.session.user, DEFAULT_TTL_MS).await?;
+    Ok(Redirect::to(&format!("/devices/{}?sent={}#commands", device.as_str(), row.id)).into_response())
+}
