@@ -80,6 +80,46 @@ impl Commands {
     }
 }
 
+/// `state_dir/config`: the last configuration the hub sent that applied,
+/// postcard-encoded, so that a reboot without the hub runs it. Written only
+/// when it changes (flash wears out), atomically by rename.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(state_dir: &Path) -> ConfigFile {
+        ConfigFile { path: state_dir.join("config") }
+    }
+
+    /// The kept configuration, if any.
+    pub fn load(&self) -> Result<Option<opmas_proto::msg::ConfigDoc>, String> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => postcard::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|e| format!("{}: not a configuration this edge reads: {e}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.path.display())),
+        }
+    }
+
+    pub fn store(&self, doc: &opmas_proto::msg::ConfigDoc) -> Result<(), String> {
+        let bytes = postcard::to_allocvec(doc).map_err(|e| e.to_string())?;
+        write_atomically(&self.path, &bytes)
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over
+/// `path`: a power cut leaves the old content or the new, never half.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// `state_dir/commands`: the last command id, as decimal text.
 #[derive(Clone, Debug)]
 pub struct StateFile {
@@ -107,11 +147,7 @@ impl StateFile {
     /// Keeps `id`: written to a temporary file and renamed over the old
     /// one, so a power cut leaves the old id or the new, never half.
     pub fn store(&self, id: u64) -> Result<(), String> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{id}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))
+        write_atomically(&self.path, format!("{id}\n").as_bytes())
     }
 }
 

@@ -106,6 +106,24 @@ impl AgentsConfig {
         }
         Ok(cfg)
     }
+
+    /// The configuration the hub sent: every agent it names, over the
+    /// defaults (an agent it does not name runs with its defaults). Any bad
+    /// value refuses the whole document, naming the agent and parameter.
+    pub fn from_doc(doc: &opmas_proto::msg::ConfigDoc) -> Result<AgentsConfig, String> {
+        let mut cfg = AgentsConfig::default();
+        for (name, a) in &doc.agents {
+            let applied = match name.as_str() {
+                "security" => apply_to(&mut cfg.security, a.enabled, &a.params),
+                "wifi" => apply_to(&mut cfg.wifi, a.enabled, &a.params),
+                "network" => apply_to(&mut cfg.network, a.enabled, &a.params),
+                "system" => apply_to(&mut cfg.system, a.enabled, &a.params),
+                other => return Err(format!("unknown agent {other:?}; known: security, wifi, network, system")),
+            };
+            applied.map_err(|e| e.to_string())?;
+        }
+        Ok(cfg)
+    }
 }
 
 /// An agent config type from `opmas-proto`.

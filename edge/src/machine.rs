@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use opmas_proto::msg::{Ack, Action, Command, CommandResult, Finding, FindingBatch, Heartbeat, Outcome};
+use opmas_proto::msg::{Ack, Action, Command, CommandResult, ConfigDoc, Finding, FindingBatch, Heartbeat, Outcome};
 use opmas_proto::Channel;
 use tracing::{debug, info, warn};
 
@@ -53,6 +53,7 @@ pub const REJECTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 pub enum Downlink {
     Ack(Ack),
     Command(Command),
+    Config(ConfigDoc),
 }
 
 /// What happened, with the time where it matters. `now` is monotonic time
@@ -139,6 +140,12 @@ pub struct Edge {
     /// Downlink messages rejected since the last report, the last reason,
     /// and when the last report went out.
     rejected: (u32, String, Option<Duration>),
+    /// The version of the hub's configuration in force (0: the router's
+    /// own UCI configuration), and why the last one was refused.
+    config_version: u64,
+    config_error: Option<String>,
+    /// A configuration applied and not yet written to disk by the driver.
+    config_to_keep: Option<ConfigDoc>,
 }
 
 impl Edge {
@@ -157,7 +164,36 @@ impl Edge {
             commands: Commands::default(),
             results: std::collections::VecDeque::new(),
             rejected: (0, String::new(), None),
+            config_version: 0,
+            config_error: None,
+            config_to_keep: None,
         }
+    }
+
+    /// Starts with the hub's configuration a previous run kept (the router
+    /// rebooted without the hub): applied over the UCI one if valid.
+    pub fn with_config(mut self, doc: &ConfigDoc) -> Edge {
+        match AgentsConfig::from_doc(doc) {
+            Ok(cfg) => {
+                self.pipeline.reconfigure(&cfg);
+                self.config_version = doc.version;
+                info!(version = doc.version, "running the hub's configuration kept on disk");
+            }
+            Err(e) => {
+                warn!(version = doc.version, error = %e, "the configuration kept on disk is invalid; running the router's own")
+            }
+        }
+        self
+    }
+
+    /// The configuration to write to disk, once per change.
+    pub fn take_config_to_keep(&mut self) -> Option<ConfigDoc> {
+        self.config_to_keep.take()
+    }
+
+    /// The version of the hub's configuration in force (0: none).
+    pub fn config_version(&self) -> u64 {
+        self.config_version
     }
 
     /// Continues from the last command id a previous run accepted.
@@ -209,6 +245,38 @@ impl Edge {
                 };
                 self.queue_result(result);
                 self.flush(now, out);
+            }
+            Input::Downlink { msg: Downlink::Config(doc), now, hub_ms } => {
+                self.commands.clock.observe(hub_ms, now);
+                if doc.version == self.config_version {
+                    // Sent again (the hub resends until heartbeats agree).
+                    return;
+                }
+                if doc.version < self.config_version {
+                    // The hub is the source of truth; a lower version means
+                    // its history was reset, not that this one is stale.
+                    warn!(
+                        version = doc.version,
+                        running = self.config_version,
+                        "configuration version went down; applying it"
+                    );
+                }
+                match AgentsConfig::from_doc(&doc) {
+                    Ok(cfg) => {
+                        // Only agents whose settings changed start afresh.
+                        self.pipeline.reconfigure(&cfg);
+                        info!(version = doc.version, "configuration from the hub applied");
+                        self.config_version = doc.version;
+                        self.config_error = None;
+                        self.config_to_keep = Some(doc);
+                    }
+                    Err(e) => {
+                        warn!(version = doc.version, error = %e, "configuration from the hub refused; keeping the one in force");
+                        self.config_error = Some(format!("version {}: {e}", doc.version));
+                    }
+                }
+                // Tell the hub now, not at the next interval.
+                self.heartbeat(now, out);
             }
             Input::DownlinkRejected { reason, now } => {
                 warn!(%reason, "downlink message refused");
@@ -367,7 +435,8 @@ impl Edge {
             epoch: self.epoch,
             uptime_s: now.as_secs(),
             version: self.version.clone(),
-            config_version: 0,
+            config_version: self.config_version,
+            config_error: self.config_error.clone(),
             spool: self.spool.stats(),
             agents: self.pipeline.agent_status(),
             counters: self.pipeline.counters().clone(),
@@ -560,5 +629,61 @@ mod tests {
         let later = results(&out);
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].2, "49 downlink message(s) refused; the last: bad tag 49");
+    }
+
+    fn doc(version: u64, failures: i64, wifi: bool) -> ConfigDoc {
+        use opmas_proto::msg::AgentConfig;
+        use opmas_proto::msg::Value;
+        let mut agents = std::collections::BTreeMap::new();
+        let params = [("ssh_failures".to_owned(), Value::Int(failures))].into_iter().collect();
+        agents.insert("security".to_owned(), AgentConfig { enabled: true, params });
+        agents.insert("wifi".to_owned(), AgentConfig { enabled: wifi, params: Default::default() });
+        ConfigDoc { version, agents }
+    }
+
+    fn heartbeat_of(out: &[Publish]) -> Heartbeat {
+        out.iter()
+            .rev()
+            .find_map(|p| match &p.body {
+                Outgoing::Heartbeat(h) => Some(h.clone()),
+                _ => None,
+            })
+            .expect("a heartbeat")
+    }
+
+    #[test]
+    fn a_configuration_from_the_hub_applies_at_once_and_a_bad_one_changes_nothing() {
+        let mut e = edge();
+        let mut out = Vec::new();
+        e.handle(Input::Connected { now: T }, &mut out);
+        out.clear();
+        e.handle(Input::Downlink { msg: Downlink::Config(doc(7, 2, false)), now: 2 * T, hub_ms: HUB }, &mut out);
+        let hb = heartbeat_of(&out);
+        assert_eq!((hb.config_version, hb.config_error.as_deref()), (7, None), "reported at once");
+        assert_eq!(e.take_config_to_keep().map(|d| d.version), Some(7), "kept on disk once");
+        assert!(e.take_config_to_keep().is_none());
+        let wifi = e.pipeline().agent_status().into_iter().find(|s| s.name == "wifi").unwrap();
+        assert_eq!(wifi.state, opmas_proto::msg::AgentState::Stopped);
+        // Two failures are now a brute force.
+        out.clear();
+        for i in 0..2 {
+            let line = format!("Thu Dec  5 17:43:0{i} 2024 authpriv.warn dropbear[{i}]: Bad password attempt for 'root' from 198.51.100.4:4000{i}");
+            e.handle(Input::Line { line: &line, now: 3 * T, now_ms: HUB }, &mut out);
+        }
+        assert_eq!(batches(&out).len(), 1, "the new threshold judged the attack");
+        // Out of range: refused, reported, the old one stays.
+        out.clear();
+        e.handle(Input::Downlink { msg: Downlink::Config(doc(8, 0, true)), now: 4 * T, hub_ms: HUB }, &mut out);
+        let hb = heartbeat_of(&out);
+        assert_eq!(hb.config_version, 7);
+        assert!(hb.config_error.as_deref().unwrap().starts_with("version 8: "), "{:?}", hb.config_error);
+        assert!(e.take_config_to_keep().is_none());
+        // The same version again is nothing new.
+        out.clear();
+        e.handle(Input::Downlink { msg: Downlink::Config(doc(7, 2, false)), now: 5 * T, hub_ms: HUB }, &mut out);
+        assert!(out.is_empty());
+        // A restart with the kept configuration runs it.
+        let again = edge().with_config(&doc(7, 2, false));
+        assert_eq!(again.config_version(), 7);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::commands::StateFile;
+use crate::commands::{ConfigFile, StateFile};
 use crate::config::EdgeConfig;
 use crate::machine::{Edge, Input, Outgoing, Publish};
 use crate::sources::SourceStats;
@@ -50,6 +50,12 @@ pub async fn run(
     let mut edge =
         Edge::new(&cfg.agents, epoch, cfg.hub.spool_bytes, cfg.hub.heartbeat_interval).with_last_command(last_command);
     let mut kept_command = last_command;
+    let config_file = ConfigFile::new(&cfg.hub.state_dir);
+    match config_file.load() {
+        Ok(Some(doc)) => edge = edge.with_config(&doc),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "the kept configuration is unreadable; running the router's own"),
+    }
     let (ev_tx, mut events) = mpsc::channel(64);
     let mut uplink = Uplink::start(&cfg.hub, ev_tx);
     info!(device = %cfg.hub.device_id, hub = %format!("{}:{}", cfg.hub.host, cfg.hub.port), epoch, "opmas-edge running");
@@ -84,6 +90,11 @@ pub async fn run(
             },
             _ = tick.tick() => edge.handle(Input::Tick { now, now_ms: now_ms() }, &mut out),
             _ = &mut shutdown => break,
+        }
+        if let Some(doc) = edge.take_config_to_keep() {
+            if let Err(e) = config_file.store(&doc) {
+                warn!(error = %e, version = doc.version, "the configuration could not be kept; a reboot without the hub runs the router's own");
+            }
         }
         if edge.last_command() != kept_command {
             kept_command = edge.last_command();

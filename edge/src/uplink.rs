@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use crate::machine::Downlink;
-use opmas_proto::msg::{Ack, Command, Status};
+use opmas_proto::msg::{Ack, Command, ConfigDoc, Status};
 use opmas_proto::{Body, Channel, DeviceId, Envelope, Secret, Topic};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -145,13 +145,15 @@ impl Uplink {
 
     /// Opens and decodes a downlink message: the one place where what the
     /// hub sends is verified (topic, device, tag) and turned into a
-    /// [`Downlink`], with the hub's time when it sealed it. Acks and
-    /// commands; configuration next.
+    /// [`Downlink`], with the hub's time when it sealed it.
     pub fn receive(&self, topic: &str, payload: &[u8]) -> Result<(Downlink, u64), String> {
         let (channel, env) = self.open(topic, payload)?;
         let msg = match channel {
             Channel::Ack => env.body::<Ack>().map(Downlink::Ack).map_err(|e| format!("malformed ack: {e}")),
             Channel::Cmd => env.body::<Command>().map(Downlink::Command).map_err(|e| format!("malformed command: {e}")),
+            Channel::Config => {
+                env.body::<ConfigDoc>().map(Downlink::Config).map_err(|e| format!("malformed configuration: {e}"))
+            }
             other => Err(format!("downlink channel {other} is not handled yet")),
         }?;
         Ok((msg, env.ts_ms))

@@ -69,6 +69,7 @@ async fn main() -> Result<()> {
             uptime_s: 3600 * (d % 200),
             version: if d % 10 == 0 { "0.0.9".into() } else { "0.1.0".into() },
             config_version: 1,
+            config_error: None,
             spool: SpoolStats::default(),
             agents,
             counters: Counters::default(),

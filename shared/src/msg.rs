@@ -40,6 +40,9 @@ pub struct Heartbeat {
     pub version: String,
     /// Version of the agent configuration in force (0: UCI defaults only).
     pub config_version: u64,
+    /// Why the last configuration from the hub was refused (the version in
+    /// force stays the one before it); `None` when the last one applied.
+    pub config_error: Option<String>,
     /// The finding spool.
     pub spool: SpoolStats,
     /// One entry per agent.

@@ -69,6 +69,7 @@ fn heartbeat_bytes_are_stable() {
         uptime_s: 3600,
         version: "0.1.0".into(),
         config_version: 3,
+        config_error: None,
         spool: SpoolStats { depth: 2, bytes: 512, budget: 1 << 20, dropped: 1, acked_upto: 40 },
         agents: vec![AgentStatus {
             name: "security".into(),

@@ -168,6 +168,7 @@ mod tests {
             uptime_s: 5,
             version: "0.1.0".into(),
             config_version: 0,
+            config_error: None,
             spool: SpoolStats { depth: 1, bytes: 2, budget: 3, dropped: 4, acked_upto: 5 },
             agents: vec![AgentStatus {
                 name: "security".into(),

@@ -418,6 +418,7 @@ mod tests {
             uptime_s: 5,
             version: "0.1.0".into(),
             config_version: 0,
+            config_error: None,
             spool: Default::default(),
             agents: vec![opmas_proto::msg::AgentStatus {
                 name: "wifi".into(),
