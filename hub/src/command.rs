@@ -1,4 +1,15 @@
-//! Commands down to devices: stored first (the database is the record),
+//! Commands and configuration down to devices.
+//!
+//! Configuration: each device's effective configuration
+//! (`Store::effective_config`) is sealed and published on
+//! `opmas/v1/{device}/config` when it changes, and again whenever the
+//! device's heartbeat reports another version than its effective one (at
+//! most every [`CONFIG_RESEND`]), so delivery never rests on the broker
+//! keeping a retained message (the embedded one keeps them in memory only).
+//! A device whose effective version is 0 (nothing configured at the hub)
+//! runs its own UCI configuration and is sent nothing.
+//!
+//! Commands: stored first (the database is the record),
 //! then sealed under the device's secret and published on
 //! `opmas/v1/{device}/cmd`. A pending command is published again, in id
 //! order, whenever its device connects (it announces itself online on every
@@ -25,6 +36,9 @@ use crate::store::{now_ms, Store, StoreError};
 
 /// How long a command may wait for its device, unless asked otherwise.
 pub const DEFAULT_TTL_MS: i64 = 5 * 60 * 1000;
+/// Least time between two sends of a configuration to one device that
+/// reports another version.
+pub const CONFIG_RESEND: Duration = Duration::from_secs(5);
 
 /// Sends commands; cheap to clone.
 #[derive(Clone)]
@@ -80,6 +94,45 @@ impl Commander {
         }
     }
 
+    /// Publishes `device`'s effective configuration, unless it is version 0;
+    /// returns the version sent.
+    pub async fn push_config(&self, device: &DeviceId) -> Result<Option<i64>, StoreError> {
+        let effective = self.store.effective_config(device.as_str()).await?;
+        if effective.version == 0 {
+            return Ok(None);
+        }
+        let Some(key) = self.keys.get(device).await? else { return Ok(None) };
+        let seq = self.down_seq.fetch_add(1, Ordering::Relaxed);
+        let payload = match Envelope::sealed(device.clone(), seq, now_ms() as u64, &effective.doc(), &key) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(device = %device, error = %e, "configuration not sealed");
+                return Ok(None);
+            }
+        };
+        match self.publisher.publish(Topic::new(device.clone(), Channel::Config).to_string(), payload) {
+            Ok(()) => {
+                bump(&self.stats.configs_sent);
+                Ok(Some(effective.version))
+            }
+            Err(e) => {
+                warn!(device = %device, error = %e, "configuration not published now; sent again at its next heartbeat");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Publishes the effective configuration of every device (after a
+    /// fleet-wide change); returns how many were sent.
+    pub async fn push_config_all(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for d in self.store.list_devices().await? {
+            let Ok(id) = DeviceId::new(&d.id) else { continue };
+            n += usize::from(self.push_config(&id).await?.is_some());
+        }
+        Ok(n)
+    }
+
     /// Sends `device`'s pending commands again, oldest first.
     pub async fn resend(&self, device: &DeviceId) -> Result<usize, StoreError> {
         let pending = self.store.pending_commands(device.as_str(), now_ms()).await?;
@@ -94,18 +147,39 @@ impl Commander {
     pub async fn run(self, bus: Bus, sweep: Duration) {
         let mut events = bus.subscribe();
         let mut tick = tokio::time::interval(sweep);
+        // When each device was last sent its configuration for being behind.
+        let mut resent: std::collections::HashMap<DeviceId, tokio::time::Instant> = Default::default();
         loop {
             tokio::select! {
                 e = events.recv() => match e {
-                    Ok(e) => {
-                        if let Event::Connected { device } = &*e {
-                            match self.resend(device).await {
-                                Ok(0) => {}
-                                Ok(n) => info!(device = %device, commands = n, "pending commands sent again"),
-                                Err(e) => warn!(device = %device, error = %e, "pending commands not sent again"),
+                    Ok(e) => match &*e {
+                        Event::Connected { device } => match self.resend(device).await {
+                            Ok(0) => {}
+                            Ok(n) => info!(device = %device, commands = n, "pending commands sent again"),
+                            Err(e) => warn!(device = %device, error = %e, "pending commands not sent again"),
+                        },
+                        Event::Heartbeat { device, heartbeat } => {
+                            if resent.get(device).is_some_and(|t| t.elapsed() < CONFIG_RESEND) {
+                                continue;
+                            }
+                            let want = match self.store.effective_config(device.as_str()).await {
+                                Ok(e) => e.version,
+                                Err(e) => {
+                                    warn!(device = %device, error = %e, "effective configuration unreadable");
+                                    continue;
+                                }
+                            };
+                            let refused = heartbeat.config_error.as_deref().is_some_and(|e| e.starts_with(&format!("version {want}:")));
+                            if want != 0 && heartbeat.config_version as i64 != want && !refused {
+                                info!(device = %device, running = heartbeat.config_version, want, "configuration behind; sending it");
+                                resent.insert(device.clone(), tokio::time::Instant::now());
+                                if let Err(e) = self.push_config(device).await {
+                                    warn!(device = %device, error = %e, "configuration not sent");
+                                }
                             }
                         }
-                    }
+                        _ => {}
+                    },
                     // Missed events: the device's next connection resends.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

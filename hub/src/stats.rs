@@ -104,6 +104,8 @@ counters! {
     commands_sent,
     /// Commands that could not be published (the broker's queue).
     commands_unsent,
+    /// Configuration documents published to devices.
+    configs_sent,
 }
 
 /// Upper bounds (seconds) of the ingest histogram's buckets.

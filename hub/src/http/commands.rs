@@ -23,6 +23,52 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(agent_action)).routes(routes!(ping)).routes(routes!(list)).routes(routes!(one))
 }
 
+/// What an agent action did: `start` and `stop` change the device's
+/// configuration (desired state, kept across edge restarts and reconnects
+/// until changed again); `restart` is a command.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentActionView {
+    pub config: Option<super::agent_config::ChangeView>,
+    pub command: Option<CommandRow>,
+}
+
+/// Starts, stops or restarts `agent` on `device` for `who`.
+pub async fn agent_action_for(
+    state: &AppState,
+    device: &opmas_proto::DeviceId,
+    agent: &str,
+    action: &str,
+    who: &str,
+) -> Result<AgentActionView, ApiError> {
+    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
+        let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).collect();
+        return Err(ApiError::Invalid {
+            field: "agent",
+            message: format!("unknown agent {agent:?}; known: {}", known.join(", ")),
+        });
+    }
+    let enabled = match action {
+        "start" => true,
+        "stop" => false,
+        "restart" => {
+            let action = Action::AgentRestart { agent: agent.to_owned() };
+            let row = state.commander.send(device, action, who, DEFAULT_TTL_MS).await?;
+            return Ok(AgentActionView { config: None, command: Some(row) });
+        }
+        other => {
+            return Err(ApiError::Invalid {
+                field: "action",
+                message: format!("{other:?} is not start, stop or restart"),
+            })
+        }
+    };
+    let scope = crate::store::config::device_scope(device.as_str());
+    let mut layer = state.store.layers(&scope).await?.remove(agent).unwrap_or_default();
+    layer.enabled = Some(enabled);
+    let change = super::agent_config::change(state, &scope, agent, &layer, who).await?;
+    Ok(AgentActionView { config: Some(change), command: None })
+}
+
 /// `GET /commands`: a page, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CommandPage {
@@ -55,41 +101,25 @@ async fn device(state: &AppState, id: &str) -> Result<opmas_proto::DeviceId, Api
     Ok(id)
 }
 
-/// Starts, stops or restarts one agent on one device (operators). The
-/// answer is the pending command; `GET /commands/{id}` shows how it ended.
+/// Starts, stops or restarts one agent on one device (operators). Start
+/// and stop set the agent's desired state in the device's configuration
+/// (it stays so across edge restarts until changed); restart sends a
+/// command, which `GET /commands/{id}` follows.
 #[utoipa::path(post, path = "/devices/{id}/agents/{agent}/{action}", tag = "commands",
     params(("id" = String, Path, description = "The device id"),
         ("agent" = String, Path, description = "security, wifi, network or system"),
         ("action" = String, Path, description = "start, stop or restart")),
-    responses((status = 202, body = CommandRow), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = AgentActionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn agent_action(
     State(state): State<AppState>,
     Extension(token): Extension<TokenInfo>,
     Path((id, agent, action)): Path<(String, String, String)>,
-) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
+) -> Result<(StatusCode, Json<AgentActionView>), ApiError> {
     require_operator(&token)?;
     let device = device(&state, &id).await?;
-    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
-        let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).collect();
-        return Err(ApiError::Invalid {
-            field: "agent",
-            message: format!("unknown agent {agent:?}; known: {}", known.join(", ")),
-        });
-    }
-    let action = match action.as_str() {
-        "start" => Action::AgentStart { agent },
-        "stop" => Action::AgentStop { agent },
-        "restart" => Action::AgentRestart { agent },
-        other => {
-            return Err(ApiError::Invalid {
-                field: "action",
-                message: format!("{other:?} is not start, stop or restart"),
-            })
-        }
-    };
-    let row = state.commander.send(&device, action, &by(&token), DEFAULT_TTL_MS).await?;
-    Ok((StatusCode::ACCEPTED, Json(row)))
+    let done = agent_action_for(&state, &device, &agent, &action, &by(&token)).await?;
+    Ok((StatusCode::ACCEPTED, Json(done)))
 }
 
 /// Asks the device to answer (operators): a round trip through the broker

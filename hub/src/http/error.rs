@@ -23,6 +23,9 @@ pub enum ApiError {
     /// A request parameter is invalid; names the parameter.
     #[error("invalid parameter {field:?}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// A body with fields the schema refuses: every one, by path.
+    #[error("invalid configuration: {}", .0.iter().map(|f| format!("{}: {}", f.path, f.reason)).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<crate::store::config::FieldError>),
     /// Too many failed sign-ins; try again after this many seconds.
     #[error("too many failed sign-ins; try again in {0} s")]
     Throttled(u64),
@@ -49,7 +52,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "API request failed");
@@ -59,6 +62,9 @@ impl IntoResponse for ApiError {
         let mut body = serde_json::json!({ "error": self.to_string() });
         if let ApiError::Invalid { field, .. } = &self {
             body["field"] = serde_json::Value::from(*field);
+        }
+        if let ApiError::InvalidFields(fields) = &self {
+            body["fields"] = serde_json::to_value(fields).unwrap_or_default();
         }
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {

@@ -5,8 +5,9 @@
 //! behind authentication: a bearer token, or a session cookie with its CSRF
 //! token on requests that change something.
 
+pub mod agent_config;
 mod auth;
-mod commands;
+pub mod commands;
 mod devices;
 mod error;
 pub mod findings;
@@ -100,6 +101,7 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
     let (protected, mut doc) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(devices::router())
         .merge(commands::router())
+        .merge(agent_config::router())
         .merge(findings::router())
         .merge(health::stats_router())
         .merge(session::router())
@@ -276,6 +278,13 @@ mod tests {
             ("/api/v1/devices/{id}/ping", "post"),
             ("/api/v1/commands", "get"),
             ("/api/v1/commands/{id}", "get"),
+            ("/api/v1/agents/{agent}/config", "get"),
+            ("/api/v1/agents/{agent}/config", "put"),
+            ("/api/v1/devices/{id}/agents/{agent}/config", "get"),
+            ("/api/v1/devices/{id}/agents/{agent}/config", "put"),
+            ("/api/v1/devices/{id}/config", "get"),
+            ("/api/v1/config/history", "get"),
+            ("/api/v1/config/history/{id}/restore", "post"),
         ];
         for (path, method) in expected {
             assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the document");

@@ -85,6 +85,8 @@ pub struct HeartbeatView {
     pub agents: Vec<AgentView>,
     pub load_milli: Option<i64>,
     pub rss_kib: Option<i64>,
+    /// Why the device refused its last configuration.
+    pub config_error: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -149,6 +151,7 @@ impl HeartbeatView {
                 .collect(),
             load_milli: h.load_milli,
             rss_kib: h.rss_kib,
+            config_error: h.config_error,
         }
     }
 }

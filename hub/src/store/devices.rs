@@ -77,6 +77,11 @@ impl Store {
         if res.rows_affected() == 0 {
             return Err(StoreError::NoDevice(id.to_owned()));
         }
+        // Its configuration layer goes too (its history stays, for the record).
+        sqlx::query("DELETE FROM agent_config WHERE scope = ?")
+            .bind(super::config::device_scope(id))
+            .execute(self.writer())
+            .await?;
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub struct HeartbeatRow {
     pub findings: i64,
     pub load_milli: Option<i64>,
     pub rss_kib: Option<i64>,
+    /// Why the device refused its last configuration.
+    pub config_error: Option<String>,
 }
 
 /// An agent's state and counters as of the latest heartbeat.
@@ -43,7 +45,7 @@ pub struct AgentRow {
 }
 
 const COLUMNS: &str = "received_ms, epoch, uptime_s, version, config_version, spool_depth, spool_bytes, spool_budget,
-     spool_dropped, spool_acked_upto, lines, unparsed, shed, truncated, findings, load_milli, rss_kib";
+     spool_dropped, spool_acked_upto, lines, unparsed, shed, truncated, findings, load_milli, rss_kib, config_error";
 
 fn state_name(s: AgentState) -> &'static str {
     match s {
@@ -62,7 +64,7 @@ pub(super) async fn record(
 ) -> Result<(), StoreError> {
     let big = |v: u64| v.min(i64::MAX as u64) as i64;
     sqlx::query(&format!(
-        "INSERT INTO heartbeats (device_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO heartbeats (device_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(id)
     .bind(now_ms)
@@ -82,6 +84,7 @@ pub(super) async fn record(
     .bind(big(hb.counters.findings))
     .bind(hb.load_milli.map(i64::from))
     .bind(hb.rss_kib.map(big))
+    .bind(&hb.config_error)
     .execute(&mut *conn)
     .await?;
     // The agents an edge reports replace those it reported before.

@@ -19,6 +19,7 @@
 //! mode, never wait for the writer.
 
 pub mod commands;
+pub mod config;
 pub mod delivery;
 pub mod devices;
 pub mod findings;

@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use super::layout::{self, Filter, Nav};
 use super::{signed_page, PageError, Signed};
-use crate::command::DEFAULT_TTL_MS;
 use crate::http::AppState;
 use crate::store::commands::{CommandQuery, CommandRow, STATES};
 use crate::store::now_ms;
@@ -148,16 +147,11 @@ pub async fn agent_action(
     if state.store.get_device(device.as_str()).await?.is_none() {
         return Err(PageError::NotFound(format!("There is no device {id:?}.")));
     }
-    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
-        return Err(PageError::Invalid(format!("there is no agent {agent:?}")));
-    }
-    use opmas_proto::msg::Action;
-    let action = match action.as_str() {
-        "start" => Action::AgentStart { agent },
-        "stop" => Action::AgentStop { agent },
-        "restart" => Action::AgentRestart { agent },
-        other => return Err(PageError::Invalid(format!("{other:?} is not start, stop or restart"))),
+    let done = crate::http::commands::agent_action_for(&state, &device, &agent, &action, &who.session.user).await?;
+    let what = match (&done.command, &done.config) {
+        (Some(c), _) => format!("sent=command-{}", c.id),
+        (None, Some(c)) => format!("sent=config-{}", c.version),
+        (None, None) => String::new(),
     };
-    let row = state.commander.send(&device, action, &who.session.user, DEFAULT_TTL_MS).await?;
-    Ok(Redirect::to(&format!("/devices/{}?sent={}#commands", device.as_str(), row.id)).into_response())
+    Ok(Redirect::to(&format!("/devices/{}?{what}#agents", device.as_str())).into_response())
 }

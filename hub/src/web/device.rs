@@ -26,8 +26,11 @@ pub async fn page(
     if let Some(k) = params.keys().find(|k| !["range", "sent"].contains(&k.as_str())) {
         return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: range, sent")));
     }
-    if params.get("sent").is_some_and(|n| n.parse::<u64>().is_err()) {
-        return Err(PageError::Invalid("sent must be a command id".into()));
+    let sent_ok = |v: &str| {
+        v.strip_prefix("command-").or_else(|| v.strip_prefix("config-")).is_some_and(|n| n.parse::<u64>().is_ok())
+    };
+    if params.get("sent").is_some_and(|v| !sent_ok(v)) {
+        return Err(PageError::Invalid("sent must be command-N or config-N".into()));
     }
     let range = Range::parse(params.get("range").map(String::as_str)).map_err(PageError::Invalid)?;
     let id = opmas_proto::DeviceId::new(&id).map_err(|e| PageError::Invalid(format!("device id: {e}")))?;
@@ -55,7 +58,12 @@ pub async fn page(
     let body = html! {
         p { a href="/" { "« Fleet" } }
         h1 { (d.name) @if d.name != d.id { " " span.muted { (d.id) } } " " (layout::state_badge(presence)) }
-        @if let Some(n) = params.get("sent") { p.notice role="status" #command-notice { "Command " (n) " sent; its answer shows under Commands." } }
+        @if let Some(sent) = params.get("sent") {
+            p.notice role="status" #command-notice {
+                @if let Some(n) = sent.strip_prefix("command-") { "Command " (n) " sent; its answer shows under Commands." }
+                @else if let Some(v) = sent.strip_prefix("config-") { "Configuration version " (v) " sent; the agent's state follows at the device's next heartbeat." }
+            }
+        }
         (layout::facts(&[
             ("Last message", html! { @if let Some(t) = d.last_seen_ms { (layout::time(t, now)) } @else { "never" } }),
             ("Enrolled", layout::time(d.created_ms, now)),

@@ -134,7 +134,9 @@ pub enum PageError {
 impl From<ApiError> for PageError {
     fn from(e: ApiError) -> Self {
         match e {
-            ApiError::Invalid { .. } | ApiError::Conflict(_) => PageError::Invalid(e.to_string()),
+            ApiError::Invalid { .. } | ApiError::InvalidFields(_) | ApiError::Conflict(_) => {
+                PageError::Invalid(e.to_string())
+            }
             ApiError::NotFound(m) => PageError::NotFound(m),
             ApiError::Forbidden(m) => PageError::Forbidden(m),
             ApiError::Unauthorized(m) => PageError::Forbidden(m.to_owned()),
@@ -451,16 +453,21 @@ mod tests {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let r = app.send("POST", "/devices/gw-1/agents/wifi/stop", &op, Some(&format!("csrf={csrf}"))).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
-        assert_eq!(r.location.as_deref(), Some("/devices/gw-1?sent=1#commands"));
-        let page = app.send("GET", "/devices/gw-1?sent=1", &op, None).await;
-        assert!(page.body.contains("Command 1 sent"), "{}", page.body);
-        assert!(page.body.contains("stop wifi") && page.body.contains("otto"), "{}", page.body);
+        assert_eq!(r.location.as_deref(), Some("/devices/gw-1?sent=config-1#agents"), "stop is desired state");
+        let page = app.send("GET", "/devices/gw-1?sent=config-1", &op, None).await;
+        assert!(page.body.contains("Configuration version 1 sent"), "{}", page.body);
+        let effective = app.state_store().effective_config("gw-1").await.unwrap();
+        assert!(!effective.agents["wifi"].enabled.value);
+        let r = app.send("POST", "/devices/gw-1/agents/wifi/restart", &op, Some(&format!("csrf={csrf}"))).await;
+        assert_eq!(r.location.as_deref(), Some("/devices/gw-1?sent=command-1#agents"), "restart is a command");
+        let page = app.send("GET", "/devices/gw-1", &op, None).await;
+        assert!(page.body.contains("restart wifi") && page.body.contains("otto"), "{}", page.body);
         let log = app.send("GET", "/commands?state=pending", &viewer, None).await;
         assert!(log.body.contains("data-command=\"1\""), "{}", log.body);
         for (uri, says) in [
             ("/commands?state=lost", "is not one of"),
             ("/commands?cursor=x", "cursor"),
-            ("/devices/gw-1?sent=x", "command id"),
+            ("/devices/gw-1?sent=x", "command-N or config-N"),
         ] {
             let r = app.send("GET", uri, &viewer, None).await;
             assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");

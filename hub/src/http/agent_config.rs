@@ -1,0 +1,290 @@
+//! Agent configuration: the fleet layer (`/agents/{agent}/config`), a
+//! device's layer (`/devices/{id}/agents/{agent}/config`), a device's
+//! effective configuration with where each value came from and whether the
+//! device runs it (`/devices/{id}/config`), the history and restoring an
+//! earlier layer. Changes need the operator role, are validated against the
+//! schema in `opmas-proto` (422 naming every bad field, nothing changed)
+//! and go out to the devices they apply to at once.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::views::ErrorBody;
+use super::{ApiError, AppState};
+use crate::store::config::{device_scope, validate, ChangeRow, Effective, Layer};
+use crate::store::now_ms;
+use crate::store::tokens::TokenInfo;
+use crate::store::users::Role;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_fleet, put_fleet))
+        .routes(routes!(get_device_layer, put_device_layer))
+        .routes(routes!(device_config))
+        .routes(routes!(history))
+        .routes(routes!(restore))
+}
+
+/// One parameter of an agent's schema.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ParamView {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// `count` or `s` (seconds).
+    pub unit: &'static str,
+    pub min: u32,
+    pub max: u32,
+    pub default: u32,
+}
+
+/// A layer of one agent, with the agent's schema.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LayerView {
+    /// `fleet` or `device:<id>`.
+    pub scope: String,
+    pub agent: String,
+    pub layer: Layer,
+    pub schema: Vec<ParamView>,
+}
+
+/// What a change did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangeView {
+    /// The change's id: the new configuration version of the devices it applies to.
+    pub version: i64,
+    /// Devices it was sent to now.
+    pub sent_to: usize,
+}
+
+/// A device's effective configuration and whether it runs it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceConfigView {
+    pub device: String,
+    pub effective: Effective,
+    /// The version its latest heartbeat reports.
+    pub running_version: Option<i64>,
+    /// `in_sync`, `pending` (sent, not yet running), `rejected` (the device
+    /// refused it: see `error`), `local` (nothing configured at the hub; the
+    /// router runs its own UCI settings) or `unknown` (no heartbeat yet).
+    pub sync: &'static str,
+    pub error: Option<String>,
+}
+
+/// A history listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryView {
+    pub changes: Vec<ChangeRow>,
+}
+
+fn require_operator(token: &TokenInfo) -> Result<(), ApiError> {
+    if token.role.allows(Role::Operator) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{:?} (role {}) may not change configuration; that needs the role operator",
+            token.name,
+            token.role.as_str()
+        )))
+    }
+}
+
+fn by(token: &TokenInfo) -> String {
+    token.user.clone().unwrap_or_else(|| token.name.clone())
+}
+
+fn view(scope: String, agent: &str, layer: Layer) -> Result<LayerView, ApiError> {
+    let specs = opmas_proto::agents::params_of(agent).ok_or_else(|| unknown_agent(agent))?;
+    let schema = specs
+        .iter()
+        .map(|p| ParamView {
+            name: p.name,
+            doc: p.doc,
+            unit: p.unit.suffix().trim(),
+            min: p.min,
+            max: p.max,
+            default: p.default,
+        })
+        .collect();
+    Ok(LayerView { scope, agent: agent.to_owned(), layer, schema })
+}
+
+fn unknown_agent(agent: &str) -> ApiError {
+    let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).collect();
+    ApiError::Invalid { field: "agent", message: format!("unknown agent {agent:?}; known: {}", known.join(", ")) }
+}
+
+async fn device(state: &AppState, id: &str) -> Result<opmas_proto::DeviceId, ApiError> {
+    let id = opmas_proto::DeviceId::new(id).map_err(|e| ApiError::Invalid { field: "id", message: e.to_string() })?;
+    if state.store.get_device(id.as_str()).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no device {:?}", id.as_str())));
+    }
+    Ok(id)
+}
+
+/// A request body as a layer: malformed JSON or unknown keys are named.
+fn layer_of(body: &[u8]) -> Result<Layer, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
+        field: "body",
+        message: format!("expected {{\"enabled\": true|false (optional), \"params\": {{\"name\": number}}}}: {e}"),
+    })
+}
+
+/// Stores a validated layer and sends it where it applies.
+pub async fn change(
+    state: &AppState,
+    scope: &str,
+    agent: &str,
+    layer: &Layer,
+    who: &str,
+) -> Result<ChangeView, ApiError> {
+    validate(agent, layer).map_err(ApiError::InvalidFields)?;
+    let version = state.store.set_layer(scope, agent, layer, who, now_ms()).await?;
+    tracing::info!(scope, agent, version, by = who, "configuration changed");
+    let sent_to = match scope.strip_prefix("device:") {
+        Some(d) => match opmas_proto::DeviceId::new(d) {
+            Ok(id) => usize::from(state.commander.push_config(&id).await?.is_some()),
+            Err(_) => 0,
+        },
+        None => state.commander.push_config_all().await?,
+    };
+    Ok(ChangeView { version, sent_to })
+}
+
+/// The fleet layer of an agent, with its schema.
+#[utoipa::path(get, path = "/agents/{agent}/config", tag = "configuration",
+    params(("agent" = String, Path, description = "security, wifi, network or system")),
+    responses((status = 200, body = LayerView), (status = 422, body = ErrorBody)))]
+async fn get_fleet(State(state): State<AppState>, Path(agent): Path<String>) -> Result<Json<LayerView>, ApiError> {
+    let layer = state.store.layers("fleet").await?.remove(&agent).unwrap_or_default();
+    Ok(Json(view("fleet".into(), &agent, layer)?))
+}
+
+/// Replaces the fleet layer of an agent (operators); sent to every device.
+#[utoipa::path(put, path = "/agents/{agent}/config", tag = "configuration",
+    params(("agent" = String, Path, description = "security, wifi, network or system")),
+    request_body = Layer,
+    responses((status = 200, body = ChangeView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn put_fleet(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(agent): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ChangeView>, ApiError> {
+    require_operator(&token)?;
+    let layer = layer_of(&body)?;
+    Ok(Json(change(&state, "fleet", &agent, &layer, &by(&token)).await?))
+}
+
+/// A device's own layer of an agent, with its schema.
+#[utoipa::path(get, path = "/devices/{id}/agents/{agent}/config", tag = "configuration",
+    params(("id" = String, Path, description = "The device id"), ("agent" = String, Path, description = "The agent")),
+    responses((status = 200, body = LayerView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn get_device_layer(
+    State(state): State<AppState>,
+    Path((id, agent)): Path<(String, String)>,
+) -> Result<Json<LayerView>, ApiError> {
+    let id = device(&state, &id).await?;
+    let scope = device_scope(id.as_str());
+    let layer = state.store.layers(&scope).await?.remove(&agent).unwrap_or_default();
+    Ok(Json(view(scope, &agent, layer)?))
+}
+
+/// Replaces a device's own layer of an agent (operators); sent to it.
+#[utoipa::path(put, path = "/devices/{id}/agents/{agent}/config", tag = "configuration",
+    params(("id" = String, Path, description = "The device id"), ("agent" = String, Path, description = "The agent")),
+    request_body = Layer,
+    responses((status = 200, body = ChangeView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn put_device_layer(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path((id, agent)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<ChangeView>, ApiError> {
+    require_operator(&token)?;
+    let id = device(&state, &id).await?;
+    let layer = layer_of(&body)?;
+    Ok(Json(change(&state, &device_scope(id.as_str()), &agent, &layer, &by(&token)).await?))
+}
+
+/// A device's effective configuration, where each value came from, and
+/// whether the device runs it.
+#[utoipa::path(get, path = "/devices/{id}/config", tag = "configuration",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 200, body = DeviceConfigView), (status = 404, body = ErrorBody)))]
+async fn device_config(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceConfigView>, ApiError> {
+    let id = device(&state, &id).await?;
+    Ok(Json(device_view(&state, id.as_str()).await?))
+}
+
+/// A device's configuration view (also the device page's).
+pub async fn device_view(state: &AppState, id: &str) -> Result<DeviceConfigView, ApiError> {
+    let effective = state.store.effective_config(id).await?;
+    let hb = state.store.latest_heartbeat(id).await?.map(|(h, _)| h);
+    let running = hb.as_ref().map(|h| h.config_version);
+    let error = hb.and_then(|h| h.config_error);
+    let sync = match running {
+        None => "unknown",
+        Some(_) if effective.version == 0 => "local",
+        Some(v) if v == effective.version => "in_sync",
+        Some(_) if error.as_deref().is_some_and(|e| e.starts_with(&format!("version {}:", effective.version))) => {
+            "rejected"
+        }
+        Some(_) => "pending",
+    };
+    Ok(DeviceConfigView { device: id.to_owned(), effective, running_version: running, sync, error })
+}
+
+/// Changes, newest first: of the fleet (`scope=fleet`) or a device
+/// (`scope=device:<id>`), of one agent or all.
+#[utoipa::path(get, path = "/config/history", tag = "configuration",
+    params(("scope" = String, Query, description = "fleet or device:<id>"),
+        ("agent" = Option<String>, Query, description = "Only this agent's changes")),
+    responses((status = 200, body = HistoryView), (status = 422, body = ErrorBody)))]
+async fn history(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<HistoryView>, ApiError> {
+    if let Some(k) = q.keys().find(|k| !["scope", "agent"].contains(&k.as_str())) {
+        return Err(ApiError::Invalid {
+            field: "query",
+            message: format!("unknown parameter {k:?}; known: scope, agent"),
+        });
+    }
+    let scope = q.get("scope").map(String::as_str).unwrap_or("fleet");
+    if scope != "fleet" && scope.strip_prefix("device:").is_none_or(|d| opmas_proto::DeviceId::new(d).is_err()) {
+        return Err(ApiError::Invalid { field: "scope", message: format!("{scope:?} is not fleet or device:<id>") });
+    }
+    let agent = q.get("agent").filter(|a| !a.is_empty());
+    if let Some(a) = agent {
+        opmas_proto::agents::params_of(a).ok_or_else(|| unknown_agent(a))?;
+    }
+    Ok(Json(HistoryView { changes: state.store.config_history(scope, agent.map(String::as_str), 200).await? }))
+}
+
+/// Puts back the layer a change made (operators), as a new change.
+#[utoipa::path(post, path = "/config/history/{id}/restore", tag = "configuration",
+    params(("id" = i64, Path, description = "The change to go back to")),
+    responses((status = 200, body = ChangeView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn restore(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(id): Path<String>,
+) -> Result<Json<ChangeView>, ApiError> {
+    require_operator(&token)?;
+    let n = id
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::Invalid { field: "id", message: format!("{id:?} is not a change id") })?;
+    let c = state.store.config_change(n).await?.ok_or_else(|| ApiError::NotFound(format!("no change {n}")))?;
+    Ok(Json(change(&state, &c.scope, &c.agent, &c.after.0, &by(&token)).await?))
+}

@@ -1,0 +1,321 @@
+//! Agent configuration in layers (fleet, then device), its history, and a
+//! device's effective configuration: defaults from the schema in
+//! `opmas-proto`, then each layer's overrides. Versions are change ids, so
+//! they only grow and a device's version is the highest change that applies
+//! to it.
+
+use std::collections::BTreeMap;
+
+use opmas_proto::agents::{params_of, AGENTS};
+use opmas_proto::msg::{AgentConfig, ConfigDoc, Value};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+/// One layer's settings for one agent: only what was set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// Run the agent or not; absent: as the layer below (the fleet default
+    /// is to run it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Parameter overrides by name (whole numbers; see the agent's schema).
+    #[serde(default)]
+    pub params: BTreeMap<String, i64>,
+}
+
+/// Where a value of the effective configuration came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Sourced<T> {
+    pub value: T,
+    /// `default`, `fleet` or `device`.
+    pub from: &'static str,
+}
+
+/// One agent's effective configuration on a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EffectiveAgent {
+    #[schema(value_type = Object)]
+    pub enabled: Sourced<bool>,
+    #[schema(value_type = Object)]
+    pub params: BTreeMap<String, Sourced<i64>>,
+}
+
+/// A device's effective configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Effective {
+    /// 0 until anything was configured at the hub: the router then runs its
+    /// own UCI configuration.
+    pub version: i64,
+    pub agents: BTreeMap<String, EffectiveAgent>,
+}
+
+impl Effective {
+    /// What the edge is sent.
+    pub fn doc(&self) -> ConfigDoc {
+        let agents = self
+            .agents
+            .iter()
+            .map(|(name, a)| {
+                let params = a.params.iter().map(|(k, v)| (k.clone(), Value::Int(v.value))).collect();
+                (name.clone(), AgentConfig { enabled: a.enabled.value, params })
+            })
+            .collect();
+        ConfigDoc { version: self.version as u64, agents }
+    }
+}
+
+/// A field of a configuration change that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// `params.ssh_failures`, `agent`.
+    pub path: String,
+    pub reason: String,
+}
+
+/// Checks `layer` for `agent` against the schema: every error, by path.
+pub fn validate(agent: &str, layer: &Layer) -> Result<(), Vec<FieldError>> {
+    let Some(specs) = params_of(agent) else {
+        let known: Vec<&str> = AGENTS.iter().map(|a| a.name).collect();
+        return Err(vec![FieldError {
+            path: "agent".into(),
+            reason: format!("unknown agent {agent:?}; known: {}", known.join(", ")),
+        }]);
+    };
+    let mut errors = Vec::new();
+    for (name, &v) in &layer.params {
+        let path = format!("params.{name}");
+        match specs.iter().find(|s| s.name == name) {
+            None => {
+                let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+                errors.push(FieldError { path, reason: format!("unknown parameter; known: {}", known.join(", ")) });
+            }
+            Some(s) if v < i64::from(s.min) || v > i64::from(s.max) => errors
+                .push(FieldError { path, reason: format!("{v} is outside {} to {}{}", s.min, s.max, s.unit.suffix()) }),
+            Some(_) => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// The scope of a device's own layer.
+pub fn device_scope(device: &str) -> String {
+    format!("device:{device}")
+}
+
+/// Merges the defaults, `fleet` and `device` layers of every agent.
+pub fn merge(version: i64, fleet: &BTreeMap<String, Layer>, device: &BTreeMap<String, Layer>) -> Effective {
+    let mut agents = BTreeMap::new();
+    for spec in AGENTS {
+        let mut enabled = Sourced { value: true, from: "default" };
+        let mut params: BTreeMap<String, Sourced<i64>> = spec
+            .params
+            .iter()
+            .map(|p| (p.name.to_owned(), Sourced { value: i64::from(p.default), from: "default" }))
+            .collect();
+        for (from, layers) in [("fleet", fleet), ("device", device)] {
+            let Some(l) = layers.get(spec.name) else { continue };
+            if let Some(e) = l.enabled {
+                enabled = Sourced { value: e, from };
+            }
+            for (k, &v) in &l.params {
+                // Validated when stored; a name a later schema dropped is left out.
+                if let Some(slot) = params.get_mut(k) {
+                    *slot = Sourced { value: v, from };
+                }
+            }
+        }
+        agents.insert(spec.name.to_owned(), EffectiveAgent { enabled, params });
+    }
+    Effective { version, agents }
+}
+
+/// One change, as the history shows it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct ChangeRow {
+    pub id: i64,
+    pub scope: String,
+    pub agent: String,
+    #[schema(value_type = Option<Object>)]
+    #[sqlx(try_from = "Option<String>")]
+    pub before: OptionalLayer,
+    #[schema(value_type = Object)]
+    #[sqlx(try_from = "String")]
+    pub after: LayerJson,
+    pub changed_by: String,
+    pub changed_ms: i64,
+}
+
+/// A layer read back from JSON.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct LayerJson(pub Layer);
+
+impl TryFrom<String> for LayerJson {
+    type Error = serde_json::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        serde_json::from_str(&s).map(LayerJson)
+    }
+}
+
+/// An optional layer read back from JSON.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct OptionalLayer(pub Option<Layer>);
+
+impl TryFrom<Option<String>> for OptionalLayer {
+    type Error = serde_json::Error;
+    fn try_from(s: Option<String>) -> Result<Self, Self::Error> {
+        s.map(|s| serde_json::from_str(&s)).transpose().map(OptionalLayer)
+    }
+}
+
+impl Store {
+    /// Every agent's layer in `scope`.
+    pub async fn layers(&self, scope: &str) -> Result<BTreeMap<String, Layer>, StoreError> {
+        let rows: Vec<(String, Option<bool>, String)> =
+            sqlx::query_as("SELECT agent, enabled, params FROM agent_config WHERE scope = ?")
+                .bind(scope)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(agent, enabled, params)| {
+                (agent, Layer { enabled, params: serde_json::from_str(&params).unwrap_or_default() })
+            })
+            .collect())
+    }
+
+    /// Sets `scope`'s layer of `agent` (validate it first); returns the
+    /// change's id, the new version of every device it applies to.
+    pub async fn set_layer(
+        &self,
+        scope: &str,
+        agent: &str,
+        layer: &Layer,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let before: Option<(Option<bool>, String)> =
+            sqlx::query_as("SELECT enabled, params FROM agent_config WHERE scope = ? AND agent = ?")
+                .bind(scope)
+                .bind(agent)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let before = before
+            .map(|(enabled, params)| Layer { enabled, params: serde_json::from_str(&params).unwrap_or_default() });
+        let json = |l: &Layer| serde_json::to_string(l).unwrap_or_else(|_| "{}".into());
+        sqlx::query(
+            "INSERT INTO agent_config (scope, agent, enabled, params) VALUES (?, ?, ?, ?)
+             ON CONFLICT (scope, agent) DO UPDATE SET enabled = excluded.enabled, params = excluded.params",
+        )
+        .bind(scope)
+        .bind(agent)
+        .bind(layer.enabled)
+        .bind(serde_json::to_string(&layer.params).unwrap_or_else(|_| "{}".into()))
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO config_changes (scope, agent, before, after, changed_by, changed_ms) VALUES (?, ?, ?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(scope)
+        .bind(agent)
+        .bind(before.as_ref().map(json))
+        .bind(json(layer))
+        .bind(by)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// `device`'s effective configuration.
+    pub async fn effective_config(&self, device: &str) -> Result<Effective, StoreError> {
+        let scope = device_scope(device);
+        let version: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM config_changes WHERE scope IN ('fleet', ?)")
+                .bind(&scope)
+                .fetch_one(self.pool())
+                .await?;
+        Ok(merge(version, &self.layers("fleet").await?, &self.layers(&scope).await?))
+    }
+
+    /// One change.
+    pub async fn config_change(&self, id: i64) -> Result<Option<ChangeRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, scope, agent, before, after, changed_by, changed_ms FROM config_changes WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Changes of `scope` (and `agent`, if given), newest first.
+    pub async fn config_history(
+        &self,
+        scope: &str,
+        agent: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ChangeRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, scope, agent, before, after, changed_by, changed_ms FROM config_changes
+              WHERE scope = ? AND (? IS NULL OR agent = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(scope)
+        .bind(agent)
+        .bind(agent)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    #[test]
+    fn every_bad_field_is_named_with_its_reason() {
+        let layer =
+            Layer { enabled: None, params: [("ssh_failures".into(), 0), ("colour".into(), 3)].into_iter().collect() };
+        let errors = validate("security", &layer).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["params.colour", "params.ssh_failures"]);
+        assert!(errors[1].reason.starts_with("0 is outside"), "{errors:?}");
+        assert_eq!(validate("dns", &Layer::default()).unwrap_err()[0].path, "agent");
+        assert_eq!(validate("security", &Layer { enabled: Some(false), ..Default::default() }), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn layers_merge_over_the_defaults_and_each_change_is_a_version() {
+        let (store, _dir) = test_store().await;
+        assert_eq!(store.effective_config("gw-1").await.unwrap().version, 0, "nothing configured");
+        let fleet = Layer { enabled: None, params: [("ssh_failures".into(), 8)].into_iter().collect() };
+        let v1 = store.set_layer("fleet", "security", &fleet, "alice", 1).await.unwrap();
+        let mine = Layer { enabled: Some(false), params: Default::default() };
+        let v2 = store.set_layer(&device_scope("gw-1"), "wifi", &mine, "bob", 2).await.unwrap();
+        let e1 = store.effective_config("gw-1").await.unwrap();
+        let e2 = store.effective_config("gw-2").await.unwrap();
+        assert_eq!((e1.version, e2.version), (v2, v1), "a device's change is its own version");
+        assert_eq!(e1.agents["security"].params["ssh_failures"], Sourced { value: 8, from: "fleet" });
+        assert_eq!(e1.agents["security"].params["ssh_window"].from, "default");
+        assert_eq!(e1.agents["wifi"].enabled, Sourced { value: false, from: "device" });
+        assert!(e2.agents["wifi"].enabled.value);
+        let doc = e1.doc();
+        assert_eq!(doc.version, v2 as u64);
+        assert!(!doc.agents["wifi"].enabled);
+        let history = store.config_history("fleet", None, 10).await.unwrap();
+        assert_eq!((history.len(), history[0].changed_by.as_str()), (1, "alice"));
+        assert!(history[0].before.0.is_none());
+        assert_eq!(history[0].after.0, fleet);
+    }
+}

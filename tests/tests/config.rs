@@ -1,0 +1,96 @@
+//! Live configuration from the hub on a real edge: a threshold changed
+//! through the API is in force within seconds, in the same process, and
+//! judges the next attack; an invalid change is refused whole, naming every
+//! bad field; a router that was away during a change gets it when it is back.
+
+use std::time::{Duration, Instant};
+
+use opmas_e2e::{dropbear_attack, wait_for, Edge, Hub};
+use serde_json::{json, Value};
+
+fn put(hub: &Hub, path: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::blocking::Client::new()
+        .put(format!("http://{}/api/v1{path}", hub.http))
+        .bearer_auth(&hub.token)
+        .json(&body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+fn in_sync(hub: &Hub, device: &str, version: i64) {
+    wait_for(Duration::from_secs(20), &format!("{device} running configuration {version}"), || {
+        let (_, v) = hub.get(&format!("/devices/{device}/config")).ok()?;
+        (v["sync"] == "in_sync" && v["running_version"] == version).then_some(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_threshold_changed_at_the_hub_judges_the_next_attack_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let d = hub.enrol("gw-cfg").unwrap();
+    let mut edge = Edge::start(dir.path(), &hub, &d).unwrap();
+    wait_for(Duration::from_secs(30), "gw-cfg online", || {
+        hub.get("/devices/gw-cfg").ok().filter(|(_, v)| v["heartbeat"].is_object()).map(|_| ())
+    })
+    .unwrap();
+    let (_, before) = hub.get("/devices/gw-cfg/config").unwrap();
+    assert_eq!((before["sync"].as_str(), before["effective"]["version"].as_i64()), (Some("local"), Some(0)));
+    let pid = edge.proc.as_ref().unwrap().pid();
+
+    // Three failures are not a brute force by default (five are).
+    edge.append(&dropbear_attack("198.51.100.1", 3)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(hub.findings("kind=ssh.bruteforce").unwrap().is_empty());
+
+    let started = Instant::now();
+    let (status, change) = put(&hub, "/agents/security/config", json!({ "params": { "ssh_failures": 3 } }));
+    assert_eq!(status, 200, "{change}");
+    assert_eq!(change["sent_to"], 1);
+    let version = change["version"].as_i64().unwrap();
+    in_sync(&hub, "gw-cfg", version);
+    println!("configuration change in force on the edge after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(edge.proc.as_ref().unwrap().pid(), pid, "the same process");
+    let (_, cfg) = hub.get("/devices/gw-cfg/config").unwrap();
+    assert_eq!(
+        cfg["effective"]["agents"]["security"]["params"]["ssh_failures"],
+        json!({ "value": 3, "from": "fleet" })
+    );
+    edge.append(&dropbear_attack("198.51.100.2", 3)).unwrap();
+    wait_for(Duration::from_secs(15), "the new threshold's finding", || {
+        hub.findings("kind=ssh.bruteforce").ok().filter(|f| f.iter().any(|f| f["src_ip"] == "198.51.100.2"))
+    })
+    .unwrap();
+
+    // Invalid: every bad field named, nothing changed.
+    let (status, err) = put(&hub, "/agents/security/config", json!({ "params": { "ssh_failures": 0, "colour": 1 } }));
+    assert_eq!(status, 422, "{err}");
+    let paths: Vec<&str> = err["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["params.colour", "params.ssh_failures"], "{err}");
+    let (status, err) = put(&hub, "/agents/security/config", json!({ "params": { "ssh_failures": "many" } }));
+    assert_eq!((status, err["field"].as_str()), (422, Some("body")), "{err}");
+    let (_, cfg) = hub.get("/devices/gw-cfg/config").unwrap();
+    assert_eq!(cfg["effective"]["version"], version, "nothing changed");
+
+    // Away during a change: it gets it when it is back.
+    edge.kill();
+    let (status, change) = put(&hub, "/devices/gw-cfg/agents/wifi/config", json!({ "enabled": false }));
+    assert_eq!(status, 200, "{change}");
+    let later = change["version"].as_i64().unwrap();
+    edge.restart().unwrap();
+    in_sync(&hub, "gw-cfg", later);
+    let (_, dev) = hub.get("/devices/gw-cfg").unwrap();
+    let wifi = dev["heartbeat"]["agents"].as_array().unwrap().iter().find(|a| a["name"] == "wifi").cloned().unwrap();
+    assert_eq!(wifi["state"], "stopped");
+
+    // The history, newest first, and going back.
+    let (_, h) = hub.get("/config/history?scope=fleet&agent=security").unwrap();
+    let first = h["changes"][0]["id"].as_i64().unwrap();
+    assert_eq!(h["changes"][0]["after"]["params"]["ssh_failures"], 3);
+    let (status, _) = hub.post(&format!("/config/history/{first}/restore"), None).unwrap();
+    assert_eq!(status, 200);
+}
