@@ -228,6 +228,8 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert!(seen.is_empty(), "{action}: the agent did not become {after}: {seen}");
+        let sync = text(&c, "#config-sync").await;
+        assert!(sync.contains("in sync"), "the device runs its configuration: {sync}");
     }
     shoot(&c, "device-commands").await;
 

@@ -48,6 +48,7 @@ pub async fn page(
     let cq = crate::store::commands::CommandQuery { device: Some(d.id.clone()), limit: 10, ..Default::default() };
     let commands = state.store.query_commands(&cq).await?;
     let operator = who.may(crate::store::users::Role::Operator);
+    let config = crate::http::agent_config::device_view(&state, &d.id).await?;
     let presence = match d.status.as_str() {
         "online" if d.last_seen_ms.is_some_and(|t| now - t > STALE_MS) => "stale",
         "online" => "online",
@@ -91,6 +92,22 @@ pub async fn page(
             }
         }
         h2 { "Agents" }
+        p #config-sync {
+            "Configuration: "
+            @match config.sync {
+                "in_sync" => { (layout::state_badge_as("in sync", "online")) " version " (config.effective.version) }
+                "pending" => {
+                    (layout::state_badge_as("pending", "stale")) " version " (config.effective.version) " sent; running "
+                    (config.running_version.unwrap_or(0))
+                }
+                "rejected" => {
+                    (layout::state_badge_as("rejected", "offline")) " version " (config.effective.version) ": "
+                    (config.error.as_deref().unwrap_or(""))
+                }
+                "local" => { (layout::state_badge_as("local", "never")) " nothing set at the hub; the router runs its own settings" }
+                _ => { (layout::state_badge_as("unknown", "never")) " no heartbeat yet" }
+            }
+        }
         @match &hb {
             Some((_, agents)) if !agents.is_empty() => {
                 table #agents {

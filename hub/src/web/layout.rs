@@ -92,6 +92,17 @@ pub fn state_badge(state: &str) -> Markup {
     html! { span class={ "badge state-" (state) } { span aria-hidden="true" { (symbol) " " } (state) } }
 }
 
+/// A word shown with the symbol and colour of device state `like`.
+pub fn state_badge_as(word: &str, like: &str) -> Markup {
+    let symbol = match like {
+        "online" => "●",
+        "stale" => "◐",
+        "offline" => "○",
+        _ => "–",
+    };
+    html! { span class={ "badge state-" (like) } { span aria-hidden="true" { (symbol) " " } (word) } }
+}
+
 /// An agent's state (`running`, `stopped`, `failed`), as [`state_badge`].
 pub fn agent_badge(name: &str, state: &str) -> Markup {
     let symbol = match state {
