@@ -1,7 +1,8 @@
 //! Live configuration from the hub on a real edge: a threshold changed
 //! through the API is in force within seconds, in the same process, and
 //! judges the next attack; an invalid change is refused whole, naming every
-//! bad field; a router that was away during a change gets it when it is back.
+//! bad field; a router that was away during a change gets it when it is back;
+//! tags select layers between the fleet's and the device's.
 
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,29 @@ fn a_threshold_changed_at_the_hub_judges_the_next_attack_without_a_restart() {
     let (_, h) = hub.get("/config/history?scope=fleet&agent=security").unwrap();
     let first = h["changes"][0]["id"].as_i64().unwrap();
     assert_eq!(h["changes"][0]["after"]["params"]["ssh_failures"], 3);
-    let (status, _) = hub.post(&format!("/config/history/{first}/restore"), None).unwrap();
+    let (status, restored) = hub.post(&format!("/config/history/{first}/restore"), None).unwrap();
+    assert_eq!(status, 200, "{restored}");
+
+    // Tags select a layer between the fleet's and the device's own.
+    let (status, err) = put(&hub, "/devices/gw-cfg/tags", json!({ "tags": ["Bad Tag", "lab", "lab"] }));
+    assert_eq!(status, 422, "{err}");
+    let paths: Vec<&str> = err["fields"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["tags[0]", "tags[2]"], "{err}");
+    let (status, _) = put(&hub, "/devices/gw-cfg/tags", json!({ "tags": ["lab"] }));
     assert_eq!(status, 200);
+    let (status, change) = put(&hub, "/tags/lab/agents/security/config", json!({ "params": { "ssh_failures": 4 } }));
+    assert_eq!((status, change["sent_to"].as_u64()), (200, Some(1)), "{change}");
+    in_sync(&hub, "gw-cfg", change["version"].as_i64().unwrap());
+    let (_, cfg) = hub.get("/devices/gw-cfg/config").unwrap();
+    assert_eq!(
+        cfg["effective"]["agents"]["security"]["params"]["ssh_failures"],
+        json!({ "value": 4, "from": "tag:lab" })
+    );
+    let (_, tags) = hub.get("/devices/gw-cfg/tags").unwrap();
+    assert_eq!(tags, json!({ "tags": ["lab"] }));
+    let (status, v) = hub.post("/agents/network/stop?tag=lab", None).unwrap();
+    assert_eq!(status, 202, "{v}");
+    in_sync(&hub, "gw-cfg", v["config"]["version"].as_i64().unwrap());
+    let (status, v) = hub.post("/agents/network/stop", None).unwrap();
+    assert_eq!((status, v["field"].as_str()), (422, Some("tag")), "{v}");
 }

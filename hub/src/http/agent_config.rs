@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::views::ErrorBody;
 use super::{ApiError, AppState};
-use crate::store::config::{device_scope, validate, ChangeRow, Effective, Layer};
+use crate::store::config::{check_tag, device_scope, tag_scope, validate, ChangeRow, Effective, Layer};
 use crate::store::now_ms;
 use crate::store::tokens::TokenInfo;
 use crate::store::users::Role;
@@ -25,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_fleet, put_fleet))
         .routes(routes!(get_device_layer, put_device_layer))
+        .routes(routes!(get_tag_layer, put_tag_layer))
+        .routes(routes!(get_tags, put_tags))
         .routes(routes!(device_config))
         .routes(routes!(history))
         .routes(routes!(restore))
@@ -145,14 +147,121 @@ pub async fn change(
     validate(agent, layer).map_err(ApiError::InvalidFields)?;
     let version = state.store.set_layer(scope, agent, layer, who, now_ms()).await?;
     tracing::info!(scope, agent, version, by = who, "configuration changed");
-    let sent_to = match scope.strip_prefix("device:") {
-        Some(d) => match opmas_proto::DeviceId::new(d) {
-            Ok(id) => usize::from(state.commander.push_config(&id).await?.is_some()),
-            Err(_) => 0,
-        },
-        None => state.commander.push_config_all().await?,
-    };
+    let sent_to = push(state, scope).await?;
     Ok(ChangeView { version, sent_to })
+}
+
+/// Sends the effective configuration to every device `scope` applies to.
+async fn push(state: &AppState, scope: &str) -> Result<usize, ApiError> {
+    let devices = if let Some(d) = scope.strip_prefix("device:") {
+        vec![d.to_owned()]
+    } else if let Some(t) = scope.strip_prefix("tag:") {
+        state.store.devices_with_tag(t).await?
+    } else {
+        return Ok(state.commander.push_config_all().await?);
+    };
+    let mut n = 0;
+    for d in devices {
+        if let Ok(id) = opmas_proto::DeviceId::new(&d) {
+            n += usize::from(state.commander.push_config(&id).await?.is_some());
+        }
+    }
+    Ok(n)
+}
+
+/// A tag from a path, checked.
+fn tag(t: &str) -> Result<String, ApiError> {
+    check_tag(t).map_err(|message| ApiError::Invalid { field: "tag", message })?;
+    Ok(t.to_owned())
+}
+
+/// A tag's layer of an agent, with its schema.
+#[utoipa::path(get, path = "/tags/{tag}/agents/{agent}/config", tag = "configuration",
+    params(("tag" = String, Path, description = "The tag"), ("agent" = String, Path, description = "The agent")),
+    responses((status = 200, body = LayerView), (status = 422, body = ErrorBody)))]
+async fn get_tag_layer(
+    State(state): State<AppState>,
+    Path((t, agent)): Path<(String, String)>,
+) -> Result<Json<LayerView>, ApiError> {
+    let scope = tag_scope(&tag(&t)?);
+    let layer = state.store.layers(&scope).await?.remove(&agent).unwrap_or_default();
+    Ok(Json(view(scope, &agent, layer)?))
+}
+
+/// Replaces a tag's layer of an agent (operators); sent to the devices
+/// that carry the tag. Over the fleet layer, under the device's own.
+#[utoipa::path(put, path = "/tags/{tag}/agents/{agent}/config", tag = "configuration",
+    params(("tag" = String, Path, description = "The tag"), ("agent" = String, Path, description = "The agent")),
+    request_body = Layer,
+    responses((status = 200, body = ChangeView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn put_tag_layer(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path((t, agent)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<ChangeView>, ApiError> {
+    require_operator(&token)?;
+    let scope = tag_scope(&tag(&t)?);
+    let layer = layer_of(&body)?;
+    Ok(Json(change(&state, &scope, &agent, &layer, &by(&token)).await?))
+}
+
+/// A device's tags, in order (a later tag's layer overrides an earlier one's).
+#[derive(Debug, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tags {
+    pub tags: Vec<String>,
+}
+
+/// A device's tags.
+#[utoipa::path(get, path = "/devices/{id}/tags", tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 200, body = Tags), (status = 404, body = ErrorBody)))]
+async fn get_tags(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Tags>, ApiError> {
+    let id = device(&state, &id).await?;
+    Ok(Json(Tags { tags: state.store.tags(id.as_str()).await? }))
+}
+
+/// Replaces a device's tags (operators); its configuration follows.
+#[utoipa::path(put, path = "/devices/{id}/tags", tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    request_body = Tags,
+    responses((status = 200, body = ChangeView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn put_tags(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ChangeView>, ApiError> {
+    require_operator(&token)?;
+    let id = device(&state, &id).await?;
+    let tags: Tags = serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
+        field: "body",
+        message: format!("expected {{\"tags\": [\"site-a\", ...]}}: {e}"),
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut errors = Vec::new();
+    for (i, t) in tags.tags.iter().enumerate() {
+        if let Err(reason) = check_tag(t) {
+            errors.push(crate::store::config::FieldError { path: format!("tags[{i}]"), reason });
+        } else if !seen.insert(t) {
+            errors.push(crate::store::config::FieldError {
+                path: format!("tags[{i}]"),
+                reason: format!("{t:?} is listed twice"),
+            });
+        }
+    }
+    if tags.tags.len() > 32 {
+        errors.push(crate::store::config::FieldError { path: "tags".into(), reason: "at most 32 tags".into() });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::InvalidFields(errors));
+    }
+    let version = state.store.set_tags(id.as_str(), &tags.tags, &by(&token), now_ms()).await?;
+    tracing::info!(device = %id, tags = ?tags.tags, version, "device tags set");
+    let sent_to = usize::from(state.commander.push_config(&id).await?.is_some());
+    Ok(Json(ChangeView { version, sent_to }))
 }
 
 /// The fleet layer of an agent, with its schema.
@@ -243,8 +352,9 @@ pub async fn device_view(state: &AppState, id: &str) -> Result<DeviceConfigView,
     Ok(DeviceConfigView { device: id.to_owned(), effective, running_version: running, sync, error })
 }
 
-/// Changes, newest first: of the fleet (`scope=fleet`) or a device
-/// (`scope=device:<id>`), of one agent or all.
+/// Changes, newest first: of the fleet (`scope=fleet`), a tag
+/// (`scope=tag:<tag>`) or a device (`scope=device:<id>`, its tags
+/// included), of one agent or all.
 #[utoipa::path(get, path = "/config/history", tag = "configuration",
     params(("scope" = String, Query, description = "fleet or device:<id>"),
         ("agent" = Option<String>, Query, description = "Only this agent's changes")),
@@ -260,8 +370,12 @@ async fn history(
         });
     }
     let scope = q.get("scope").map(String::as_str).unwrap_or("fleet");
-    if scope != "fleet" && scope.strip_prefix("device:").is_none_or(|d| opmas_proto::DeviceId::new(d).is_err()) {
-        return Err(ApiError::Invalid { field: "scope", message: format!("{scope:?} is not fleet or device:<id>") });
+    let named = |p: &str| scope.strip_prefix(p).is_some_and(|d| check_tag(d).is_ok());
+    if scope != "fleet" && !named("device:") && !named("tag:") {
+        return Err(ApiError::Invalid {
+            field: "scope",
+            message: format!("{scope:?} is not fleet, tag:<tag> or device:<id>"),
+        });
     }
     let agent = q.get("agent").filter(|a| !a.is_empty());
     if let Some(a) = agent {
@@ -286,5 +400,9 @@ async fn restore(
         .filter(|n| *n > 0)
         .ok_or_else(|| ApiError::Invalid { field: "id", message: format!("{id:?} is not a change id") })?;
     let c = state.store.config_change(n).await?.ok_or_else(|| ApiError::NotFound(format!("no change {n}")))?;
-    Ok(Json(change(&state, &c.scope, &c.agent, &c.after.0, &by(&token)).await?))
+    let layer = c.layer().ok_or_else(|| ApiError::Invalid {
+        field: "id",
+        message: format!("change {n} set a device's tags; set them again with PUT /devices/{{id}}/tags"),
+    })?;
+    Ok(Json(change(&state, &c.scope, &c.agent, &layer, &by(&token)).await?))
 }

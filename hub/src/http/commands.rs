@@ -20,7 +20,12 @@ use crate::store::tokens::TokenInfo;
 use crate::store::users::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(agent_action)).routes(routes!(ping)).routes(routes!(list)).routes(routes!(one))
+    OpenApiRouter::new()
+        .routes(routes!(agent_action))
+        .routes(routes!(tag_action))
+        .routes(routes!(ping))
+        .routes(routes!(list))
+        .routes(routes!(one))
 }
 
 /// What an agent action did: `start` and `stop` change the device's
@@ -120,6 +125,65 @@ async fn agent_action(
     let device = device(&state, &id).await?;
     let done = agent_action_for(&state, &device, &agent, &action, &by(&token)).await?;
     Ok((StatusCode::ACCEPTED, Json(done)))
+}
+
+/// What an agent action on a tag did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TagActionView {
+    /// Start and stop: the tag layer's change.
+    pub config: Option<super::agent_config::ChangeView>,
+    /// Restart: a command per device carrying the tag.
+    pub commands: Vec<CommandRow>,
+}
+
+/// Starts, stops or restarts one agent on every device carrying `tag`
+/// (operators): start and stop set `enabled` in the tag's layer (a device's
+/// own layer still wins); restart sends each device a command.
+#[utoipa::path(post, path = "/agents/{agent}/{action}", tag = "commands",
+    params(("agent" = String, Path, description = "security, wifi, network or system"),
+        ("action" = String, Path, description = "start, stop or restart"),
+        ("tag" = String, Query, description = "The devices carrying this tag")),
+    responses((status = 202, body = TagActionView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn tag_action(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path((agent, action)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<(StatusCode, Json<TagActionView>), ApiError> {
+    require_operator(&token)?;
+    let tag = q
+        .get("tag")
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Invalid { field: "tag", message: "which devices: ?tag=<tag> is required".into() })?;
+    crate::store::config::check_tag(tag).map_err(|message| ApiError::Invalid { field: "tag", message })?;
+    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
+        return Err(ApiError::Invalid { field: "agent", message: format!("unknown agent {agent:?}") });
+    }
+    let who = by(&token);
+    let enabled = match action.as_str() {
+        "start" => true,
+        "stop" => false,
+        "restart" => {
+            let mut commands = Vec::new();
+            for d in state.store.devices_with_tag(tag).await? {
+                let Ok(id) = opmas_proto::DeviceId::new(&d) else { continue };
+                let action = Action::AgentRestart { agent: agent.clone() };
+                commands.push(state.commander.send(&id, action, &who, DEFAULT_TTL_MS).await?);
+            }
+            return Ok((StatusCode::ACCEPTED, Json(TagActionView { config: None, commands })));
+        }
+        other => {
+            return Err(ApiError::Invalid {
+                field: "action",
+                message: format!("{other:?} is not start, stop or restart"),
+            })
+        }
+    };
+    let scope = crate::store::config::tag_scope(tag);
+    let mut layer = state.store.layers(&scope).await?.remove(&agent).unwrap_or_default();
+    layer.enabled = Some(enabled);
+    let change = super::agent_config::change(&state, &scope, &agent, &layer, &who).await?;
+    Ok((StatusCode::ACCEPTED, Json(TagActionView { config: Some(change), commands: Vec::new() })))
 }
 
 /// Asks the device to answer (operators): a round trip through the broker

@@ -252,7 +252,11 @@ mod tests {
                 } else {
                     "gw-1"
                 };
-                let uri = path.replace("{id}", id).replace("{agent}", "wifi").replace("{action}", "restart");
+                let uri = path
+                    .replace("{id}", id)
+                    .replace("{agent}", "wifi")
+                    .replace("{action}", "restart")
+                    .replace("{tag}", "lab");
                 let body =
                     if method == "post" && path.ends_with("/session") { r#"{"name":"x","password":"y"}"# } else { "" };
                 let (status, v) = call(&app, &method.to_uppercase(), &uri, "viewer-token", body).await;
@@ -285,6 +289,11 @@ mod tests {
             ("/api/v1/devices/{id}/config", "get"),
             ("/api/v1/config/history", "get"),
             ("/api/v1/config/history/{id}/restore", "post"),
+            ("/api/v1/tags/{tag}/agents/{agent}/config", "get"),
+            ("/api/v1/tags/{tag}/agents/{agent}/config", "put"),
+            ("/api/v1/devices/{id}/tags", "get"),
+            ("/api/v1/devices/{id}/tags", "put"),
+            ("/api/v1/agents/{agent}/{action}", "post"),
         ];
         for (path, method) in expected {
             assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the document");

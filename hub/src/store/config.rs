@@ -1,4 +1,5 @@
-//! Agent configuration in layers (fleet, then device), its history, and a
+//! Agent configuration in layers (fleet, then each of the device's tags in
+//! order, then the device), its history, device tags, and a
 //! device's effective configuration: defaults from the schema in
 //! `opmas-proto`, then each layer's overrides. Versions are change ids, so
 //! they only grow and a device's version is the highest change that applies
@@ -29,8 +30,8 @@ pub struct Layer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Sourced<T> {
     pub value: T,
-    /// `default`, `fleet` or `device`.
-    pub from: &'static str,
+    /// `default`, `fleet`, `tag:<name>` or `device`.
+    pub from: String,
 }
 
 /// One agent's effective configuration on a device.
@@ -108,25 +109,36 @@ pub fn device_scope(device: &str) -> String {
     format!("device:{device}")
 }
 
-/// Merges the defaults, `fleet` and `device` layers of every agent.
-pub fn merge(version: i64, fleet: &BTreeMap<String, Layer>, device: &BTreeMap<String, Layer>) -> Effective {
+/// The scope of a tag's layer.
+pub fn tag_scope(tag: &str) -> String {
+    format!("tag:{tag}")
+}
+
+/// Checks a tag: 1 to 64 of a-z, 0-9, '-', '_', '.', as device ids.
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    opmas_proto::DeviceId::new(tag).map(|_| ()).map_err(|e| e.to_string().replace("device id", "tag"))
+}
+
+/// Merges the defaults and then `layers` (lowest first, each with the name
+/// of where it comes from) for every agent.
+pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effective {
     let mut agents = BTreeMap::new();
     for spec in AGENTS {
-        let mut enabled = Sourced { value: true, from: "default" };
+        let mut enabled = Sourced { value: true, from: "default".to_owned() };
         let mut params: BTreeMap<String, Sourced<i64>> = spec
             .params
             .iter()
-            .map(|p| (p.name.to_owned(), Sourced { value: i64::from(p.default), from: "default" }))
+            .map(|p| (p.name.to_owned(), Sourced { value: i64::from(p.default), from: "default".to_owned() }))
             .collect();
-        for (from, layers) in [("fleet", fleet), ("device", device)] {
-            let Some(l) = layers.get(spec.name) else { continue };
+        for (from, layer) in layers {
+            let Some(l) = layer.get(spec.name) else { continue };
             if let Some(e) = l.enabled {
-                enabled = Sourced { value: e, from };
+                enabled = Sourced { value: e, from: from.clone() };
             }
             for (k, &v) in &l.params {
                 // Validated when stored; a name a later schema dropped is left out.
                 if let Some(slot) = params.get_mut(k) {
-                    *slot = Sourced { value: v, from };
+                    *slot = Sourced { value: v, from: from.clone() };
                 }
             }
         }
@@ -141,37 +153,49 @@ pub struct ChangeRow {
     pub id: i64,
     pub scope: String,
     pub agent: String,
+    /// The layer before (`null`: none), or for `agent` "" the tags before.
     #[schema(value_type = Option<Object>)]
     #[sqlx(try_from = "Option<String>")]
-    pub before: OptionalLayer,
+    pub before: OptionalJson,
+    /// The layer after, or for `agent` "" the device's tags after.
     #[schema(value_type = Object)]
     #[sqlx(try_from = "String")]
-    pub after: LayerJson,
+    pub after: Json,
     pub changed_by: String,
     pub changed_ms: i64,
 }
 
-/// A layer read back from JSON.
+/// JSON text read back from the database.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(transparent)]
-pub struct LayerJson(pub Layer);
+pub struct Json(pub serde_json::Value);
 
-impl TryFrom<String> for LayerJson {
+impl TryFrom<String> for Json {
     type Error = serde_json::Error;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        serde_json::from_str(&s).map(LayerJson)
+        serde_json::from_str(&s).map(Json)
     }
 }
 
-/// An optional layer read back from JSON.
+/// Optional JSON text read back from the database.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(transparent)]
-pub struct OptionalLayer(pub Option<Layer>);
+pub struct OptionalJson(pub Option<serde_json::Value>);
 
-impl TryFrom<Option<String>> for OptionalLayer {
+impl TryFrom<Option<String>> for OptionalJson {
     type Error = serde_json::Error;
     fn try_from(s: Option<String>) -> Result<Self, Self::Error> {
-        s.map(|s| serde_json::from_str(&s)).transpose().map(OptionalLayer)
+        s.map(|s| serde_json::from_str(&s)).transpose().map(OptionalJson)
+    }
+}
+
+impl ChangeRow {
+    /// The layer this change set, if it set one (not a change of tags).
+    pub fn layer(&self) -> Option<Layer> {
+        if self.agent.is_empty() {
+            return None;
+        }
+        serde_json::from_value(self.after.0.clone()).ok()
     }
 }
 
@@ -237,15 +261,71 @@ impl Store {
         Ok(id)
     }
 
-    /// `device`'s effective configuration.
+    /// `device`'s effective configuration: the fleet layer, its tags' in
+    /// order, its own. Its version is the highest change of any of them (a
+    /// change of its tags is a change of its own scope).
     pub async fn effective_config(&self, device: &str) -> Result<Effective, StoreError> {
-        let scope = device_scope(device);
-        let version: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM config_changes WHERE scope IN ('fleet', ?)")
+        let mut scopes = vec!["fleet".to_owned()];
+        scopes.extend(self.tags(device).await?.iter().map(|t| tag_scope(t)));
+        scopes.push(device_scope(device));
+        let mut version = 0i64;
+        let mut layers = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            let v: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM config_changes WHERE scope = ?")
                 .bind(&scope)
                 .fetch_one(self.pool())
                 .await?;
-        Ok(merge(version, &self.layers("fleet").await?, &self.layers(&scope).await?))
+            version = version.max(v);
+            let from = if scope.starts_with("device:") { "device".to_owned() } else { scope.clone() };
+            layers.push((from, self.layers(&scope).await?));
+        }
+        Ok(merge(version, &layers))
+    }
+
+    /// The device's tags, in order.
+    pub async fn tags(&self, device: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT tag FROM device_tags WHERE device_id = ? ORDER BY position")
+            .bind(device)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// The devices carrying `tag`.
+    pub async fn devices_with_tag(&self, tag: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT device_id FROM device_tags WHERE tag = ? ORDER BY device_id")
+            .bind(tag)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Replaces the device's tags (check each first); recorded as a change
+    /// of its scope, so its configuration version moves. Returns the
+    /// change's id.
+    pub async fn set_tags(&self, device: &str, tags: &[String], by: &str, now_ms: i64) -> Result<i64, StoreError> {
+        let before = self.tags(device).await?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM device_tags WHERE device_id = ?").bind(device).execute(&mut *tx).await?;
+        for (i, t) in tags.iter().enumerate() {
+            sqlx::query("INSERT INTO device_tags (device_id, tag, position) VALUES (?, ?, ?)")
+                .bind(device)
+                .bind(t)
+                .bind(i as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO config_changes (scope, agent, before, after, changed_by, changed_ms) VALUES (?, '', ?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(device_scope(device))
+        .bind(serde_json::json!({ "tags": before }).to_string())
+        .bind(serde_json::json!({ "tags": tags }).to_string())
+        .bind(by)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// One change.
@@ -306,9 +386,9 @@ mod tests {
         let e1 = store.effective_config("gw-1").await.unwrap();
         let e2 = store.effective_config("gw-2").await.unwrap();
         assert_eq!((e1.version, e2.version), (v2, v1), "a device's change is its own version");
-        assert_eq!(e1.agents["security"].params["ssh_failures"], Sourced { value: 8, from: "fleet" });
+        assert_eq!(e1.agents["security"].params["ssh_failures"], Sourced { value: 8, from: "fleet".into() });
         assert_eq!(e1.agents["security"].params["ssh_window"].from, "default");
-        assert_eq!(e1.agents["wifi"].enabled, Sourced { value: false, from: "device" });
+        assert_eq!(e1.agents["wifi"].enabled, Sourced { value: false, from: "device".into() });
         assert!(e2.agents["wifi"].enabled.value);
         let doc = e1.doc();
         assert_eq!(doc.version, v2 as u64);
@@ -316,6 +396,33 @@ mod tests {
         let history = store.config_history("fleet", None, 10).await.unwrap();
         assert_eq!((history.len(), history[0].changed_by.as_str()), (1, "alice"));
         assert!(history[0].before.0.is_none());
-        assert_eq!(history[0].after.0, fleet);
+        assert_eq!(history[0].layer(), Some(fleet));
+    }
+
+    #[tokio::test]
+    async fn tag_layers_apply_in_the_devices_order_and_a_tag_change_is_a_version() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let set = |n: i64| Layer { enabled: None, params: [("ssh_failures".into(), n)].into_iter().collect() };
+        store.set_layer("fleet", "security", &set(8), "a", 1).await.unwrap();
+        store.set_layer(&tag_scope("branch"), "security", &set(4), "a", 1).await.unwrap();
+        let v = store.set_layer(&tag_scope("lab"), "security", &set(3), "a", 1).await.unwrap();
+        assert_eq!(store.effective_config("gw-1").await.unwrap().agents["security"].params["ssh_failures"].value, 8);
+        let t1 = store.set_tags("gw-1", &["lab".into(), "branch".into()], "a", 2).await.unwrap();
+        assert!(t1 > v);
+        let e = store.effective_config("gw-1").await.unwrap();
+        assert_eq!(e.version, t1, "tagging moved the version");
+        assert_eq!(
+            e.agents["security"].params["ssh_failures"],
+            Sourced { value: 4, from: "tag:branch".into() },
+            "the later tag wins"
+        );
+        store.set_tags("gw-1", &["branch".into(), "lab".into()], "a", 3).await.unwrap();
+        assert_eq!(store.effective_config("gw-1").await.unwrap().agents["security"].params["ssh_failures"].value, 3);
+        assert_eq!(store.devices_with_tag("lab").await.unwrap(), ["gw-1"]);
+        assert!(check_tag("Bad Tag").is_err());
+        let history = store.config_history(&device_scope("gw-1"), None, 10).await.unwrap();
+        assert_eq!(history[0].layer(), None, "a tag change is not a layer");
+        assert_eq!(history[0].after.0, serde_json::json!({ "tags": ["branch", "lab"] }));
     }
 }
