@@ -18,6 +18,7 @@ pub mod events;
 pub mod http;
 pub mod ingest;
 pub mod keys;
+pub mod lifecycle;
 pub mod mqtt;
 pub mod serve;
 pub mod stats;

@@ -63,6 +63,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         down_seq: down_seq.clone(),
     };
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
+    tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
     let ingest = Ingest {
         store: store.clone(),
         keys,

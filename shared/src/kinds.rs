@@ -1,4 +1,5 @@
-//! The finding kinds: every kind an edge agent reports, with its stable
+//! The finding kinds: every kind an edge agent (or the hub's own
+//! `lifecycle` agent) reports, with its stable
 //! name, severity and words for summaries. Shared by the edge (which
 //! emits them) and the hub (which filters on them and will validate rules
 //! against them).
@@ -92,6 +93,16 @@ pub const SYS_UNEXPECTED_REBOOT: Kind =
 pub const NET_DISTRIBUTED_SCAN: Kind =
     Kind { id: 17, name: "net.distributed_scan", severity: Severity::MEDIUM, title: "scan from many sources" };
 
+/// A device stopped talking to the hub (its Last Will, its own word, or
+/// silence past the presence timeout). Made by the hub's `lifecycle` agent,
+/// not by an edge; open until the device is back.
+pub const DEVICE_OFFLINE: Kind =
+    Kind { id: 18, name: "device.offline", severity: Severity::MEDIUM, title: "device offline" };
+
+/// A device that was offline is back. Made by the hub's `lifecycle` agent.
+pub const DEVICE_BACK: Kind =
+    Kind { id: 19, name: "device.back", severity: Severity::INFO, title: "device back online" };
+
 /// Every finding kind, in id order.
 pub const ALL_KINDS: &[&Kind] = &[
     &SSH_BRUTEFORCE,
@@ -112,6 +123,8 @@ pub const ALL_KINDS: &[&Kind] = &[
     &SYS_WATCHDOG,
     &SYS_UNEXPECTED_REBOOT,
     &NET_DISTRIBUTED_SCAN,
+    &DEVICE_OFFLINE,
+    &DEVICE_BACK,
 ];
 
 /// The kind named `name`, if there is one.

@@ -121,6 +121,18 @@ fn an_agent_stopped_on_one_router_stops_there_only_and_commands_run_once() {
     let c = settled(&hub, id);
     assert_eq!(c["state"], "done", "{c}");
     assert!(c["sends"].as_i64().unwrap() >= 2, "sent again on reconnect: {c}");
+    // The hub's lifecycle agent saw it go and come back: one finding each,
+    // the offline one closed by the return.
+    // (The earlier restart may have been seen too: the newest two are this one.)
+    let lifecycle = wait_for(Duration::from_secs(10), "the lifecycle findings", || {
+        let f = hub.findings("agent=lifecycle&device=gw-a").ok()?;
+        (f.first()?["kind"] == "device.back").then_some(f)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", hub.findings("agent=lifecycle&device=gw-a")));
+    let kinds: Vec<(&str, bool)> =
+        lifecycle.iter().map(|f| (f["kind"].as_str().unwrap(), f["open"].as_bool().unwrap())).collect();
+    assert_eq!(kinds[..2], [("device.back", false), ("device.offline", false)], "{lifecycle:?}");
+    assert!(kinds.iter().all(|(_, open)| !open), "nothing left open: {kinds:?}");
 
     // A command captured on the wire and sent again is refused, before and
     // after the edge restarts. The broker has no topic ACLs, so another

@@ -111,8 +111,9 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, Api
         }
     }
     if let Some(a) = text("agent") {
-        if !opmas_proto::agents::AGENTS.iter().any(|s| s.name == a) {
-            let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|s| s.name).collect();
+        if !opmas_proto::agents::AGENTS.iter().any(|s| s.name == a) && a != crate::store::lifecycle::AGENT {
+            let mut known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|s| s.name).collect();
+            known.push(crate::store::lifecycle::AGENT);
             return Err(ApiError::Invalid {
                 field: "agent",
                 message: format!("unknown agent {a:?}; known: {}", known.join(", ")),

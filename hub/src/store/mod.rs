@@ -25,6 +25,7 @@ pub mod devices;
 pub mod findings;
 pub mod fleet;
 pub mod heartbeats;
+pub mod lifecycle;
 pub mod sessions;
 pub mod tokens;
 pub mod uplink;

@@ -49,6 +49,7 @@ pub async fn page(
     let commands = state.store.query_commands(&cq).await?;
     let operator = who.may(crate::store::users::Role::Operator);
     let config = crate::http::agent_config::device_view(&state, &d.id).await?;
+    let timeline = state.store.presence_history(&d.id, 20).await?;
     let presence = match d.status.as_str() {
         "online" if d.last_seen_ms.is_some_and(|t| now - t > STALE_MS) => "stale",
         "online" => "online",
@@ -70,6 +71,15 @@ pub async fn page(
             ("Enrolled", layout::time(d.created_ms, now)),
             ("Edge run (epoch)", html! { (d.epoch.as_deref().unwrap_or("—")) }),
         ]))
+        details #presence {
+            summary { "Presence: the last " (timeline.len()) " changes" }
+            ol.timeline {
+                @for p in &timeline {
+                    li { (layout::state_badge(&p.status)) " " (layout::time(p.at_ms, now)) }
+                }
+                @if timeline.is_empty() { li.muted { "No change yet." } }
+            }
+        }
         h2 { "Latest heartbeat" }
         @match &hb {
             None => { p.muted { "This device has not sent a heartbeat yet." } }
