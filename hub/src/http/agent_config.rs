@@ -206,6 +206,38 @@ async fn put_tag_layer(
     Ok(Json(change(&state, &scope, &agent, &layer, &by(&token)).await?))
 }
 
+/// Checks and sets `device`'s tags (every bad one named by index), and
+/// sends it its configuration.
+pub async fn set_tags_for(
+    state: &AppState,
+    id: &opmas_proto::DeviceId,
+    tags: Vec<String>,
+    who: &str,
+) -> Result<ChangeView, ApiError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut errors = Vec::new();
+    for (i, t) in tags.iter().enumerate() {
+        if let Err(reason) = check_tag(t) {
+            errors.push(crate::store::config::FieldError { path: format!("tags[{i}]"), reason });
+        } else if !seen.insert(t) {
+            errors.push(crate::store::config::FieldError {
+                path: format!("tags[{i}]"),
+                reason: format!("{t:?} is listed twice"),
+            });
+        }
+    }
+    if tags.len() > 32 {
+        errors.push(crate::store::config::FieldError { path: "tags".into(), reason: "at most 32 tags".into() });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::InvalidFields(errors));
+    }
+    let version = state.store.set_tags(id.as_str(), &tags, who, now_ms()).await?;
+    tracing::info!(device = %id, tags = ?tags, version, "device tags set");
+    let sent_to = usize::from(state.commander.push_config(id).await?.is_some());
+    Ok(ChangeView { version, sent_to })
+}
+
 /// A device's tags, in order (a later tag's layer overrides an earlier one's).
 #[derive(Debug, serde::Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -240,28 +272,7 @@ async fn put_tags(
         field: "body",
         message: format!("expected {{\"tags\": [\"site-a\", ...]}}: {e}"),
     })?;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut errors = Vec::new();
-    for (i, t) in tags.tags.iter().enumerate() {
-        if let Err(reason) = check_tag(t) {
-            errors.push(crate::store::config::FieldError { path: format!("tags[{i}]"), reason });
-        } else if !seen.insert(t) {
-            errors.push(crate::store::config::FieldError {
-                path: format!("tags[{i}]"),
-                reason: format!("{t:?} is listed twice"),
-            });
-        }
-    }
-    if tags.tags.len() > 32 {
-        errors.push(crate::store::config::FieldError { path: "tags".into(), reason: "at most 32 tags".into() });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::InvalidFields(errors));
-    }
-    let version = state.store.set_tags(id.as_str(), &tags.tags, &by(&token), now_ms()).await?;
-    tracing::info!(device = %id, tags = ?tags.tags, version, "device tags set");
-    let sent_to = usize::from(state.commander.push_config(&id).await?.is_some());
-    Ok(Json(ChangeView { version, sent_to }))
+    Ok(Json(set_tags_for(&state, &id, tags.tags, &by(&token)).await?))
 }
 
 /// The fleet layer of an agent, with its schema.

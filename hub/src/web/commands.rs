@@ -155,3 +155,33 @@ pub async fn agent_action(
     };
     Ok(Redirect::to(&format!("/devices/{}?{what}#agents", device.as_str())).into_response())
 }
+
+#[derive(Deserialize)]
+pub struct TagsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    tags: String,
+}
+
+/// `POST /devices/{id}/tags` (operators): the tags, space or comma
+/// separated, in order; the device's configuration follows.
+pub async fn set_tags(
+    State(state): State<AppState>,
+    who: Signed,
+    Path(id): Path<String>,
+    Form(f): Form<TagsForm>,
+) -> Result<Response, PageError> {
+    who.check_csrf(&f.csrf)?;
+    who.require(Role::Operator, "setting tags")?;
+    if f.tags.len() > 1000 {
+        return Err(PageError::Invalid("the tags are longer than 1000 characters".into()));
+    }
+    let device = opmas_proto::DeviceId::new(&id).map_err(|e| PageError::Invalid(format!("device id: {e}")))?;
+    if state.store.get_device(device.as_str()).await?.is_none() {
+        return Err(PageError::NotFound(format!("There is no device {id:?}.")));
+    }
+    let tags: Vec<String> = f.tags.split([' ', ',']).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    let change = crate::http::agent_config::set_tags_for(&state, &device, tags, &who.session.user).await?;
+    Ok(Redirect::to(&format!("/devices/{}?sent=config-{}", device.as_str(), change.version)).into_response())
+}

@@ -50,6 +50,7 @@ pub async fn page(
     let operator = who.may(crate::store::users::Role::Operator);
     let config = crate::http::agent_config::device_view(&state, &d.id).await?;
     let timeline = state.store.presence_history(&d.id, 20).await?;
+    let tags = state.store.tags(&d.id).await?;
     let presence = match d.status.as_str() {
         "online" if d.last_seen_ms.is_some_and(|t| now - t > STALE_MS) => "stale",
         "online" => "online",
@@ -63,14 +64,26 @@ pub async fn page(
         @if let Some(sent) = params.get("sent") {
             p.notice role="status" #command-notice {
                 @if let Some(n) = sent.strip_prefix("command-") { "Command " (n) " sent; its answer shows under Commands." }
-                @else if let Some(v) = sent.strip_prefix("config-") { "Configuration version " (v) " sent; the agent's state follows at the device's next heartbeat." }
+                @else if let Some(v) = sent.strip_prefix("config-") { "Configuration version " (v) " sent; the device's state follows at its next heartbeat." }
             }
         }
         (layout::facts(&[
             ("Last message", html! { @if let Some(t) = d.last_seen_ms { (layout::time(t, now)) } @else { "never" } }),
             ("Enrolled", layout::time(d.created_ms, now)),
             ("Edge run (epoch)", html! { (d.epoch.as_deref().unwrap_or("—")) }),
+            ("Tags", html! {
+                span #tags { @for t in &tags { span.badge { (t) } " " } @if tags.is_empty() { span.muted { "none" } } }
+            }),
         ]))
+        @if operator {
+            form.filters #tag-form method="post" action={ "/devices/" (d.id) "/tags" } {
+                (layout::csrf_field(&who))
+                label { span { "Tags, in order (a later one's configuration wins)" }
+                    input type="text" name="tags" value=(tags.join(" ")) placeholder="site-a lab" maxlength="1000" autocomplete="off";
+                }
+                div.actions { button type="submit" { "Set tags" } }
+            }
+        }
         details #presence {
             summary { "Presence: the last " (timeline.len()) " changes" }
             ol.timeline {

@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(overview::page))
         .route("/devices/{id}", get(device::page))
         .route("/devices/{id}/agents/{agent}/{action}", post(commands::agent_action))
+        .route("/devices/{id}/tags", post(commands::set_tags))
         .route("/commands", get(commands::list))
         .route("/findings", get(findings::list))
         .route("/findings/{id}", get(findings::one))
@@ -475,6 +476,20 @@ mod tests {
         }
         let r = app.send("POST", "/devices/gw-1/agents/dns/stop", &op, Some(&format!("csrf={csrf}"))).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Tags from the device page: an operator sets them, a viewer may not,
+        // a bad one is named.
+        let r = app.send("POST", "/devices/gw-1/tags", &op, Some(&format!("csrf={csrf}&tags=site-a+lab"))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(app.state_store().tags("gw-1").await.unwrap(), ["site-a", "lab"]);
+        let page = app.send("GET", "/devices/gw-1", &op, None).await;
+        assert!(page.body.contains("value=\"site-a lab\""), "{}", page.body);
+        let r = app.send("POST", "/devices/gw-1/tags", &op, Some(&format!("csrf={csrf}&tags=Bad%21"))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body.contains("tags[0]"), "{}", r.body);
+        let r = app.send("POST", "/devices/gw-1/tags", &viewer, Some(&format!("csrf={vcsrf}&tags=x"))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert!(!app.send("GET", "/devices/gw-1", &viewer, None).await.body.contains("tag-form"));
     }
 
     #[tokio::test]
