@@ -14,8 +14,9 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::author;
 use super::views::ErrorBody;
-use super::{ApiError, AppState};
+use super::{known_agent, known_device, ApiError, AppState};
 use crate::store::config::{check_tag, device_scope, tag_scope, validate, ChangeRow, Effective, Layer};
 use crate::store::now_ms;
 use crate::store::tokens::TokenInfo;
@@ -84,23 +85,12 @@ pub struct HistoryView {
 }
 
 fn require_operator(token: &TokenInfo) -> Result<(), ApiError> {
-    if token.role.allows(Role::Operator) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "{:?} (role {}) may not change configuration; that needs the role operator",
-            token.name,
-            token.role.as_str()
-        )))
-    }
-}
-
-fn by(token: &TokenInfo) -> String {
-    token.user.clone().unwrap_or_else(|| token.name.clone())
+    super::auth::require(token, Role::Operator, "change configuration")
 }
 
 fn view(scope: String, agent: &str, layer: Layer) -> Result<LayerView, ApiError> {
-    let specs = opmas_proto::agents::params_of(agent).ok_or_else(|| unknown_agent(agent))?;
+    known_agent(agent)?;
+    let specs = opmas_proto::agents::params_of(agent).unwrap_or_default();
     let schema = specs
         .iter()
         .map(|p| ParamView {
@@ -113,19 +103,6 @@ fn view(scope: String, agent: &str, layer: Layer) -> Result<LayerView, ApiError>
         })
         .collect();
     Ok(LayerView { scope, agent: agent.to_owned(), layer, schema })
-}
-
-fn unknown_agent(agent: &str) -> ApiError {
-    let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).collect();
-    ApiError::Invalid { field: "agent", message: format!("unknown agent {agent:?}; known: {}", known.join(", ")) }
-}
-
-async fn device(state: &AppState, id: &str) -> Result<opmas_proto::DeviceId, ApiError> {
-    let id = opmas_proto::DeviceId::new(id).map_err(|e| ApiError::Invalid { field: "id", message: e.to_string() })?;
-    if state.store.get_device(id.as_str()).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no device {:?}", id.as_str())));
-    }
-    Ok(id)
 }
 
 /// A request body as a layer: malformed JSON or unknown keys are named.
@@ -203,7 +180,7 @@ async fn put_tag_layer(
     require_operator(&token)?;
     let scope = tag_scope(&tag(&t)?);
     let layer = layer_of(&body)?;
-    Ok(Json(change(&state, &scope, &agent, &layer, &by(&token)).await?))
+    Ok(Json(change(&state, &scope, &agent, &layer, &author(&token)).await?))
 }
 
 /// Checks and sets `device`'s tags (every bad one named by index), and
@@ -250,7 +227,7 @@ pub struct Tags {
     params(("id" = String, Path, description = "The device id")),
     responses((status = 200, body = Tags), (status = 404, body = ErrorBody)))]
 async fn get_tags(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Tags>, ApiError> {
-    let id = device(&state, &id).await?;
+    let id = known_device(&state, &id).await?;
     Ok(Json(Tags { tags: state.store.tags(id.as_str()).await? }))
 }
 
@@ -267,12 +244,12 @@ async fn put_tags(
     body: axum::body::Bytes,
 ) -> Result<Json<ChangeView>, ApiError> {
     require_operator(&token)?;
-    let id = device(&state, &id).await?;
+    let id = known_device(&state, &id).await?;
     let tags: Tags = serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
         field: "body",
         message: format!("expected {{\"tags\": [\"site-a\", ...]}}: {e}"),
     })?;
-    Ok(Json(set_tags_for(&state, &id, tags.tags, &by(&token)).await?))
+    Ok(Json(set_tags_for(&state, &id, tags.tags, &author(&token)).await?))
 }
 
 /// The fleet layer of an agent, with its schema.
@@ -297,7 +274,7 @@ async fn put_fleet(
 ) -> Result<Json<ChangeView>, ApiError> {
     require_operator(&token)?;
     let layer = layer_of(&body)?;
-    Ok(Json(change(&state, "fleet", &agent, &layer, &by(&token)).await?))
+    Ok(Json(change(&state, "fleet", &agent, &layer, &author(&token)).await?))
 }
 
 /// A device's own layer of an agent, with its schema.
@@ -308,7 +285,7 @@ async fn get_device_layer(
     State(state): State<AppState>,
     Path((id, agent)): Path<(String, String)>,
 ) -> Result<Json<LayerView>, ApiError> {
-    let id = device(&state, &id).await?;
+    let id = known_device(&state, &id).await?;
     let scope = device_scope(id.as_str());
     let layer = state.store.layers(&scope).await?.remove(&agent).unwrap_or_default();
     Ok(Json(view(scope, &agent, layer)?))
@@ -327,9 +304,9 @@ async fn put_device_layer(
     body: axum::body::Bytes,
 ) -> Result<Json<ChangeView>, ApiError> {
     require_operator(&token)?;
-    let id = device(&state, &id).await?;
+    let id = known_device(&state, &id).await?;
     let layer = layer_of(&body)?;
-    Ok(Json(change(&state, &device_scope(id.as_str()), &agent, &layer, &by(&token)).await?))
+    Ok(Json(change(&state, &device_scope(id.as_str()), &agent, &layer, &author(&token)).await?))
 }
 
 /// A device's effective configuration, where each value came from, and
@@ -341,7 +318,7 @@ async fn device_config(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceConfigView>, ApiError> {
-    let id = device(&state, &id).await?;
+    let id = known_device(&state, &id).await?;
     Ok(Json(device_view(&state, id.as_str()).await?))
 }
 
@@ -390,7 +367,7 @@ async fn history(
     }
     let agent = q.get("agent").filter(|a| !a.is_empty());
     if let Some(a) = agent {
-        opmas_proto::agents::params_of(a).ok_or_else(|| unknown_agent(a))?;
+        known_agent(a)?;
     }
     Ok(Json(HistoryView { changes: state.store.config_history(scope, agent.map(String::as_str), 200).await? }))
 }
@@ -415,5 +392,5 @@ async fn restore(
         field: "id",
         message: format!("change {n} set a device's tags; set them again with PUT /devices/{{id}}/tags"),
     })?;
-    Ok(Json(change(&state, &c.scope, &c.agent, &layer, &by(&token)).await?))
+    Ok(Json(change(&state, &c.scope, &c.agent, &layer, &author(&token)).await?))
 }

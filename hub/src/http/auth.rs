@@ -61,3 +61,24 @@ pub async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<Option<Toke
         .ok_or(ApiError::Unauthorized("Authorization header must be \"Bearer <token>\""))?;
     state.store.verify_token(token).await?.ok_or(ApiError::Unauthorized("unknown token")).map(Some)
 }
+
+/// Refuses (403, naming the token, its role and the role needed) unless
+/// `token`'s role allows `needed`; `what` says what was asked ("send
+/// commands").
+pub fn require(token: &TokenInfo, needed: crate::store::users::Role, what: &str) -> Result<(), ApiError> {
+    if token.role.allows(needed) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{:?} (role {}) may not {what}; that needs the role {}",
+            token.name,
+            token.role.as_str(),
+            needed.as_str()
+        )))
+    }
+}
+
+/// Who a change is recorded as made by: the token's user, else its label.
+pub fn author(token: &TokenInfo) -> String {
+    token.user.clone().unwrap_or_else(|| token.name.clone())
+}

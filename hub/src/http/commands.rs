@@ -12,8 +12,9 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::author;
 use super::views::ErrorBody;
-use super::{ApiError, AppState};
+use super::{known_agent, known_device, ApiError, AppState};
 use crate::command::DEFAULT_TTL_MS;
 use crate::store::commands::{CommandQuery, CommandRow, STATES};
 use crate::store::tokens::TokenInfo;
@@ -45,13 +46,7 @@ pub async fn agent_action_for(
     action: &str,
     who: &str,
 ) -> Result<AgentActionView, ApiError> {
-    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
-        let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).collect();
-        return Err(ApiError::Invalid {
-            field: "agent",
-            message: format!("unknown agent {agent:?}; known: {}", known.join(", ")),
-        });
-    }
+    known_agent(agent)?;
     let enabled = match action {
         "start" => true,
         "stop" => false,
@@ -82,28 +77,19 @@ pub struct CommandPage {
 }
 
 fn require_operator(token: &TokenInfo) -> Result<(), ApiError> {
-    if token.role.allows(Role::Operator) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "{:?} (role {}) may not send commands; that needs the role operator",
-            token.name,
-            token.role.as_str()
-        )))
-    }
+    super::auth::require(token, Role::Operator, "send commands")
 }
 
-/// Who a command is recorded as from.
-fn by(token: &TokenInfo) -> String {
-    token.user.clone().unwrap_or_else(|| token.name.clone())
+/// The cursor that pages on after command `id`.
+pub fn encode_cursor(id: i64) -> String {
+    format!("c{id:x}")
 }
 
-async fn device(state: &AppState, id: &str) -> Result<opmas_proto::DeviceId, ApiError> {
-    let id = opmas_proto::DeviceId::new(id).map_err(|e| ApiError::Invalid { field: "id", message: e.to_string() })?;
-    if state.store.get_device(id.as_str()).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no device {:?}", id.as_str())));
-    }
-    Ok(id)
+/// The command id a cursor names.
+pub fn decode_cursor(c: &str) -> Result<i64, ApiError> {
+    c.strip_prefix('c').and_then(|h| i64::from_str_radix(h, 16).ok()).filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::Invalid { field: "cursor", message: format!("{c:?} is not a cursor this API returned") }
+    })
 }
 
 /// Starts, stops or restarts one agent on one device (operators). Start
@@ -122,8 +108,8 @@ async fn agent_action(
     Path((id, agent, action)): Path<(String, String, String)>,
 ) -> Result<(StatusCode, Json<AgentActionView>), ApiError> {
     require_operator(&token)?;
-    let device = device(&state, &id).await?;
-    let done = agent_action_for(&state, &device, &agent, &action, &by(&token)).await?;
+    let device = known_device(&state, &id).await?;
+    let done = agent_action_for(&state, &device, &agent, &action, &author(&token)).await?;
     Ok((StatusCode::ACCEPTED, Json(done)))
 }
 
@@ -156,10 +142,8 @@ async fn tag_action(
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Invalid { field: "tag", message: "which devices: ?tag=<tag> is required".into() })?;
     crate::store::config::check_tag(tag).map_err(|message| ApiError::Invalid { field: "tag", message })?;
-    if !opmas_proto::agents::AGENTS.iter().any(|a| a.name == agent) {
-        return Err(ApiError::Invalid { field: "agent", message: format!("unknown agent {agent:?}") });
-    }
-    let who = by(&token);
+    known_agent(&agent)?;
+    let who = author(&token);
     let enabled = match action.as_str() {
         "start" => true,
         "stop" => false,
@@ -197,8 +181,8 @@ async fn ping(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
     require_operator(&token)?;
-    let device = device(&state, &id).await?;
-    let row = state.commander.send(&device, Action::Ping, &by(&token), DEFAULT_TTL_MS).await?;
+    let device = known_device(&state, &id).await?;
+    let row = state.commander.send(&device, Action::Ping, &author(&token), DEFAULT_TTL_MS).await?;
     Ok((StatusCode::ACCEPTED, Json(row)))
 }
 
@@ -234,17 +218,10 @@ async fn list(
             message: format!("{v:?} is not a number from 1 to 1000"),
         })?,
     };
-    let before_id = text("cursor")
-        .map(|c| {
-            c.strip_prefix('c').and_then(|h| i64::from_str_radix(h, 16).ok()).filter(|n| *n > 0).ok_or_else(|| {
-                ApiError::Invalid { field: "cursor", message: format!("{c:?} is not a cursor this API returned") }
-            })
-        })
-        .transpose()?;
+    let before_id = text("cursor").map(|c| decode_cursor(&c)).transpose()?;
     let q = CommandQuery { device: text("device"), state: text("state"), before_id, limit };
     let commands = state.store.query_commands(&q).await?;
-    let next_cursor =
-        (commands.len() as u32 == limit).then(|| commands.last().map(|c| format!("c{:x}", c.id))).flatten();
+    let next_cursor = (commands.len() as u32 == limit).then(|| commands.last().map(|c| encode_cursor(c.id))).flatten();
     Ok(Json(CommandPage { commands, next_cursor }))
 }
 

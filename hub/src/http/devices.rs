@@ -24,15 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Changing the fleet's credentials is for admins.
 fn require_admin(token: &TokenInfo) -> Result<(), ApiError> {
-    if token.role.allows(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "token {:?} (role {}) may not change devices",
-            token.name,
-            token.role.as_str()
-        )))
-    }
+    super::auth::require(token, Role::Admin, "change devices")
 }
 
 /// A device id from the path, validated before it reaches the database.

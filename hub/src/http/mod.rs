@@ -27,6 +27,25 @@ use crate::keys::Keys;
 use crate::stats::Stats;
 use crate::store::Store;
 
+/// An enrolled device's id from a path: 422 if it is not an id, 404 if no
+/// such device.
+pub async fn known_device(state: &AppState, id: &str) -> Result<opmas_proto::DeviceId, ApiError> {
+    let id = opmas_proto::DeviceId::new(id).map_err(|e| ApiError::Invalid { field: "id", message: e.to_string() })?;
+    if state.store.get_device(id.as_str()).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no device {:?}", id.as_str())));
+    }
+    Ok(id)
+}
+
+/// An edge agent's name, or 422 listing them.
+pub fn known_agent(agent: &str) -> Result<(), ApiError> {
+    if opmas_proto::agents::params_of(agent).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).collect();
+    Err(ApiError::Invalid { field: "agent", message: format!("unknown agent {agent:?}; known: {}", known.join(", ")) })
+}
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {

@@ -199,6 +199,30 @@ impl ChangeRow {
     }
 }
 
+/// Adds a row to the history; its id is the new version.
+async fn record_change(
+    tx: &mut super::WriteTx,
+    scope: &str,
+    agent: &str,
+    before: Option<String>,
+    after: String,
+    by: &str,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO config_changes (scope, agent, before, after, changed_by, changed_ms) VALUES (?, ?, ?, ?, ?, ?)
+         RETURNING id",
+    )
+    .bind(scope)
+    .bind(agent)
+    .bind(before)
+    .bind(after)
+    .bind(by)
+    .bind(now_ms)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
 impl Store {
     /// Every agent's layer in `scope`.
     pub async fn layers(&self, scope: &str) -> Result<BTreeMap<String, Layer>, StoreError> {
@@ -245,18 +269,7 @@ impl Store {
         .bind(serde_json::to_string(&layer.params).unwrap_or_else(|_| "{}".into()))
         .execute(&mut *tx)
         .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO config_changes (scope, agent, before, after, changed_by, changed_ms) VALUES (?, ?, ?, ?, ?, ?)
-             RETURNING id",
-        )
-        .bind(scope)
-        .bind(agent)
-        .bind(before.as_ref().map(json))
-        .bind(json(layer))
-        .bind(by)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = record_change(&mut tx, scope, agent, before.as_ref().map(json), json(layer), by, now_ms).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -313,17 +326,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO config_changes (scope, agent, before, after, changed_by, changed_ms) VALUES (?, '', ?, ?, ?, ?)
-             RETURNING id",
-        )
-        .bind(device_scope(device))
-        .bind(serde_json::json!({ "tags": before }).to_string())
-        .bind(serde_json::json!({ "tags": tags }).to_string())
-        .bind(by)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
+        let before = serde_json::json!({ "tags": before }).to_string();
+        let after = serde_json::json!({ "tags": tags }).to_string();
+        let id = record_change(&mut tx, &device_scope(device), "", Some(before), after, by, now_ms).await?;
         tx.commit().await?;
         Ok(id)
     }

@@ -216,18 +216,12 @@ pub async fn add_token(
     tokens_page(&state, &who, Some(notice), None).await
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /admin/tokens/{id}/revoke`.
 pub async fn revoke_token(
     State(state): State<AppState>,
     who: Signed,
     Path(id): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<super::CsrfOnly>,
 ) -> Result<Response, PageError> {
     who.check_csrf(&f.csrf)?;
     who.require(Role::Admin, "revoking an API token")?;

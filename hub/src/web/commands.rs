@@ -87,12 +87,7 @@ pub async fn list(
     }
     let before_id = match value("cursor") {
         "" => None,
-        c => Some(
-            c.strip_prefix('c')
-                .and_then(|h| i64::from_str_radix(h, 16).ok())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| PageError::Invalid(format!("cursor {c:?} is not one this page made")))?,
-        ),
+        c => Some(crate::http::commands::decode_cursor(c)?),
     };
     let q = CommandQuery {
         device: params.get("device").cloned(),
@@ -102,11 +97,14 @@ pub async fn list(
     };
     let rows = state.store.query_commands(&q).await?;
     let filters = [("device", value("device")), ("state", value("state"))];
-    let next = (rows.len() as u32 == PAGE).then(|| rows.last().map(|c| format!("c{:x}", c.id))).flatten().map(|c| {
-        let mut with = filters.to_vec();
-        with.push(("cursor", &c));
-        format!("/commands{}", layout::query(&with))
-    });
+    let next = (rows.len() as u32 == PAGE)
+        .then(|| rows.last().map(|c| crate::http::commands::encode_cursor(c.id)))
+        .flatten()
+        .map(|c| {
+            let mut with = filters.to_vec();
+            with.push(("cursor", &c));
+            format!("/commands{}", layout::query(&with))
+        });
     let base = format!("/commands{}", layout::query(&filters));
     let devices = state.store.list_devices().await?;
     let mut device_options = vec![(String::new(), "any".to_owned())];
@@ -127,26 +125,17 @@ pub async fn list(
     Ok(signed_page(&who, "Commands", Nav::Commands, body))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /devices/{id}/agents/{agent}/{action}`: sends the command, then
 /// back to the device page, which names it.
 pub async fn agent_action(
     State(state): State<AppState>,
     who: Signed,
     Path((id, agent, action)): Path<(String, String, String)>,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<super::CsrfOnly>,
 ) -> Result<Response, PageError> {
     who.check_csrf(&f.csrf)?;
     who.require(Role::Operator, "starting and stopping agents")?;
-    let device = opmas_proto::DeviceId::new(&id).map_err(|e| PageError::Invalid(format!("device id: {e}")))?;
-    if state.store.get_device(device.as_str()).await?.is_none() {
-        return Err(PageError::NotFound(format!("There is no device {id:?}.")));
-    }
+    let device = crate::http::known_device(&state, &id).await?;
     let done = crate::http::commands::agent_action_for(&state, &device, &agent, &action, &who.session.user).await?;
     let what = match (&done.command, &done.config) {
         (Some(c), _) => format!("sent=command-{}", c.id),
@@ -177,10 +166,7 @@ pub async fn set_tags(
     if f.tags.len() > 1000 {
         return Err(PageError::Invalid("the tags are longer than 1000 characters".into()));
     }
-    let device = opmas_proto::DeviceId::new(&id).map_err(|e| PageError::Invalid(format!("device id: {e}")))?;
-    if state.store.get_device(device.as_str()).await?.is_none() {
-        return Err(PageError::NotFound(format!("There is no device {id:?}.")));
-    }
+    let device = crate::http::known_device(&state, &id).await?;
     let tags: Vec<String> = f.tags.split([' ', ',']).filter(|t| !t.is_empty()).map(str::to_owned).collect();
     let change = crate::http::agent_config::set_tags_for(&state, &device, tags, &who.session.user).await?;
     Ok(Redirect::to(&format!("/devices/{}?sent=config-{}", device.as_str(), change.version)).into_response())

@@ -59,6 +59,14 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{version}/{file}", get(assets::serve))
 }
 
+/// A form whose only field is its CSRF token (sign out, revoke, the
+/// lifecycle buttons).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// A signed-in person, from the session cookie. Pages that take one send
 /// anybody else to the sign-in page.
 #[derive(Clone, Debug)]

@@ -125,17 +125,11 @@ pub async fn submit(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /signout`: ends the session in the database and drops the cookie.
 pub async fn sign_out(
     State(state): State<AppState>,
     who: Signed,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<super::CsrfOnly>,
 ) -> Result<Response, PageError> {
     who.check_csrf(&f.csrf)?;
     state.store.end_session(&who.token).await?;
