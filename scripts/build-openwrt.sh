@@ -80,6 +80,7 @@ done
 features="$(echo "$features" | tr -s ', ' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
 tls=0
 case ",$features," in *,tls,*) tls=1 ;; esac
+case ",$features," in *,fault-injection,*) die "fault-injection is for the tests; a router build never carries it" ;; esac
 
 needs_nightly() { [ "$std_mode" = build ] || case "$1" in mips*) true ;; *) false ;; esac; }
 any_nightly=0 any_stable=0

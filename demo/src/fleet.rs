@@ -47,6 +47,7 @@ pub async fn run(cfg: HubConfig, devices: usize, shutdown: impl Future<Output = 
                 spool_bytes: opmas_edge::spool::DEFAULT_BUDGET,
                 tls: None,
                 state_dir: cfg.data_dir.join("demo-routers").join(id.as_str()),
+                restart: Default::default(),
             },
             sources: Vec::new(),
             agents: AgentsConfig::default(),

@@ -7,6 +7,8 @@
 //!     option secret '<64 hex digits>'
 //!     option heartbeat_interval '30'
 //!     option spool_bytes '1048576'
+//!     option agent_restarts '5'      # restarts in a row before a failing agent is given up on
+//!     option agent_backoff_max '60'  # longest wait between them, seconds
 //!     # mqtts:// only (the opmas-edge-tls build, cargo feature `tls`):
 //!     option ca_file '/etc/opmas/ca.crt'      # required: the CA of the hub's certificate
 //!     option cert_file '/etc/opmas/edge.crt'  # mutual TLS: both or neither
@@ -27,6 +29,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use opmas_proto::{DeviceId, Secret};
+
+use crate::supervise::RestartPolicy;
 
 use std::collections::BTreeMap;
 
@@ -184,6 +188,8 @@ const HUB_OPTIONS: &[&str] = &[
     "key_file",
     "tls_server_name",
     "state_dir",
+    "agent_restarts",
+    "agent_backoff_max",
 ];
 
 /// The options of `config source` (of all its types).
@@ -222,6 +228,8 @@ pub struct HubConfig {
     /// last command it ran, so that a replayed one is refused). On OpenWRT
     /// `/etc/opmas`, on flash: written once per command, rarely.
     pub state_dir: PathBuf,
+    /// What the supervisor does with an agent that fails.
+    pub restart: RestartPolicy,
 }
 
 /// The default of `option state_dir`.
@@ -286,6 +294,17 @@ impl EdgeConfig {
         let keepalive = Duration::from_secs(number(hub, "keepalive", 30, 5..=3600)?);
         let backoff_max = Duration::from_secs(number(hub, "backoff_max", 60, 1..=3600)?);
         let spool_bytes = number(hub, "spool_bytes", DEFAULT_BUDGET as u64, 4096..=64 << 20)? as usize;
+        let defaults = RestartPolicy::default();
+        let restart = RestartPolicy {
+            max_restarts: number(hub, "agent_restarts", u64::from(defaults.max_restarts), 0..=1000)? as u32,
+            backoff_max: Duration::from_secs(number(
+                hub,
+                "agent_backoff_max",
+                defaults.backoff_max.as_secs(),
+                1..=3600,
+            )?),
+            ..defaults
+        };
         let state_dir = PathBuf::from(hub.get("state_dir").unwrap_or(DEFAULT_STATE_DIR));
         if !state_dir.is_absolute() {
             return Err(bad(
@@ -346,6 +365,7 @@ impl EdgeConfig {
                 spool_bytes,
                 tls,
                 state_dir,
+                restart,
             },
             sources,
             agents,

@@ -24,6 +24,7 @@ pub mod replay;
 pub mod run;
 pub mod sources;
 pub mod spool;
+pub mod supervise;
 pub mod tls;
 pub mod uci;
 pub mod uplink;

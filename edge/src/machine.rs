@@ -196,6 +196,12 @@ impl Edge {
         self.config_version
     }
 
+    /// Supervises the agents by `policy` (UCI `agent_restarts`, `agent_backoff_max`).
+    pub fn with_restart_policy(mut self, policy: crate::supervise::RestartPolicy) -> Edge {
+        self.pipeline.set_policy(policy);
+        self
+    }
+
     /// Continues from the last command id a previous run accepted.
     pub fn with_last_command(mut self, id: u64) -> Edge {
         self.commands = Commands::new(id);
@@ -434,6 +440,7 @@ impl Edge {
         let hb = Heartbeat {
             epoch: self.epoch,
             uptime_s: now.as_secs(),
+            interval_s: self.heartbeat_interval.as_secs().min(u32::MAX as u64) as u32,
             version: self.version.clone(),
             config_version: self.config_version,
             config_error: self.config_error.clone(),

@@ -91,6 +91,11 @@ fn real_main() -> Result<()> {
         .with(tracing_subscriber::fmt::layer().with_ansi(false).without_time().with_writer(std::io::stderr))
         .with(filter)
         .init();
+    if cfg!(feature = "fault-injection") {
+        tracing::warn!(
+            "built with fault-injection (a test build): a line with opmas-fault:<agent> makes that agent panic"
+        );
+    }
     match cli.command {
         Command::Run { config } => {
             let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;

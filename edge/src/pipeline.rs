@@ -3,11 +3,13 @@
 //! Two halves: [`Parser`] turns a line into a [`Parsed`] (pure: it keeps
 //! only the year of the day it last saw), [`Pipeline::apply`] runs the
 //! agents over it (all the state). [`Pipeline::feed`] does both; a replay
-//! runs the halves on two threads.
+//! runs the halves on two threads. Each agent runs under the
+//! [`crate::supervise`] policy: one that fails is dropped and built again
+//! later, while the others run on.
 
 use opmas_proto::msg::{AgentState, AgentStatus, Counters, Finding};
 
-use tracing::debug;
+use tracing::{debug, error, info, warn};
 
 use crate::agents::network::NetworkAgent;
 use crate::agents::security::SecurityAgent;
@@ -18,6 +20,7 @@ use crate::classify::classify;
 use crate::config::AgentsConfig;
 use crate::events::Event;
 use crate::parse::{self, parse_line, ParseError};
+use crate::supervise::{guard, Health, Phase, RestartPolicy, Verdict};
 
 /// A line parsed and classified, ready for the agents.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,10 +65,11 @@ impl Parser {
 }
 
 /// An agent held by name: built from its config while running, `None`
-/// while stopped (its tables freed).
+/// while stopped, restarting or failed (its tables freed).
 struct Slot {
     name: &'static str,
     agent: Option<Box<dyn Agent>>,
+    health: Health,
 }
 
 /// The names of the agents, in the order they see each event.
@@ -90,6 +94,10 @@ pub struct Pipeline {
     log_clock_ms: u64,
     /// The parsing half, for [`Pipeline::feed`].
     parser: Parser,
+    /// What happens to an agent that fails.
+    policy: RestartPolicy,
+    /// The latest time passed in (line arrival or tick), for the supervisor.
+    now_ms: u64,
 }
 
 /// Builds the agent `name` from `cfg`, or `None` if `cfg` disables it.
@@ -106,7 +114,8 @@ fn build(name: &str, cfg: &AgentsConfig) -> Option<Box<dyn Agent>> {
 impl Pipeline {
     /// The agents `cfg` enables, running; the others stopped.
     pub fn new(cfg: &AgentsConfig) -> Self {
-        let slots = AGENT_NAMES.iter().map(|&name| Slot { name, agent: build(name, cfg) }).collect();
+        let slots =
+            AGENT_NAMES.iter().map(|&name| Slot { name, agent: build(name, cfg), health: Health::default() }).collect();
         Pipeline {
             slots,
             config: cfg.clone(),
@@ -114,7 +123,20 @@ impl Pipeline {
             events: 0,
             log_clock_ms: 0,
             parser: Parser::default(),
+            policy: RestartPolicy::default(),
+            now_ms: 0,
         }
+    }
+
+    /// Supervises the agents by `policy` instead of the default one.
+    pub fn with_policy(mut self, policy: RestartPolicy) -> Self {
+        self.set_policy(policy);
+        self
+    }
+
+    /// Supervises the agents by `policy` from now on.
+    pub fn set_policy(&mut self, policy: RestartPolicy) {
+        self.policy = policy;
     }
 
     fn slot(&mut self, name: &str) -> Result<&mut Slot, UnknownAgent> {
@@ -123,7 +145,10 @@ impl Pipeline {
 
     /// Stops an agent: it sees no more events and its state is dropped.
     pub fn stop(&mut self, name: &str) -> Result<(), UnknownAgent> {
-        self.slot(name)?.agent = None;
+        let now_ms = self.now_ms;
+        let slot = self.slot(name)?;
+        slot.agent = None;
+        slot.health.reset(now_ms);
         Ok(())
     }
 
@@ -132,7 +157,10 @@ impl Pipeline {
     /// agent the configuration disables stays stopped.
     pub fn restart(&mut self, name: &str) -> Result<(), UnknownAgent> {
         let agent = build(name, &self.config);
-        self.slot(name)?.agent = agent;
+        let now_ms = self.now_ms;
+        let slot = self.slot(name)?;
+        slot.agent = agent;
+        slot.health.reset(now_ms);
         Ok(())
     }
 
@@ -150,6 +178,7 @@ impl Pipeline {
         for slot in &mut self.slots {
             if changed(slot.name) {
                 slot.agent = build(slot.name, cfg);
+                slot.health.reset(self.now_ms);
             }
         }
     }
@@ -171,6 +200,7 @@ impl Pipeline {
     /// findings are appended to `out`. Returns how many the line produced.
     pub fn apply(&mut self, parsed: &Result<Parsed<'_>, ParseError>, arrival_ms: u64, out: &mut Vec<Finding>) -> usize {
         self.counters.lines += 1;
+        self.now_ms = self.now_ms.max(arrival_ms);
         let parsed = match parsed {
             Ok(p) => p,
             Err(e) => {
@@ -185,19 +215,66 @@ impl Pipeline {
         self.events += 1;
         let meta = Meta { line: parsed.line, now_ms, program: parsed.program, pid: parsed.pid };
         let before = out.len();
-        for agent in self.slots.iter_mut().filter_map(|s| s.agent.as_mut()) {
-            agent.on_event(event, &meta, out);
-        }
+        self.each_agent(arrival_ms, out, |name, agent, out| {
+            fault::inject(name, meta.line);
+            agent.on_event(event, &meta, out)
+        });
         self.found(out.len() - before)
     }
 
-    /// Lets the agents close windows and expire state; appends any updates to `out`.
+    /// Lets the agents close windows and expire state; appends any updates
+    /// to `out`. Agents whose restart is due are built again first.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Finding>) -> usize {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.restart_due(now_ms);
         let before = out.len();
-        for agent in self.slots.iter_mut().filter_map(|s| s.agent.as_mut()) {
-            agent.tick(now_ms, out);
-        }
+        self.each_agent(now_ms, out, |_, agent, out| agent.tick(now_ms, out));
         self.found(out.len() - before)
+    }
+
+    /// Runs `f` on every running agent under [`guard`]: one that panics is
+    /// dropped and its restart scheduled by the policy; the others run on.
+    fn each_agent(
+        &mut self,
+        now_ms: u64,
+        out: &mut Vec<Finding>,
+        mut f: impl FnMut(&'static str, &mut dyn Agent, &mut Vec<Finding>),
+    ) {
+        let policy = self.policy;
+        for slot in &mut self.slots {
+            let Some(agent) = slot.agent.as_mut() else { continue };
+            let name = slot.name;
+            let Err(why) = guard(|| f(name, agent.as_mut(), out)) else { continue };
+            slot.agent = None;
+            match slot.health.failed(why.clone(), now_ms, &policy) {
+                Verdict::RestartIn(d) => {
+                    warn!(agent = name, error = %why, restart_in_ms = d.as_millis() as u64, "agent failed; restarting it after the backoff")
+                }
+                Verdict::GiveUp => error!(
+                    agent = name,
+                    error = %why,
+                    restarts = slot.health.restarts,
+                    "agent failed again; given up on until an operator starts it"
+                ),
+            }
+        }
+    }
+
+    /// Builds again every agent whose backoff is over.
+    fn restart_due(&mut self, now_ms: u64) {
+        for slot in &mut self.slots {
+            if !slot.health.due(now_ms, &self.policy) {
+                continue;
+            }
+            slot.agent = build(slot.name, &self.config);
+            if slot.agent.is_some() {
+                slot.health.restarted(now_ms);
+                info!(agent = slot.name, restarts = slot.health.restarts, "agent restarted by policy");
+            } else {
+                // The configuration disabled it meanwhile.
+                slot.health.reset(now_ms);
+            }
+        }
     }
 
     fn found(&mut self, n: usize) -> usize {
@@ -227,16 +304,42 @@ impl Pipeline {
             .iter()
             .map(|s| {
                 let c = s.agent.as_ref().map(|a| a.counters()).unwrap_or_default();
+                let state = match (&s.agent, s.health.phase) {
+                    (Some(_), _) => AgentState::Running,
+                    (None, Phase::Restarting { .. }) => AgentState::Restarting,
+                    (None, Phase::Failed) => AgentState::Failed,
+                    (None, Phase::Up) => AgentState::Stopped,
+                };
                 AgentStatus {
                     name: s.name.into(),
-                    state: if s.agent.is_some() { AgentState::Running } else { AgentState::Stopped },
+                    state,
                     events: c.events,
                     findings: c.findings,
                     evicted: c.evicted,
+                    restarts: s.health.restarts,
+                    last_error: s.health.last_error.clone(),
                 }
             })
             .collect()
     }
+}
+
+/// Failures on demand, for the end-to-end tests of the supervisor (cargo
+/// feature `fault-injection`; never in a router build): a line containing
+/// `opmas-fault:<agent>` makes that agent panic while it handles the line.
+mod fault {
+    #[cfg(feature = "fault-injection")]
+    pub fn inject(agent: &str, line: &str) {
+        if let Some(rest) = line.split("opmas-fault:").nth(1) {
+            if rest.split(|c: char| !c.is_ascii_alphanumeric()).next() == Some(agent) {
+                panic!("injected fault (opmas-fault:{agent})");
+            }
+        }
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    #[inline(always)]
+    pub fn inject(_agent: &str, _line: &str) {}
 }
 
 #[cfg(test)]
@@ -285,5 +388,39 @@ mod tests {
         // Disabling an agent in the configuration stops it.
         p.reconfigure(&AgentsConfig { wifi: None, ..cfg });
         assert_eq!(state(&p, "wifi").0, AgentState::Stopped);
+    }
+
+    #[cfg(all(feature = "fault-injection", panic = "unwind"))]
+    #[test]
+    fn a_failing_agent_is_restarted_by_policy_then_given_up_while_the_others_run_on() {
+        let policy = RestartPolicy { max_restarts: 2, ..RestartPolicy::default() };
+        let mut p = Pipeline::new(&AgentsConfig::default()).with_policy(policy);
+        let mut out = Vec::new();
+        let t0 = 1_733_420_630_000;
+        let fault =
+            "Dec  5 17:43:50 gw dropbear[1]: Bad password attempt for 'opmas-fault:security' from 198.51.100.9:1";
+        let status = |p: &Pipeline, n: &str| p.agent_status().into_iter().find(|s| s.name == n).unwrap();
+        p.feed(fault, t0, &mut out);
+        let s = status(&p, "security");
+        assert_eq!((s.state, s.restarts), (AgentState::Restarting, 0));
+        assert_eq!(s.last_error.as_deref(), Some("panicked: injected fault (opmas-fault:security)"));
+        assert_eq!(status(&p, "wifi").state, AgentState::Running, "the others run on");
+        p.tick(t0 + 500, &mut out);
+        assert_eq!(status(&p, "security").state, AgentState::Restarting, "still in its backoff");
+        p.tick(t0 + 1000, &mut out);
+        assert_eq!((status(&p, "security").state, status(&p, "security").restarts), (AgentState::Running, 1));
+        // The rebuilt agent works: a brute force is found.
+        brute_force(&mut p, "198.51.100.1", &mut out);
+        assert_eq!(out.len(), 1);
+        p.feed(fault, t0 + 2000, &mut out);
+        p.tick(t0 + 4000, &mut out);
+        assert_eq!(status(&p, "security").restarts, 2);
+        p.feed(fault, t0 + 5000, &mut out);
+        p.tick(t0 + 600_000, &mut out);
+        let s = status(&p, "security");
+        assert_eq!((s.state, s.restarts), (AgentState::Failed, 2), "given up after two restarts in a row");
+        // An operator's start builds it again.
+        p.restart("security").unwrap();
+        assert_eq!(status(&p, "security").state, AgentState::Running);
     }
 }

@@ -47,8 +47,9 @@ pub async fn run(
         warn!(error = %e, "the last command id is unreadable; starting from 0 (replays of older commands are refused only by their expiry)");
         0
     });
-    let mut edge =
-        Edge::new(&cfg.agents, epoch, cfg.hub.spool_bytes, cfg.hub.heartbeat_interval).with_last_command(last_command);
+    let mut edge = Edge::new(&cfg.agents, epoch, cfg.hub.spool_bytes, cfg.hub.heartbeat_interval)
+        .with_restart_policy(cfg.hub.restart)
+        .with_last_command(last_command);
     let mut kept_command = last_command;
     let config_file = ConfigFile::new(&cfg.hub.state_dir);
     match config_file.load() {

@@ -62,11 +62,14 @@ async fn main() -> Result<()> {
                 events: 1000 + d,
                 findings: per_device / 4,
                 evicted: 0,
+                restarts: 0,
+                last_error: None,
             })
             .collect();
         let hb = Heartbeat {
             epoch,
             uptime_s: 3600 * (d % 200),
+            interval_s: 30,
             version: if d % 10 == 0 { "0.0.9".into() } else { "0.1.0".into() },
             config_version: 1,
             config_error: None,

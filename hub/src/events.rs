@@ -16,6 +16,8 @@
 use std::sync::Arc;
 
 use opmas_proto::msg::{Finding, Heartbeat};
+
+use crate::store::heartbeats::AgentChange;
 use opmas_proto::DeviceId;
 use tokio::sync::broadcast;
 
@@ -33,6 +35,9 @@ pub enum Event {
     Presence { device: DeviceId, online: bool },
     /// A heartbeat was recorded.
     Heartbeat { device: DeviceId, heartbeat: Heartbeat },
+    /// The heartbeat told of agents restarted, failed or recovered (see
+    /// [`AgentChange`]); follows its `Heartbeat` event.
+    Agents { device: DeviceId, changes: Vec<AgentChange> },
     /// The device announced itself online: a new connection, which may be
     /// a restarted edge the hub never saw go (pending commands are sent
     /// again then).

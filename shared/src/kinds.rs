@@ -103,6 +103,16 @@ pub const DEVICE_OFFLINE: Kind =
 pub const DEVICE_BACK: Kind =
     Kind { id: 19, name: "device.back", severity: Severity::INFO, title: "device back online" };
 
+/// An edge's supervisor gave up on one of its agents after restarting it
+/// the configured number of times in a row. Made by the hub's `lifecycle`
+/// agent from the heartbeat; open until the agent runs again.
+pub const AGENT_FAILED: Kind = Kind { id: 20, name: "agent.failed", severity: Severity::HIGH, title: "agent failed" };
+
+/// An edge's supervisor restarted a failed agent. Made by the hub's
+/// `lifecycle` agent from the heartbeat.
+pub const AGENT_RESTARTED: Kind =
+    Kind { id: 21, name: "agent.restarted", severity: Severity::LOW, title: "agent restarted by policy" };
+
 /// Every finding kind, in id order.
 pub const ALL_KINDS: &[&Kind] = &[
     &SSH_BRUTEFORCE,
@@ -125,6 +135,8 @@ pub const ALL_KINDS: &[&Kind] = &[
     &NET_DISTRIBUTED_SCAN,
     &DEVICE_OFFLINE,
     &DEVICE_BACK,
+    &AGENT_FAILED,
+    &AGENT_RESTARTED,
 ];
 
 /// The kind named `name`, if there is one.

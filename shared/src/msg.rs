@@ -36,6 +36,9 @@ pub struct Heartbeat {
     pub epoch: u64,
     /// Seconds since this edge process started.
     pub uptime_s: u64,
+    /// Seconds between this edge's heartbeats: the hub calls the device
+    /// `stale` after three of them without a word.
+    pub interval_s: u32,
     /// `opmas-edge` version string.
     pub version: String,
     /// Version of the agent configuration in force (0: UCI defaults only).
@@ -77,6 +80,8 @@ pub enum AgentState {
     Stopped,
     /// Failed too often and was given up on until an operator restarts it.
     Failed,
+    /// Failed, and waits out its backoff before the supervisor builds it again.
+    Restarting,
 }
 
 /// One agent's line in the heartbeat.
@@ -90,6 +95,10 @@ pub struct AgentStatus {
     pub findings: u64,
     /// Entries evicted from the agent's bounded tables.
     pub evicted: u64,
+    /// Times the supervisor restarted the agent after a failure, this run.
+    pub restarts: u32,
+    /// The last failure, as the agent's panic said it.
+    pub last_error: Option<String>,
 }
 
 /// Counters of the edge's input path.

@@ -1,4 +1,5 @@
-//! `GET /devices`, `GET|DELETE /devices/{id}` and `POST /devices/{id}/rekey`.
+//! `GET /devices`, `GET|DELETE /devices/{id}`, `POST /devices/{id}/rekey`,
+//! `GET /devices/{id}/heartbeats` and `GET /devices/{id}/agents`.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -20,6 +21,88 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(one, remove))
         .routes(routes!(rekey))
         .routes(routes!(heartbeats))
+        .routes(routes!(agents))
+        .routes(routes!(presence))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PresenceList {
+    pub device: String,
+    /// Newest first: `online`, `stale` (three heartbeats missed) or `offline`, with when.
+    pub changes: Vec<crate::store::lifecycle::PresenceRow>,
+}
+
+/// The device's presence timeline, newest first (the last 100 changes).
+#[utoipa::path(get, path = "/devices/{id}/presence", tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 200, body = PresenceList), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn presence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PresenceList>, ApiError> {
+    let id = super::known_device(&state, &id).await?;
+    let changes = state.store.presence_history(id.as_str(), 100).await?;
+    Ok(Json(PresenceList { device: id.as_str().to_owned(), changes }))
+}
+
+/// One agent of a device: what the hub wants (its effective configuration)
+/// and what the edge last reported.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceAgentView {
+    pub name: String,
+    /// `running` or `stopped`: the desired state, from the configuration.
+    pub desired: &'static str,
+    /// Where the desired state comes from (`default`, `fleet`, `tag:<t>`, `device`).
+    pub desired_from: String,
+    /// As the latest heartbeat said: `running`, `stopped`, `restarting` or
+    /// `failed`; absent before the device's first heartbeat.
+    pub state: Option<String>,
+    pub events: i64,
+    pub findings: i64,
+    pub evicted: i64,
+    /// Restarts by the edge's supervisor after failures, in its current run.
+    pub restarts: i64,
+    /// The agent's last failure.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceAgents {
+    pub device: String,
+    /// When the latest heartbeat arrived (unix ms).
+    pub reported_ms: Option<i64>,
+    pub agents: Vec<DeviceAgentView>,
+}
+
+/// Every agent of the device: desired state and reported state, counts,
+/// restarts by policy and the last failure.
+#[utoipa::path(get, path = "/devices/{id}/agents", tag = "devices",
+    params(("id" = String, Path, description = "The device id")),
+    responses((status = 200, body = DeviceAgents), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn agents(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeviceAgents>, ApiError> {
+    let id = super::known_device(&state, &id).await?;
+    let effective = state.store.effective_config(id.as_str()).await?;
+    let latest = state.store.latest_heartbeat(id.as_str()).await?;
+    let (reported_ms, reported) = match latest {
+        Some((h, agents)) => (Some(h.received_ms), agents),
+        None => (None, Vec::new()),
+    };
+    let agents = opmas_proto::agents::AGENTS
+        .iter()
+        .map(|spec| {
+            let wanted = effective.agents.get(spec.name);
+            let r = reported.iter().find(|a| a.name == spec.name);
+            DeviceAgentView {
+                name: spec.name.to_owned(),
+                desired: if wanted.is_none_or(|w| w.enabled.value) { "running" } else { "stopped" },
+                desired_from: wanted.map_or_else(|| "default".to_owned(), |w| w.enabled.from.clone()),
+                state: r.map(|a| a.state.clone()),
+                events: r.map_or(0, |a| a.events),
+                findings: r.map_or(0, |a| a.findings),
+                evicted: r.map_or(0, |a| a.evicted),
+                restarts: r.map_or(0, |a| a.restarts),
+                last_error: r.and_then(|a| a.last_error.clone()),
+            }
+        })
+        .collect();
+    Ok(Json(DeviceAgents { device: id.as_str().to_owned(), reported_ms, agents }))
 }
 
 /// Changing the fleet's credentials is for admins.

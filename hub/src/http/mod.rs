@@ -295,6 +295,8 @@ mod tests {
             ("/api/v1/devices/{id}", "delete"),
             ("/api/v1/devices/{id}/rekey", "post"),
             ("/api/v1/devices/{id}/heartbeats", "get"),
+            ("/api/v1/devices/{id}/agents", "get"),
+            ("/api/v1/devices/{id}/presence", "get"),
             ("/api/v1/findings", "get"),
             ("/api/v1/findings/{id}", "get"),
             ("/api/v1/devices/{id}/agents/{agent}/{action}", "post"),

@@ -114,6 +114,9 @@ pub struct AgentView {
     pub events: i64,
     pub findings: i64,
     pub evicted: i64,
+    /// Restarts by the edge's supervisor in its current run.
+    pub restarts: i64,
+    pub last_error: Option<String>,
 }
 
 impl HeartbeatView {
@@ -147,6 +150,8 @@ impl HeartbeatView {
                     events: a.events,
                     findings: a.findings,
                     evicted: a.evicted,
+                    restarts: a.restarts,
+                    last_error: a.last_error,
                 })
                 .collect(),
             load_milli: h.load_milli,

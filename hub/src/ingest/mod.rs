@@ -266,8 +266,10 @@ fn decode(topic: &Topic, payload: &[u8], key: &Secret) -> Result<Option<Uplink>,
     }))
 }
 
-/// Marks devices offline that have been silent for `timeout`, every few
-/// seconds, and publishes each change on `bus`.
+/// Marks devices stale that missed three of their heartbeats and offline
+/// those silent for `timeout`, every few seconds, and publishes each going
+/// offline on `bus` (stale is recorded in the timeline, not an event: the
+/// device has not been given up on).
 pub async fn presence(store: Store, bus: Bus, timeout: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(5).min(timeout));
     loop {
@@ -275,6 +277,14 @@ pub async fn presence(store: Store, bus: Bus, timeout: Duration) {
         let now = store::now_ms();
         if let Err(e) = store.prune_heartbeats(now - store::heartbeats::RETENTION_MS).await {
             error!(error = %e, "pruning old heartbeats failed");
+        }
+        match store.mark_stale(now).await {
+            Ok(ids) => {
+                for id in ids {
+                    info!(device = %id, status = "stale", "device status (three heartbeats missed)");
+                }
+            }
+            Err(e) => error!(error = %e, "presence sweep failed"),
         }
         match store.mark_silent_offline(now - timeout.as_millis() as i64, now).await {
             Ok(ids) => {

@@ -32,7 +32,13 @@ pub enum StatusChange {
 
 /// The presence sweep (the `devices_by_presence` index).
 pub(super) const SWEEP_SQL: &str = "UPDATE devices SET status = 'offline', status_ms = ?
-     WHERE status = 'online' AND last_seen_ms < ? RETURNING id";
+     WHERE status IN ('online', 'stale') AND last_seen_ms < ? RETURNING id";
+
+/// Online devices silent for three of their heartbeat intervals (30 s
+/// until one says) become `stale`: still connected as far as the broker
+/// knows, but not reporting.
+pub(super) const STALE_SQL: &str = "UPDATE devices SET status = 'stale', status_ms = ?1
+     WHERE status = 'online' AND last_seen_ms < ?1 - 3 * COALESCE(heartbeat_ms, 30000) RETURNING id";
 
 const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch";
 
@@ -120,6 +126,13 @@ impl Store {
             sqlx::query_as(SWEEP_SQL).bind(now_ms).bind(cutoff_ms).fetch_all(self.writer()).await?;
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
+
+    /// Marks online devices stale that missed three heartbeats as of
+    /// `now_ms`; returns their ids.
+    pub async fn mark_stale(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<(String,)> = sqlx::query_as(STALE_SQL).bind(now_ms).fetch_all(self.writer()).await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
 }
 
 /// Records that the device was heard from. Any message means it is online.
@@ -188,5 +201,27 @@ mod tests {
         assert!(store.mark_silent_offline(1_500, 3_000).await.unwrap().is_empty());
         assert_eq!(store.mark_silent_offline(2_500, 3_000).await.unwrap(), vec!["gw-1".to_string()]);
         assert_eq!(store.get_device("gw-1").await.unwrap().unwrap().status, "offline");
+    }
+
+    #[tokio::test]
+    async fn three_missed_heartbeats_make_a_device_stale_and_the_timeline_says_so() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
+        touch(&mut conn, "gw-1", 1_000).await.unwrap();
+        sqlx::query("UPDATE devices SET heartbeat_ms = 10000 WHERE id = 'gw-1'").execute(&mut *conn).await.unwrap();
+        drop(conn);
+        assert!(store.mark_stale(30_999).await.unwrap().is_empty(), "not three intervals yet");
+        assert_eq!(store.mark_stale(31_001).await.unwrap(), ["gw-1"]);
+        assert!(store.mark_stale(40_000).await.unwrap().is_empty(), "once");
+        // A word from it makes it online again; silence past the timeout, offline.
+        let mut conn = store.writer().acquire().await.unwrap();
+        assert_eq!(touch(&mut conn, "gw-1", 41_000).await.unwrap(), StatusChange::Changed);
+        drop(conn);
+        store.mark_stale(80_000).await.unwrap();
+        assert_eq!(store.mark_silent_offline(50_000, 90_000).await.unwrap(), ["gw-1"], "stale goes offline too");
+        let timeline: Vec<String> =
+            store.presence_history("gw-1", 10).await.unwrap().into_iter().map(|p| p.status).collect();
+        assert_eq!(timeline, ["offline", "stale", "online", "stale", "online"]);
     }
 }

@@ -36,12 +36,14 @@ pub struct FleetRow {
 }
 
 impl FleetRow {
-    /// `online`, `stale` (online, but silent for [`STALE_MS`]), `offline`
+    /// `online`, `stale` (as the presence sweep stored it after three missed
+    /// heartbeats, or online but silent for [`STALE_MS`] between sweeps), `offline`
     /// or `never` (enrolled, never heard).
     pub fn state(&self, now_ms: i64) -> &'static str {
         match self.status.as_str() {
             "online" if self.last_seen_ms.is_some_and(|t| now_ms - t > STALE_MS) => "stale",
             "online" => "online",
+            "stale" => "stale",
             "offline" => "offline",
             _ => "never",
         }

@@ -37,12 +37,34 @@ pub struct HeartbeatRow {
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AgentRow {
     pub name: String,
-    /// `running`, `stopped` or `failed`.
+    /// `running`, `stopped`, `restarting` or `failed`.
     pub state: String,
     pub events: i64,
     pub findings: i64,
     pub evicted: i64,
+    /// Restarts by the edge's supervisor in its current run.
+    pub restarts: i64,
+    /// The agent's last failure.
+    pub last_error: Option<String>,
 }
+
+/// A change in an agent's supervision between two heartbeats, for the
+/// hub's `lifecycle` agent. Worked out inside the heartbeat's transaction
+/// against what the previous one stored, so a hub restart neither misses
+/// nor repeats one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentChange {
+    /// The edge's supervisor restarted the agent after a failure
+    /// (`restarts` in this run so far).
+    Restarted { agent: String, restarts: u32, error: Option<String> },
+    /// The supervisor gave up on the agent.
+    Failed { agent: String, restarts: u32, error: Option<String> },
+    /// Running again after it had failed (an operator's start, a new
+    /// configuration, or a new run of the edge).
+    Recovered { agent: String },
+}
+
+const AGENT_COLUMNS: &str = "name, state, events, findings, evicted, restarts, last_error";
 
 const COLUMNS: &str = "received_ms, epoch, uptime_s, version, config_version, spool_depth, spool_bytes, spool_budget,
      spool_dropped, spool_acked_upto, lines, unparsed, shed, truncated, findings, load_milli, rss_kib, config_error";
@@ -52,17 +74,61 @@ fn state_name(s: AgentState) -> &'static str {
         AgentState::Running => "running",
         AgentState::Stopped => "stopped",
         AgentState::Failed => "failed",
+        AgentState::Restarting => "restarting",
     }
 }
 
-/// Stores a heartbeat, the device's agents and its current epoch.
+/// What changed in the supervision of the device's agents since the
+/// heartbeat stored before (`old`, of run `old_epoch`).
+fn agent_changes(old: &[(String, String, i64)], old_epoch: Option<i64>, hb: &Heartbeat) -> Vec<AgentChange> {
+    let same_run = old_epoch == Some(hb.epoch.min(i64::MAX as u64) as i64);
+    let mut changes = Vec::new();
+    for a in &hb.agents {
+        let before = old.iter().find(|(name, _, _)| *name == a.name);
+        let was_failed = before.is_some_and(|(_, state, _)| state == "failed");
+        // A new run counts its restarts from zero.
+        let restarts_before = before.filter(|_| same_run).map_or(0, |(_, _, n)| *n);
+        if i64::from(a.restarts) > restarts_before {
+            changes.push(AgentChange::Restarted {
+                agent: a.name.clone(),
+                restarts: a.restarts,
+                error: a.last_error.clone(),
+            });
+        }
+        match a.state {
+            AgentState::Failed if !was_failed || !same_run => changes.push(AgentChange::Failed {
+                agent: a.name.clone(),
+                restarts: a.restarts,
+                error: a.last_error.clone(),
+            }),
+            AgentState::Failed => {}
+            _ if was_failed => changes.push(AgentChange::Recovered { agent: a.name.clone() }),
+            _ => {}
+        }
+    }
+    changes
+}
+
+/// Stores a heartbeat, the device's agents, its current epoch and its
+/// heartbeat interval; returns what changed in its agents' supervision.
 pub(super) async fn record(
     conn: &mut SqliteConnection,
     id: &str,
     hb: &Heartbeat,
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<AgentChange>, StoreError> {
     let big = |v: u64| v.min(i64::MAX as u64) as i64;
+    let old: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT name, state, restarts FROM device_agents WHERE device_id = ?")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let old_epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM devices WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+    let changes = agent_changes(&old, old_epoch, hb);
     sqlx::query(&format!(
         "INSERT INTO heartbeats (device_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
@@ -91,7 +157,7 @@ pub(super) async fn record(
     sqlx::query("DELETE FROM device_agents WHERE device_id = ?").bind(id).execute(&mut *conn).await?;
     if !hb.agents.is_empty() {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO device_agents (device_id, name, state, events, findings, evicted, updated_ms) ",
+            "INSERT INTO device_agents (device_id, name, state, events, findings, evicted, restarts, last_error, updated_ms) ",
         );
         b.push_values(&hb.agents, |mut row, a| {
             row.push_bind(id)
@@ -100,13 +166,20 @@ pub(super) async fn record(
                 .push_bind(big(a.events))
                 .push_bind(big(a.findings))
                 .push_bind(big(a.evicted))
+                .push_bind(i64::from(a.restarts))
+                .push_bind(&a.last_error)
                 .push_bind(now_ms);
         });
         b.push(" ON CONFLICT (device_id, name) DO NOTHING");
         b.build().execute(&mut *conn).await?;
     }
-    sqlx::query("UPDATE devices SET epoch = ? WHERE id = ?").bind(big(hb.epoch)).bind(id).execute(&mut *conn).await?;
-    Ok(())
+    sqlx::query("UPDATE devices SET epoch = ?, heartbeat_ms = ? WHERE id = ?")
+        .bind(big(hb.epoch))
+        .bind(i64::from(hb.interval_s.max(1)) * 1000)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(changes)
 }
 
 impl Store {
@@ -119,12 +192,11 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let agents: Vec<AgentRow> = sqlx::query_as(
-            "SELECT name, state, events, findings, evicted FROM device_agents WHERE device_id = ? ORDER BY name",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?;
+        let agents: Vec<AgentRow> =
+            sqlx::query_as(&format!("SELECT {AGENT_COLUMNS} FROM device_agents WHERE device_id = ? ORDER BY name"))
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?;
         Ok(Some((row, agents)))
     }
 
@@ -169,6 +241,7 @@ mod tests {
         Heartbeat {
             epoch,
             uptime_s: 5,
+            interval_s: 30,
             version: "0.1.0".into(),
             config_version: 0,
             config_error: None,
@@ -179,6 +252,8 @@ mod tests {
                 events: 6,
                 findings: 7,
                 evicted: 8,
+                restarts: 0,
+                last_error: None,
             }],
             counters: Counters { lines, unparsed: 0, shed: 0, truncated: 0, findings: 1 },
             load_milli: Some(250),
@@ -201,5 +276,30 @@ mod tests {
         assert_eq!(store.prune_heartbeats(1_500).await.unwrap(), 1);
         assert_eq!(store.heartbeats("gw-1", 10).await.unwrap()[0].received_ms, 2_000);
         assert!(store.latest_heartbeat("gw-9").await.unwrap().is_none());
+    }
+
+    #[test]
+    fn supervision_changes_are_told_once_and_a_new_run_counts_afresh() {
+        let with = |epoch: u64, state: AgentState, restarts: u32| {
+            let mut h = hb(epoch, 1);
+            h.agents[0].state = state;
+            h.agents[0].restarts = restarts;
+            h.agents[0].last_error = Some("panicked: boom".into());
+            h
+        };
+        let old = |state: &str, n: i64| vec![("security".to_owned(), state.to_owned(), n)];
+        let restarted =
+            AgentChange::Restarted { agent: "security".into(), restarts: 2, error: Some("panicked: boom".into()) };
+        assert_eq!(agent_changes(&old("running", 1), Some(9), &with(9, AgentState::Running, 2)), [restarted]);
+        assert!(agent_changes(&old("running", 2), Some(9), &with(9, AgentState::Running, 2)).is_empty(), "told once");
+        let failed = agent_changes(&old("restarting", 2), Some(9), &with(9, AgentState::Failed, 2));
+        assert!(matches!(&failed[..], [AgentChange::Failed { restarts: 2, .. }]), "{failed:?}");
+        assert!(agent_changes(&old("failed", 2), Some(9), &with(9, AgentState::Failed, 2)).is_empty());
+        // A new run of the edge: its agent runs again, the failure is over.
+        assert_eq!(
+            agent_changes(&old("failed", 2), Some(9), &with(10, AgentState::Running, 0)),
+            [AgentChange::Recovered { agent: "security".into() }]
+        );
+        assert_eq!(agent_changes(&[], None, &with(10, AgentState::Running, 1)).len(), 1, "first heartbeat of a run");
     }
 }

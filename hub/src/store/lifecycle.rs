@@ -1,5 +1,6 @@
 //! The hub's own findings about its devices (agent `lifecycle`: a device
-//! offline, a device back) and each device's presence timeline
+//! offline, a device back, an agent failed or restarted by policy; the
+//! subject's service is `opmas-edge` or the agent's name) and each device's presence timeline
 //! (`presence_changes`, kept by a trigger on `devices.status`). Lifecycle
 //! findings live in the `findings` table like the edges', under epoch 0
 //! (no edge run has it: epochs are drawn at random with the top bit clear
@@ -16,6 +17,8 @@ use super::{Store, StoreError};
 pub const AGENT: &str = "lifecycle";
 /// The epoch lifecycle findings are stored under.
 pub const EPOCH: u64 = 0;
+/// The subject service of findings about the device as a whole.
+pub const EDGE: &str = "opmas-edge";
 
 /// One change of presence.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -34,12 +37,14 @@ impl Store {
             .await?)
     }
 
-    /// Stores a lifecycle finding of `kind` about `device`; returns it as
-    /// stored (its sequence the next of epoch 0).
+    /// Stores a lifecycle finding of `kind` about `service` ([`EDGE`] or an
+    /// agent) on `device`; returns it as stored (its sequence the next of
+    /// epoch 0).
     pub async fn lifecycle_finding(
         &self,
         device: &str,
         kind: &Kind,
+        service: &str,
         summary: String,
         open: bool,
         now_ms: i64,
@@ -55,7 +60,7 @@ impl Store {
             agent: AGENT.into(),
             kind: kind.name.into(),
             severity: kind.severity,
-            subject: Subject { service: Some("opmas-edge".into()), ..Default::default() },
+            subject: Subject { service: Some(service.into()), ..Default::default() },
             count: 1,
             first_ms: now_ms as u64,
             last_ms: now_ms as u64,
@@ -68,16 +73,25 @@ impl Store {
         Ok(f)
     }
 
-    /// Closes the device's open lifecycle findings of `kind` as of `now_ms`;
-    /// returns how long the oldest had been open (ms), if any was.
-    pub async fn close_lifecycle(&self, device: &str, kind: &Kind, now_ms: i64) -> Result<Option<i64>, StoreError> {
+    /// Closes the device's open lifecycle findings of `kind` about
+    /// `service` as of `now_ms`; returns how long the oldest had been open
+    /// (ms), if any was.
+    pub async fn close_lifecycle(
+        &self,
+        device: &str,
+        kind: &Kind,
+        service: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let first: Option<i64> = sqlx::query_scalar(
-            "UPDATE findings SET open = 0, last_ms = ? WHERE device_id = ? AND epoch = 0 AND kind = ? AND open = 1
+            "UPDATE findings SET open = 0, last_ms = ?
+              WHERE device_id = ? AND epoch = 0 AND kind = ? AND service = ? AND open = 1
              RETURNING first_ms",
         )
         .bind(now_ms)
         .bind(device)
         .bind(kind.name)
+        .bind(service)
         .fetch_all(self.writer())
         .await?
         .into_iter()
@@ -96,12 +110,19 @@ mod tests {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
         store.mark_silent_offline(i64::MAX, 5).await.unwrap();
-        let off =
-            store.lifecycle_finding("gw-1", &DEVICE_OFFLINE, "gw-1 went offline".into(), true, 1000).await.unwrap();
+        let off = store
+            .lifecycle_finding("gw-1", &DEVICE_OFFLINE, super::EDGE, "gw-1 went offline".into(), true, 1000)
+            .await
+            .unwrap();
         assert_eq!(off.seq, 1);
-        assert_eq!(store.close_lifecycle("gw-1", &DEVICE_OFFLINE, 61_000).await.unwrap(), Some(60_000));
-        assert_eq!(store.close_lifecycle("gw-1", &DEVICE_OFFLINE, 62_000).await.unwrap(), None, "closed once");
-        let back = store.lifecycle_finding("gw-1", &DEVICE_BACK, "back".into(), false, 61_000).await.unwrap();
+        assert_eq!(store.close_lifecycle("gw-1", &DEVICE_OFFLINE, super::EDGE, 61_000).await.unwrap(), Some(60_000));
+        assert_eq!(
+            store.close_lifecycle("gw-1", &DEVICE_OFFLINE, super::EDGE, 62_000).await.unwrap(),
+            None,
+            "closed once"
+        );
+        let back =
+            store.lifecycle_finding("gw-1", &DEVICE_BACK, super::EDGE, "back".into(), false, 61_000).await.unwrap();
         assert_eq!(back.seq, 2);
         let q = crate::store::FindingQuery { device: Some("gw-1".into()), limit: 10, ..Default::default() };
         let rows = store.query_findings(&q).await.unwrap();

@@ -191,6 +191,7 @@ mod tests {
             (update.as_str(), "findings_by_identity (device_id=? AND epoch=? AND identity=?)"),
             (delivery::LOAD_SQL, "PRIMARY KEY"),
             (devices::SWEEP_SQL, "devices_by_presence"),
+            (devices::STALE_SQL, "devices_by_presence"),
             ("UPDATE devices SET last_seen_ms = ? WHERE id = ?", "sqlite_autoindex_devices_1 (id=?)"),
             ("INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms)
               VALUES ('d', 1, 1, 1, 1, 1, 1) ON CONFLICT (device_id, epoch, seq) DO NOTHING", ""),

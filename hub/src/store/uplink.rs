@@ -160,9 +160,12 @@ impl Store {
                 Uplink::Heartbeat(hb) => {
                     heard.insert(device, true);
                     let done = guarded!(tx, mode, out.counts, id, "heartbeat", |c| heartbeats::record(c, id, hb, now));
-                    if done.is_some() {
+                    if let Some(changes) = done {
                         out.counts.heartbeats += 1;
                         out.events.push(Event::Heartbeat { device: device.clone(), heartbeat: hb.clone() });
+                        if !changes.is_empty() {
+                            out.events.push(Event::Agents { device: device.clone(), changes });
+                        }
                     }
                 }
                 Uplink::Findings(b) => {

@@ -54,6 +54,7 @@ pub async fn page(
     let presence = match d.status.as_str() {
         "online" if d.last_seen_ms.is_some_and(|t| now - t > STALE_MS) => "stale",
         "online" => "online",
+        "stale" => "stale",
         "offline" => "offline",
         _ => "never",
     };
@@ -135,7 +136,7 @@ pub async fn page(
             Some((_, agents)) if !agents.is_empty() => {
                 table #agents {
                     thead { tr {
-                        th { "Agent" } th { "State" } th.num { "Events" } th.num { "Findings" } th.num { "Evicted" }
+                        th { "Agent" } th { "State" } th.num { "Events" } th.num { "Findings" } th.num { "Evicted" } th.num { "Restarts" } th { "Last failure" }
                         @if operator { th { "Lifecycle" } }
                     } }
                     tbody {
@@ -146,6 +147,8 @@ pub async fn page(
                                 td.num data-label="Events" { (a.events) }
                                 td.num data-label="Findings" { (a.findings) }
                                 td.num data-label="Evicted" { (a.evicted) }
+                                td.num data-label="Restarts" title="restarts by the edge's supervisor in its current run" { (a.restarts) }
+                                td data-label="Last failure" { @if let Some(e) = &a.last_error { code { (e) } } @else { span.muted { "—" } } }
                                 @if operator {
                                     td data-label="Lifecycle" {
                                         div.actions {

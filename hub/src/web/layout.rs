@@ -108,6 +108,7 @@ pub fn agent_badge(name: &str, state: &str) -> Markup {
     let symbol = match state {
         "running" => "▶",
         "stopped" => "■",
+        "restarting" => "↻",
         _ => "✕",
     };
     html! { span class={ "badge agent-" (state) } title={ (name) ": " (state) } { span aria-hidden="true" { (symbol) " " } (name) } }

@@ -427,6 +427,7 @@ mod tests {
         let hb = opmas_proto::msg::Heartbeat {
             epoch: 1,
             uptime_s: 5,
+            interval_s: 30,
             version: "0.1.0".into(),
             config_version: 0,
             config_error: None,
@@ -437,6 +438,8 @@ mod tests {
                 events: 0,
                 findings: 0,
                 evicted: 0,
+                restarts: 0,
+                last_error: None,
             }],
             counters: Default::default(),
             load_milli: None,
