@@ -31,6 +31,11 @@ use std::time::Duration;
 use opmas_proto::{DeviceId, Secret};
 
 use crate::supervise::RestartPolicy;
+use opmas_proto::pattern::Excludes;
+
+/// The agent option (a UCI list, a list in the hub's configuration) of
+/// patterns of lines the agent ignores; see [`opmas_proto::pattern`].
+pub const EXCLUDE: &str = "exclude_patterns";
 
 use std::collections::BTreeMap;
 
@@ -57,6 +62,9 @@ pub struct AgentsConfig {
     pub wifi: Option<WifiConfig>,
     pub network: Option<NetworkConfig>,
     pub system: Option<SystemConfig>,
+    /// Each agent's `exclude_patterns` (lines it ignores), by agent name;
+    /// an agent without any is absent.
+    pub exclude: BTreeMap<String, Excludes>,
 }
 
 impl Default for AgentsConfig {
@@ -67,6 +75,7 @@ impl Default for AgentsConfig {
             wifi: Some(WifiConfig::default()),
             network: Some(NetworkConfig::default()),
             system: Some(SystemConfig::default()),
+            exclude: BTreeMap::new(),
         }
     }
 }
@@ -89,6 +98,15 @@ impl AgentsConfig {
             };
             let enabled = boolean(s, "enabled", true)?;
             let params = agent_params(s)?;
+            let patterns = s.get_list(EXCLUDE);
+            if !patterns.is_empty() {
+                let line = s.line_of(EXCLUDE).unwrap_or(s.line);
+                let excludes = Excludes::new(&patterns).map_err(|(i, e)| ConfigError::Agent {
+                    line,
+                    message: format!("{name} agent: {EXCLUDE} {:?}: {e}", patterns.get(i).copied().unwrap_or("")),
+                })?;
+                cfg.exclude.insert(name.to_owned(), excludes);
+            }
             let applied = match name {
                 "security" => apply_to(&mut cfg.security, enabled, &params),
                 "wifi" => apply_to(&mut cfg.wifi, enabled, &params),
@@ -117,11 +135,22 @@ impl AgentsConfig {
     pub fn from_doc(doc: &opmas_proto::msg::ConfigDoc) -> Result<AgentsConfig, String> {
         let mut cfg = AgentsConfig::default();
         for (name, a) in &doc.agents {
+            let mut params = a.params.clone();
+            if let Some(list) = params.remove(EXCLUDE) {
+                let Value::List(patterns) = list else {
+                    return Err(format!("{name} agent: {EXCLUDE} must be a list of patterns"));
+                };
+                let excludes =
+                    Excludes::new(&patterns).map_err(|(i, e)| format!("{name} agent: {EXCLUDE}[{i}]: {e}"))?;
+                if !excludes.is_empty() {
+                    cfg.exclude.insert(name.clone(), excludes);
+                }
+            }
             let applied = match name.as_str() {
-                "security" => apply_to(&mut cfg.security, a.enabled, &a.params),
-                "wifi" => apply_to(&mut cfg.wifi, a.enabled, &a.params),
-                "network" => apply_to(&mut cfg.network, a.enabled, &a.params),
-                "system" => apply_to(&mut cfg.system, a.enabled, &a.params),
+                "security" => apply_to(&mut cfg.security, a.enabled, &params),
+                "wifi" => apply_to(&mut cfg.wifi, a.enabled, &params),
+                "network" => apply_to(&mut cfg.network, a.enabled, &params),
+                "system" => apply_to(&mut cfg.system, a.enabled, &params),
                 other => return Err(format!("unknown agent {other:?}; known: security, wifi, network, system")),
             };
             applied.map_err(|e| e.to_string())?;
@@ -161,7 +190,7 @@ fn apply_to<T: AgentParams>(
 /// (the agent's validation names any that do not).
 fn agent_params(s: &Section) -> Result<BTreeMap<String, Value>, ConfigError> {
     let mut params = BTreeMap::new();
-    for (name, _, _) in s.options.iter().filter(|(n, _, _)| n != "enabled") {
+    for (name, _, _) in s.options.iter().filter(|(n, _, _)| n != "enabled" && n != EXCLUDE) {
         let Some(v) = s.get(name) else {
             return Err(ConfigError::Agent {
                 line: s.line_of(name).unwrap_or(s.line),
@@ -723,5 +752,28 @@ mod tests {
         assert!(err.contains("unknown agent \"dns\""), "{err}");
         let c = cfg(&format!("{stdin}config agent 'wifi'\n\toption enabled '0'\n")).unwrap();
         assert!(c.agents.wifi.is_none() && c.agents.security.is_some());
+    }
+
+    #[test]
+    fn exclude_patterns_come_from_a_uci_list_or_the_hub_and_bad_ones_are_named() {
+        let stdin = "config source\n\toption type stdin\n";
+        let c = cfg(&format!(
+            "{stdin}config agent 'security'\n\tlist exclude_patterns '*from 10.0.0.*'\n\tlist exclude_patterns '*jump*'\n"
+        ))
+        .unwrap();
+        let ex = &c.agents.exclude["security"];
+        assert_eq!(ex.texts().collect::<Vec<_>>(), ["*from 10.0.0.*", "*jump*"]);
+        let err = cfg(&format!("{stdin}config agent 'wifi'\n\tlist exclude_patterns '[z-a]'\n")).unwrap_err();
+        assert_eq!(err.to_string(), "line 8: wifi agent: exclude_patterns \"[z-a]\": the range z-a runs backwards");
+
+        use opmas_proto::msg::{AgentConfig, ConfigDoc};
+        let doc = |patterns: Vec<String>| {
+            let params = [(EXCLUDE.to_owned(), Value::List(patterns))].into_iter().collect();
+            ConfigDoc { version: 3, agents: [("network".to_owned(), AgentConfig { enabled: true, params })].into() }
+        };
+        let c = AgentsConfig::from_doc(&doc(vec!["*kernel: DROP*".into()])).unwrap();
+        assert!(c.exclude["network"].matches("Dec  5 gw kernel: DROP IN=eth0"));
+        let err = AgentsConfig::from_doc(&doc(vec!["ok".into(), "x\\".into()])).unwrap_err();
+        assert_eq!(err, "network agent: exclude_patterns[1]: a \\ at the end escapes nothing");
     }
 }

@@ -21,6 +21,7 @@ use crate::config::AgentsConfig;
 use crate::events::Event;
 use crate::parse::{self, parse_line, ParseError};
 use crate::supervise::{guard, Health, Phase, RestartPolicy, Verdict};
+use opmas_proto::pattern::Excludes;
 
 /// A line parsed and classified, ready for the agents.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +71,21 @@ struct Slot {
     name: &'static str,
     agent: Option<Box<dyn Agent>>,
     health: Health,
+    /// Lines this agent ignores (`exclude_patterns`), and how many it has.
+    exclude: Excludes,
+    excluded: u64,
+}
+
+impl Slot {
+    fn new(name: &'static str, cfg: &AgentsConfig) -> Slot {
+        Slot {
+            name,
+            agent: build(name, cfg),
+            health: Health::default(),
+            exclude: cfg.exclude.get(name).cloned().unwrap_or_default(),
+            excluded: 0,
+        }
+    }
 }
 
 /// The names of the agents, in the order they see each event.
@@ -114,8 +130,7 @@ fn build(name: &str, cfg: &AgentsConfig) -> Option<Box<dyn Agent>> {
 impl Pipeline {
     /// The agents `cfg` enables, running; the others stopped.
     pub fn new(cfg: &AgentsConfig) -> Self {
-        let slots =
-            AGENT_NAMES.iter().map(|&name| Slot { name, agent: build(name, cfg), health: Health::default() }).collect();
+        let slots = AGENT_NAMES.iter().map(|&name| Slot::new(name, cfg)).collect();
         Pipeline {
             slots,
             config: cfg.clone(),
@@ -180,6 +195,8 @@ impl Pipeline {
                 slot.agent = build(slot.name, cfg);
                 slot.health.reset(self.now_ms);
             }
+            // New patterns apply to the next line; the agent keeps its state.
+            slot.exclude = cfg.exclude.get(slot.name).cloned().unwrap_or_default();
         }
     }
 
@@ -215,7 +232,7 @@ impl Pipeline {
         self.events += 1;
         let meta = Meta { line: parsed.line, now_ms, program: parsed.program, pid: parsed.pid };
         let before = out.len();
-        self.each_agent(arrival_ms, out, |name, agent, out| {
+        self.each_agent(arrival_ms, Some(parsed.line), out, |name, agent, out| {
             fault::inject(name, meta.line);
             agent.on_event(event, &meta, out)
         });
@@ -228,21 +245,27 @@ impl Pipeline {
         self.now_ms = self.now_ms.max(now_ms);
         self.restart_due(now_ms);
         let before = out.len();
-        self.each_agent(now_ms, out, |_, agent, out| agent.tick(now_ms, out));
+        self.each_agent(now_ms, None, out, |_, agent, out| agent.tick(now_ms, out));
         self.found(out.len() - before)
     }
 
-    /// Runs `f` on every running agent under [`guard`]: one that panics is
-    /// dropped and its restart scheduled by the policy; the others run on.
+    /// Runs `f` on every running agent under [`guard`] (for a `line`, on
+    /// those that do not exclude it): one that panics is dropped and its
+    /// restart scheduled by the policy; the others run on.
     fn each_agent(
         &mut self,
         now_ms: u64,
+        line: Option<&str>,
         out: &mut Vec<Finding>,
         mut f: impl FnMut(&'static str, &mut dyn Agent, &mut Vec<Finding>),
     ) {
         let policy = self.policy;
         for slot in &mut self.slots {
             let Some(agent) = slot.agent.as_mut() else { continue };
+            if line.is_some_and(|l| !slot.exclude.is_empty() && slot.exclude.matches(l)) {
+                slot.excluded += 1;
+                continue;
+            }
             let name = slot.name;
             let Err(why) = guard(|| f(name, agent.as_mut(), out)) else { continue };
             slot.agent = None;
@@ -318,6 +341,7 @@ impl Pipeline {
                     evicted: c.evicted,
                     restarts: s.health.restarts,
                     last_error: s.health.last_error.clone(),
+                    excluded: s.excluded,
                 }
             })
             .collect()
@@ -422,5 +446,27 @@ mod tests {
         // An operator's start builds it again.
         p.restart("security").unwrap();
         assert_eq!(status(&p, "security").state, AgentState::Running);
+    }
+
+    #[test]
+    fn exclude_patterns_keep_lines_from_one_agent_and_changing_them_keeps_its_state() {
+        let mut cfg = AgentsConfig::default();
+        let ex = Excludes::new(&["*from 198.51.100.1:*"]).unwrap();
+        cfg.exclude.insert("security".into(), ex);
+        let mut p = Pipeline::new(&cfg);
+        let mut out = Vec::new();
+        brute_force(&mut p, "198.51.100.1", &mut out);
+        assert!(out.is_empty(), "excluded");
+        let s = p.agent_status().into_iter().find(|s| s.name == "security").unwrap();
+        assert_eq!((s.excluded, s.events), (5, 0));
+        // Two failures from another address, then the patterns go: the window stays.
+        for i in 0..2 {
+            let line = format!(
+                "Dec  5 17:43:5{i} gw dropbear[{i}]: Bad password attempt for 'root' from 198.51.100.2:4000{i}"
+            );
+            p.feed(&line, 1_733_420_630_000, &mut out);
+        }
+        p.reconfigure(&AgentsConfig::default());
+        assert_eq!(state(&p, "security"), (AgentState::Running, 2), "not rebuilt");
     }
 }

@@ -64,6 +64,7 @@ async fn main() -> Result<()> {
                 evicted: 0,
                 restarts: 0,
                 last_error: None,
+                excluded: 0,
             })
             .collect();
         let hb = Heartbeat {

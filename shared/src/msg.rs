@@ -99,6 +99,8 @@ pub struct AgentStatus {
     pub restarts: u32,
     /// The last failure, as the agent's panic said it.
     pub last_error: Option<String>,
+    /// Lines with an event the agent ignored: its `exclude_patterns` matched.
+    pub excluded: u64,
 }
 
 /// Counters of the edge's input path.

@@ -81,6 +81,7 @@ fn heartbeat_bytes_are_stable() {
                 evicted: 0,
                 restarts: 0,
                 last_error: None,
+                excluded: 0,
             },
             AgentStatus {
                 name: "wifi".into(),
@@ -90,6 +91,7 @@ fn heartbeat_bytes_are_stable() {
                 evicted: 0,
                 restarts: 2,
                 last_error: Some("panicked: index out of bounds".into()),
+                excluded: 0,
             },
         ],
         counters: Counters { lines: 1000, unparsed: 3, shed: 0, truncated: 1, findings: 2 },

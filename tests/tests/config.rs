@@ -118,3 +118,48 @@ fn a_threshold_changed_at_the_hub_judges_the_next_attack_without_a_restart() {
     let (status, v) = hub.post("/agents/network/stop", None).unwrap();
     assert_eq!((status, v["field"].as_str()), (422, Some("tag")), "{v}");
 }
+
+#[test]
+fn exclude_patterns_set_at_the_hub_make_the_agent_ignore_those_lines_on_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+    let d = hub.enrol("gw-ex").unwrap();
+    let edge = Edge::start(dir.path(), &hub, &d).unwrap();
+    wait_for(Duration::from_secs(30), "gw-ex online", || {
+        hub.get("/devices/gw-ex").ok().filter(|(_, v)| v["heartbeat"].is_object()).map(|_| ())
+    })
+    .unwrap();
+
+    // A pattern that does not compile is named with its index; nothing changes.
+    let bad = json!({ "exclude_patterns": ["*from 10.*", "*[0-9"] });
+    let (status, err) = put(&hub, "/devices/gw-ex/agents/security/config", bad);
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["fields"][0]["path"], "exclude_patterns[1]", "{err}");
+    assert!(err["fields"][0]["reason"].as_str().unwrap().contains("never closed"), "{err}");
+
+    // The operator's own jump host is never a brute force on this router.
+    let (status, change) =
+        put(&hub, "/devices/gw-ex/agents/security/config", json!({ "exclude_patterns": ["*from 203.0.113.50:*"] }));
+    assert_eq!(status, 200, "{change}");
+    in_sync(&hub, "gw-ex", change["version"].as_i64().unwrap());
+    let (_, cfg) = hub.get("/devices/gw-ex/config").unwrap();
+    assert_eq!(
+        cfg["effective"]["agents"]["security"]["exclude_patterns"],
+        json!({ "value": ["*from 203.0.113.50:*"], "from": "device" })
+    );
+    edge.append(&dropbear_attack("203.0.113.50", 8)).unwrap();
+    edge.append(&dropbear_attack("203.0.113.51", 8)).unwrap();
+    wait_for(Duration::from_secs(20), "the other address's finding", || {
+        hub.findings("kind=ssh.bruteforce&device=gw-ex").ok().filter(|f| !f.is_empty())
+    })
+    .unwrap();
+    let excluded = wait_for(Duration::from_secs(10), "the excluded lines counted", || {
+        let (_, v) = hub.get("/devices/gw-ex/agents").ok()?;
+        let a = v["agents"].as_array()?.iter().find(|a| a["name"] == "security")?.clone();
+        (a["excluded"].as_i64()? >= 8).then_some(a)
+    })
+    .unwrap();
+    assert_eq!(excluded["state"], "running");
+    let found = hub.findings("kind=ssh.bruteforce&device=gw-ex").unwrap();
+    assert!(found.iter().all(|f| f["src_ip"] == "203.0.113.51"), "{found:?}");
+}

@@ -61,6 +61,8 @@ pub struct DeviceAgentView {
     pub restarts: i64,
     /// The agent's last failure.
     pub last_error: Option<String>,
+    /// Lines the agent ignored through its `exclude_patterns`.
+    pub excluded: i64,
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -99,6 +101,7 @@ async fn agents(State(state): State<AppState>, Path(id): Path<String>) -> Result
                 evicted: r.map_or(0, |a| a.evicted),
                 restarts: r.map_or(0, |a| a.restarts),
                 last_error: r.and_then(|a| a.last_error.clone()),
+                excluded: r.map_or(0, |a| a.excluded),
             }
         })
         .collect();

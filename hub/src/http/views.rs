@@ -117,6 +117,8 @@ pub struct AgentView {
     /// Restarts by the edge's supervisor in its current run.
     pub restarts: i64,
     pub last_error: Option<String>,
+    /// Lines the agent ignored through its `exclude_patterns`.
+    pub excluded: i64,
 }
 
 impl HeartbeatView {
@@ -152,6 +154,7 @@ impl HeartbeatView {
                     evicted: a.evicted,
                     restarts: a.restarts,
                     last_error: a.last_error,
+                    excluded: a.excluded,
                 })
                 .collect(),
             load_milli: h.load_milli,

@@ -9,9 +9,13 @@ use std::collections::BTreeMap;
 
 use opmas_proto::agents::{params_of, AGENTS};
 use opmas_proto::msg::{AgentConfig, ConfigDoc, Value};
+use opmas_proto::pattern::{Pattern, MAX_PATTERNS};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+
+/// The name of the patterns in layers, in the document sent to the edge, and in UCI.
+pub const EXCLUDE: &str = "exclude_patterns";
 
 /// One layer's settings for one agent: only what was set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -24,6 +28,11 @@ pub struct Layer {
     /// Parameter overrides by name (whole numbers; see the agent's schema).
     #[serde(default)]
     pub params: BTreeMap<String, i64>,
+    /// Patterns of log lines the agent ignores (shell wildcards over the
+    /// whole line; see `opmas_proto::pattern`); absent: as the layer below,
+    /// present: replaces its list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_patterns: Option<Vec<String>>,
 }
 
 /// Where a value of the effective configuration came from.
@@ -41,6 +50,8 @@ pub struct EffectiveAgent {
     pub enabled: Sourced<bool>,
     #[schema(value_type = Object)]
     pub params: BTreeMap<String, Sourced<i64>>,
+    #[schema(value_type = Object)]
+    pub exclude_patterns: Sourced<Vec<String>>,
 }
 
 /// A device's effective configuration.
@@ -59,7 +70,11 @@ impl Effective {
             .agents
             .iter()
             .map(|(name, a)| {
-                let params = a.params.iter().map(|(k, v)| (k.clone(), Value::Int(v.value))).collect();
+                let mut params: BTreeMap<String, Value> =
+                    a.params.iter().map(|(k, v)| (k.clone(), Value::Int(v.value))).collect();
+                if !a.exclude_patterns.value.is_empty() {
+                    params.insert(EXCLUDE.to_owned(), Value::List(a.exclude_patterns.value.clone()));
+                }
                 (name.clone(), AgentConfig { enabled: a.enabled.value, params })
             })
             .collect();
@@ -97,10 +112,32 @@ pub fn validate(agent: &str, layer: &Layer) -> Result<(), Vec<FieldError>> {
             Some(_) => {}
         }
     }
+    if let Some(patterns) = &layer.exclude_patterns {
+        if patterns.len() > MAX_PATTERNS {
+            errors.push(FieldError {
+                path: EXCLUDE.into(),
+                reason: format!("{} patterns; at most {MAX_PATTERNS}", patterns.len()),
+            });
+        }
+        for (i, p) in patterns.iter().enumerate() {
+            if let Err(e) = Pattern::new(p) {
+                errors.push(FieldError { path: format!("{EXCLUDE}[{i}]"), reason: format!("{p:?}: {e}") });
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// A layer from its columns (validated when stored).
+fn layer_of(enabled: Option<bool>, params: &str, patterns: Option<String>) -> Layer {
+    Layer {
+        enabled,
+        params: serde_json::from_str(params).unwrap_or_default(),
+        exclude_patterns: patterns.and_then(|p| serde_json::from_str(&p).ok()),
     }
 }
 
@@ -125,6 +162,7 @@ pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effe
     let mut agents = BTreeMap::new();
     for spec in AGENTS {
         let mut enabled = Sourced { value: true, from: "default".to_owned() };
+        let mut exclude_patterns = Sourced { value: Vec::new(), from: "default".to_owned() };
         let mut params: BTreeMap<String, Sourced<i64>> = spec
             .params
             .iter()
@@ -135,6 +173,9 @@ pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effe
             if let Some(e) = l.enabled {
                 enabled = Sourced { value: e, from: from.clone() };
             }
+            if let Some(p) = &l.exclude_patterns {
+                exclude_patterns = Sourced { value: p.clone(), from: from.clone() };
+            }
             for (k, &v) in &l.params {
                 // Validated when stored; a name a later schema dropped is left out.
                 if let Some(slot) = params.get_mut(k) {
@@ -142,7 +183,7 @@ pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effe
                 }
             }
         }
-        agents.insert(spec.name.to_owned(), EffectiveAgent { enabled, params });
+        agents.insert(spec.name.to_owned(), EffectiveAgent { enabled, params, exclude_patterns });
     }
     Effective { version, agents }
 }
@@ -226,16 +267,14 @@ async fn record_change(
 impl Store {
     /// Every agent's layer in `scope`.
     pub async fn layers(&self, scope: &str) -> Result<BTreeMap<String, Layer>, StoreError> {
-        let rows: Vec<(String, Option<bool>, String)> =
-            sqlx::query_as("SELECT agent, enabled, params FROM agent_config WHERE scope = ?")
+        let rows: Vec<(String, Option<bool>, String, Option<String>)> =
+            sqlx::query_as("SELECT agent, enabled, params, exclude_patterns FROM agent_config WHERE scope = ?")
                 .bind(scope)
                 .fetch_all(self.pool())
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(agent, enabled, params)| {
-                (agent, Layer { enabled, params: serde_json::from_str(&params).unwrap_or_default() })
-            })
+            .map(|(agent, enabled, params, patterns)| (agent, layer_of(enabled, &params, patterns)))
             .collect())
     }
 
@@ -250,23 +289,24 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let before: Option<(Option<bool>, String)> =
-            sqlx::query_as("SELECT enabled, params FROM agent_config WHERE scope = ? AND agent = ?")
+        let before: Option<(Option<bool>, String, Option<String>)> =
+            sqlx::query_as("SELECT enabled, params, exclude_patterns FROM agent_config WHERE scope = ? AND agent = ?")
                 .bind(scope)
                 .bind(agent)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let before = before
-            .map(|(enabled, params)| Layer { enabled, params: serde_json::from_str(&params).unwrap_or_default() });
+        let before = before.map(|(enabled, params, patterns)| layer_of(enabled, &params, patterns));
         let json = |l: &Layer| serde_json::to_string(l).unwrap_or_else(|_| "{}".into());
         sqlx::query(
-            "INSERT INTO agent_config (scope, agent, enabled, params) VALUES (?, ?, ?, ?)
-             ON CONFLICT (scope, agent) DO UPDATE SET enabled = excluded.enabled, params = excluded.params",
+            "INSERT INTO agent_config (scope, agent, enabled, params, exclude_patterns) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (scope, agent) DO UPDATE
+                SET enabled = excluded.enabled, params = excluded.params, exclude_patterns = excluded.exclude_patterns",
         )
         .bind(scope)
         .bind(agent)
         .bind(layer.enabled)
         .bind(serde_json::to_string(&layer.params).unwrap_or_else(|_| "{}".into()))
+        .bind(layer.exclude_patterns.as_ref().and_then(|p| serde_json::to_string(p).ok()))
         .execute(&mut *tx)
         .await?;
         let id = record_change(&mut tx, scope, agent, before.as_ref().map(json), json(layer), by, now_ms).await?;

@@ -46,6 +46,8 @@ pub struct AgentRow {
     pub restarts: i64,
     /// The agent's last failure.
     pub last_error: Option<String>,
+    /// Lines the agent ignored through its `exclude_patterns`.
+    pub excluded: i64,
 }
 
 /// A change in an agent's supervision between two heartbeats, for the
@@ -64,7 +66,7 @@ pub enum AgentChange {
     Recovered { agent: String },
 }
 
-const AGENT_COLUMNS: &str = "name, state, events, findings, evicted, restarts, last_error";
+const AGENT_COLUMNS: &str = "name, state, events, findings, evicted, restarts, last_error, excluded";
 
 const COLUMNS: &str = "received_ms, epoch, uptime_s, version, config_version, spool_depth, spool_bytes, spool_budget,
      spool_dropped, spool_acked_upto, lines, unparsed, shed, truncated, findings, load_milli, rss_kib, config_error";
@@ -157,7 +159,7 @@ pub(super) async fn record(
     sqlx::query("DELETE FROM device_agents WHERE device_id = ?").bind(id).execute(&mut *conn).await?;
     if !hb.agents.is_empty() {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO device_agents (device_id, name, state, events, findings, evicted, restarts, last_error, updated_ms) ",
+            "INSERT INTO device_agents (device_id, name, state, events, findings, evicted, restarts, last_error, excluded, updated_ms) ",
         );
         b.push_values(&hb.agents, |mut row, a| {
             row.push_bind(id)
@@ -168,6 +170,7 @@ pub(super) async fn record(
                 .push_bind(big(a.evicted))
                 .push_bind(i64::from(a.restarts))
                 .push_bind(&a.last_error)
+                .push_bind(big(a.excluded))
                 .push_bind(now_ms);
         });
         b.push(" ON CONFLICT (device_id, name) DO NOTHING");
@@ -254,6 +257,7 @@ mod tests {
                 evicted: 8,
                 restarts: 0,
                 last_error: None,
+                excluded: 0,
             }],
             counters: Counters { lines, unparsed: 0, shed: 0, truncated: 0, findings: 1 },
             load_milli: Some(250),

@@ -440,6 +440,7 @@ mod tests {
                 evicted: 0,
                 restarts: 0,
                 last_error: None,
+                excluded: 0,
             }],
             counters: Default::default(),
             load_milli: None,
