@@ -233,6 +233,54 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     }
     shoot(&c, "device-commands").await;
 
+    // A threshold edited in the form built from the schema: a bad value is
+    // named and nothing is stored; a good one is previewed as a diff, then
+    // saved. The router is frozen meanwhile, so the page shows the device
+    // pending until it runs the change, then in sync.
+    c.goto(&format!("{base}/config/security?scope=device:gw-lab")).await.unwrap();
+    let field = c.find(Locator::Css("input[name='p.ssh_failures']")).await.unwrap();
+    assert_eq!(field.attr("max").await.unwrap().as_deref(), Some("64"), "the schema's range");
+    field.clear().await.unwrap();
+    field.send_keys("1").await.unwrap();
+    // The browser holds an out-of-range value back (the range is the
+    // schema's); the hub would refuse it too (unit-tested in web/config.rs).
+    let check = "return document.querySelector(\"input[name='p.ssh_failures']\").validity.rangeUnderflow;";
+    assert_eq!(c.execute(check, vec![]).await.unwrap(), json!(true));
+    assert!(c.find(Locator::Css("#save")).await.is_err(), "nothing to save before a preview");
+    let field = c.find(Locator::Css("input[name='p.ssh_failures']")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("3").await.unwrap();
+    click_away(&c, "button[value=preview]").await;
+    let diff = text(&c, "#preview tr[data-field=ssh_failures]").await;
+    assert!(diff.contains("inherited") && diff.contains('3'), "{diff}");
+    shoot(&c, "config-preview").await;
+    let pid = edge.proc.as_ref().unwrap().pid().to_string();
+    let signal = |s: &str| assert!(std::process::Command::new("kill").args([s, &pid]).status().unwrap().success());
+    signal("-STOP");
+    click_away(&c, "#save").await;
+    let saved = text(&c, "#saved").await;
+    let pending = c.find(Locator::Css("#sync tr[data-device=gw-lab]")).await.unwrap().attr("data-sync").await.unwrap();
+    signal("-CONT");
+    assert!(saved.starts_with("Saved as version "), "{saved}");
+    assert_eq!(pending.as_deref(), Some("pending"), "a frozen router has not run it yet");
+    shoot(&c, "config-pending").await;
+    let mut sync = None;
+    for _ in 0..60 {
+        c.refresh().await.unwrap();
+        sync = c.find(Locator::Css("#sync tr[data-device=gw-lab]")).await.unwrap().attr("data-sync").await.unwrap();
+        if sync.as_deref() == Some("in_sync") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(sync.as_deref(), Some("in_sync"), "the router runs the new threshold");
+    assert!(text(&c, "#history").await.contains("ssh_failures"), "the change is in the history");
+    shoot(&c, "config-in-sync").await;
+    c.goto(&format!("{base}/config")).await.unwrap();
+    let fleet = text(&c, "#fleet-agents tr[data-device=gw-lab]").await;
+    assert!(fleet.contains("running"), "{fleet}");
+    shoot(&c, "config-fleet").await;
+
     // A form post without the CSRF token is refused, and changes nothing.
     assert_eq!(page_post(&c, "/admin/users", json!({ "name": "mallory", "role": "admin" })).await, 403);
     assert_eq!(page_post(&c, "/signout", json!({})).await, 403);
@@ -256,6 +304,10 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     assert!(c.find(Locator::Css("header nav a[href='/admin/users']")).await.is_err(), "no Users link for a viewer");
     c.goto(&format!("{base}/devices/gw-lab")).await.unwrap();
     assert!(c.find(Locator::Css("#agents form")).await.is_err(), "no lifecycle buttons for a viewer");
+    c.goto(&format!("{base}/config/security?scope=device:gw-lab")).await.unwrap();
+    assert!(text(&c, "#layer-form").await.contains("Viewers see the configuration"));
+    assert!(c.find(Locator::Css("button[value=preview]")).await.is_err(), "no preview for a viewer");
+    assert!(c.find(Locator::Css("#history form")).await.is_err(), "no restore for a viewer");
     c.goto(&format!("{base}/")).await.unwrap();
     let token = csrf(&c).await;
     assert_eq!(page_post(&c, "/admin/users", json!({ "csrf": token, "name": "eve", "role": "admin" })).await, 403);

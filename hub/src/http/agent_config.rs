@@ -328,16 +328,21 @@ pub async fn device_view(state: &AppState, id: &str) -> Result<DeviceConfigView,
     let hb = state.store.latest_heartbeat(id).await?.map(|(h, _)| h);
     let running = hb.as_ref().map(|h| h.config_version);
     let error = hb.and_then(|h| h.config_error);
-    let sync = match running {
-        None => "unknown",
-        Some(_) if effective.version == 0 => "local",
-        Some(v) if v == effective.version => "in_sync",
-        Some(_) if error.as_deref().is_some_and(|e| e.starts_with(&format!("version {}:", effective.version))) => {
-            "rejected"
-        }
-        Some(_) => "pending",
-    };
+    let sync = sync_state(effective.version, running, error.as_deref());
     Ok(DeviceConfigView { device: id.to_owned(), effective, running_version: running, sync, error })
+}
+
+/// Whether a device runs its effective configuration `version`:
+/// `in_sync`, `pending`, `rejected` (it refused that version), `local`
+/// (nothing set at the hub) or `unknown` (no heartbeat yet).
+pub fn sync_state(version: i64, running: Option<i64>, error: Option<&str>) -> &'static str {
+    match running {
+        None => "unknown",
+        Some(_) if version == 0 => "local",
+        Some(v) if v == version => "in_sync",
+        Some(_) if error.is_some_and(|e| e.starts_with(&format!("version {version}:"))) => "rejected",
+        Some(_) => "pending",
+    }
 }
 
 /// Changes, newest first: of the fleet (`scope=fleet`), a tag

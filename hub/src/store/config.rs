@@ -188,6 +188,15 @@ pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effe
     Effective { version, agents }
 }
 
+/// A device's configuration version against what it runs.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SyncRow {
+    pub id: String,
+    pub version: i64,
+    pub running: Option<i64>,
+    pub error: Option<String>,
+}
+
 /// One change, as the history shows it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ChangeRow {
@@ -335,6 +344,31 @@ impl Store {
         Ok(merge(version, &layers))
     }
 
+    /// Every device's effective version and what its latest heartbeat
+    /// says it runs (and why it refused, if it did), by device id: the
+    /// fleet's sync view in one query.
+    pub async fn sync_states(&self) -> Result<Vec<SyncRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT d.id,
+                    COALESCE((SELECT MAX(c.id) FROM config_changes c
+                               WHERE c.scope = 'fleet' OR c.scope = 'device:' || d.id
+                                  OR c.scope IN (SELECT 'tag:' || t.tag FROM device_tags t WHERE t.device_id = d.id)), 0)
+                        AS version,
+                    h.config_version AS running, h.config_error AS error
+               FROM devices d
+               LEFT JOIN heartbeats h ON h.device_id = d.id
+                AND h.received_ms = (SELECT MAX(received_ms) FROM heartbeats WHERE device_id = d.id)
+              GROUP BY d.id ORDER BY d.id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Every tag some device carries, sorted.
+    pub async fn all_tags(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT DISTINCT tag FROM device_tags ORDER BY tag").fetch_all(self.pool()).await?)
+    }
+
     /// The device's tags, in order.
     pub async fn tags(&self, device: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT tag FROM device_tags WHERE device_id = ? ORDER BY position")
@@ -410,8 +444,11 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named_with_its_reason() {
-        let layer =
-            Layer { enabled: None, params: [("ssh_failures".into(), 0), ("colour".into(), 3)].into_iter().collect() };
+        let layer = Layer {
+            enabled: None,
+            params: [("ssh_failures".into(), 0), ("colour".into(), 3)].into_iter().collect(),
+            ..Default::default()
+        };
         let errors = validate("security", &layer).unwrap_err();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["params.colour", "params.ssh_failures"]);
@@ -424,9 +461,9 @@ mod tests {
     async fn layers_merge_over_the_defaults_and_each_change_is_a_version() {
         let (store, _dir) = test_store().await;
         assert_eq!(store.effective_config("gw-1").await.unwrap().version, 0, "nothing configured");
-        let fleet = Layer { enabled: None, params: [("ssh_failures".into(), 8)].into_iter().collect() };
+        let fleet = Layer { params: [("ssh_failures".into(), 8)].into_iter().collect(), ..Default::default() };
         let v1 = store.set_layer("fleet", "security", &fleet, "alice", 1).await.unwrap();
-        let mine = Layer { enabled: Some(false), params: Default::default() };
+        let mine = Layer { enabled: Some(false), ..Default::default() };
         let v2 = store.set_layer(&device_scope("gw-1"), "wifi", &mine, "bob", 2).await.unwrap();
         let e1 = store.effective_config("gw-1").await.unwrap();
         let e2 = store.effective_config("gw-2").await.unwrap();
@@ -448,7 +485,7 @@ mod tests {
     async fn tag_layers_apply_in_the_devices_order_and_a_tag_change_is_a_version() {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
-        let set = |n: i64| Layer { enabled: None, params: [("ssh_failures".into(), n)].into_iter().collect() };
+        let set = |n: i64| Layer { params: [("ssh_failures".into(), n)].into_iter().collect(), ..Default::default() };
         store.set_layer("fleet", "security", &set(8), "a", 1).await.unwrap();
         store.set_layer(&tag_scope("branch"), "security", &set(4), "a", 1).await.unwrap();
         let v = store.set_layer(&tag_scope("lab"), "security", &set(3), "a", 1).await.unwrap();

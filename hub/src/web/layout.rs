@@ -15,6 +15,7 @@ pub enum Nav {
     Overview,
     Findings,
     Commands,
+    Config,
     Users,
     Tokens,
     /// A page not in the navigation (a device, a finding).
@@ -59,6 +60,7 @@ pub fn page(who: &Signed, title: &str, active: Nav, body: Markup) -> Markup {
                         (item(Nav::Overview, "/", "Overview"))
                         (item(Nav::Findings, "/findings", "Findings"))
                         (item(Nav::Commands, "/commands", "Commands"))
+                        (item(Nav::Config, "/config", "Configuration"))
                         @if who.may(Role::Admin) {
                             (item(Nav::Users, "/admin/users", "Users"))
                             (item(Nav::Tokens, "/admin/tokens", "API tokens"))

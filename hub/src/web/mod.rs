@@ -19,6 +19,7 @@ mod admin;
 mod assets;
 pub mod chart;
 mod commands;
+mod config;
 mod device;
 mod findings;
 pub mod layout;
@@ -47,6 +48,9 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{id}/agents/{agent}/{action}", post(commands::agent_action))
         .route("/devices/{id}/tags", post(commands::set_tags))
         .route("/commands", get(commands::list))
+        .route("/config", get(config::index))
+        .route("/config/{agent}", get(config::agent_page).post(config::agent_submit))
+        .route("/config/history/{id}/restore", post(config::restore))
         .route("/findings", get(findings::list))
         .route("/findings/{id}", get(findings::one))
         .route("/signin", get(signin::form).post(signin::submit))
