@@ -32,6 +32,7 @@ use crate::keys::Keys;
 use crate::mqtt::Publisher;
 use crate::stats::{bump, Stats};
 use crate::store::commands::CommandRow;
+use crate::store::config::Effective;
 use crate::store::{now_ms, Store, StoreError};
 
 /// How long a command may wait for its device, unless asked otherwise.
@@ -98,6 +99,11 @@ impl Commander {
     /// returns the version sent.
     pub async fn push_config(&self, device: &DeviceId) -> Result<Option<i64>, StoreError> {
         let effective = self.store.effective_config(device.as_str()).await?;
+        self.send_config(device, &effective).await
+    }
+
+    /// Seals and publishes `effective` for `device`; its version if sent.
+    async fn send_config(&self, device: &DeviceId, effective: &Effective) -> Result<Option<i64>, StoreError> {
         if effective.version == 0 {
             return Ok(None);
         }
@@ -126,9 +132,9 @@ impl Commander {
     /// fleet-wide change); returns how many were sent.
     pub async fn push_config_all(&self) -> Result<usize, StoreError> {
         let mut n = 0;
-        for d in self.store.list_devices().await? {
-            let Ok(id) = DeviceId::new(&d.id) else { continue };
-            n += usize::from(self.push_config(&id).await?.is_some());
+        for (d, effective) in self.store.effective_configs().await? {
+            let Ok(id) = DeviceId::new(&d) else { continue };
+            n += usize::from(self.send_config(&id, &effective).await?.is_some());
         }
         Ok(n)
     }
@@ -162,8 +168,8 @@ impl Commander {
                             if resent.get(device).is_some_and(|t| t.elapsed() < CONFIG_RESEND) {
                                 continue;
                             }
-                            let want = match self.store.effective_config(device.as_str()).await {
-                                Ok(e) => e.version,
+                            let want = match self.store.effective_version(device.as_str()).await {
+                                Ok(v) => v,
                                 Err(e) => {
                                     warn!(device = %device, error = %e, "effective configuration unreadable");
                                     continue;

@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tag_layer, put_tag_layer))
         .routes(routes!(get_tags, put_tags))
         .routes(routes!(device_config))
+        .routes(routes!(sync))
         .routes(routes!(history))
         .routes(routes!(restore))
 }
@@ -307,6 +308,44 @@ async fn put_device_layer(
     let id = known_device(&state, &id).await?;
     let layer = layer_of(&body)?;
     Ok(Json(change(&state, &device_scope(id.as_str()), &agent, &layer, &author(&token)).await?))
+}
+
+/// One device in the fleet's sync view.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SyncDeviceView {
+    pub device: String,
+    /// The version of its effective configuration.
+    pub version: i64,
+    /// What its latest heartbeat says it runs.
+    pub running: Option<i64>,
+    /// `in_sync`, `pending`, `rejected`, `local` or `unknown`.
+    pub sync: &'static str,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SyncView {
+    /// Devices per sync state.
+    pub counts: std::collections::BTreeMap<&'static str, usize>,
+    pub devices: Vec<SyncDeviceView>,
+}
+
+/// Every device's configuration sync (the `/config` page's table).
+#[utoipa::path(get, path = "/config/sync", tag = "configuration", responses((status = 200, body = SyncView)))]
+async fn sync(State(state): State<AppState>) -> Result<Json<SyncView>, ApiError> {
+    let mut counts = std::collections::BTreeMap::new();
+    let devices: Vec<SyncDeviceView> = state
+        .store
+        .sync_states()
+        .await?
+        .into_iter()
+        .map(|r| {
+            let sync = sync_state(r.version, r.running, r.error.as_deref());
+            *counts.entry(sync).or_default() += 1;
+            SyncDeviceView { device: r.id, version: r.version, running: r.running, sync, error: r.error }
+        })
+        .collect();
+    Ok(Json(SyncView { counts, devices }))
 }
 
 /// A device's effective configuration, where each value came from, and

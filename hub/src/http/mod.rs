@@ -308,6 +308,7 @@ mod tests {
             ("/api/v1/devices/{id}/agents/{agent}/config", "get"),
             ("/api/v1/devices/{id}/agents/{agent}/config", "put"),
             ("/api/v1/devices/{id}/config", "get"),
+            ("/api/v1/config/sync", "get"),
             ("/api/v1/config/history", "get"),
             ("/api/v1/config/history/{id}/restore", "post"),
             ("/api/v1/tags/{tag}/agents/{agent}/config", "get"),

@@ -364,6 +364,67 @@ impl Store {
         .await?)
     }
 
+    /// `device`'s configuration version alone (one query; what the
+    /// commander compares each heartbeat with).
+    pub async fn effective_version(&self, device: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(MAX(c.id), 0) FROM config_changes c
+              WHERE c.scope = 'fleet' OR c.scope = 'device:' || ?1
+                 OR c.scope IN (SELECT 'tag:' || t.tag FROM device_tags t WHERE t.device_id = ?1)",
+        )
+        .bind(device)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Every device's effective configuration, in four queries whatever
+    /// the fleet's size (a fleet-wide change sends them all at once).
+    pub async fn effective_configs(&self) -> Result<Vec<(String, Effective)>, StoreError> {
+        let rows: Vec<(String, String, Option<bool>, String, Option<String>)> =
+            sqlx::query_as("SELECT scope, agent, enabled, params, exclude_patterns FROM agent_config")
+                .fetch_all(self.pool())
+                .await?;
+        let mut layers: BTreeMap<String, BTreeMap<String, Layer>> = BTreeMap::new();
+        for (scope, agent, enabled, params, patterns) in rows {
+            layers.entry(scope).or_default().insert(agent, layer_of(enabled, &params, patterns));
+        }
+        let versions: BTreeMap<String, i64> =
+            sqlx::query_as::<_, (String, i64)>("SELECT scope, MAX(id) FROM config_changes GROUP BY scope")
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .collect();
+        let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT device_id, tag FROM device_tags ORDER BY device_id, position")
+                .fetch_all(self.pool())
+                .await?;
+        for (device, tag) in rows {
+            tags.entry(device).or_default().push(tag);
+        }
+        let devices: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM devices ORDER BY id").fetch_all(self.pool()).await?;
+        let empty = BTreeMap::new();
+        Ok(devices
+            .into_iter()
+            .map(|d| {
+                let mut scopes = vec!["fleet".to_owned()];
+                scopes.extend(tags.get(&d).into_iter().flatten().map(|t| tag_scope(t)));
+                scopes.push(device_scope(&d));
+                let version = scopes.iter().filter_map(|s| versions.get(s)).copied().max().unwrap_or(0);
+                let stack: Vec<(String, BTreeMap<String, Layer>)> = scopes
+                    .iter()
+                    .map(|s| {
+                        let from = if s.starts_with("device:") { "device".to_owned() } else { s.clone() };
+                        (from, layers.get(s).unwrap_or(&empty).clone())
+                    })
+                    .collect();
+                let effective = merge(version, &stack);
+                (d, effective)
+            })
+            .collect())
+    }
+
     /// Every tag some device carries, sorted.
     pub async fn all_tags(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT DISTINCT tag FROM device_tags ORDER BY tag").fetch_all(self.pool()).await?)
@@ -506,5 +567,28 @@ mod tests {
         let history = store.config_history(&device_scope("gw-1"), None, 10).await.unwrap();
         assert_eq!(history[0].layer(), None, "a tag change is not a layer");
         assert_eq!(history[0].after.0, serde_json::json!({ "tags": ["branch", "lab"] }));
+    }
+
+    #[tokio::test]
+    async fn the_bulk_effective_configurations_equal_the_one_by_one_ones() {
+        let (store, _dir) = crate::store::test_store().await;
+        for d in ["gw-1", "gw-2", "gw-3"] {
+            store.insert_device(d, d, "aa", 1).await.unwrap();
+        }
+        let set = |n: i64| Layer { params: [("ssh_failures".into(), n)].into_iter().collect(), ..Default::default() };
+        store.set_layer("fleet", "security", &set(8), "t", 1).await.unwrap();
+        store.set_tags("gw-2", &["lab".into(), "edge".into()], "t", 2).await.unwrap();
+        store.set_layer(&tag_scope("lab"), "security", &set(6), "t", 3).await.unwrap();
+        store
+            .set_layer(&tag_scope("edge"), "wifi", &Layer { enabled: Some(false), ..Default::default() }, "t", 4)
+            .await
+            .unwrap();
+        store.set_layer(&device_scope("gw-3"), "security", &set(3), "t", 5).await.unwrap();
+        let bulk = store.effective_configs().await.unwrap();
+        assert_eq!(bulk.len(), 3);
+        for (d, e) in bulk {
+            assert_eq!(e, store.effective_config(&d).await.unwrap(), "{d}");
+            assert_eq!(e.version, store.effective_version(&d).await.unwrap(), "{d}");
+        }
     }
 }
