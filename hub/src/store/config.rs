@@ -132,6 +132,9 @@ pub fn validate(agent: &str, layer: &Layer) -> Result<(), Vec<FieldError>> {
     }
 }
 
+/// `agent_config` as stored: scope, agent, enabled, params, patterns.
+type ScopedLayerRow = (String, String, Option<bool>, String, Option<String>);
+
 /// A layer from its columns (validated when stored).
 fn layer_of(enabled: Option<bool>, params: &str, patterns: Option<String>) -> Layer {
     Layer {
@@ -380,7 +383,7 @@ impl Store {
     /// Every device's effective configuration, in four queries whatever
     /// the fleet's size (a fleet-wide change sends them all at once).
     pub async fn effective_configs(&self) -> Result<Vec<(String, Effective)>, StoreError> {
-        let rows: Vec<(String, String, Option<bool>, String, Option<String>)> =
+        let rows: Vec<ScopedLayerRow> =
             sqlx::query_as("SELECT scope, agent, enabled, params, exclude_patterns FROM agent_config")
                 .fetch_all(self.pool())
                 .await?;
