@@ -91,13 +91,13 @@ fn real_main() -> Result<()> {
         .with(tracing_subscriber::fmt::layer().with_ansi(false).without_time().with_writer(std::io::stderr))
         .with(filter)
         .init();
-    if cfg!(feature = "fault-injection") {
-        tracing::warn!(
-            "built with fault-injection (a test build): a line with opmas-fault:<agent> makes that agent panic"
-        );
-    }
     match cli.command {
         Command::Run { config } => {
+            if cfg!(feature = "fault-injection") {
+                tracing::warn!(
+                    "built with fault-injection (a test build): a line with opmas-fault:<agent> makes that agent panic"
+                );
+            }
             let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
             let cfg = EdgeConfig::from_uci_text(&text).with_context(|| format!("in {}", config.display()))?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
