@@ -144,6 +144,15 @@ fn layer_of(enabled: Option<bool>, params: &str, patterns: Option<String>) -> La
     }
 }
 
+/// The scopes that apply to `device`, lowest first: the fleet, its tags
+/// in order, its own.
+fn scopes_of(device: &str, tags: &[String]) -> Vec<String> {
+    let mut scopes = vec!["fleet".to_owned()];
+    scopes.extend(tags.iter().map(|t| tag_scope(t)));
+    scopes.push(device_scope(device));
+    scopes
+}
+
 /// The scope of a device's own layer.
 pub fn device_scope(device: &str) -> String {
     format!("device:{device}")
@@ -330,9 +339,7 @@ impl Store {
     /// order, its own. Its version is the highest change of any of them (a
     /// change of its tags is a change of its own scope).
     pub async fn effective_config(&self, device: &str) -> Result<Effective, StoreError> {
-        let mut scopes = vec!["fleet".to_owned()];
-        scopes.extend(self.tags(device).await?.iter().map(|t| tag_scope(t)));
-        scopes.push(device_scope(device));
+        let scopes = scopes_of(device, &self.tags(device).await?);
         let mut version = 0i64;
         let mut layers = Vec::with_capacity(scopes.len());
         for scope in scopes {
@@ -411,9 +418,7 @@ impl Store {
         Ok(devices
             .into_iter()
             .map(|d| {
-                let mut scopes = vec!["fleet".to_owned()];
-                scopes.extend(tags.get(&d).into_iter().flatten().map(|t| tag_scope(t)));
-                scopes.push(device_scope(&d));
+                let scopes = scopes_of(&d, tags.get(&d).map_or(&[][..], Vec::as_slice));
                 let version = scopes.iter().filter_map(|s| versions.get(s)).copied().max().unwrap_or(0);
                 let stack: Vec<(String, BTreeMap<String, Layer>)> = scopes
                     .iter()
