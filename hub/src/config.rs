@@ -39,6 +39,9 @@ pub struct HubConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Seconds of silence after which a device is marked offline.
     pub presence_timeout_s: u64,
+    /// Directory of `<agent>.yaml` files seeding the agents' fleet
+    /// defaults (see `crate::seed`); unset: the shipped files, built in.
+    pub agents_dir: Option<PathBuf>,
     /// Embedded broker tuning.
     pub broker: BrokerConfig,
 }
@@ -68,6 +71,7 @@ impl Default for HubConfig {
             metrics_loopback: true,
             metrics_token_file: None,
             presence_timeout_s: 95,
+            agents_dir: None,
             broker: BrokerConfig::default(),
         }
     }
@@ -96,6 +100,7 @@ pub struct Overrides {
     pub tls_client_ca: Option<PathBuf>,
     pub http_listen: Option<SocketAddr>,
     pub presence_timeout_s: Option<u64>,
+    pub agents_dir: Option<PathBuf>,
 }
 
 impl HubConfig {
@@ -138,6 +143,9 @@ impl HubConfig {
             }
             if let Some(v) = o.presence_timeout_s {
                 cfg.presence_timeout_s = v;
+            }
+            if let Some(v) = &o.agents_dir {
+                cfg.agents_dir = Some(v.clone());
             }
         }
         cfg.check_tls()?;
@@ -205,6 +213,7 @@ impl HubConfig {
             tls_client_ca: var("OPMAS_TLS_CLIENT_CA")?,
             http_listen: var("OPMAS_HTTP_LISTEN")?,
             presence_timeout_s: var("OPMAS_PRESENCE_TIMEOUT_S")?,
+            agents_dir: var("OPMAS_AGENTS_DIR")?,
         })
     }
 

@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod keys;
 pub mod lifecycle;
 pub mod mqtt;
+pub mod seed;
 pub mod serve;
 pub mod stats;
 pub mod store;

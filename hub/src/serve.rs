@@ -36,6 +36,8 @@ pub struct Running {
 /// Opens the database, starts the broker, ingest and presence tasks, and
 /// binds the API; returns once every listener accepts connections.
 pub async fn start(cfg: &HubConfig) -> Result<Running> {
+    // Checked before anything starts: a mistake in a file stops the hub here.
+    let agent_files = crate::seed::load(cfg.agents_dir.as_deref())?;
     store::create_private_dir(&cfg.data_dir)?;
     let store =
         Store::open_sqlite(&cfg.db_path()).await.with_context(|| format!("opening {}", cfg.db_path().display()))?;
@@ -46,6 +48,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     if let Some(path) = store.ensure_admin_user(&cfg.data_dir, now_ms()).await? {
         info!(path = %path.display(), "created the user admin (first start); its password is in this file");
     }
+    crate::seed::apply(&store, &agent_files, now_ms()).await?;
 
     let stats = Arc::new(Stats::default());
     let bus = Bus::default();

@@ -3,11 +3,11 @@
 //! stopped when that edge restarts; a command for a
 //! router that is away waits and runs when it is back; a replayed command
 //! is refused, also after the edge restarts; a forged one is refused and
-//! reported.
+//! reported; expiry holds on a router whose clock is years off.
 
 use std::time::Duration;
 
-use opmas_e2e::{dropbear_attack, wait_for, Edge, Hub};
+use opmas_e2e::{bin, dropbear_attack, wait_for, Edge, Hub};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
@@ -196,4 +196,69 @@ fn an_agent_stopped_on_one_router_stops_there_only_and_commands_run_once() {
     let states: Vec<&str> = log["commands"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["done"; 5], "{log}");
     drop(edge_b);
+}
+
+/// The edge of `device` run under libfaketime with its wall clock set to
+/// `clock` (and running from there); its monotonic clock stays true, as a
+/// router's does when it boots without NTP.
+fn edge_with_clock(dir: &std::path::Path, hub: &Hub, device: &opmas_e2e::Device, clock: &str) -> Edge {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(std::path::Path::new(lib).exists(), "{lib} missing: apt-get install faketime (.ci/run does)");
+    // The same preload on a program that prints the wall clock: the edge,
+    // linked the same way (glibc's clock_gettime), sees this year too.
+    let out = std::process::Command::new("env")
+        .args([format!("LD_PRELOAD={lib}"), format!("FAKETIME=@{clock}"), "date".into(), "+%Y".into()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), &clock[..4], "libfaketime sets the clock");
+    let program = vec![
+        "env".into(),
+        format!("LD_PRELOAD={lib}").into(),
+        format!("FAKETIME=@{clock}").into(),
+        "DONT_FAKE_MONOTONIC=1".into(),
+        bin("opmas-edge").into(),
+    ];
+    Edge::start_program(dir, hub, device, program).unwrap()
+}
+
+/// Routers boot without NTP. One whose clock says 2038 still runs a fresh
+/// command (by its own clock it expired long ago), and one whose clock says
+/// 1971 refuses a stale one (by its own clock it is valid for decades):
+/// the edge judges expiry by the hub's time, learnt from signed messages.
+#[test]
+fn expiry_is_judged_by_the_hubs_clock_on_a_router_whose_clock_is_years_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path()).unwrap();
+
+    let late = hub.enrol("gw-2038").unwrap();
+    let mut edge = edge_with_clock(dir.path(), &hub, &late, "2038-06-01 12:00:00");
+    online(&hub, "gw-2038");
+    let c = run(&hub, "/devices/gw-2038/ping?ttl_s=30");
+    assert_eq!((c["state"].as_str(), c["message"].as_str()), (Some("done"), Some("pong")), "{c}\n{}", edge.log());
+    edge.kill();
+
+    let early = hub.enrol("gw-1971").unwrap();
+    let edge = edge_with_clock(dir.path(), &hub, &early, "1971-01-01 00:00:00");
+    online(&hub, "gw-1971");
+    let c = run(&hub, "/devices/gw-1971/ping?ttl_s=30");
+    assert_eq!(c["state"], "done", "a fresh command runs: {c}");
+    // The edge is frozen while a command with 2 s to live reaches its
+    // socket; when it runs again, 4 s later, the command is stale.
+    let pid = edge.proc.as_ref().unwrap().pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let (status, sent) = hub.post("/devices/gw-1971/ping?ttl_s=2", None).unwrap();
+    assert_eq!(status, 202, "{sent}");
+    let id = sent["id"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let refused = format!("command {id} expired");
+    wait_for(Duration::from_secs(10), "the edge to refuse the stale command", || {
+        edge.log().contains(&refused).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge.log()));
+    let c = settled(&hub, id);
+    assert_ne!(c["state"], "done", "{c}");
+
+    let (status, v) = hub.post("/devices/gw-1971/ping?ttl_s=0", None).unwrap();
+    assert_eq!((status, v["field"].as_str()), (422, Some("ttl_s")), "{v}");
 }

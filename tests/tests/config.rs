@@ -2,7 +2,8 @@
 //! through the API is in force within seconds, in the same process, and
 //! judges the next attack; an invalid change is refused whole, naming every
 //! bad field; a router that was away during a change gets it when it is back;
-//! tags select layers between the fleet's and the device's.
+//! tags select layers between the fleet's and the device's; a broker
+//! restart loses no change.
 
 use std::time::{Duration, Instant};
 
@@ -162,4 +163,49 @@ fn exclude_patterns_set_at_the_hub_make_the_agent_ignore_those_lines_on_the_rout
     assert_eq!(excluded["state"], "running");
     let found = hub.findings("kind=ssh.bruteforce&device=gw-ex").unwrap();
     assert!(found.iter().all(|f| f["src_ip"] == "203.0.113.51"), "{found:?}");
+}
+
+/// The embedded broker keeps retained messages and session queues in memory
+/// only, so a restart of the hub is a restart of the broker that forgets
+/// them. Delivery does not rest on them: the hub compares every heartbeat's
+/// version with the database's and sends again.
+#[test]
+fn a_change_survives_a_broker_restart_and_changes_after_one_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::start(dir.path()).unwrap();
+    let d = hub.enrol("gw-brk").unwrap();
+    let mut edge = Edge::start(dir.path(), &hub, &d).unwrap();
+    let change = |hub: &Hub, n: i64| {
+        let (status, c) = put(hub, "/agents/security/config", json!({ "params": { "ssh_failures": n } }));
+        assert_eq!(status, 200, "{c}");
+        c["version"].as_i64().unwrap()
+    };
+    let v = change(&hub, 7);
+    in_sync(&hub, "gw-brk", v);
+
+    // Missed while away, and the broker that held it restarted meanwhile.
+    edge.kill();
+    let missed = change(&hub, 4);
+    hub.kill();
+    hub.restart().unwrap();
+    edge.restart().unwrap();
+    in_sync(&hub, "gw-brk", missed);
+
+    // The broker restarts under a running edge: it reconnects and
+    // resubscribes, and the next change reaches it live, in the same process.
+    let pid = edge.proc.as_ref().unwrap().pid();
+    hub.kill();
+    hub.restart().unwrap();
+    wait_for(Duration::from_secs(30), "gw-brk back online", || {
+        hub.get("/devices/gw-brk").ok().filter(|(_, v)| v["status"] == "online").map(|_| ())
+    })
+    .unwrap();
+    let live = change(&hub, 3);
+    in_sync(&hub, "gw-brk", live);
+    assert_eq!(edge.proc.as_ref().unwrap().pid(), pid, "the same process");
+    edge.append(&dropbear_attack("198.51.100.9", 3)).unwrap();
+    wait_for(Duration::from_secs(15), "a finding judged by the last threshold", || {
+        hub.findings("kind=ssh.bruteforce").ok().filter(|f| f.iter().any(|f| f["src_ip"] == "198.51.100.9"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge.log()));
 }

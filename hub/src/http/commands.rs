@@ -171,18 +171,35 @@ async fn tag_action(
 }
 
 /// Asks the device to answer (operators): a round trip through the broker
-/// and the edge.
+/// and the edge. `ttl_s` says how long the command may wait for a device
+/// that is away (default 300 s); after that, neither the hub sends it nor
+/// the edge runs it.
 #[utoipa::path(post, path = "/devices/{id}/ping", tag = "commands",
-    params(("id" = String, Path, description = "The device id")),
-    responses((status = 202, body = CommandRow), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "The device id"),
+        ("ttl_s" = Option<u32>, Query, description = "Seconds the command stays valid, 1 to 86400 (default 300)")),
+    responses((status = 202, body = CommandRow), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn ping(
     State(state): State<AppState>,
     Extension(token): Extension<TokenInfo>,
     Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<(StatusCode, Json<CommandRow>), ApiError> {
     require_operator(&token)?;
+    if let Some(k) = params.keys().find(|k| k.as_str() != "ttl_s") {
+        return Err(ApiError::Invalid { field: "query", message: format!("unknown parameter {k:?}; known is ttl_s") });
+    }
+    let ttl_ms = match params.get("ttl_s") {
+        None => DEFAULT_TTL_MS,
+        Some(v) => v.parse::<u32>().ok().filter(|n| (1..=86_400).contains(n)).map(|n| i64::from(n) * 1000).ok_or_else(
+            || ApiError::Invalid {
+                field: "ttl_s",
+                message: format!("{v:?} is not a number of seconds from 1 to 86400"),
+            },
+        )?,
+    };
     let device = known_device(&state, &id).await?;
-    let row = state.commander.send(&device, Action::Ping, &author(&token), DEFAULT_TTL_MS).await?;
+    let row = state.commander.send(&device, Action::Ping, &author(&token), ttl_ms).await?;
     Ok((StatusCode::ACCEPTED, Json(row)))
 }
 

@@ -1,6 +1,6 @@
-//! Agent configuration in layers (fleet, then each of the device's tags in
-//! order, then the device), its history, device tags, and a
-//! device's effective configuration: defaults from the schema in
+//! Agent configuration in layers (the seeded defaults, the fleet, then each
+//! of the device's tags in order, then the device), its history, device
+//! tags, and a device's effective configuration: defaults from the schema in
 //! `opmas-proto`, then each layer's overrides. Versions are change ids, so
 //! they only grow and a device's version is the highest change that applies
 //! to it.
@@ -13,6 +13,11 @@ use opmas_proto::pattern::{Pattern, MAX_PATTERNS};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+
+/// The scope of the defaults seeded from `config/agents/*.yaml` (see
+/// `crate::seed`): below the fleet layer, shown as `default`, never edited
+/// by hand.
+pub const SEED: &str = "seed";
 
 /// The name of the patterns in layers, in the document sent to the edge, and in UCI.
 pub const EXCLUDE: &str = "exclude_patterns";
@@ -144,13 +149,25 @@ fn layer_of(enabled: Option<bool>, params: &str, patterns: Option<String>) -> La
     }
 }
 
-/// The scopes that apply to `device`, lowest first: the fleet, its tags
-/// in order, its own.
+/// The scopes that apply to `device`, lowest first: the seeded defaults,
+/// the fleet, its tags in order, its own.
 fn scopes_of(device: &str, tags: &[String]) -> Vec<String> {
-    let mut scopes = vec!["fleet".to_owned()];
+    let mut scopes = vec![SEED.to_owned(), "fleet".to_owned()];
     scopes.extend(tags.iter().map(|t| tag_scope(t)));
     scopes.push(device_scope(device));
     scopes
+}
+
+/// What a value from `scope` says it came from: `default`, `fleet`,
+/// `tag:<name>` or `device`.
+pub fn source_of(scope: &str) -> String {
+    if scope == SEED {
+        "default".to_owned()
+    } else if scope.starts_with("device:") {
+        "device".to_owned()
+    } else {
+        scope.to_owned()
+    }
 }
 
 /// The scope of a device's own layer.
@@ -198,6 +215,18 @@ pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effe
         agents.insert(spec.name.to_owned(), EffectiveAgent { enabled, params, exclude_patterns });
     }
     Effective { version, agents }
+}
+
+/// What seeding one agent's defaults did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seeded {
+    /// Keys added to the seed layer.
+    pub added: Vec<String>,
+    /// Keys whose stored value differs from the file's and was kept, each
+    /// as `key: stored in the database, value in file`.
+    pub kept: Vec<String>,
+    /// The change's id, if what devices run changed.
+    pub version: Option<i64>,
 }
 
 /// A device's configuration version against what it runs.
@@ -348,8 +377,7 @@ impl Store {
                 .fetch_one(self.pool())
                 .await?;
             version = version.max(v);
-            let from = if scope.starts_with("device:") { "device".to_owned() } else { scope.clone() };
-            layers.push((from, self.layers(&scope).await?));
+            layers.push((source_of(&scope), self.layers(&scope).await?));
         }
         Ok(merge(version, &layers))
     }
@@ -361,7 +389,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT d.id,
                     COALESCE((SELECT MAX(c.id) FROM config_changes c
-                               WHERE c.scope = 'fleet' OR c.scope = 'device:' || d.id
+                               WHERE c.scope IN ('seed', 'fleet') OR c.scope = 'device:' || d.id
                                   OR c.scope IN (SELECT 'tag:' || t.tag FROM device_tags t WHERE t.device_id = d.id)), 0)
                         AS version,
                     h.config_version AS running, h.config_error AS error
@@ -379,7 +407,7 @@ impl Store {
     pub async fn effective_version(&self, device: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COALESCE(MAX(c.id), 0) FROM config_changes c
-              WHERE c.scope = 'fleet' OR c.scope = 'device:' || ?1
+              WHERE c.scope IN ('seed', 'fleet') OR c.scope = 'device:' || ?1
                  OR c.scope IN (SELECT 'tag:' || t.tag FROM device_tags t WHERE t.device_id = ?1)",
         )
         .bind(device)
@@ -420,13 +448,8 @@ impl Store {
             .map(|d| {
                 let scopes = scopes_of(&d, tags.get(&d).map_or(&[][..], Vec::as_slice));
                 let version = scopes.iter().filter_map(|s| versions.get(s)).copied().max().unwrap_or(0);
-                let stack: Vec<(String, BTreeMap<String, Layer>)> = scopes
-                    .iter()
-                    .map(|s| {
-                        let from = if s.starts_with("device:") { "device".to_owned() } else { s.clone() };
-                        (from, layers.get(s).unwrap_or(&empty).clone())
-                    })
-                    .collect();
+                let stack: Vec<(String, BTreeMap<String, Layer>)> =
+                    scopes.iter().map(|s| (source_of(s), layers.get(s).unwrap_or(&empty).clone())).collect();
                 let effective = merge(version, &stack);
                 (d, effective)
             })
@@ -474,6 +497,83 @@ impl Store {
         let id = record_change(&mut tx, &device_scope(device), "", Some(before), after, by, now_ms).await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Merges `file`'s defaults for `agent` (from `source`, a file name)
+    /// into the seed layer: a key the layer lacks is added (the first start,
+    /// or a key an upgrade brought); a key it has keeps its stored value,
+    /// since after the first start the database is the source of truth.
+    /// What devices run changes only if an added key differs from the
+    /// schema's default: only then is it a change, with a version.
+    pub async fn seed_layer(&self, agent: &str, file: &Layer, source: &str, now_ms: i64) -> Result<Seeded, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let stored: Option<(Option<bool>, String, Option<String>)> =
+            sqlx::query_as("SELECT enabled, params, exclude_patterns FROM agent_config WHERE scope = ? AND agent = ?")
+                .bind(SEED)
+                .bind(agent)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let stored = stored.map(|(enabled, params, patterns)| layer_of(enabled, &params, patterns));
+        let before = stored.clone().unwrap_or_default();
+        let mut after = before.clone();
+        let mut report = Seeded::default();
+        for (k, &v) in &file.params {
+            match after.params.get(k) {
+                None => {
+                    after.params.insert(k.clone(), v);
+                    report.added.push(k.clone());
+                }
+                Some(&db) if db != v => report.kept.push(format!("{k}: {db} in the database, {v} in {source}")),
+                Some(_) => {}
+            }
+        }
+        match (after.enabled, file.enabled) {
+            (None, Some(e)) => {
+                after.enabled = Some(e);
+                report.added.push("enabled".into());
+            }
+            (Some(db), Some(e)) if db != e => {
+                report.kept.push(format!("enabled: {db} in the database, {e} in {source}"))
+            }
+            _ => {}
+        }
+        match (&after.exclude_patterns, &file.exclude_patterns) {
+            (None, Some(p)) => {
+                after.exclude_patterns = Some(p.clone());
+                report.added.push(EXCLUDE.into());
+            }
+            (Some(db), Some(p)) if db != p => {
+                report.kept.push(format!("{EXCLUDE}: {db:?} in the database, {p:?} in {source}"))
+            }
+            _ => {}
+        }
+        if stored.as_ref() != Some(&after) {
+            sqlx::query(
+                "INSERT INTO agent_config (scope, agent, enabled, params, exclude_patterns) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (scope, agent) DO UPDATE
+                    SET enabled = excluded.enabled, params = excluded.params, exclude_patterns = excluded.exclude_patterns",
+            )
+            .bind(SEED)
+            .bind(agent)
+            .bind(after.enabled)
+            .bind(serde_json::to_string(&after.params).unwrap_or_else(|_| "{}".into()))
+            .bind(after.exclude_patterns.as_ref().and_then(|p| serde_json::to_string(p).ok()))
+            .execute(&mut *tx)
+            .await?;
+            let runs = |l: &Layer| {
+                // Labelled as the schema's defaults are, so that only values count.
+                let layers = [(source_of(SEED), BTreeMap::from([(agent.to_owned(), l.clone())]))];
+                merge(0, &layers).agents.remove(agent)
+            };
+            if runs(&before) != runs(&after) {
+                let json = |l: &Layer| serde_json::to_string(l).unwrap_or_else(|_| "{}".into());
+                let by = format!("seed:{source}");
+                let before = stored.as_ref().map(json);
+                report.version = Some(record_change(&mut tx, SEED, agent, before, json(&after), &by, now_ms).await?);
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
     }
 
     /// One change.

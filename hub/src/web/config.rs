@@ -20,7 +20,7 @@ use super::layout::{self, Nav};
 use super::{signed_page, PageError, Signed};
 use crate::http::agent_config::sync_state;
 use crate::http::AppState;
-use crate::store::config::{check_tag, device_scope, merge, tag_scope, validate, Layer, EXCLUDE};
+use crate::store::config::{check_tag, device_scope, merge, source_of, tag_scope, validate, Layer, EXCLUDE, SEED};
 use crate::store::now_ms;
 use crate::store::users::Role;
 
@@ -194,7 +194,7 @@ fn layer_from(spec: &AgentSpec, f: &LayerForm) -> Result<Layer, Vec<(String, Str
 
 /// What the layers below `scope` give each value (for the form's hints).
 async fn inherited(state: &AppState, scope: &str) -> Result<crate::store::config::Effective, PageError> {
-    let mut layers = Vec::new();
+    let mut layers = vec![(source_of(SEED), state.store.layers(SEED).await?)];
     if scope != "fleet" {
         layers.push(("fleet".to_owned(), state.store.layers("fleet").await?));
     }
