@@ -13,6 +13,7 @@
 pub mod broker;
 pub mod command;
 pub mod config;
+pub mod correlate;
 pub mod enrol;
 pub mod events;
 pub mod http;

@@ -1,0 +1,503 @@
+//! The correlation engine: findings and heartbeats in, incident actions out
+//! (open, add members, resolve). Pure: it reads no clock and does no I/O;
+//! its caller feeds it facts in storage order with the hub's time, and
+//! applies what it answers (`correlate::run` to the database, `rules test`
+//! to the screen).
+//!
+//! State is bounded: per rule at most [`MAX_KEYS`] keys are tracked, and
+//! per key and step at most [`STEP_CAP`] findings (a threshold keeps
+//! `count`); older entries than the window are dropped as time goes on.
+//! An open incident per rule and key takes every later matching finding as
+//! a member instead of opening another, until it resolves.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::rule::{KeyField, Rule, RuleType};
+
+/// Keys tracked per rule; beyond it new keys wait until old ones expire.
+pub const MAX_KEYS: usize = 20_000;
+/// Findings kept per key and step of an `all` or `sequence` rule.
+pub const STEP_CAP: usize = 16;
+
+/// One stored finding, or a heartbeat, as the engine sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fact {
+    /// The finding's id; 0 for a heartbeat.
+    pub finding: i64,
+    pub device: String,
+    /// The hub's time it was stored (routers' clocks are not trusted).
+    pub time_ms: i64,
+    pub heartbeat: bool,
+    pub agent: String,
+    pub kind: String,
+    pub severity: i64,
+    pub src_ip: Option<String>,
+    pub mac: Option<String>,
+    pub user: Option<String>,
+    pub host: Option<String>,
+    pub iface: Option<String>,
+    pub service: Option<String>,
+}
+
+impl Fact {
+    fn key(&self, field: KeyField) -> Option<&str> {
+        match field {
+            KeyField::SrcIp => self.src_ip.as_deref(),
+            KeyField::Mac => self.mac.as_deref(),
+            KeyField::User => self.user.as_deref(),
+            KeyField::Host => self.host.as_deref(),
+            KeyField::Iface => self.iface.as_deref(),
+            KeyField::Service => self.service.as_deref(),
+            KeyField::Device => Some(&self.device),
+        }
+    }
+}
+
+/// A router the engine knows, for tags and absence.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    /// Since when it is expected to be heard from (enrolment, or the first
+    /// message); `None`: never heard from, so not missed either.
+    pub since_ms: Option<i64>,
+}
+
+/// A finding taken into an incident.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub finding: i64,
+    pub device: String,
+    pub time_ms: i64,
+}
+
+/// What the engine decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A new incident of `rule` on `key` (`src_ip=203.0.113.7`,
+    /// `device=gw-1`, `fleet`), with the findings that made it.
+    Open { rule: String, key: String, severity: i64, time_ms: i64, members: Vec<Member>, quiet_ms: Option<i64>, why: String },
+    /// More findings for the open incident of `rule` on `key`.
+    Append { rule: String, key: String, time_ms: i64, members: Vec<Member> },
+    /// The open incident of `rule` on `key` is over.
+    Resolve { rule: String, key: String, time_ms: i64, why: String },
+}
+
+#[derive(Debug)]
+struct Open {
+    last_ms: i64,
+    /// Resolve after this long without a member; `None`: by presence (absence rules).
+    quiet_ms: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    steps: Vec<VecDeque<Member>>,
+    newest_ms: i64,
+}
+
+#[derive(Debug)]
+struct RuleState {
+    rule: Rule,
+    keys: HashMap<String, KeyState>,
+    /// Absence: when each router was last heard from (as the rule counts).
+    last_seen: HashMap<String, i64>,
+}
+
+/// The engine: the rules and what each has seen.
+#[derive(Debug, Default)]
+pub struct Engine {
+    rules: Vec<RuleState>,
+    devices: HashMap<String, DeviceInfo>,
+    open: HashMap<(String, String), Open>,
+    /// New keys not tracked because a rule had [`MAX_KEYS`] already.
+    pub keys_dropped: u64,
+}
+
+impl Engine {
+    /// An engine running `rules` (disabled ones are skipped).
+    pub fn new(rules: Vec<Rule>) -> Engine {
+        let rules = rules
+            .into_iter()
+            .filter(|r| r.spec.enabled)
+            .map(|rule| RuleState { rule, keys: HashMap::new(), last_seen: HashMap::new() })
+            .collect();
+        Engine { rules, ..Engine::default() }
+    }
+
+    /// The routers, their tags and since when each is expected to talk.
+    pub fn set_devices(&mut self, devices: Vec<DeviceInfo>) {
+        self.devices = devices.into_iter().map(|d| (d.id.clone(), d)).collect();
+    }
+
+    /// An incident that is open in the database (at start, or after a
+    /// person resolved one: call [`Engine::forget_open`] first).
+    pub fn restore_open(&mut self, rule: &str, key: &str, last_ms: i64, quiet_ms: Option<i64>) {
+        self.open.insert((rule.to_owned(), key.to_owned()), Open { last_ms, quiet_ms });
+    }
+
+    /// Forgets every open incident (before restoring the database's list).
+    pub fn forget_open(&mut self) {
+        self.open.clear();
+    }
+
+    /// How many incidents the engine holds open.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    fn tagged(&self, rule: &Rule, device: &str) -> bool {
+        match &rule.spec.tag {
+            None => true,
+            Some(t) => self.devices.get(device).is_some_and(|d| d.tags.iter().any(|x| x == t)),
+        }
+    }
+
+    /// Takes one fact; returns what it caused.
+    pub fn feed(&mut self, fact: &Fact) -> Vec<Action> {
+        let mut out = Vec::new();
+        for i in 0..self.rules.len() {
+            if !self.tagged(&self.rules[i].rule, &fact.device) {
+                continue;
+            }
+            let rule = &self.rules[i].rule;
+            if rule.spec.rule_type == RuleType::Absence {
+                let counts = match rule.matchers.first() {
+                    None => fact.heartbeat,
+                    Some(m) => !fact.heartbeat && m.matches(&fact.agent, &fact.kind, fact.severity),
+                };
+                if counts {
+                    let name = rule.spec.name.clone();
+                    self.rules[i].last_seen.insert(fact.device.clone(), fact.time_ms);
+                    let key = format!("device={}", fact.device);
+                    if self.open.remove(&(name.clone(), key.clone())).is_some() {
+                        out.push(Action::Resolve { rule: name, key, time_ms: fact.time_ms, why: "heard from again".into() });
+                    }
+                }
+                continue;
+            }
+            if fact.heartbeat {
+                continue;
+            }
+            // Later steps first: a finding that matches two steps of a
+            // sequence must not complete it alone.
+            for step in (0..rule.matchers.len()).rev() {
+                let rule = &self.rules[i].rule;
+                if !rule.matchers[step].matches(&fact.agent, &fact.kind, fact.severity) {
+                    continue;
+                }
+                let Some(key) = key_of(rule, fact) else { continue };
+                let name = rule.spec.name.clone();
+                let member = Member { finding: fact.finding, device: fact.device.clone(), time_ms: fact.time_ms };
+                if let Some(open) = self.open.get_mut(&(name.clone(), key.clone())) {
+                    open.last_ms = fact.time_ms;
+                    out.push(Action::Append { rule: name, key, time_ms: fact.time_ms, members: vec![member] });
+                    break;
+                }
+                if let Some(action) = self.step(i, step, key, member) {
+                    out.push(action);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Records `member` for `step` of rule `i` on `key`; opens an incident
+    /// if that completes the rule.
+    fn step(&mut self, i: usize, step: usize, key: String, member: Member) -> Option<Action> {
+        let state = &mut self.rules[i];
+        let now = member.time_ms;
+        if !state.keys.contains_key(&key) && state.keys.len() >= MAX_KEYS {
+            prune(state, now);
+            if state.keys.len() >= MAX_KEYS {
+                self.keys_dropped += 1;
+                return None;
+            }
+        }
+        let rule = &state.rule;
+        let ks = state.keys.entry(key.clone()).or_default();
+        ks.steps.resize_with(rule.matchers.len(), VecDeque::new);
+        for q in &mut ks.steps {
+            while q.front().is_some_and(|m| now - m.time_ms > rule.window_ms) {
+                q.pop_front();
+            }
+        }
+        let cap = if rule.spec.rule_type == RuleType::Threshold { rule.count as usize } else { STEP_CAP };
+        let q = &mut ks.steps[step];
+        if q.iter().any(|m| m.finding == member.finding) {
+            return None;
+        }
+        if q.len() == cap {
+            q.pop_front();
+        }
+        q.push_back(member);
+        ks.newest_ms = now;
+        let why = match rule.spec.rule_type {
+            RuleType::All => ks.steps.iter().all(|q| !q.is_empty()).then(|| {
+                format!("all {} steps within {}", rule.matchers.len(), rule.spec.window)
+            }),
+            RuleType::Sequence => sequence_complete(&ks.steps).then(|| {
+                format!("{} steps in order within {}", rule.matchers.len(), rule.spec.window)
+            }),
+            RuleType::Threshold => {
+                let q = &ks.steps[0];
+                let devices: HashSet<&str> = q.iter().map(|m| m.device.as_str()).collect();
+                (q.len() >= rule.count as usize && devices.len() >= rule.devices as usize).then(|| {
+                    format!("{} findings from {} routers within {}", q.len(), devices.len(), rule.spec.window)
+                })
+            }
+            RuleType::Absence => None,
+        }?;
+        let mut members: Vec<Member> = ks.steps.iter().flatten().cloned().collect();
+        members.sort_by_key(|m| (m.time_ms, m.finding));
+        let (name, severity, quiet) = (rule.spec.name.clone(), rule.severity, rule.quiet_ms);
+        state.keys.remove(&key);
+        self.open.insert((name.clone(), key.clone()), Open { last_ms: now, quiet_ms: Some(quiet) });
+        Some(Action::Open { rule: name, key, severity, time_ms: now, members, quiet_ms: Some(quiet), why })
+    }
+
+    /// Advances time to `now_ms`: incidents quiet for their rule's period
+    /// resolve, routers silent for an absence rule's window open one, and
+    /// expired window state is dropped.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut quiet: Vec<(String, String)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.quiet_ms.is_some_and(|q| now_ms - o.last_ms >= q))
+            .map(|(k, _)| k.clone())
+            .collect();
+        quiet.sort();
+        for (rule, key) in quiet {
+            if let Some(o) = self.open.remove(&(rule.clone(), key.clone())) {
+                let q = o.quiet_ms.unwrap_or_default();
+                out.push(Action::Resolve { rule, key, time_ms: now_ms, why: format!("quiet for {}", human(q)) });
+            }
+        }
+        for i in 0..self.rules.len() {
+            prune(&mut self.rules[i], now_ms);
+            let rule = &self.rules[i].rule;
+            if rule.spec.rule_type != RuleType::Absence {
+                continue;
+            }
+            let mut devices: Vec<&DeviceInfo> = self.devices.values().collect();
+            devices.sort_by(|a, b| a.id.cmp(&b.id));
+            let mut opened = Vec::new();
+            for d in devices {
+                let Some(since) = d.since_ms else { continue };
+                if rule.spec.tag.as_ref().is_some_and(|t| !d.tags.contains(t)) {
+                    continue;
+                }
+                let last = self.rules[i].last_seen.get(&d.id).copied().unwrap_or(since).max(since);
+                let key = format!("device={}", d.id);
+                if now_ms - last >= rule.window_ms && !self.open.contains_key(&(rule.spec.name.clone(), key.clone())) {
+                    let what = if rule.matchers.is_empty() { "no heartbeat" } else { "no matching finding" };
+                    opened.push((key, format!("{what} for {}", human(now_ms - last))));
+                }
+            }
+            for (key, why) in opened {
+                let name = rule.spec.name.clone();
+                self.open.insert((name.clone(), key.clone()), Open { last_ms: now_ms, quiet_ms: None });
+                out.push(Action::Open {
+                    rule: name,
+                    key,
+                    severity: rule.severity,
+                    time_ms: now_ms,
+                    members: Vec::new(),
+                    quiet_ms: None,
+                    why,
+                });
+            }
+        }
+        out
+    }
+
+    /// Absence: notes that `device` was last heard from at `time_ms` for
+    /// every absence rule (rebuilding state at start from the database).
+    pub fn seen(&mut self, device: &str, heartbeat: bool, time_ms: i64) {
+        for s in &mut self.rules {
+            if s.rule.spec.rule_type == RuleType::Absence && s.rule.matchers.is_empty() == heartbeat {
+                let t = s.last_seen.entry(device.to_owned()).or_insert(time_ms);
+                *t = (*t).max(time_ms);
+            }
+        }
+    }
+}
+
+fn key_of(rule: &Rule, fact: &Fact) -> Option<String> {
+    let mut key = match rule.key {
+        None => "fleet".to_owned(),
+        Some(f) => format!("{}={}", f.name(), fact.key(f)?),
+    };
+    if rule.spec.same_device && rule.key != Some(KeyField::Device) {
+        key.push_str(" on ");
+        key.push_str(&fact.device);
+    }
+    Some(key)
+}
+
+/// True if each step has a finding no earlier than the previous step's,
+/// all within the window (the entries are pruned to it already).
+fn sequence_complete(steps: &[VecDeque<Member>]) -> bool {
+    let mut after = i64::MIN;
+    for q in steps {
+        match q.iter().map(|m| m.time_ms).filter(|t| *t >= after).min() {
+            Some(t) => after = t,
+            None => return false,
+        }
+    }
+    true
+}
+
+fn prune(state: &mut RuleState, now_ms: i64) {
+    let window = state.rule.window_ms;
+    state.keys.retain(|_, k| now_ms - k.newest_ms <= window);
+}
+
+/// `90 s`, `15 min`, `2 h`.
+pub fn human(ms: i64) -> String {
+    let s = ms / 1000;
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{} h", s / 3600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::rule::{parse_yaml, Rule};
+
+    fn rule(yaml: &str) -> Rule {
+        Rule::compile(parse_yaml(yaml).unwrap().remove(0)).unwrap()
+    }
+
+    fn finding(id: i64, device: &str, t: i64, kind: &str, ip: Option<&str>) -> Fact {
+        Fact {
+            finding: id,
+            device: device.into(),
+            time_ms: t,
+            agent: kind.split('.').next().map(|a| match a {
+                "wifi" => "wifi",
+                "net" => "network",
+                _ => "security",
+            }).unwrap_or_default().into(),
+            kind: kind.into(),
+            severity: 4,
+            src_ip: ip.map(str::to_owned),
+            ..Fact::default()
+        }
+    }
+
+    fn kinds(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Open { key, members, .. } => format!("open {key} {}", members.len()),
+                Action::Append { key, .. } => format!("append {key}"),
+                Action::Resolve { key, why, .. } => format!("resolve {key}: {why}"),
+            })
+            .collect()
+    }
+
+    const MIN: i64 = 60_000;
+
+    #[test]
+    fn all_joins_two_agents_on_the_same_router_within_the_window_and_dedups() {
+        let mut e = Engine::new(vec![rule(
+            "name: wifi-and-scan\ntype: all\nseverity: high\nwindow: 10m\nkey: device\nmatch:\n  - kind: wifi.deauth_flood\n  - kind: net.port_scan\n",
+        )]);
+        assert!(e.feed(&finding(1, "gw-1", 0, "wifi.deauth_flood", None)).is_empty());
+        assert!(e.feed(&finding(2, "gw-2", MIN, "net.port_scan", Some("203.0.113.9"))).is_empty(), "another router");
+        assert_eq!(kinds(&e.feed(&finding(3, "gw-1", 5 * MIN, "net.port_scan", Some("203.0.113.9")))), ["open device=gw-1 2"]);
+        // The campaign goes on: one incident, growing.
+        assert_eq!(kinds(&e.feed(&finding(4, "gw-1", 6 * MIN, "wifi.deauth_flood", None))), ["append device=gw-1"]);
+        assert_eq!(kinds(&e.tick(15 * MIN)), Vec::<String>::new(), "quiet for 9 min only");
+        assert_eq!(kinds(&e.tick(16 * MIN)), ["resolve device=gw-1: quiet for 10 min"]);
+        // Too far apart: nothing.
+        e.feed(&finding(5, "gw-3", 20 * MIN, "wifi.deauth_flood", None));
+        assert!(e.feed(&finding(6, "gw-3", 31 * MIN, "net.port_scan", None)).is_empty());
+    }
+
+    #[test]
+    fn a_sequence_needs_its_order() {
+        let mut e = Engine::new(vec![rule(
+            "name: brute-then-login\ntype: sequence\nseverity: critical\nwindow: 30m\nkey: src_ip\nmatch:\n  - kind: ssh.bruteforce\n  - kind: auth.success_after_failures\n",
+        )]);
+        let ip = Some("198.51.100.4");
+        assert!(e.feed(&finding(1, "gw-1", 0, "auth.success_after_failures", ip)).is_empty(), "login first");
+        assert!(e.feed(&finding(2, "gw-1", MIN, "ssh.bruteforce", ip)).is_empty());
+        let a = e.feed(&finding(3, "gw-2", 2 * MIN, "auth.success_after_failures", ip));
+        assert_eq!(kinds(&a), ["open src_ip=198.51.100.4 3"], "across routers, the same address");
+        let Action::Open { severity, .. } = &a[0] else { unreachable!() };
+        assert_eq!(*severity, 5);
+        // Another address is another key.
+        assert!(e.feed(&finding(4, "gw-1", 3 * MIN, "auth.success_after_failures", Some("198.51.100.5"))).is_empty());
+        // A finding without the key takes no part.
+        assert!(e.feed(&finding(5, "gw-1", 3 * MIN, "ssh.bruteforce", None)).is_empty());
+    }
+
+    #[test]
+    fn a_threshold_counts_findings_and_routers() {
+        let mut e = Engine::new(vec![rule(
+            "name: many-routers\ntype: threshold\nseverity: high\nwindow: 1h\nkey: src_ip\ncount: 3\ndevices: 3\nmatch:\n  - kind: ['ssh.*', web.bruteforce]\n",
+        )]);
+        let ip = Some("192.0.2.66");
+        assert!(e.feed(&finding(1, "gw-1", 0, "ssh.bruteforce", ip)).is_empty());
+        assert!(e.feed(&finding(2, "gw-1", MIN, "ssh.user_enum", ip)).is_empty());
+        assert!(e.feed(&finding(3, "gw-2", 2 * MIN, "web.bruteforce", ip)).is_empty(), "3 findings, 2 routers");
+        assert_eq!(kinds(&e.feed(&finding(4, "gw-3", 3 * MIN, "ssh.bruteforce", ip))), ["open src_ip=192.0.2.66 3"]);
+        // Fleet-wide, no key.
+        let mut e = Engine::new(vec![rule(
+            "name: fleet-wifi\ntype: threshold\nseverity: medium\nwindow: 15m\ncount: 2\nmatch:\n  - agent: wifi\n",
+        )]);
+        e.feed(&finding(1, "gw-1", 0, "wifi.auth_failures", None));
+        assert_eq!(kinds(&e.feed(&finding(2, "gw-1", MIN, "wifi.client_churn", None))), ["open fleet 2"]);
+    }
+
+    #[test]
+    fn absence_opens_for_a_silent_router_and_resolves_when_it_talks() {
+        let mut e = Engine::new(vec![rule("name: quiet\ntype: absence\nseverity: high\nwindow: 15m\n")]);
+        e.set_devices(vec![
+            DeviceInfo { id: "gw-1".into(), tags: vec![], since_ms: Some(0) },
+            DeviceInfo { id: "gw-never".into(), tags: vec![], since_ms: None },
+        ]);
+        let hb = |t| Fact { device: "gw-1".into(), time_ms: t, heartbeat: true, ..Fact::default() };
+        e.feed(&hb(MIN));
+        assert!(e.tick(15 * MIN).is_empty());
+        assert_eq!(kinds(&e.tick(16 * MIN)), ["open device=gw-1 0"]);
+        assert!(e.tick(30 * MIN).is_empty(), "one incident while it lasts");
+        assert_eq!(kinds(&e.feed(&hb(31 * MIN))), ["resolve device=gw-1: heard from again"]);
+    }
+
+    #[test]
+    fn tags_select_routers_and_restored_incidents_take_new_members() {
+        let mut e = Engine::new(vec![rule(
+            "name: lab-brute\ntype: threshold\nseverity: high\nwindow: 1h\nkey: src_ip\ncount: 2\ntag: lab\nmatch:\n  - kind: ssh.bruteforce\n",
+        )]);
+        e.set_devices(vec![DeviceInfo { id: "gw-lab".into(), tags: vec!["lab".into()], since_ms: Some(0) }]);
+        let ip = Some("192.0.2.1");
+        assert!(e.feed(&finding(1, "gw-other", 0, "ssh.bruteforce", ip)).is_empty());
+        assert!(e.feed(&finding(2, "gw-other", 0, "ssh.bruteforce", ip)).is_empty(), "untagged routers do not count");
+        e.restore_open("lab-brute", "src_ip=192.0.2.1", 0, Some(3_600_000));
+        assert_eq!(kinds(&e.feed(&finding(3, "gw-lab", MIN, "ssh.bruteforce", ip))), ["append src_ip=192.0.2.1"]);
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        let mut e = Engine::new(vec![rule(
+            "name: t\ntype: threshold\nseverity: low\nwindow: 1h\nkey: src_ip\ncount: 2\nmatch:\n  - kind: ssh.bruteforce\n",
+        )]);
+        for i in 0..(MAX_KEYS as i64 + 10) {
+            e.feed(&finding(i, "gw-1", 0, "ssh.bruteforce", Some(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))));
+        }
+        assert_eq!(e.keys_dropped, 10);
+        e.tick(2 * 3_600_000);
+        assert!(e.feed(&finding(1, "gw-1", 2 * 3_600_000, "ssh.bruteforce", Some("192.0.2.200"))).is_empty());
+        assert_eq!(e.keys_dropped, 10, "room again once the old keys expired");
+    }
+}
