@@ -42,6 +42,9 @@ pub struct HubConfig {
     /// Directory of `<agent>.yaml` files seeding the agents' fleet
     /// defaults (see `crate::seed`); unset: the shipped files, built in.
     pub agents_dir: Option<PathBuf>,
+    /// Directory of correlation rule files (`*.yaml`) seeding the rules;
+    /// unset: the shipped ones, built in.
+    pub rules_dir: Option<PathBuf>,
     /// Embedded broker tuning.
     pub broker: BrokerConfig,
 }
@@ -72,6 +75,7 @@ impl Default for HubConfig {
             metrics_token_file: None,
             presence_timeout_s: 95,
             agents_dir: None,
+            rules_dir: None,
             broker: BrokerConfig::default(),
         }
     }
@@ -101,6 +105,7 @@ pub struct Overrides {
     pub http_listen: Option<SocketAddr>,
     pub presence_timeout_s: Option<u64>,
     pub agents_dir: Option<PathBuf>,
+    pub rules_dir: Option<PathBuf>,
 }
 
 impl HubConfig {
@@ -146,6 +151,9 @@ impl HubConfig {
             }
             if let Some(v) = &o.agents_dir {
                 cfg.agents_dir = Some(v.clone());
+            }
+            if let Some(v) = &o.rules_dir {
+                cfg.rules_dir = Some(v.clone());
             }
         }
         cfg.check_tls()?;
@@ -214,6 +222,7 @@ impl HubConfig {
             http_listen: var("OPMAS_HTTP_LISTEN")?,
             presence_timeout_s: var("OPMAS_PRESENCE_TIMEOUT_S")?,
             agents_dir: var("OPMAS_AGENTS_DIR")?,
+            rules_dir: var("OPMAS_RULES_DIR")?,
         })
     }
 

@@ -42,6 +42,11 @@ pub enum Event {
     /// a restarted edge the hub never saw go (pending commands are sent
     /// again then).
     Connected { device: DeviceId },
+    /// Correlation rules changed (the correlator rebuilds).
+    Rules,
+    /// An incident opened, grew, or changed state (by the correlator or a
+    /// person); alerting follows incidents through these.
+    Incident { id: i64, change: &'static str },
 }
 
 /// The sending side; cheap to clone.

@@ -6,8 +6,13 @@
 //! logged. Administrators change the fleet, tag and device layers above it,
 //! which seeding never touches.
 //!
-//! Without `agents_dir` the hub uses the files shipped in the repository,
-//! compiled in, so a binary alone starts with the documented defaults.
+//! Correlation rules from `config/rules/*.yaml` are seeded the same way:
+//! a rule whose name the database never had is added; one it has (changed
+//! or deleted since) is left as it is.
+//!
+//! Without `agents_dir` (`rules_dir`) the hub uses the files shipped in the
+//! repository, compiled in, so a binary alone starts with the documented
+//! defaults.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +21,7 @@ use opmas_proto::agents::AGENTS;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::correlate::rule::{parse_yaml, Rule, RuleSpec};
 use crate::store::config::{validate, Layer, EXCLUDE};
 use crate::store::{Store, StoreError};
 
@@ -27,7 +33,17 @@ const SHIPPED: [(&str, &str); 4] = [
     ("wifi", include_str!("../../config/agents/wifi.yaml")),
 ];
 
-/// Why the agents' defaults cannot be used; the hub does not start on one.
+/// The shipped rules, by file name.
+const SHIPPED_RULES: [(&str, &str); 5] = [
+    ("bruteforce-then-login.yaml", include_str!("../../config/rules/bruteforce-then-login.yaml")),
+    ("fleet-wifi-trouble.yaml", include_str!("../../config/rules/fleet-wifi-trouble.yaml")),
+    ("one-attacker-many-routers.yaml", include_str!("../../config/rules/one-attacker-many-routers.yaml")),
+    ("router-gone-quiet.yaml", include_str!("../../config/rules/router-gone-quiet.yaml")),
+    ("wifi-attack-with-scan.yaml", include_str!("../../config/rules/wifi-attack-with-scan.yaml")),
+];
+
+/// Why the agents' defaults or the rules cannot be used; the hub does not
+/// start on one.
 #[derive(Debug, Error)]
 pub enum SeedError {
     #[error("reading {path}: {source}")]
@@ -129,6 +145,54 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<AgentFile>, SeedError> {
     Ok(files)
 }
 
+/// The rules of `dir/*.yaml` (each file one rule or a list), or the shipped
+/// ones if `dir` is `None`, each checked.
+pub fn load_rules(dir: Option<&Path>) -> Result<Vec<(String, RuleSpec)>, SeedError> {
+    let texts: Vec<(String, String)> = match dir {
+        None => SHIPPED_RULES.iter().map(|(f, t)| (format!("config/rules/{f} (built in)"), (*t).to_owned())).collect(),
+        Some(dir) => {
+            let read_err = |source| SeedError::Read { path: dir.to_owned(), source };
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(read_err)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            paths.sort();
+            let mut texts = Vec::new();
+            for p in paths {
+                let text = std::fs::read_to_string(&p).map_err(|source| SeedError::Read { path: p.clone(), source })?;
+                texts.push((p.display().to_string(), text));
+            }
+            texts
+        }
+    };
+    let mut rules = Vec::new();
+    for (file, text) in texts {
+        for spec in parse_yaml(&text).map_err(|reason| SeedError::Parse { file: file.clone(), reason })? {
+            if let Err(errors) = Rule::compile(spec.clone()) {
+                let e = &errors[0];
+                return Err(SeedError::Field {
+                    file,
+                    path: format!("{}: {}", spec.name, e.path),
+                    reason: e.reason.clone(),
+                });
+            }
+            rules.push((file.clone(), spec));
+        }
+    }
+    Ok(rules)
+}
+
+/// Adds the rules the database never had, and logs them.
+pub async fn apply_rules(store: &Store, rules: &[(String, RuleSpec)], now_ms: i64) -> Result<(), SeedError> {
+    for (file, spec) in rules {
+        if store.seed_rule(spec, file, now_ms).await? {
+            tracing::info!(rule = %spec.name, %file, "seeded a correlation rule");
+        }
+    }
+    Ok(())
+}
+
 /// Merges `files` into the seed layer (see the module's header) and logs
 /// what it did.
 pub async fn apply(store: &Store, files: &[AgentFile], now_ms: i64) -> Result<(), SeedError> {
@@ -174,6 +238,32 @@ mod tests {
         assert!(err("exclude_patterns: [\"[\"]\n").starts_with("wifi.yaml: exclude_patterns[0]: "));
         let e = err("suppress: 1\n  bad: indent: here\n");
         assert!(e.starts_with("wifi.yaml: ") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_rules_check_and_a_bad_one_is_named_by_file_rule_and_field() {
+        let rules = load_rules(None).unwrap();
+        assert_eq!(rules.len(), SHIPPED_RULES.len());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mine.yaml"),
+            "name: mine\ntype: all\nseverity: high\nwindow: 5m\nkey: src_ip\nmatch:\n  - kind: a\n",
+        )
+        .unwrap();
+        let e = load_rules(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.ends_with("mine.yaml: mine: match: a all rule needs two or more steps; it has 1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_rule_is_seeded_once_and_a_deleted_one_stays_deleted() {
+        let (store, _dir) = test_store().await;
+        let rules = load_rules(None).unwrap();
+        apply_rules(&store, &rules, 1).await.unwrap();
+        assert_eq!(store.rules().await.unwrap().len(), SHIPPED_RULES.len());
+        assert!(store.delete_rule("router-gone-quiet", "alice", 2).await.unwrap());
+        apply_rules(&store, &rules, 3).await.unwrap();
+        assert!(store.rule("router-gone-quiet").await.unwrap().is_none(), "not brought back");
+        assert_eq!(store.rules().await.unwrap().len(), SHIPPED_RULES.len() - 1);
     }
 
     #[test]

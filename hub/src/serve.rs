@@ -38,6 +38,7 @@ pub struct Running {
 pub async fn start(cfg: &HubConfig) -> Result<Running> {
     // Checked before anything starts: a mistake in a file stops the hub here.
     let agent_files = crate::seed::load(cfg.agents_dir.as_deref())?;
+    let rule_files = crate::seed::load_rules(cfg.rules_dir.as_deref())?;
     store::create_private_dir(&cfg.data_dir)?;
     let store =
         Store::open_sqlite(&cfg.db_path()).await.with_context(|| format!("opening {}", cfg.db_path().display()))?;
@@ -49,6 +50,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         info!(path = %path.display(), "created the user admin (first start); its password is in this file");
     }
     crate::seed::apply(&store, &agent_files, now_ms()).await?;
+    crate::seed::apply_rules(&store, &rule_files, now_ms()).await?;
 
     let stats = Arc::new(Stats::default());
     let bus = Bus::default();
@@ -67,6 +69,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     };
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
+    tokio::spawn(crate::correlate::run(store.clone(), bus.clone()));
     let ingest = Ingest {
         store: store.clone(),
         keys,

@@ -58,9 +58,11 @@ impl Fact {
 pub struct DeviceInfo {
     pub id: String,
     pub tags: Vec<String>,
-    /// Since when it is expected to be heard from (enrolment, or the first
-    /// message); `None`: never heard from, so not missed either.
+    /// When it was last heard from (any message), or its enrolment;
+    /// `None`: never heard from, so not missed either.
     pub since_ms: Option<i64>,
+    /// Its enrolment: the start of an absence of findings it never had.
+    pub created_ms: i64,
 }
 
 /// A finding taken into an incident.
@@ -76,7 +78,15 @@ pub struct Member {
 pub enum Action {
     /// A new incident of `rule` on `key` (`src_ip=203.0.113.7`,
     /// `device=gw-1`, `fleet`), with the findings that made it.
-    Open { rule: String, key: String, severity: i64, time_ms: i64, members: Vec<Member>, quiet_ms: Option<i64>, why: String },
+    Open {
+        rule: String,
+        key: String,
+        severity: i64,
+        time_ms: i64,
+        members: Vec<Member>,
+        quiet_ms: Option<i64>,
+        why: String,
+    },
     /// More findings for the open incident of `rule` on `key`.
     Append { rule: String, key: String, time_ms: i64, members: Vec<Member> },
     /// The open incident of `rule` on `key` is over.
@@ -171,7 +181,12 @@ impl Engine {
                     self.rules[i].last_seen.insert(fact.device.clone(), fact.time_ms);
                     let key = format!("device={}", fact.device);
                     if self.open.remove(&(name.clone(), key.clone())).is_some() {
-                        out.push(Action::Resolve { rule: name, key, time_ms: fact.time_ms, why: "heard from again".into() });
+                        out.push(Action::Resolve {
+                            rule: name,
+                            key,
+                            time_ms: fact.time_ms,
+                            why: "heard from again".into(),
+                        });
                     }
                 }
                 continue;
@@ -234,18 +249,18 @@ impl Engine {
         q.push_back(member);
         ks.newest_ms = now;
         let why = match rule.spec.rule_type {
-            RuleType::All => ks.steps.iter().all(|q| !q.is_empty()).then(|| {
-                format!("all {} steps within {}", rule.matchers.len(), rule.spec.window)
-            }),
-            RuleType::Sequence => sequence_complete(&ks.steps).then(|| {
-                format!("{} steps in order within {}", rule.matchers.len(), rule.spec.window)
-            }),
+            RuleType::All => ks
+                .steps
+                .iter()
+                .all(|q| !q.is_empty())
+                .then(|| format!("all {} steps within {}", rule.matchers.len(), rule.spec.window)),
+            RuleType::Sequence => sequence_complete(&ks.steps)
+                .then(|| format!("{} steps in order within {}", rule.matchers.len(), rule.spec.window)),
             RuleType::Threshold => {
                 let q = &ks.steps[0];
                 let devices: HashSet<&str> = q.iter().map(|m| m.device.as_str()).collect();
-                (q.len() >= rule.count as usize && devices.len() >= rule.devices as usize).then(|| {
-                    format!("{} findings from {} routers within {}", q.len(), devices.len(), rule.spec.window)
-                })
+                (q.len() >= rule.count as usize && devices.len() >= rule.devices as usize)
+                    .then(|| format!("{} findings from {} routers within {}", q.len(), devices.len(), rule.spec.window))
             }
             RuleType::Absence => None,
         }?;
@@ -289,7 +304,12 @@ impl Engine {
                 if rule.spec.tag.as_ref().is_some_and(|t| !d.tags.contains(t)) {
                     continue;
                 }
-                let last = self.rules[i].last_seen.get(&d.id).copied().unwrap_or(since).max(since);
+                let seen = self.rules[i].last_seen.get(&d.id).copied();
+                let last = if rule.matchers.is_empty() {
+                    seen.unwrap_or(since).max(since)
+                } else {
+                    seen.unwrap_or(d.created_ms)
+                };
                 let key = format!("device={}", d.id);
                 if now_ms - last >= rule.window_ms && !self.open.contains_key(&(rule.spec.name.clone(), key.clone())) {
                     let what = if rule.matchers.is_empty() { "no heartbeat" } else { "no matching finding" };
@@ -311,17 +331,6 @@ impl Engine {
             }
         }
         out
-    }
-
-    /// Absence: notes that `device` was last heard from at `time_ms` for
-    /// every absence rule (rebuilding state at start from the database).
-    pub fn seen(&mut self, device: &str, heartbeat: bool, time_ms: i64) {
-        for s in &mut self.rules {
-            if s.rule.spec.rule_type == RuleType::Absence && s.rule.matchers.is_empty() == heartbeat {
-                let t = s.last_seen.entry(device.to_owned()).or_insert(time_ms);
-                *t = (*t).max(time_ms);
-            }
-        }
     }
 }
 
@@ -381,11 +390,16 @@ mod tests {
             finding: id,
             device: device.into(),
             time_ms: t,
-            agent: kind.split('.').next().map(|a| match a {
-                "wifi" => "wifi",
-                "net" => "network",
-                _ => "security",
-            }).unwrap_or_default().into(),
+            agent: kind
+                .split('.')
+                .next()
+                .map(|a| match a {
+                    "wifi" => "wifi",
+                    "net" => "network",
+                    _ => "security",
+                })
+                .unwrap_or_default()
+                .into(),
             kind: kind.into(),
             severity: 4,
             src_ip: ip.map(str::to_owned),
@@ -413,7 +427,10 @@ mod tests {
         )]);
         assert!(e.feed(&finding(1, "gw-1", 0, "wifi.deauth_flood", None)).is_empty());
         assert!(e.feed(&finding(2, "gw-2", MIN, "net.port_scan", Some("203.0.113.9"))).is_empty(), "another router");
-        assert_eq!(kinds(&e.feed(&finding(3, "gw-1", 5 * MIN, "net.port_scan", Some("203.0.113.9")))), ["open device=gw-1 2"]);
+        assert_eq!(
+            kinds(&e.feed(&finding(3, "gw-1", 5 * MIN, "net.port_scan", Some("203.0.113.9")))),
+            ["open device=gw-1 2"]
+        );
         // The campaign goes on: one incident, growing.
         assert_eq!(kinds(&e.feed(&finding(4, "gw-1", 6 * MIN, "wifi.deauth_flood", None))), ["append device=gw-1"]);
         assert_eq!(kinds(&e.tick(15 * MIN)), Vec::<String>::new(), "quiet for 9 min only");
@@ -463,8 +480,8 @@ mod tests {
     fn absence_opens_for_a_silent_router_and_resolves_when_it_talks() {
         let mut e = Engine::new(vec![rule("name: quiet\ntype: absence\nseverity: high\nwindow: 15m\n")]);
         e.set_devices(vec![
-            DeviceInfo { id: "gw-1".into(), tags: vec![], since_ms: Some(0) },
-            DeviceInfo { id: "gw-never".into(), tags: vec![], since_ms: None },
+            DeviceInfo { id: "gw-1".into(), tags: vec![], since_ms: Some(0), created_ms: 0 },
+            DeviceInfo { id: "gw-never".into(), tags: vec![], since_ms: None, created_ms: 0 },
         ]);
         let hb = |t| Fact { device: "gw-1".into(), time_ms: t, heartbeat: true, ..Fact::default() };
         e.feed(&hb(MIN));
@@ -479,7 +496,12 @@ mod tests {
         let mut e = Engine::new(vec![rule(
             "name: lab-brute\ntype: threshold\nseverity: high\nwindow: 1h\nkey: src_ip\ncount: 2\ntag: lab\nmatch:\n  - kind: ssh.bruteforce\n",
         )]);
-        e.set_devices(vec![DeviceInfo { id: "gw-lab".into(), tags: vec!["lab".into()], since_ms: Some(0) }]);
+        e.set_devices(vec![DeviceInfo {
+            id: "gw-lab".into(),
+            tags: vec!["lab".into()],
+            since_ms: Some(0),
+            created_ms: 0,
+        }]);
         let ip = Some("192.0.2.1");
         assert!(e.feed(&finding(1, "gw-other", 0, "ssh.bruteforce", ip)).is_empty());
         assert!(e.feed(&finding(2, "gw-other", 0, "ssh.bruteforce", ip)).is_empty(), "untagged routers do not count");
@@ -493,7 +515,13 @@ mod tests {
             "name: t\ntype: threshold\nseverity: low\nwindow: 1h\nkey: src_ip\ncount: 2\nmatch:\n  - kind: ssh.bruteforce\n",
         )]);
         for i in 0..(MAX_KEYS as i64 + 10) {
-            e.feed(&finding(i, "gw-1", 0, "ssh.bruteforce", Some(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))));
+            e.feed(&finding(
+                i,
+                "gw-1",
+                0,
+                "ssh.bruteforce",
+                Some(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)),
+            ));
         }
         assert_eq!(e.keys_dropped, 10);
         e.tick(2 * 3_600_000);

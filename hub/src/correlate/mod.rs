@@ -1,7 +1,170 @@
 //! Correlation: rules over the stored findings and heartbeats, turned into
 //! incidents. `rule` holds the rule documents and their checks, `engine`
-//! the pure matching; this module runs the engine on the hub's event bus
-//! and keeps its results in the database.
+//! the pure matching; this module runs the engine inside the hub.
+//!
+//! Streaming, and exactly once: the correlator wakes on each `Findings`
+//! event of the bus and reads the findings stored after its cursor, by id
+//! (an event says that there is something new; the rows say what, so a
+//! lagging subscription loses nothing). The incidents those findings make
+//! and the new cursor are committed in one transaction. At start, and
+//! whenever rules change, it rebuilds: rules and open incidents from the
+//! database, then the windows from the findings stored within the longest
+//! window up to the cursor, fed without acting (their incidents exist
+//! already), then on from the cursor. No half-open window is lost and no
+//! incident doubled. Every few seconds a tick resolves quiet incidents,
+//! opens absence incidents, and re-reads open incidents and routers (a
+//! person may have resolved one, a router may have new tags).
 
 pub mod engine;
 pub mod rule;
+
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{info, warn};
+
+use crate::events::{Bus, Event};
+use crate::store::{now_ms, Store, StoreError};
+use engine::{Action, Engine, Fact};
+use rule::Rule;
+
+/// How often quiet and absence are judged and open incidents re-read.
+pub const TICK: Duration = Duration::from_secs(5);
+/// Findings read per transaction when catching up.
+const BATCH: u32 = 500;
+
+/// The rules stored and enabled, checked; a stored rule that no longer
+/// checks (a later version refuses it) is skipped with a warning.
+pub async fn load_rules(store: &Store) -> Result<Vec<Rule>, StoreError> {
+    let mut rules = Vec::new();
+    for row in store.rules().await? {
+        let name = row.spec.name.clone();
+        match Rule::compile(row.spec) {
+            Ok(r) => rules.push(r),
+            Err(errors) => warn!(rule = %name, ?errors, "stored rule does not check; skipped"),
+        }
+    }
+    Ok(rules)
+}
+
+/// The engine with the database's rules, routers and open incidents, its
+/// windows rebuilt from the findings up to the cursor; and the cursor.
+async fn rebuild(store: &Store) -> Result<(Engine, i64), StoreError> {
+    let rules = load_rules(store).await?;
+    let longest = rules.iter().map(|r| r.window_ms).max().unwrap_or(0);
+    let n = rules.len();
+    let mut engine = Engine::new(rules);
+    engine.set_devices(store.correlation_devices().await?);
+    let cursor = match store.correlator_cursor().await? {
+        Some(c) => c,
+        // The first run: from the findings stored from now on.
+        None => {
+            let c = store.last_finding_id().await?;
+            store.apply_correlation(&[], Some(c)).await?;
+            c
+        }
+    };
+    let facts = store.facts_between(now_ms() - longest, cursor).await?;
+    for f in &facts {
+        engine.feed(f);
+    }
+    restore_open(store, &mut engine).await?;
+    info!(rules = n, replayed = facts.len(), open = engine.open_count(), cursor, "correlator ready");
+    Ok((engine, cursor))
+}
+
+async fn restore_open(store: &Store, engine: &mut Engine) -> Result<(), StoreError> {
+    engine.forget_open();
+    for (rule, key, last, quiet) in store.open_incidents().await? {
+        engine.restore_open(&rule, &key, last, quiet);
+    }
+    Ok(())
+}
+
+/// Applies `actions` (and the cursor) and tells the bus what changed.
+async fn apply(store: &Store, bus: &Bus, actions: &[Action], cursor: Option<i64>) -> Result<(), StoreError> {
+    if actions.is_empty() && cursor.is_none() {
+        return Ok(());
+    }
+    for a in actions {
+        match a {
+            Action::Open { rule, key, why, .. } => info!(%rule, %key, %why, "incident opened"),
+            Action::Resolve { rule, key, why, .. } => info!(%rule, %key, %why, "incident resolved"),
+            Action::Append { .. } => {}
+        }
+    }
+    let changes = store.apply_correlation(actions, cursor).await?;
+    bus.publish(changes.into_iter().map(|c| Event::Incident { id: c.id, change: c.change }));
+    Ok(())
+}
+
+/// Feeds the findings stored after `cursor`, a batch per transaction.
+async fn catch_up(store: &Store, bus: &Bus, engine: &mut Engine, cursor: &mut i64) -> Result<(), StoreError> {
+    loop {
+        let facts = store.facts_after(*cursor, BATCH).await?;
+        let Some(last) = facts.last().map(|f| f.finding) else { return Ok(()) };
+        let actions: Vec<Action> = facts.iter().flat_map(|f| engine.feed(f)).collect();
+        apply(store, bus, &actions, Some(last)).await?;
+        *cursor = last;
+        if facts.len() < BATCH as usize {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs until the bus closes. A database error rebuilds from the database
+/// after a pause (nothing was committed of the failed step).
+pub async fn run(store: Store, bus: Bus) {
+    let mut events = bus.subscribe();
+    loop {
+        match serve(&store, &bus, &mut events).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, "correlator stopped; rebuilding in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// One life of the engine: `Ok` when the bus closed.
+async fn serve(
+    store: &Store,
+    bus: &Bus,
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
+) -> Result<(), StoreError> {
+    'rebuild: loop {
+        let (mut engine, mut cursor) = rebuild(store).await?;
+        catch_up(store, bus, &mut engine, &mut cursor).await?;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) => match &*e {
+                        Event::Findings { .. } => catch_up(store, bus, &mut engine, &mut cursor).await?,
+                        Event::Heartbeat { device, .. } => {
+                            let fact = Fact { device: device.to_string(), time_ms: now_ms(), heartbeat: true, ..Fact::default() };
+                            let actions = engine.feed(&fact);
+                            apply(store, bus, &actions, None).await?;
+                        }
+                        Event::Rules => continue 'rebuild,
+                        _ => {}
+                    },
+                    // The findings are in the database; the next catch-up reads them.
+                    Err(RecvError::Lagged(n)) => {
+                        warn!(missed = n, "correlator fell behind the event bus; reading on from the database");
+                        catch_up(store, bus, &mut engine, &mut cursor).await?;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                _ = tick.tick() => {
+                    engine.set_devices(store.correlation_devices().await?);
+                    restore_open(store, &mut engine).await?;
+                    let actions = engine.tick(now_ms());
+                    apply(store, bus, &actions, None).await?;
+                    catch_up(store, bus, &mut engine, &mut cursor).await?;
+                }
+            }
+        }
+    }
+}

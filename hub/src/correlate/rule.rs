@@ -320,11 +320,16 @@ impl Rule {
         }
         let mut matchers = Vec::with_capacity(steps);
         for (i, m) in spec.matchers.iter().enumerate() {
-            let agents: Vec<String> = m.agent.as_ref().map(|a| a.items().into_iter().map(str::to_owned).collect()).unwrap_or_default();
-            let known: BTreeSet<&str> = opmas_proto::agents::AGENTS.iter().map(|a| a.name).chain(["lifecycle"]).collect();
+            let agents: Vec<String> =
+                m.agent.as_ref().map(|a| a.items().into_iter().map(str::to_owned).collect()).unwrap_or_default();
+            let known: BTreeSet<&str> =
+                opmas_proto::agents::AGENTS.iter().map(|a| a.name).chain(["lifecycle"]).collect();
             for a in &agents {
                 if !known.contains(a.as_str()) {
-                    bad(format!("match[{i}].agent"), format!("unknown agent {a:?}; known: {}", known.iter().copied().collect::<Vec<_>>().join(", ")));
+                    bad(
+                        format!("match[{i}].agent"),
+                        format!("unknown agent {a:?}; known: {}", known.iter().copied().collect::<Vec<_>>().join(", ")),
+                    );
                 }
             }
             let mut kinds = Vec::new();
@@ -422,10 +427,22 @@ mod tests {
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["name", "severity", "window", "key", "tag", "count", "devices", "match[0].agent", "match[0].kind[0]", "match[0].min_severity"],
+            [
+                "name",
+                "severity",
+                "window",
+                "key",
+                "tag",
+                "count",
+                "devices",
+                "match[0].agent",
+                "match[0].kind[0]",
+                "match[0].min_severity"
+            ],
             "{errors:?}"
         );
-        let errors = Rule::compile(spec("name: a\ntype: all\nseverity: high\nwindow: 5m\nmatch:\n  - kind: x\n")).unwrap_err();
+        let errors =
+            Rule::compile(spec("name: a\ntype: all\nseverity: high\nwindow: 5m\nmatch:\n  - kind: x\n")).unwrap_err();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["match", "key"]);
     }
