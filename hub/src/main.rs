@@ -79,6 +79,13 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Correlation rules: try one on stored findings.
+    Rules {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// The try-out: this hub with simulated routers running the real edge
     /// code. That is the `opmas-demo` binary (the hub does not link the
     /// edge); this runs it when it is installed beside the hub.
@@ -105,6 +112,20 @@ fn demo(args: Vec<std::ffi::OsString>) -> Result<()> {
         .status()
         .with_context(|| format!("running {}", beside.display()))?;
     std::process::exit(status.code().unwrap_or(1));
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Replay the findings and heartbeats stored in the last --since
+    /// through the rules of FILE and print what would have fired; nothing
+    /// is stored.
+    Test {
+        /// A YAML file of one rule or a list (as config/rules/*.yaml).
+        file: PathBuf,
+        /// How far back: 90s, 10m, 2h, 7d.
+        #[arg(long, default_value = "7d")]
+        since: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,9 +243,10 @@ fn main() -> Result<()> {
                 ..Overrides::default()
             },
         ),
-        Command::Device { common, .. } | Command::User { common, .. } | Command::Token { common, .. } => {
-            (common, Overrides::default())
-        }
+        Command::Device { common, .. }
+        | Command::User { common, .. }
+        | Command::Token { common, .. }
+        | Command::Rules { common, .. } => (common, Overrides::default()),
         Command::Demo { args } => return demo(args.clone()),
     };
     let flags = Overrides { data_dir: common.data_dir.clone(), ..flags };
@@ -236,6 +258,7 @@ fn main() -> Result<()> {
             Command::Device { command, .. } => device(cfg, command).await,
             Command::User { command, .. } => user(cfg, command).await,
             Command::Token { command, .. } => token(cfg, command).await,
+            Command::Rules { command, .. } => rules(cfg, command).await,
             // Returned before the runtime started.
             Command::Demo { .. } => Ok(()),
         }
@@ -366,6 +389,32 @@ async fn user(cfg: HubConfig, command: UserCommand) -> Result<()> {
                 }
                 out(&text)?;
             }
+        }
+    }
+    Ok(())
+}
+
+async fn rules(cfg: HubConfig, command: RulesCommand) -> Result<()> {
+    use opmas_hub::correlate::{replay, rule};
+    match command {
+        RulesCommand::Test { file, since } => {
+            let since_ms = rule::parse_duration(&since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let specs = rule::parse_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut rules = Vec::new();
+            for spec in specs {
+                let name = spec.name.clone();
+                let r = rule::Rule::compile(spec).map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.path, e.reason)).collect();
+                    anyhow::anyhow!("{}: rule {name:?} does not check:\n{}", file.display(), lines.join("\n"))
+                })?;
+                rules.push(r);
+            }
+            let store = open_store(&cfg, false, "").await?;
+            let now = now_ms();
+            let from = now - since_ms;
+            let result = replay::replay(&store, rules.clone(), from, now).await?;
+            out(&result.report(&rules, from))?;
         }
     }
     Ok(())

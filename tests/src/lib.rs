@@ -232,6 +232,22 @@ impl Hub {
         Ok((status, resp.json().unwrap_or(Value::Null)))
     }
 
+    /// `method` `/api/v1{path}` with `token` (the admin's if `None`) and a
+    /// JSON `body` if given; returns status and JSON.
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self
+            .http_client
+            .request(method, format!("http://{}/api/v1{path}", self.http))
+            .bearer_auth(token.unwrap_or(&self.token));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send()?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().unwrap_or(Value::Null)))
+    }
+
     /// All findings of a kind (follows pagination).
     pub fn findings(&self, query: &str) -> Result<Vec<Value>> {
         let mut all = Vec::new();

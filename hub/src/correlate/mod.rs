@@ -16,6 +16,7 @@
 //! person may have resolved one, a router may have new tags).
 
 pub mod engine;
+pub mod replay;
 pub mod rule;
 
 use std::time::Duration;

@@ -12,6 +12,8 @@ mod devices;
 mod error;
 pub mod findings;
 mod health;
+pub mod incidents;
+pub mod rules;
 pub mod session;
 pub mod throttle;
 mod views;
@@ -122,6 +124,8 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .merge(commands::router())
         .merge(agent_config::router())
         .merge(findings::router())
+        .merge(rules::router())
+        .merge(incidents::router())
         .merge(health::stats_router())
         .merge(session::router())
         .split_for_parts();
@@ -316,6 +320,15 @@ mod tests {
             ("/api/v1/devices/{id}/tags", "get"),
             ("/api/v1/devices/{id}/tags", "put"),
             ("/api/v1/agents/{agent}/{action}", "post"),
+            ("/api/v1/rules", "get"),
+            ("/api/v1/rules/{name}", "get"),
+            ("/api/v1/rules/{name}", "put"),
+            ("/api/v1/rules/{name}", "delete"),
+            ("/api/v1/rules/{name}/{action}", "post"),
+            ("/api/v1/incidents", "get"),
+            ("/api/v1/incidents/{id}", "get"),
+            ("/api/v1/incidents/{id}/{action}", "post"),
+            ("/api/v1/incidents/{id}/comments", "post"),
         ];
         for (path, method) in expected {
             assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the document");

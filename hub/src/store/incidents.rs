@@ -269,13 +269,32 @@ impl Store {
         Ok(rows.into_iter().map(fact).collect())
     }
 
-    /// Heartbeats stored since `since_ms`, oldest first, as facts.
-    pub async fn heartbeat_facts(&self, since_ms: i64) -> Result<Vec<Fact>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT device_id, received_ms FROM heartbeats WHERE received_ms >= ? ORDER BY received_ms")
-                .bind(since_ms)
-                .fetch_all(self.pool())
-                .await?;
+    /// Findings stored at or after `since_ms` with an id above `after`,
+    /// oldest first, at most `limit`.
+    pub async fn facts_since(&self, since_ms: i64, after: i64, limit: u32) -> Result<Vec<Fact>, StoreError> {
+        let rows: Vec<FactRow> = sqlx::query_as(&format!(
+            "SELECT {FACT_COLUMNS} FROM findings WHERE received_ms >= ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(since_ms)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(fact).collect())
+    }
+
+    /// Heartbeats after `after` (received time, then device), oldest
+    /// first, at most `limit`, as facts.
+    pub async fn heartbeat_facts_page(&self, after: &(i64, String), limit: u32) -> Result<Vec<Fact>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT device_id, received_ms FROM heartbeats WHERE (received_ms, device_id) > (?, ?)
+              ORDER BY received_ms, device_id LIMIT ?",
+        )
+        .bind(after.0)
+        .bind(&after.1)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(device, t)| Fact { device, time_ms: t, heartbeat: true, ..Fact::default() })
@@ -406,9 +425,11 @@ impl Store {
             ("open", "acknowledged") => "acknowledged",
             (_, "resolved") => "resolved",
             ("resolved", "open") => "reopened",
-            _ => return Err(StoreError::Invalid(format!(
+            _ => {
+                return Err(StoreError::Invalid(format!(
                 "an incident that is {current} cannot become {state}: open → acknowledged → resolved, resolved → open"
-            ))),
+            )))
+            }
         };
         if current == "resolved" && open_id(&mut tx, &rule, &key).await?.is_some() {
             return Err(StoreError::Invalid(format!(
