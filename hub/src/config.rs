@@ -45,6 +45,9 @@ pub struct HubConfig {
     /// Directory of correlation rule files (`*.yaml`) seeding the rules;
     /// unset: the shipped ones, built in.
     pub rules_dir: Option<PathBuf>,
+    /// The alerting document seeding the database (receivers, routes);
+    /// unset: the shipped one, built in.
+    pub alerting_file: Option<PathBuf>,
     /// Embedded broker tuning.
     pub broker: BrokerConfig,
 }
@@ -76,6 +79,7 @@ impl Default for HubConfig {
             presence_timeout_s: 95,
             agents_dir: None,
             rules_dir: None,
+            alerting_file: None,
             broker: BrokerConfig::default(),
         }
     }
@@ -106,6 +110,7 @@ pub struct Overrides {
     pub presence_timeout_s: Option<u64>,
     pub agents_dir: Option<PathBuf>,
     pub rules_dir: Option<PathBuf>,
+    pub alerting_file: Option<PathBuf>,
 }
 
 impl HubConfig {
@@ -154,6 +159,9 @@ impl HubConfig {
             }
             if let Some(v) = &o.rules_dir {
                 cfg.rules_dir = Some(v.clone());
+            }
+            if let Some(v) = &o.alerting_file {
+                cfg.alerting_file = Some(v.clone());
             }
         }
         cfg.check_tls()?;
@@ -223,6 +231,7 @@ impl HubConfig {
             presence_timeout_s: var("OPMAS_PRESENCE_TIMEOUT_S")?,
             agents_dir: var("OPMAS_AGENTS_DIR")?,
             rules_dir: var("OPMAS_RULES_DIR")?,
+            alerting_file: var("OPMAS_ALERTING_FILE")?,
         })
     }
 

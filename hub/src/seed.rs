@@ -21,6 +21,7 @@ use opmas_proto::agents::AGENTS;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::alert::config::AlertConfig;
 use crate::correlate::rule::{parse_yaml, Rule, RuleSpec};
 use crate::store::config::{validate, Layer, EXCLUDE};
 use crate::store::{Store, StoreError};
@@ -41,6 +42,9 @@ const SHIPPED_RULES: [(&str, &str); 5] = [
     ("router-gone-quiet.yaml", include_str!("../../config/rules/router-gone-quiet.yaml")),
     ("wifi-attack-with-scan.yaml", include_str!("../../config/rules/wifi-attack-with-scan.yaml")),
 ];
+
+/// The shipped alerting document.
+const SHIPPED_ALERTING: &str = include_str!("../../config/alerting.yaml");
 
 /// Why the agents' defaults or the rules cannot be used; the hub does not
 /// start on one.
@@ -193,6 +197,31 @@ pub async fn apply_rules(store: &Store, rules: &[(String, RuleSpec)], now_ms: i6
     Ok(())
 }
 
+/// The alerting document of `file`, or the shipped one, checked.
+pub fn load_alerting(file: Option<&Path>) -> Result<(String, AlertConfig), SeedError> {
+    let (name, text) = match file {
+        None => ("config/alerting.yaml (built in)".to_owned(), SHIPPED_ALERTING.to_owned()),
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|source| SeedError::Read { path: p.to_owned(), source })?,
+        ),
+    };
+    let cfg =
+        crate::alert::config::parse_yaml(&text).map_err(|reason| SeedError::Parse { file: name.clone(), reason })?;
+    if let Some(e) = cfg.check().into_iter().next() {
+        return Err(SeedError::Field { file: name, path: e.path, reason: e.reason });
+    }
+    Ok((name, cfg))
+}
+
+/// Stores the alerting document if the database has none yet.
+pub async fn apply_alerting(store: &Store, (file, cfg): &(String, AlertConfig), now_ms: i64) -> Result<(), SeedError> {
+    if store.seed_alert_config(cfg, file, now_ms).await? {
+        tracing::info!(%file, receivers = cfg.receivers.len(), "seeded the alerting document");
+    }
+    Ok(())
+}
+
 /// Merges `files` into the seed layer (see the module's header) and logs
 /// what it did.
 pub async fn apply(store: &Store, files: &[AgentFile], now_ms: i64) -> Result<(), SeedError> {
@@ -252,6 +281,24 @@ mod tests {
         .unwrap();
         let e = load_rules(Some(dir.path())).unwrap_err().to_string();
         assert!(e.ends_with("mine.yaml: mine: match: a all rule needs two or more steps; it has 1"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_alerting_document_checks_and_its_examples_too() {
+        let (_, cfg) = load_alerting(None).unwrap();
+        assert_eq!(cfg.receivers[0].name, "hub-log");
+        // The commented examples, uncommented, are a valid document too.
+        let text: String = SHIPPED_ALERTING
+            .lines()
+            .map(|l| match l.strip_prefix("  # ") {
+                Some(rest) => format!("  {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        let cfg = crate::alert::config::parse_yaml(&text).unwrap();
+        assert_eq!(cfg.check(), []);
+        assert_eq!(cfg.receivers.len(), 5);
+        assert_eq!(cfg.route.routes.len(), 2);
     }
 
     #[tokio::test]

@@ -36,9 +36,13 @@ pub struct Running {
 /// Opens the database, starts the broker, ingest and presence tasks, and
 /// binds the API; returns once every listener accepts connections.
 pub async fn start(cfg: &HubConfig) -> Result<Running> {
+    // HTTPS to alert receivers (reqwest) uses the process's rustls provider:
+    // ring, as the broker's TLS does. An error means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Checked before anything starts: a mistake in a file stops the hub here.
     let agent_files = crate::seed::load(cfg.agents_dir.as_deref())?;
     let rule_files = crate::seed::load_rules(cfg.rules_dir.as_deref())?;
+    let alerting = crate::seed::load_alerting(cfg.alerting_file.as_deref())?;
     store::create_private_dir(&cfg.data_dir)?;
     let store =
         Store::open_sqlite(&cfg.db_path()).await.with_context(|| format!("opening {}", cfg.db_path().display()))?;
@@ -51,6 +55,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     }
     crate::seed::apply(&store, &agent_files, now_ms()).await?;
     crate::seed::apply_rules(&store, &rule_files, now_ms()).await?;
+    crate::seed::apply_alerting(&store, &alerting, now_ms()).await?;
 
     let stats = Arc::new(Stats::default());
     let bus = Bus::default();
@@ -70,6 +75,12 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
     tokio::spawn(crate::correlate::run(store.clone(), bus.clone()));
+    let http = reqwest::Client::builder()
+        .timeout(crate::alert::receivers::TIMEOUT)
+        .user_agent(concat!("opmas-hub/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("the HTTP client of the alert receivers")?;
+    tokio::spawn(crate::alert::run(store.clone(), bus.clone(), http));
     let ingest = Ingest {
         store: store.clone(),
         keys,

@@ -438,3 +438,97 @@ pub fn now_logread() -> String {
     let out = Command::new("date").args(["-u", "+%a %b %e %H:%M:%S %Y"]).output().expect("date(1)");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A request an [`HttpSink`] received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A real HTTP server on loopback that records every request, standing in
+/// for Slack, PagerDuty or a webhook endpoint; it can answer the first
+/// requests to a path with 500 to make the sender retry.
+pub struct HttpSink {
+    pub addr: SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>,
+}
+
+impl HttpSink {
+    pub fn start() -> Result<HttpSink> {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failures: std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>> = Default::default();
+        let (rx, fx) = (received.clone(), failures.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let Ok(clone) = conn.try_clone() else { continue };
+                let mut reader = BufReader::new(clone);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some((n, v)) = h.trim_end().split_once(':') {
+                        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                    }
+                }
+                let len: usize =
+                    headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let status = {
+                    let mut f = fx.lock().unwrap();
+                    match f.iter_mut().find(|(p, n)| *p == path && *n > 0) {
+                        Some((_, n)) => {
+                            *n -= 1;
+                            500
+                        }
+                        None => 202,
+                    }
+                };
+                rx.lock().unwrap().push(Received { path, headers, body, status });
+                let _ = write!(conn, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Ok(HttpSink { addr, received, failures })
+    }
+
+    /// Answers the next `n` requests to `path` with 500.
+    pub fn fail(&self, path: &str, n: usize) {
+        self.failures.lock().unwrap().push((path.to_owned(), n));
+    }
+
+    /// The requests to `path` so far, oldest first.
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}

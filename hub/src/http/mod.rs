@@ -6,6 +6,7 @@
 //! token on requests that change something.
 
 pub mod agent_config;
+pub mod alerts;
 mod auth;
 pub mod commands;
 mod devices;
@@ -126,6 +127,7 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .merge(findings::router())
         .merge(rules::router())
         .merge(incidents::router())
+        .merge(alerts::router())
         .merge(health::stats_router())
         .merge(session::router())
         .split_for_parts();
@@ -329,6 +331,15 @@ mod tests {
             ("/api/v1/incidents/{id}", "get"),
             ("/api/v1/incidents/{id}/{action}", "post"),
             ("/api/v1/incidents/{id}/comments", "post"),
+            ("/api/v1/alerting", "get"),
+            ("/api/v1/alerting", "put"),
+            ("/api/v1/alerting/notifications", "get"),
+            ("/api/v1/silences", "get"),
+            ("/api/v1/silences", "post"),
+            ("/api/v1/silences/{id}", "delete"),
+            ("/api/v1/maintenance", "get"),
+            ("/api/v1/maintenance", "post"),
+            ("/api/v1/maintenance/{id}", "delete"),
         ];
         for (path, method) in expected {
             assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the document");
