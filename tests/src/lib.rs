@@ -523,6 +523,11 @@ impl HttpSink {
         self.failures.lock().unwrap().push((path.to_owned(), n));
     }
 
+    /// Answers `path` with success again.
+    pub fn heal(&self, path: &str) {
+        self.failures.lock().unwrap().retain(|(p, _)| p != path);
+    }
+
     /// The requests to `path` so far, oldest first.
     pub fn received(&self, path: &str) -> Vec<Received> {
         self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()

@@ -248,3 +248,54 @@ route:
     assert!(states.iter().all(|s| *s == "sent"), "{log}");
     assert!(!log.to_string().contains("s3cret"));
 }
+
+/// A notification decided while its receiver is down, and the hub killed
+/// before it could deliver it, is delivered after the restart, once.
+#[test]
+fn a_notification_waiting_in_the_outbox_survives_a_hub_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = HttpSink::start().unwrap();
+    sink.fail("/hook", 1000);
+    let alerting = dir.path().join("alerting.yaml");
+    std::fs::write(
+        &alerting,
+        format!(
+            "receivers:\n  - name: soc\n    webhook: {{ url: '{}' }}\nroute:\n  receivers: [soc]\n  group_wait: 1s\n",
+            sink.url("/hook")
+        ),
+    )
+    .unwrap();
+    let env = vec![(OsString::from("OPMAS_ALERTING_FILE"), alerting.into_os_string())];
+    let mut hub = Hub::start_with_env(dir.path(), Vec::new(), env).unwrap();
+    let rule = json!({ "name": "one", "type": "threshold", "severity": "high", "window": "10m", "key": "device",
+        "count": 2, "match": [{ "kind": "ssh.bruteforce" }] });
+    assert_eq!(hub.request("PUT", "/rules/one", None, Some(&rule)).unwrap().0, 201);
+    let d = hub.enrol("gw-a").unwrap();
+    let edge = Edge::start(dir.path(), &hub, &d).unwrap();
+    wait_for(Duration::from_secs(30), "gw-a online", || {
+        hub.get("/devices/gw-a").ok().filter(|(_, v)| v["status"] == "online").map(|_| ())
+    })
+    .unwrap();
+    // Two attackers on one router: two findings of its key.
+    edge.append(&dropbear_attack("198.51.100.1", 5)).unwrap();
+    edge.append(&dropbear_attack("198.51.100.2", 5)).unwrap();
+    incident(&hub, "rule=one", "the incident");
+    wait_for(Duration::from_secs(20), "a refused delivery", || (!sink.received("/hook").is_empty()).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    let (_, log) = hub.get("/alerting/notifications?state=pending").unwrap();
+    assert_eq!(log["notifications"].as_array().unwrap().len(), 1, "{log}");
+    hub.kill();
+    sink.heal("/hook");
+    hub.restart().unwrap();
+    let ok = wait_for(Duration::from_secs(40), "delivered after the restart", || {
+        sink.received("/hook").into_iter().find(|r| r.status == 202)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    assert_eq!(
+        ok.header("x-opmas-delivery"),
+        sink.received("/hook")[0].header("x-opmas-delivery"),
+        "the same notification"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.received("/hook").iter().filter(|r| r.status == 202).count(), 1, "once");
+}
