@@ -537,3 +537,33 @@ impl HttpSink {
         format!("http://{}{path}", self.addr)
     }
 }
+
+/// A deauthentication flood on `iface` as hostapd logs it: 5 stations
+/// kicked off 4 times each (20 disconnects), in `logread` format, stamped now.
+pub fn deauth_flood(iface: &str) -> Vec<String> {
+    let now = now_logread();
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        for s in 0..5 {
+            let mac = format!("02:00:00:00:00:{s:02x}");
+            lines.push(format!("{now} daemon.info hostapd: {iface}: AP-STA-CONNECTED {mac}"));
+            lines.push(format!("{now} daemon.info hostapd: {iface}: AP-STA-DISCONNECTED {mac}"));
+        }
+    }
+    lines
+}
+
+/// A port scan from `ip` as the firewall logs it: 25 distinct destination
+/// ports rejected, in `logread` format, stamped now.
+pub fn port_scan(ip: &str) -> Vec<String> {
+    let now = now_logread();
+    (0..25)
+        .map(|i| {
+            format!(
+                "{now} kern.warn kernel: [12345.{i:06}] reject wan in: IN=eth1 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 \
+                 SRC={ip} DST=203.0.113.7 LEN=44 TOS=0x00 PREC=0x00 TTL=240 ID={i} PROTO=TCP SPT=40000 DPT={} WINDOW=1024 RES=0x00 SYN URGP=0",
+                1000 + i
+            )
+        })
+        .collect()
+}

@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use opmas_e2e::{bin, dropbear_attack, now_logread, wait_for, Edge, Hub};
+use opmas_e2e::{bin, deauth_flood, dropbear_attack, now_logread, port_scan, wait_for, Edge, Hub};
 use serde_json::{json, Value};
 
 fn incidents(hub: &Hub, query: &str) -> Vec<Value> {
@@ -132,6 +132,33 @@ fn findings_of_several_routers_become_one_incident_that_survives_a_hub_restart()
         i["key"] == "src_ip=192.0.2.99"
     });
     assert_eq!(c["severity_name"], "critical", "{c}");
+
+    // The shipped rule: a deauthentication flood and a scan at one router.
+    // The flood's frames carry forged addresses (hostapd names the
+    // interface), so the router joins them; the scanner is also seen by
+    // another router, which the incident's context shows.
+    edges[0].append(&deauth_flood("phy0-ap0")).unwrap();
+    edges[0].append(&port_scan("203.0.113.66")).unwrap();
+    edges[1].append(&port_scan("203.0.113.66")).unwrap();
+    wait_for(Duration::from_secs(15), "the flood and the scans", || {
+        let kinds: Vec<String> = hub
+            .findings("agent=wifi")
+            .ok()?
+            .iter()
+            .chain(&hub.findings("kind=net.port_scan").ok()?)
+            .map(|f| f["kind"].to_string())
+            .collect();
+        (kinds.len() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", hub.findings("")));
+    let w = incident_where(&hub, "rule=wifi-attack-with-scan", "the WiFi attack with a scan", |i| {
+        i["key"] == "device=gw-a"
+    });
+    let (_, detail) = hub.get(&format!("/incidents/{}", w["id"])).unwrap();
+    let kinds: Vec<&str> = detail["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["wifi.deauth_flood", "net.port_scan"], "{detail}");
+    assert_eq!(w["severity_name"], "high");
+    assert_eq!(incidents(&hub, "rule=wifi-attack-with-scan").len(), 1, "gw-b had a scan only");
 
     // People: viewers read, operators act.
     let viewer = token_for(&hub, "vera", "viewer");

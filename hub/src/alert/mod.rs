@@ -13,7 +13,10 @@
 //!    new, then at most every `group_interval`): it notifies if the set of
 //!    firing incidents changed, an incident it told of resolved, or
 //!    `repeat_interval` passed with one still unacknowledged. Incidents a
-//!    silence or maintenance window matches are left out. The decision is
+//!    silence or maintenance window matches are left out, and so are those
+//!    of a router known to be down (an open absence incident about it, or
+//!    its open `device.offline` finding): that one is the incident to tell
+//!    (inhibition). The decision is
 //!    a row of the outbox, committed with the group's new state: once per
 //!    change, whatever crashes.
 //! 3. Sending: pending outbox rows are delivered, retried with backoff
@@ -80,7 +83,7 @@ async fn serve(
             },
             _ = tick.tick() => {
                 group(store, &mut cursor).await?;
-                if flush_due(store).await? > 0 {
+                if flush_due(store, now_ms()).await? > 0 {
                     wake.notify_one();
                 }
             }
@@ -130,9 +133,9 @@ async fn group(store: &Store, cursor: &mut i64) -> Result<(), StoreError> {
     }
 }
 
-/// Step 2: every due group looked at; returns how many notifications were decided.
-async fn flush_due(store: &Store) -> Result<usize, StoreError> {
-    let now = now_ms();
+/// Step 2: every group due at `now` looked at; returns how many
+/// notifications were decided.
+async fn flush_due(store: &Store, now: i64) -> Result<usize, StoreError> {
     let groups = store.due_groups(now).await?;
     if groups.is_empty() {
         return Ok(0);
@@ -140,6 +143,14 @@ async fn flush_due(store: &Store) -> Result<usize, StoreError> {
     let cfg = document(store).await?.unwrap_or_default();
     let silences: Vec<_> = store.silences(Some(now)).await?.into_iter().filter(|s| s.starts_ms <= now).collect();
     let windows: Vec<_> = store.maintenance().await?.into_iter().filter(|w| w.active(now)).collect();
+    // Inhibition: a router known to be down mutes its other incidents.
+    let absence: Vec<String> = crate::correlate::load_rules(store)
+        .await?
+        .into_iter()
+        .filter(|r| r.spec.rule_type == crate::correlate::rule::RuleType::Absence && r.matchers.is_empty())
+        .map(|r| r.spec.name)
+        .collect();
+    let down = store.down_devices(&absence).await?;
     let mut sent = 0;
     for g in groups {
         let mut firing = Vec::new();
@@ -148,7 +159,10 @@ async fn flush_due(store: &Store) -> Result<usize, StoreError> {
         let mut any_firing = false;
         for (i, told) in store.group_members(g.id).await? {
             let labels = store.incident_labels(i.id).await?.unwrap_or_default();
-            let muted = silences.iter().any(|s| s.matchers.matches(&labels))
+            let says_down = absence.contains(&labels.rule) || labels.kinds.iter().any(|k| k == "device.offline");
+            let inhibited = !says_down && !labels.devices.is_empty() && labels.devices.iter().all(|d| down.contains(d));
+            let muted = inhibited
+                || silences.iter().any(|s| s.matchers.matches(&labels))
                 || windows.iter().any(|w| w.matchers.matches(&labels));
             if i.state != "resolved" {
                 any_firing = true;
@@ -305,4 +319,70 @@ async fn send_rows(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::engine::{Action, Member};
+    use crate::store::test_store;
+
+    fn open(rule: &str, key: &str, members: Vec<Member>) -> Action {
+        Action::Open {
+            rule: rule.into(),
+            key: key.into(),
+            severity: 4,
+            time_ms: now_ms(),
+            members,
+            quiet_ms: None,
+            why: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_router_known_down_mutes_its_other_incidents_and_silences_mute_theirs() {
+        let (store, _dir) = test_store().await;
+        let cfg = config::parse_yaml("receivers:\n  - name: log\n    log: {}\nroute:\n  receivers: [log]\n  group_by: [rule]\n  group_wait: 1s\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.check(), []);
+        store.put_alert_config(&cfg, "t", 1).await.unwrap();
+        for (_, spec) in crate::seed::load_rules(None).unwrap() {
+            store.put_rule(&spec, "t", 1).await.unwrap();
+        }
+        let m = |f, d: &str| Member { finding: f, device: d.into(), time_ms: now_ms() };
+        store
+            .apply_correlation(
+                &[
+                    open("brute", "src_ip=192.0.2.1", vec![m(1, "gw-down")]),
+                    open("router-gone-quiet", "device=gw-down", vec![]),
+                    open("brute", "src_ip=192.0.2.2", vec![m(2, "gw-up")]),
+                    open("silenced", "src_ip=192.0.2.3", vec![m(3, "gw-up")]),
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        let silence = config::Match { rule: vec!["silenced".into()], ..Default::default() };
+        store.add_silence(&silence, 0, now_ms() + 60_000, "t", "test", 1).await.unwrap();
+        let mut cursor = 0;
+        group(&store, &mut cursor).await.unwrap();
+        assert_eq!(flush_due(&store, now_ms()).await.unwrap(), 0, "waiting for group_wait");
+        assert_eq!(flush_due(&store, now_ms() + 1_000).await.unwrap(), 2, "the brute group and the quiet router");
+        let told: Vec<String> = store
+            .notifications(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|n| {
+                let n: Notification = serde_json::from_value(n.payload.0).unwrap();
+                n.incidents.into_iter().map(|i| i.key).collect::<Vec<_>>()
+            })
+            .collect();
+        let mut told = told;
+        told.sort();
+        assert_eq!(
+            told,
+            ["device=gw-down", "src_ip=192.0.2.2"],
+            "gw-down's own brute force waits; the silenced one too"
+        );
+    }
 }

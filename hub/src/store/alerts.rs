@@ -378,6 +378,28 @@ impl Store {
         .await?)
     }
 
+    /// Routers known to be down: an open incident of one of `absence_rules`
+    /// is about them (key `device=<id>`), or their `device.offline` finding
+    /// is open. Their other incidents are inhibited: the one that says the
+    /// router is down is the one worth telling.
+    pub async fn down_devices(
+        &self,
+        absence_rules: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut down: std::collections::HashSet<String> =
+            sqlx::query_scalar("SELECT DISTINCT device_id FROM findings WHERE kind = 'device.offline' AND open = 1")
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .collect();
+        for (rule, key, _, _) in self.open_incidents().await? {
+            if let Some(d) = key.strip_prefix("device=").filter(|_| absence_rules.contains(&rule)) {
+                down.insert(d.to_owned());
+            }
+        }
+        Ok(down)
+    }
+
     /// Adds a silence; returns its id.
     pub async fn add_silence(
         &self,
