@@ -14,6 +14,8 @@ use crate::store::users::Role;
 pub enum Nav {
     Overview,
     Findings,
+    Incidents,
+    Rules,
     Commands,
     Config,
     Users,
@@ -59,6 +61,8 @@ pub fn page(who: &Signed, title: &str, active: Nav, body: Markup) -> Markup {
                     ul {
                         (item(Nav::Overview, "/", "Overview"))
                         (item(Nav::Findings, "/findings", "Findings"))
+                        (item(Nav::Incidents, "/incidents", "Incidents"))
+                        (item(Nav::Rules, "/rules", "Rules"))
                         (item(Nav::Commands, "/commands", "Commands"))
                         (item(Nav::Config, "/config", "Configuration"))
                         @if who.may(Role::Admin) {
@@ -114,6 +118,18 @@ pub fn agent_badge(name: &str, state: &str) -> Markup {
         _ => "✕",
     };
     html! { span class={ "badge agent-" (state) } title={ (name) ": " (state) } { span aria-hidden="true" { (symbol) " " } (name) } }
+}
+
+/// An incident's state (`open`, `acknowledged`, `resolved`) as a word
+/// with a symbol: open is what needs someone.
+pub fn incident_badge(state: &str) -> Markup {
+    let symbol = match state {
+        "open" => "●",
+        "acknowledged" => "◐",
+        "resolved" => "✓",
+        _ => "–",
+    };
+    html! { span class={ "badge inc-" (state) } { span aria-hidden="true" { (symbol) " " } (state) } }
 }
 
 /// A severity as its name, with its level for screen readers and sorting.

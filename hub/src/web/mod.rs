@@ -22,9 +22,11 @@ mod commands;
 mod config;
 mod device;
 mod findings;
+mod incidents;
 pub mod layout;
 mod live;
 mod overview;
+mod rules;
 mod signin;
 
 use axum::extract::{FromRequestParts, OriginalUri};
@@ -53,6 +55,14 @@ pub fn router() -> Router<AppState> {
         .route("/config/history/{id}/restore", post(config::restore))
         .route("/findings", get(findings::list))
         .route("/findings/{id}", get(findings::one))
+        .route("/incidents", get(incidents::list))
+        .route("/incidents/{id}", get(incidents::one))
+        .route("/incidents/{id}/comments", post(incidents::comment))
+        .route("/incidents/{id}/{action}", post(incidents::act))
+        .route("/rules", get(rules::list))
+        .route("/rules/new", get(rules::new_form).post(rules::create))
+        .route("/rules/{name}", get(rules::edit).post(rules::save))
+        .route("/rules/{name}/{action}", post(rules::action))
         .route("/signin", get(signin::form).post(signin::submit))
         .route("/signout", post(signin::sign_out))
         .route("/admin/users", get(admin::users).post(admin::add_user))
@@ -506,6 +516,188 @@ mod tests {
         let r = app.send("POST", "/devices/gw-1/tags", &viewer, Some(&format!("csrf={vcsrf}&tags=x"))).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         assert!(!app.send("GET", "/devices/gw-1", &viewer, None).await.body.contains("tag-form"));
+    }
+
+    /// Form fields as a browser encodes them.
+    fn form(pairs: &[(&str, &str)]) -> String {
+        pairs.iter().map(|(k, v)| format!("{k}={}", super::layout::url_encode(v))).collect::<Vec<_>>().join("&")
+    }
+
+    /// Two findings of gw-1 from one address and the incident the
+    /// correlator would make of them (id 1).
+    async fn an_incident(app: &App) {
+        use crate::correlate::engine::{Action, Member};
+        let found: Vec<opmas_proto::msg::Finding> = (1..=2)
+            .map(|seq| opmas_proto::msg::Finding {
+                seq,
+                agent: "security".into(),
+                kind: "ssh.bruteforce".into(),
+                severity: opmas_proto::msg::Severity::HIGH,
+                subject: opmas_proto::msg::Subject { src_ip: Some([198, 51, 100, 77].into()), ..Default::default() },
+                count: 5,
+                first_ms: 1000 + seq,
+                last_ms: 2000,
+                summary: format!("attack {seq}"),
+                evidence: vec![],
+                stage: opmas_proto::msg::Stage::New,
+            })
+            .collect();
+        let batch = opmas_proto::msg::FindingBatch { epoch: 1, floor: 1, round: 0, findings: found };
+        let msgs = [(opmas_proto::DeviceId::new("gw-1").unwrap(), crate::store::uplink::Uplink::Findings(batch))];
+        let marks = Default::default();
+        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, 5).await.unwrap();
+        let members = (1..=2).map(|f| Member { finding: f, device: "gw-1".into(), time_ms: 5 }).collect();
+        let open = Action::Open {
+            rule: "two-routers".into(),
+            key: "src_ip=198.51.100.77".into(),
+            severity: 4,
+            time_ms: 5,
+            members,
+            quiet_ms: Some(600_000),
+            why: "2 findings from 1 router".into(),
+        };
+        app.state_store().apply_correlation(&[open], None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn incidents_are_listed_and_moved_by_operators_only() {
+        let app = App::new().await;
+        app.state_store().insert_user("otto", Role::Operator, "operator password", 1).await.unwrap();
+        an_incident(&app).await;
+
+        let (viewer, vcsrf) = app.sign_in("vera", "viewer password 1").await;
+        let list = app.send("GET", "/incidents?state=open&severity=high", &viewer, None).await;
+        assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+        assert!(list.body.contains("data-id=\"1\"") && list.body.contains("src_ip=198.51.100.77"), "{}", list.body);
+        let none = app.send("GET", "/incidents?state=resolved", &viewer, None).await;
+        assert!(!none.body.contains("data-id=\"1\"") && none.body.contains("No incidents match"), "{}", none.body);
+        let page = app.send("GET", "/incidents/1", &viewer, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("id=\"seen-by\"") && page.body.contains("data-finding=\"2\""), "{}", page.body);
+        assert!(!page.body.contains("state-form") && !page.body.contains("comment-form"), "no forms for a viewer");
+        for uri in ["/incidents/1/acknowledge", "/incidents/1/comments"] {
+            let r = app.send("POST", uri, &viewer, Some(&form(&[("csrf", &vcsrf), ("text", "x")]))).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}");
+        }
+
+        let (op, csrf) = app.sign_in("otto", "operator password").await;
+        let page = app.send("GET", "/incidents/1", &op, None).await;
+        assert!(page.body.contains("formaction=\"/incidents/1/acknowledge\""), "{}", page.body);
+        assert!(!page.body.contains("/incidents/1/reopen"), "an open incident is not reopened");
+        let r = app.send("POST", "/incidents/1/acknowledge", &op, Some(&form(&[("comment", "mine")]))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "no CSRF token");
+        let r = app
+            .send("POST", "/incidents/1/acknowledge", &op, Some(&form(&[("csrf", &csrf), ("comment", "on it")])))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(r.location.as_deref(), Some("/incidents/1?done=acknowledge#timeline"));
+        let page = app.send("GET", "/incidents/1?done=acknowledge", &op, None).await;
+        assert!(page.body.contains("inc-acknowledged") && page.body.contains("on it"), "{}", page.body);
+        let (f, opened, acked) = (
+            page.body.find("data-finding=\"1\"").unwrap(),
+            page.body.find("data-event=\"opened\"").unwrap(),
+            page.body.find("data-event=\"acknowledged\"").unwrap(),
+        );
+        assert!(f < opened && opened < acked, "the timeline is by time");
+        // A move the store refuses is named, the comment kept.
+        let r = app
+            .send("POST", "/incidents/1/reopen", &op, Some(&form(&[("csrf", &csrf), ("comment", "kept text")])))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("cannot become open") && r.body.contains(">kept text</textarea>"), "{}", r.body);
+        let r = app.send("POST", "/incidents/1/comments", &op, Some(&form(&[("csrf", &csrf), ("text", "  ")]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body.contains("needs some text"), "{}", r.body);
+        let r = app
+            .send("POST", "/incidents/1/comments", &op, Some(&form(&[("csrf", &csrf), ("text", "blocked <it>")])))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let page = app.send("GET", "/incidents/1", &op, None).await;
+        assert!(page.body.contains("blocked &lt;it&gt;"), "{}", page.body);
+        let r = app.send("POST", "/incidents/1/resolve", &op, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        let page = app.send("GET", "/incidents/1", &op, None).await;
+        assert!(page.body.contains("formaction=\"/incidents/1/reopen\""), "{}", page.body);
+
+        for (uri, status, says) in [
+            ("/incidents?state=lost", 422, "is not one of"),
+            ("/incidents?colour=red", 422, "unknown parameter"),
+            ("/incidents?cursor=zz", 422, "cursor"),
+            ("/incidents/x", 422, "is not an incident id"),
+            ("/incidents/9", 404, "There is no incident 9"),
+            ("/incidents/1?done=burn", 422, "is not acknowledge"),
+        ] {
+            let r = app.send("GET", uri, &op, None).await;
+            assert_eq!(r.status.as_u16(), status, "{uri}: {}", r.body);
+            assert!(r.body.contains(says), "{uri}: {}", r.body);
+        }
+        let r = app.send("POST", "/incidents/1/burn", &op, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[tokio::test]
+    async fn rules_are_edited_as_yaml_with_every_problem_named() {
+        let app = App::new().await;
+        app.state_store().insert_user("otto", Role::Operator, "operator password", 1).await.unwrap();
+        let yaml = "name: two-routers\ntype: threshold\nseverity: high\nwindow: 10m\nkey: src_ip\ncount: 2\ndevices: 2\nmatch:\n  - kind: ssh.bruteforce\n";
+        let spec = crate::correlate::rule::parse_yaml(yaml).unwrap().remove(0);
+        app.state_store().put_rule(&spec, "seed", 1).await.unwrap();
+
+        let (viewer, vcsrf) = app.sign_in("vera", "viewer password 1").await;
+        let list = app.send("GET", "/rules", &viewer, None).await;
+        assert!(list.body.contains("data-rule=\"two-routers\""), "{}", list.body);
+        assert!(!list.body.contains("/rules/two-routers/disable") && !list.body.contains("new-rule"), "{}", list.body);
+        let page = app.send("GET", "/rules/two-routers", &viewer, None).await;
+        assert!(page.body.contains("readonly") && !page.body.contains("id=\"save\""), "{}", page.body);
+        assert!(!page.body.contains("/rules/two-routers/delete"), "{}", page.body);
+        let r = app.send("POST", "/rules/two-routers", &viewer, Some(&form(&[("csrf", &vcsrf), ("yaml", yaml)]))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = app.send("POST", "/rules/two-routers/disable", &viewer, Some(&form(&[("csrf", &vcsrf)]))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(app.send("GET", "/rules/new", &viewer, None).await.status, StatusCode::FORBIDDEN);
+
+        let (op, csrf) = app.sign_in("otto", "operator password").await;
+        let page = app.send("GET", "/rules/two-routers", &op, None).await;
+        assert!(page.body.contains("name: two-routers") && page.body.contains("id=\"save\""), "{}", page.body);
+        // A mistake: named by path, the text kept, nothing stored.
+        let bad = yaml.replace("severity: high", "severity: urgent").replace("\n", "\r\n");
+        let r = app.send("POST", "/rules/two-routers", &op, Some(&form(&[("csrf", &csrf), ("yaml", &bad)]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("data-path=\"severity\"") && r.body.contains("severity: urgent"), "{}", r.body);
+        assert_eq!(app.state_store().rule("two-routers").await.unwrap().unwrap().spec.severity, "high");
+        let renamed = yaml.replace("name: two-routers", "name: other");
+        let r = app.send("POST", "/rules/two-routers", &op, Some(&form(&[("csrf", &csrf), ("yaml", &renamed)]))).await;
+        assert!(r.body.contains("data-path=\"name\""), "{}", r.body);
+        let r = app.send("POST", "/rules/two-routers", &op, Some(&form(&[("csrf", &csrf), ("yaml", "type: [")]))).await;
+        assert!(r.body.contains("data-path=\"yaml\""), "{}", r.body);
+        // Fixed: saved, back to the list.
+        let good = yaml.replace("severity: high", "severity: critical");
+        let r = app.send("POST", "/rules/two-routers", &op, Some(&form(&[("csrf", &csrf), ("yaml", &good)]))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/rules?saved=two-routers")));
+        let row = app.state_store().rule("two-routers").await.unwrap().unwrap();
+        assert_eq!((row.spec.severity.as_str(), row.updated_by.as_str()), ("critical", "otto"));
+        assert!(app.send("GET", "/rules?saved=two-routers", &op, None).await.body.contains("id=\"saved\""));
+
+        let r = app.send("POST", "/rules/two-routers/disable", &op, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert!(!app.state_store().rule("two-routers").await.unwrap().unwrap().spec.enabled);
+        let list = app.send("GET", "/rules", &op, None).await;
+        assert!(list.body.contains("/rules/two-routers/enable"), "{}", list.body);
+
+        // New: a name taken is refused; a new one is saved.
+        let r = app.send("POST", "/rules/new", &op, Some(&form(&[("csrf", &csrf), ("yaml", yaml)]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body.contains("exists already"), "{}", r.body);
+        let other = yaml.replace("name: two-routers", "name: three-routers");
+        let r = app.send("POST", "/rules/new", &op, Some(&form(&[("csrf", &csrf), ("yaml", &other)]))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/rules?saved=three-routers")));
+        let r = app.send("POST", "/rules/three-routers/delete", &op, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/rules?deleted=three-routers")));
+        assert!(app.state_store().rule("three-routers").await.unwrap().is_none());
+
+        for (uri, status) in [("/rules/Bad%20Name", 422), ("/rules/nothing", 404), ("/rules?saved=%3Cb%3E", 422)] {
+            assert_eq!(app.send("GET", uri, &op, None).await.status.as_u16(), status, "{uri}");
+        }
     }
 
     #[tokio::test]

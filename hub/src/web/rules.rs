@@ -1,0 +1,486 @@
+//! `/rules`: the correlation rules, with who changed each last and the
+//! buttons that turn them on and off; `/rules/{name}` and `/rules/new`: one
+//! rule as YAML (the format of `config/rules/*.yaml`) in a text area. On
+//! saving, the text is read as exactly one rule and checked whole
+//! ([`Rule::compile`]); every problem is listed by its path with the text
+//! kept as typed, else the rule is saved through the API's own code
+//! (`http::rules::save`, which also has the correlator rebuild). Operators
+//! change rules; viewers read them.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, Nav};
+use super::{signed_page, CsrfOnly, PageError, Signed};
+use crate::correlate::rule::{check_name, parse_yaml, KeyField, Rule, RuleSpec, RuleType, SEVERITIES};
+use crate::events::Event;
+use crate::http::AppState;
+use crate::store::now_ms;
+use crate::store::rules::RuleRow;
+use crate::store::users::Role;
+
+/// Longest rule text a form may send, in bytes (a rule is a few hundred).
+const YAML_LEN: usize = 64 * 1024;
+
+/// What `/rules/new` starts from: a rule that checks, to change.
+const TEMPLATE: &str = "name: new-rule
+description: What an incident of this rule means
+type: threshold
+severity: medium
+window: 10m
+key: src_ip
+count: 5
+devices: 2
+match:
+  - kind: ssh.bruteforce
+";
+
+fn type_name(t: RuleType) -> &'static str {
+    match t {
+        RuleType::All => "all",
+        RuleType::Sequence => "sequence",
+        RuleType::Threshold => "threshold",
+        RuleType::Absence => "absence",
+    }
+}
+
+/// A rule as the YAML a person edits: the fields it sets, in the order of
+/// [`RuleSpec`], lists indented under their key as in `config/rules/`.
+pub fn to_yaml(spec: &RuleSpec) -> Result<String, PageError> {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.compact_list_indent = false;
+    serde_saphyr::to_string_with_options(spec, options)
+        .map_err(|e| PageError::Internal(format!("rule {:?} as YAML: {e}", spec.name)))
+}
+
+/// A rule name from the path, or 422.
+fn named(name: &str) -> Result<(), PageError> {
+    check_name(name).map_err(PageError::Invalid)
+}
+
+/// What joins a rule's findings, in words.
+fn key_text(spec: &RuleSpec) -> Markup {
+    html! {
+        @match (&spec.key, spec.rule_type) {
+            (Some(k), _) => { code { (k) } }
+            (None, RuleType::Threshold) => { span.muted { "fleet-wide" } }
+            (None, RuleType::Absence) => { span.muted { "per router" } }
+            (None, _) => { span.muted { "—" } }
+        }
+        @if spec.same_device { " " span.muted { "on one router" } }
+        @if let Some(t) = &spec.tag { " " span.muted { "tag " } span.badge { (t) } }
+    }
+}
+
+/// Who changed a rule last: a person, or `shipped` for a rule seeded from
+/// `config/rules/` (`seed:<file>`; the file is in the title).
+fn changed_by(by: &str) -> Markup {
+    match by.strip_prefix("seed:") {
+        Some(source) => html! { span title=(source) { "shipped" } },
+        None => html! { (by) },
+    }
+}
+
+fn enabled_badge(on: bool) -> Markup {
+    if on {
+        layout::state_badge_as("on", "online")
+    } else {
+        layout::state_badge_as("off", "never")
+    }
+}
+
+/// `GET /rules?saved=&deleted=`.
+pub async fn list(
+    State(state): State<AppState>,
+    who: Signed,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    if let Some(k) = params.keys().find(|k| !["saved", "deleted"].contains(&k.as_str())) {
+        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: saved, deleted")));
+    }
+    for v in params.values() {
+        named(v)?;
+    }
+    let rules = state.store.rules().await?;
+    let operator = who.may(Role::Operator);
+    let now = now_ms();
+    let body = html! {
+        div.pagehead {
+            h1 { "Rules" }
+            span.muted { "correlation: which findings together make an incident" }
+            @if operator { a.button #new-rule href="/rules/new" { "New rule" } }
+        }
+        @if let Some(n) = params.get("saved") {
+            p.notice #saved role="status" { "Saved rule " strong { (n) } "; the correlator uses it from now on." }
+        }
+        @if let Some(n) = params.get("deleted") {
+            p.notice #deleted role="status" { "Deleted rule " strong { (n) } "; its incidents stay." }
+        }
+        table #rules {
+            thead { tr {
+                th { "Rule" } th { "Type" } th { "Severity" } th { "Window" } th { "Key" } th { "Enabled" } th { "Changed" }
+                @if operator { th { "Switch" } }
+            } }
+            tbody {
+                @for r in &rules {
+                    @let s = &r.spec;
+                    tr data-rule=(s.name) data-enabled=(s.enabled) {
+                        td data-label="Rule" {
+                            a href={ "/rules/" (s.name) } { (s.name) }
+                            @if !s.description.is_empty() { div.muted.rule-description { (s.description) } }
+                        }
+                        td data-label="Type" { (type_name(s.rule_type)) }
+                        td data-label="Severity" {
+                            @match crate::correlate::rule::severity_of(&s.severity) {
+                                Some(n) => { (layout::severity_badge(n)) }
+                                None => { (s.severity) }
+                            }
+                        }
+                        td.nowrap data-label="Window" { (s.window) }
+                        td.nowrap data-label="Key" { (key_text(s)) }
+                        td data-label="Enabled" { (enabled_badge(s.enabled)) }
+                        td data-label="Changed" { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }
+                        @if operator {
+                            td data-label="Switch" {
+                                @let action = if s.enabled { "disable" } else { "enable" };
+                                form method="post" action={ "/rules/" (s.name) "/" (action) } {
+                                    (layout::csrf_field(&who))
+                                    button type="submit" class={ "small" @if s.enabled { " secondary" } }
+                                        aria-label={ (action) " " (s.name) } { (action) }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if rules.is_empty() { tr.empty { td colspan="8" { "No rules: nothing is correlated." } } }
+            }
+        }
+        p.muted { "Shipped rules come from " code { "config/rules/" } "; a changed or deleted one is left as it is. "
+            a href="/incidents" { "The incidents" } " are what the rules made." }
+    };
+    Ok(signed_page(&who, "Rules", Nav::Rules, body))
+}
+
+/// Which rule the editor shows.
+enum Editing<'a> {
+    /// A stored rule, under its name.
+    Existing(&'a RuleRow),
+    /// A new one (`/rules/new`).
+    New,
+}
+
+/// The editor page: the YAML (as stored, or as typed with its problems).
+fn editor(who: &Signed, editing: Editing<'_>, yaml: &str, problems: &[(String, String)]) -> Response {
+    let operator = who.may(Role::Operator);
+    let now = now_ms();
+    let (title, action) = match &editing {
+        Editing::Existing(r) => (format!("Rule {}", r.spec.name), format!("/rules/{}", r.spec.name)),
+        Editing::New => ("New rule".to_owned(), "/rules/new".to_owned()),
+    };
+    let body = html! {
+        p { a href="/rules" { "« Rules" } }
+        div.pagehead {
+            h1 { (title) }
+            @if let Editing::Existing(r) = &editing { (enabled_badge(r.spec.enabled)) }
+        }
+        @if !problems.is_empty() {
+            div.errors #errors role="alert" {
+                h2 { "Not saved: " (problems.len()) " problem" @if problems.len() > 1 { "s" } " to fix" }
+                ul {
+                    @for (path, reason) in problems {
+                        li data-path=(path) {
+                            code { (path) } ": "
+                            // The YAML reader's message quotes the lines around the mistake.
+                            @if reason.contains('\n') { pre.reason { (reason) } } @else { span.reason { (reason) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Editing::Existing(r) = &editing {
+            @let s = &r.spec;
+            div.compact-facts { (layout::facts(&[
+                ("Type", html! { (type_name(s.rule_type)) }),
+                ("Severity", html! { (s.severity) }),
+                ("Window", html! { (s.window) }),
+                ("Key", key_text(s)),
+                ("Changed", html! { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }),
+                ("Incidents", html! { a href={ "/incidents?rule=" (layout::url_encode(&s.name)) } { "this rule's incidents" } }),
+            ])) }
+        }
+        div.rule-editor {
+            form.stack.rule #rule-form method="post" action=(action) {
+                (layout::csrf_field(who))
+                label for="yaml" { "The rule as YAML" }
+                textarea #yaml name="yaml" rows="18" spellcheck="false" autocomplete="off" readonly[!operator]
+                    aria-describedby="rule-help" { (yaml) }
+                @if operator {
+                    div.actions {
+                        button #save type="submit" { "Save" }
+                        a href="/rules" { "Cancel" }
+                    }
+                } @else {
+                    p.muted { "Viewers see the rules; operators change them." }
+                }
+            }
+            aside.card #rule-help {
+                h2 { "Fields" }
+                dl.help {
+                    dt { code { "name" } } dd { "1 to 64 of a-z, 0-9, " code { "-" } ", " code { "_" } ", " code { "." } }
+                    dt { code { "type" } } dd {
+                        code { "all" } " (every step, any order), " code { "sequence" } " (the steps in order), "
+                        code { "threshold" } " (" code { "count" } " findings from " code { "devices" } " routers), "
+                        code { "absence" } " (nothing from a router)"
+                    }
+                    dt { code { "severity" } } dd { (SEVERITIES.join(", ")) }
+                    dt { code { "window" } } dd { "how close in time: " code { "90s" } ", " code { "10m" } ", " code { "2h" } ", up to " code { "7d" } }
+                    dt { code { "key" } } dd {
+                        "what joins findings: "
+                        @for (i, (k, _)) in KeyField::ALL.iter().enumerate() { @if i > 0 { ", " } code { (k) } }
+                    }
+                    dt { code { "match" } } dd {
+                        "the steps, each with " code { "agent" } ", " code { "kind" } " (wildcards: " code { "wifi.*" } ") or "
+                        code { "min_severity" }
+                    }
+                    dt { code { "quiet" } } dd { "how long without a finding before an incident resolves itself (default: the window)" }
+                    dt { code { "same_device" } ", " code { "tag" } ", " code { "enabled" } } dd { "one router only; routers with a tag; on or off" }
+                }
+            }
+        }
+        @if operator {
+            @if let Editing::Existing(r) = &editing {
+                // No script may ask "are you sure?": the button is behind a
+                // disclosure, a second deliberate click.
+                details.danger-zone #delete {
+                    summary { "Delete this rule…" }
+                    form method="post" action={ "/rules/" (r.spec.name) "/delete" } {
+                        (layout::csrf_field(who))
+                        p { "Its incidents stay; a shipped rule is not brought back at the next start." }
+                        button.danger type="submit" { "Delete rule " (r.spec.name) }
+                    }
+                }
+            }
+        }
+    };
+    let mut resp = signed_page(who, &title, Nav::Rules, body);
+    if !problems.is_empty() {
+        *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    resp
+}
+
+/// `GET /rules/{name}`.
+pub async fn edit(State(state): State<AppState>, who: Signed, Path(name): Path<String>) -> Result<Response, PageError> {
+    named(&name)?;
+    let row =
+        state.store.rule(&name).await?.ok_or_else(|| PageError::NotFound(format!("There is no rule {name:?}.")))?;
+    let yaml = to_yaml(&row.spec)?;
+    Ok(editor(&who, Editing::Existing(&row), &yaml, &[]))
+}
+
+/// `GET /rules/new` (operators).
+pub async fn new_form(who: Signed) -> Result<Response, PageError> {
+    who.require(Role::Operator, "writing rules")?;
+    Ok(editor(&who, Editing::New, TEMPLATE, &[]))
+}
+
+/// The editor's form.
+#[derive(Debug, Deserialize)]
+pub struct RuleForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    yaml: String,
+}
+
+/// The one rule in `text` and everything wrong with it, by path: `yaml`
+/// for text that is not one rule, `name` when it is not `name` (editing a
+/// stored rule), else the fields [`Rule::compile`] refuses.
+fn read_rule(text: &str, name: Option<&str>) -> (Option<RuleSpec>, Vec<(String, String)>) {
+    if text.len() > YAML_LEN {
+        return (None, vec![("yaml".into(), format!("longer than {YAML_LEN} bytes; a rule is a few lines"))]);
+    }
+    let mut specs = match parse_yaml(text) {
+        Ok(s) => s,
+        Err(e) => return (None, vec![("yaml".into(), e)]),
+    };
+    if specs.len() != 1 {
+        let n = specs.len();
+        return (None, vec![("yaml".into(), format!("the text holds {n} rules; this page saves exactly one"))]);
+    }
+    let spec = specs.remove(0);
+    let mut problems = Vec::new();
+    if let Some(name) = name {
+        if spec.name != name {
+            problems.push((
+                "name".into(),
+                format!(
+                    "{:?} is not this rule's name ({name:?}); a rule under another name is written with New rule",
+                    spec.name
+                ),
+            ));
+        }
+    }
+    if let Err(errors) = Rule::compile(spec.clone()) {
+        problems.extend(errors.into_iter().map(|e| (e.path, e.reason)));
+    }
+    (Some(spec), problems)
+}
+
+/// A browser sends a text area's lines with CR LF.
+fn unix_lines(text: &str) -> String {
+    text.replace("\r\n", "\n")
+}
+
+/// `POST /rules/{name}` (operators): saves the edited rule, or shows the
+/// form again with its problems (422).
+pub async fn save(
+    State(state): State<AppState>,
+    who: Signed,
+    Path(name): Path<String>,
+    Form(f): Form<RuleForm>,
+) -> Result<Response, PageError> {
+    who.check_csrf(&f.csrf)?;
+    who.require(Role::Operator, "changing rules")?;
+    named(&name)?;
+    let row =
+        state.store.rule(&name).await?.ok_or_else(|| PageError::NotFound(format!("There is no rule {name:?}.")))?;
+    let text = unix_lines(&f.yaml);
+    match read_rule(&text, Some(&name)) {
+        (Some(spec), problems) if problems.is_empty() => {
+            // The list shows the stored row; the status (new or not) is the API's.
+            let _saved = crate::http::rules::save(&state, &spec, &who.session.user).await?;
+            Ok(Redirect::to(&format!("/rules?saved={}", layout::url_encode(&spec.name))).into_response())
+        }
+        (_, problems) => Ok(editor(&who, Editing::Existing(&row), &text, &problems)),
+    }
+}
+
+/// `POST /rules/new` (operators): saves a rule under a name not taken.
+pub async fn create(
+    State(state): State<AppState>,
+    who: Signed,
+    Form(f): Form<RuleForm>,
+) -> Result<Response, PageError> {
+    who.check_csrf(&f.csrf)?;
+    who.require(Role::Operator, "writing rules")?;
+    let text = unix_lines(&f.yaml);
+    let (spec, mut problems) = read_rule(&text, None);
+    if let Some(s) = &spec {
+        if s.name == "new" {
+            problems.insert(0, ("name".into(), "\"new\" is this page's address; choose another name".into()));
+        } else if state.store.rule(&s.name).await?.is_some() {
+            problems.insert(
+                0,
+                (
+                    "name".into(),
+                    format!("a rule {:?} exists already; change it on its own page, /rules/{}", s.name, s.name),
+                ),
+            );
+        }
+    }
+    match spec {
+        Some(spec) if problems.is_empty() => {
+            // The list shows the stored row; the status (new or not) is the API's.
+            let _saved = crate::http::rules::save(&state, &spec, &who.session.user).await?;
+            Ok(Redirect::to(&format!("/rules?saved={}", layout::url_encode(&spec.name))).into_response())
+        }
+        _ => Ok(editor(&who, Editing::New, &text, &problems)),
+    }
+}
+
+/// `POST /rules/{name}/{enable|disable|delete}` (operators): back to the
+/// rules; the correlator rebuilds with the change.
+pub async fn action(
+    State(state): State<AppState>,
+    who: Signed,
+    Path((name, action)): Path<(String, String)>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, PageError> {
+    who.check_csrf(&f.csrf)?;
+    who.require(Role::Operator, "changing rules")?;
+    named(&name)?;
+    let by = &who.session.user;
+    let (found, to) = match action.as_str() {
+        "enable" | "disable" => {
+            let on = action == "enable";
+            (state.store.set_rule_enabled(&name, on, by, now_ms()).await?, "/rules".to_owned())
+        }
+        "delete" => (state.store.delete_rule(&name, by, now_ms()).await?, format!("/rules?deleted={name}")),
+        other => return Err(PageError::Invalid(format!("{other:?} is not enable, disable or delete"))),
+    };
+    if !found {
+        return Err(PageError::NotFound(format!("There is no rule {name:?}.")));
+    }
+    state.bus.publish([Event::Rules]);
+    tracing::info!(rule = %name, %action, by = %by, "rule changed from the web UI");
+    Ok(Redirect::to(&to).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped rules, as `config/rules/*.yaml` holds them.
+    fn shipped() -> Vec<(String, RuleSpec)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rules");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for spec in parse_yaml(&text).unwrap() {
+                    out.push((path.display().to_string(), spec));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_shipped_rule_goes_to_yaml_and_back_unchanged() {
+        let rules = shipped();
+        assert_eq!(rules.len(), 5, "{:?}", rules.iter().map(|(p, _)| p).collect::<Vec<_>>());
+        for (path, spec) in rules {
+            let yaml = to_yaml(&spec).unwrap();
+            let back = parse_yaml(&yaml).unwrap_or_else(|e| panic!("{path}: {e}\n{yaml}"));
+            assert_eq!(back, std::slice::from_ref(&spec), "{path}:\n{yaml}");
+            let (read, problems) = read_rule(&yaml, Some(&spec.name));
+            assert_eq!((read.as_ref(), problems.len()), (Some(&spec), 0), "{path}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn the_new_rule_template_checks() {
+        let (spec, problems) = read_rule(TEMPLATE, None);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(spec.unwrap().name, "new-rule");
+    }
+
+    #[test]
+    fn a_rule_text_with_mistakes_names_each_by_path() {
+        let text =
+            "name: other\ntype: threshold\nseverity: urgent\nwindow: 10\nkey: src_ip\ncount: 3\nmatch:\n  - kind: x\n";
+        let (_, problems) = read_rule(text, Some("mine"));
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["name", "severity", "window"], "{problems:?}");
+        assert!(problems[1].1.contains("urgent"), "{problems:?}");
+
+        let (spec, problems) = read_rule("name: a\ntype: often\n", None);
+        assert!(spec.is_none());
+        assert_eq!(problems[0].0, "yaml");
+        assert!(problems[0].1.contains("often"), "{problems:?}");
+
+        let two = "- name: a\n  type: absence\n  severity: high\n  window: 15m\n- name: b\n  type: absence\n  severity: low\n  window: 1h\n";
+        let (_, problems) = read_rule(two, None);
+        assert!(problems[0].1.contains("holds 2 rules"), "{problems:?}");
+        let (_, problems) = read_rule(&"#".repeat(YAML_LEN + 1), None);
+        assert!(problems[0].1.contains("longer than"), "{problems:?}");
+    }
+}
