@@ -57,6 +57,20 @@ async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> 
     let _ = writeln!(text, "opmas_edge_spool_dropped {dropped}");
     text.push_str("# TYPE opmas_edge_spool_dropping_devices gauge\n");
     let _ = writeln!(text, "opmas_edge_spool_dropping_devices {devices}");
+    text.push_str("# HELP opmas_alert_notifications Notifications in the outbox by receiver and state (pending ones still being retried; failed: given up).\n");
+    text.push_str("# TYPE opmas_alert_notifications gauge\n");
+    for (receiver, st, n) in state.store.outbox_counts().await? {
+        let _ = writeln!(text, "opmas_alert_notifications{{receiver=\"{}\",state=\"{st}\"}} {n}", label(&receiver));
+    }
+    text.push_str("# HELP opmas_alert_receiver_failing Receivers whose oldest pending notification failed its last attempt (1).\n");
+    text.push_str("# TYPE opmas_alert_receiver_failing gauge\n");
+    for (receiver, failing) in state.store.receiver_health().await? {
+        let _ = writeln!(text, "opmas_alert_receiver_failing{{receiver=\"{}\"}} {}", label(&receiver), u8::from(failing));
+    }
+    let (open, acknowledged) = state.store.incident_counts().await?;
+    text.push_str("# TYPE opmas_incidents gauge\n");
+    let _ = writeln!(text, "opmas_incidents{{state=\"open\"}} {open}");
+    let _ = writeln!(text, "opmas_incidents{{state=\"acknowledged\"}} {acknowledged}");
     state.stats.prometheus(&mut text);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
@@ -74,4 +88,9 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     responses((status = 200, body = Snapshot), (status = 401, body = ErrorBody)))]
 async fn stats(State(state): State<AppState>) -> Json<Snapshot> {
     Json(state.stats.snapshot())
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

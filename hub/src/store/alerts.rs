@@ -400,6 +400,34 @@ impl Store {
         Ok(down)
     }
 
+    /// Notifications by receiver and state.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT receiver, state, COUNT(*) FROM alert_outbox GROUP BY receiver, state ORDER BY receiver, state")
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Each receiver with pending notifications, and whether the oldest
+    /// of them failed its last attempt (the receiver is failing now).
+    pub async fn receiver_health(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT receiver, last_error IS NOT NULL FROM alert_outbox o WHERE state = 'pending'
+                AND NOT EXISTS (SELECT 1 FROM alert_outbox p WHERE p.receiver = o.receiver AND p.state = 'pending' AND p.id < o.id)
+              ORDER BY receiver",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Incidents open and acknowledged.
+    pub async fn incident_counts(&self) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(SUM(state = 'open'), 0), COALESCE(SUM(state = 'acknowledged'), 0) FROM incidents",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Adds a silence; returns its id.
     pub async fn add_silence(
         &self,
