@@ -74,7 +74,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     };
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
-    tokio::spawn(crate::correlate::run(store.clone(), bus.clone()));
+    tokio::spawn(crate::correlate::run(store.clone(), bus.clone(), stats.clone()));
     let http = reqwest::Client::builder()
         .timeout(crate::alert::receivers::TIMEOUT)
         .user_agent(concat!("opmas-hub/", env!("CARGO_PKG_VERSION")))

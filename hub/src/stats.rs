@@ -106,6 +106,10 @@ counters! {
     commands_unsent,
     /// Configuration documents published to devices.
     configs_sent,
+    /// Stored findings the correlator has taken (its cursor moved past them).
+    findings_correlated,
+    /// Incidents the correlator opened.
+    incidents_opened,
 }
 
 /// Upper bounds (seconds) of the ingest histogram's buckets.

@@ -76,7 +76,10 @@ async fn serve(
     loop {
         tokio::select! {
             e = events.recv() => match e {
-                Ok(e) if matches!(*e, Event::Incident { .. }) => group(store, &mut cursor).await?,
+                // A growing incident ("updated") makes no row for grouping.
+                Ok(e) if matches!(*e, Event::Incident { change, .. } if change != "updated") => {
+                    group(store, &mut cursor).await?
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => group(store, &mut cursor).await?,
                 Err(RecvError::Closed) => return Ok(()),

@@ -10,7 +10,7 @@
 //! An open incident per rule and key takes every later matching finding as
 //! a member instead of opening another, until it resolves.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::rule::{KeyField, Rule, RuleType};
 
@@ -104,6 +104,24 @@ struct Open {
 struct KeyState {
     steps: Vec<VecDeque<Member>>,
     newest_ms: i64,
+    /// How many of the first step's findings each router has: a threshold's
+    /// distinct routers, kept as findings come and go rather than counted
+    /// again per finding (a full window of 1,000 would cost 1,000 per finding).
+    routers: HashMap<String, u32>,
+}
+
+impl KeyState {
+    fn pop_front(&mut self, step: usize) {
+        let Some(m) = self.steps[step].pop_front() else { return };
+        if step == 0 {
+            if let Some(n) = self.routers.get_mut(&m.device) {
+                *n -= 1;
+                if *n == 0 {
+                    self.routers.remove(&m.device);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -233,20 +251,23 @@ impl Engine {
         let rule = &state.rule;
         let ks = state.keys.entry(key.clone()).or_default();
         ks.steps.resize_with(rule.matchers.len(), VecDeque::new);
-        for q in &mut ks.steps {
-            while q.front().is_some_and(|m| now - m.time_ms > rule.window_ms) {
-                q.pop_front();
+        for s in 0..ks.steps.len() {
+            while ks.steps[s].front().is_some_and(|m| now - m.time_ms > rule.window_ms) {
+                ks.pop_front(s);
             }
         }
         let cap = if rule.spec.rule_type == RuleType::Threshold { rule.count as usize } else { STEP_CAP };
-        let q = &mut ks.steps[step];
-        if q.iter().any(|m| m.finding == member.finding) {
+        // The same finding twice in a row (fed again): once is enough.
+        if ks.steps[step].back().is_some_and(|m| m.finding == member.finding) {
             return None;
         }
-        if q.len() == cap {
-            q.pop_front();
+        if ks.steps[step].len() == cap {
+            ks.pop_front(step);
         }
-        q.push_back(member);
+        if step == 0 {
+            *ks.routers.entry(member.device.clone()).or_default() += 1;
+        }
+        ks.steps[step].push_back(member);
         ks.newest_ms = now;
         let why = match rule.spec.rule_type {
             RuleType::All => ks
@@ -257,10 +278,9 @@ impl Engine {
             RuleType::Sequence => sequence_complete(&ks.steps)
                 .then(|| format!("{} steps in order within {}", rule.matchers.len(), rule.spec.window)),
             RuleType::Threshold => {
-                let q = &ks.steps[0];
-                let devices: HashSet<&str> = q.iter().map(|m| m.device.as_str()).collect();
-                (q.len() >= rule.count as usize && devices.len() >= rule.devices as usize)
-                    .then(|| format!("{} findings from {} routers within {}", q.len(), devices.len(), rule.spec.window))
+                let (n, routers) = (ks.steps[0].len(), ks.routers.len());
+                (n >= rule.count as usize && routers >= rule.devices as usize)
+                    .then(|| format!("{n} findings from {routers} routers within {}", rule.spec.window))
             }
             RuleType::Absence => None,
         }?;

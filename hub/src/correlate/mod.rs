@@ -25,6 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
 use crate::events::{Bus, Event};
+use crate::stats::{bump, Stats};
 use crate::store::{now_ms, Store, StoreError};
 use engine::{Action, Engine, Fact};
 use rule::Rule;
@@ -83,7 +84,13 @@ async fn restore_open(store: &Store, engine: &mut Engine) -> Result<(), StoreErr
 }
 
 /// Applies `actions` (and the cursor) and tells the bus what changed.
-async fn apply(store: &Store, bus: &Bus, actions: &[Action], cursor: Option<i64>) -> Result<(), StoreError> {
+async fn apply(
+    store: &Store,
+    bus: &Bus,
+    stats: &Stats,
+    actions: &[Action],
+    cursor: Option<i64>,
+) -> Result<(), StoreError> {
     if actions.is_empty() && cursor.is_none() {
         return Ok(());
     }
@@ -95,17 +102,29 @@ async fn apply(store: &Store, bus: &Bus, actions: &[Action], cursor: Option<i64>
         }
     }
     let changes = store.apply_correlation(actions, cursor).await?;
+    for c in &changes {
+        if c.change == "opened" {
+            bump(&stats.incidents_opened);
+        }
+    }
     bus.publish(changes.into_iter().map(|c| Event::Incident { id: c.id, change: c.change }));
     Ok(())
 }
 
 /// Feeds the findings stored after `cursor`, a batch per transaction.
-async fn catch_up(store: &Store, bus: &Bus, engine: &mut Engine, cursor: &mut i64) -> Result<(), StoreError> {
+async fn catch_up(
+    store: &Store,
+    bus: &Bus,
+    stats: &Stats,
+    engine: &mut Engine,
+    cursor: &mut i64,
+) -> Result<(), StoreError> {
     loop {
         let facts = store.facts_after(*cursor, BATCH).await?;
         let Some(last) = facts.last().map(|f| f.finding) else { return Ok(()) };
         let actions: Vec<Action> = facts.iter().flat_map(|f| engine.feed(f)).collect();
-        apply(store, bus, &actions, Some(last)).await?;
+        apply(store, bus, stats, &actions, Some(last)).await?;
+        stats.findings_correlated.fetch_add(facts.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *cursor = last;
         if facts.len() < BATCH as usize {
             return Ok(());
@@ -115,10 +134,10 @@ async fn catch_up(store: &Store, bus: &Bus, engine: &mut Engine, cursor: &mut i6
 
 /// Runs until the bus closes. A database error rebuilds from the database
 /// after a pause (nothing was committed of the failed step).
-pub async fn run(store: Store, bus: Bus) {
+pub async fn run(store: Store, bus: Bus, stats: std::sync::Arc<Stats>) {
     let mut events = bus.subscribe();
     loop {
-        match serve(&store, &bus, &mut events).await {
+        match serve(&store, &bus, &stats, &mut events).await {
             Ok(()) => return,
             Err(e) => {
                 warn!(error = %e, "correlator stopped; rebuilding in 5 s");
@@ -132,21 +151,22 @@ pub async fn run(store: Store, bus: Bus) {
 async fn serve(
     store: &Store,
     bus: &Bus,
+    stats: &Stats,
     events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
 ) -> Result<(), StoreError> {
     'rebuild: loop {
         let (mut engine, mut cursor) = rebuild(store).await?;
-        catch_up(store, bus, &mut engine, &mut cursor).await?;
+        catch_up(store, bus, stats, &mut engine, &mut cursor).await?;
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 e = events.recv() => match e {
                     Ok(e) => match &*e {
-                        Event::Findings { .. } => catch_up(store, bus, &mut engine, &mut cursor).await?,
+                        Event::Findings { .. } => catch_up(store, bus, stats, &mut engine, &mut cursor).await?,
                         Event::Heartbeat { device, .. } => {
                             let fact = Fact { device: device.to_string(), time_ms: now_ms(), heartbeat: true, ..Fact::default() };
                             let actions = engine.feed(&fact);
-                            apply(store, bus, &actions, None).await?;
+                            apply(store, bus, stats, &actions, None).await?;
                         }
                         Event::Rules => continue 'rebuild,
                         _ => {}
@@ -154,7 +174,7 @@ async fn serve(
                     // The findings are in the database; the next catch-up reads them.
                     Err(RecvError::Lagged(n)) => {
                         warn!(missed = n, "correlator fell behind the event bus; reading on from the database");
-                        catch_up(store, bus, &mut engine, &mut cursor).await?;
+                        catch_up(store, bus, stats, &mut engine, &mut cursor).await?;
                     }
                     Err(RecvError::Closed) => return Ok(()),
                 },
@@ -162,8 +182,8 @@ async fn serve(
                     engine.set_devices(store.correlation_devices().await?);
                     restore_open(store, &mut engine).await?;
                     let actions = engine.tick(now_ms());
-                    apply(store, bus, &actions, None).await?;
-                    catch_up(store, bus, &mut engine, &mut cursor).await?;
+                    apply(store, bus, stats, &actions, None).await?;
+                    catch_up(store, bus, stats, &mut engine, &mut cursor).await?;
                 }
             }
         }

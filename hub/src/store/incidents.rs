@@ -132,9 +132,20 @@ async fn event(tx: &mut WriteTx, id: i64, at_ms: i64, kind: &str, by: &str, text
     Ok(())
 }
 
-/// Adds `members` to incident `id` and brings its counts, devices and last
-/// time up to date.
-async fn add_members(tx: &mut WriteTx, id: i64, members: &[Member], time_ms: i64) -> Result<(), StoreError> {
+/// Incidents that took members in one transaction: their latest member
+/// time and the routers added, brought up to date once at its end (a
+/// campaign adds many members to one incident in a batch).
+type Touched = std::collections::BTreeMap<i64, (i64, BTreeSet<String>)>;
+
+/// Adds `members` to incident `id`; its counts, devices and last time are
+/// brought up to date by [`refresh`] at the transaction's end.
+async fn add_members(
+    tx: &mut WriteTx,
+    touched: &mut Touched,
+    id: i64,
+    members: &[Member],
+    time_ms: i64,
+) -> Result<(), StoreError> {
     for m in members {
         sqlx::query("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) VALUES (?, ?)")
             .bind(id)
@@ -142,19 +153,29 @@ async fn add_members(tx: &mut WriteTx, id: i64, members: &[Member], time_ms: i64
             .execute(&mut **tx)
             .await?;
     }
-    let devices: String =
-        sqlx::query_scalar("SELECT devices FROM incidents WHERE id = ?").bind(id).fetch_one(&mut **tx).await?;
-    let mut set: BTreeSet<String> = serde_json::from_str(&devices).unwrap_or_default();
-    set.extend(members.iter().map(|m| m.device.clone()));
-    sqlx::query(
-        "UPDATE incidents SET last_ms = MAX(last_ms, ?1), devices = ?2,
-            findings = (SELECT COUNT(*) FROM incident_findings WHERE incident_id = ?3) WHERE id = ?3",
-    )
-    .bind(time_ms)
-    .bind(serde_json::to_string(&set).unwrap_or_else(|_| "[]".into()))
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
+    let t = touched.entry(id).or_insert((time_ms, BTreeSet::new()));
+    t.0 = t.0.max(time_ms);
+    t.1.extend(members.iter().map(|m| m.device.clone()));
+    Ok(())
+}
+
+/// Brings each touched incident's counts, routers and last time up to date.
+async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
+    for (id, (time_ms, added)) in touched {
+        let devices: String =
+            sqlx::query_scalar("SELECT devices FROM incidents WHERE id = ?").bind(id).fetch_one(&mut **tx).await?;
+        let mut set: BTreeSet<String> = serde_json::from_str(&devices).unwrap_or_default();
+        set.extend(added);
+        sqlx::query(
+            "UPDATE incidents SET last_ms = MAX(last_ms, ?1), devices = ?2,
+                findings = (SELECT COUNT(*) FROM incident_findings WHERE incident_id = ?3) WHERE id = ?3",
+        )
+        .bind(time_ms)
+        .bind(serde_json::to_string(&set).unwrap_or_else(|_| "[]".into()))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -175,22 +196,31 @@ impl Store {
         cursor: Option<i64>,
     ) -> Result<Vec<IncidentChange>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut changes = Vec::new();
+        let mut changes: Vec<IncidentChange> = Vec::new();
+        let mut touched = Touched::new();
+        // Open incidents looked up in this transaction, by rule and key.
+        let mut ids: std::collections::HashMap<(&str, &str), i64> = Default::default();
+        let updated = |changes: &mut Vec<IncidentChange>, id: i64| {
+            if !changes.iter().any(|c| c.id == id) {
+                changes.push(IncidentChange { id, change: "updated" });
+            }
+        };
         for a in actions {
             match a {
                 Action::Open { rule, key, severity, time_ms, members, quiet_ms, why } => {
                     // Already open (the engine did not know it): it grows instead.
                     if let Some(id) = open_id(&mut tx, rule, key).await? {
-                        add_members(&mut tx, id, members, *time_ms).await?;
-                        changes.push(IncidentChange { id, change: "updated" });
+                        add_members(&mut tx, &mut touched, id, members, *time_ms).await?;
+                        updated(&mut changes, id);
+                        ids.insert((rule, key), id);
                         continue;
                     }
                     let first = members.iter().map(|m| m.time_ms).min().unwrap_or(*time_ms);
                     // An absence incident is about the router in its key.
                     let devices: BTreeSet<&str> = key.strip_prefix("device=").into_iter().collect();
                     let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO incidents (rule, key, severity, reason, first_ms, last_ms, devices, quiet_ms)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        "INSERT INTO incidents (rule, key, severity, reason, first_ms, last_ms, devices, quiet_ms, opened_ms)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     )
                     .bind(rule)
                     .bind(key)
@@ -200,16 +230,23 @@ impl Store {
                     .bind(time_ms)
                     .bind(serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into()))
                     .bind(quiet_ms)
+                    .bind(super::now_ms())
                     .fetch_one(&mut *tx)
                     .await?;
-                    add_members(&mut tx, id, members, *time_ms).await?;
+                    add_members(&mut tx, &mut touched, id, members, *time_ms).await?;
+                    ids.insert((rule, key), id);
                     event(&mut tx, id, *time_ms, "opened", &format!("rule:{rule}"), why).await?;
                     changes.push(IncidentChange { id, change: "opened" });
                 }
                 Action::Append { rule, key, time_ms, members } => {
-                    if let Some(id) = open_id(&mut tx, rule, key).await? {
-                        add_members(&mut tx, id, members, *time_ms).await?;
-                        changes.push(IncidentChange { id, change: "updated" });
+                    let id = match ids.get(&(rule.as_str(), key.as_str())) {
+                        Some(id) => Some(*id),
+                        None => open_id(&mut tx, rule, key).await?,
+                    };
+                    if let Some(id) = id {
+                        ids.insert((rule, key), id);
+                        add_members(&mut tx, &mut touched, id, members, *time_ms).await?;
+                        updated(&mut changes, id);
                     }
                 }
                 Action::Resolve { rule, key, time_ms, why } => {
@@ -222,6 +259,7 @@ impl Store {
                     .bind(key)
                     .fetch_optional(&mut *tx)
                     .await?;
+                    ids.remove(&(rule.as_str(), key.as_str()));
                     if let Some(id) = id {
                         event(&mut tx, id, *time_ms, "resolved", "correlator", why).await?;
                         changes.push(IncidentChange { id, change: "resolved" });
@@ -229,6 +267,7 @@ impl Store {
                 }
             }
         }
+        refresh(&mut tx, touched).await?;
         if let Some(c) = cursor {
             sqlx::query("INSERT INTO correlator_cursor (id, finding_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET finding_id = excluded.finding_id")
                 .bind(c)

@@ -64,6 +64,11 @@ enum Scenario {
         /// scheduler as much as the hub.
         #[arg(long)]
         fleet_nice: Option<i32>,
+        /// Correlation rules to load before the burst (see `bench_rules`);
+        /// 0 keeps the shipped ones only. With rules, the correlator's
+        /// figures are printed too.
+        #[arg(long, default_value_t = 0)]
+        rules: usize,
     },
     /// Many routers connected; the hub restarted under them.
     Reconnect {
@@ -85,8 +90,8 @@ fn main() -> Result<()> {
         println!("working directory (kept): {}", dir.path().display());
     }
     match cli.scenario {
-        Scenario::Findings { edges, sources, failures, spool_bytes, timeout, fleet_nice } => {
-            let burst = Burst { edges, sources, failures, spool_bytes, fleet_nice };
+        Scenario::Findings { edges, sources, failures, spool_bytes, timeout, fleet_nice, rules } => {
+            let burst = Burst { edges, sources, failures, spool_bytes, fleet_nice, rules };
             findings(dir.path(), &burst, Duration::from_secs(timeout))
         }
         Scenario::Reconnect { routers, restarts, timeout } => {
@@ -218,6 +223,8 @@ struct Burst {
     spool_bytes: usize,
     /// `None`: the fleet runs at idle priority (`SCHED_IDLE`).
     fleet_nice: Option<i32>,
+    /// Correlation rules loaded before the burst.
+    rules: usize,
 }
 
 /// Lowers a fleet edge's CPU priority (see `--fleet-nice`).
@@ -243,8 +250,15 @@ fn deprioritise(pid: u32, nice: Option<i32>) -> Result<()> {
 }
 
 fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
-    let &Burst { edges, sources, failures, spool_bytes, fleet_nice } = burst;
+    let &Burst { edges, sources, failures, spool_bytes, fleet_nice, rules } = burst;
     let hub = Hub::start(dir)?;
+    for rule in bench_rules(rules) {
+        let (status, v) =
+            hub.request("PUT", &format!("/rules/{}", rule["name"].as_str().unwrap_or("")), None, Some(&rule))?;
+        if status != 201 {
+            bail!("PUT rule: {status} {v}");
+        }
+    }
     let pid = hub_pid(&hub)?;
     println!("hub pid {pid}, data {}", hub.data_dir.display());
     let opts = format!("\toption spool_bytes '{spool_bytes}'\n");
@@ -290,6 +304,8 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
     let mut moved_at: BTreeMap<String, (u64, Duration)> = BTreeMap::new();
     let mut peak_rss = before.rss_kib;
     let mut timeline: Vec<(f64, u64)> = Vec::new();
+    // (time, findings correlated, findings stored) per sample.
+    let mut correlated: Vec<(Duration, u64, u64)> = Vec::new();
     std::thread::scope(|s| -> Result<()> {
         let probe_thread = s.spawn(|| probe_loop(&hub, &probe, &probe_dev, &done));
         let deadline = t0 + timeout;
@@ -313,6 +329,9 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
             if let Ok(st) = hub.stats() {
                 let n = st["findings_stored"].as_u64().unwrap_or(0) + st["findings_updated"].as_u64().unwrap_or(0);
                 timeline.push((t0.elapsed().as_secs_f64(), n));
+                let c = st["findings_correlated"].as_u64().unwrap_or(0);
+                let stored_now = st["findings_stored"].as_u64().unwrap_or(0);
+                correlated.push((t0.elapsed(), c, stored_now));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -405,10 +424,108 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
     let curve: Vec<String> =
         timeline.iter().step_by((timeline.len() / 12).max(1)).map(|(t, n)| format!("{t:.1}s:{n}")).collect();
     println!("stored over time                      {}", curve.join(" "));
+    if rules > 0 {
+        let mut c = rt.block_on(correlation(&db, t0, timeout))?;
+        // Sampled during the burst: the first moment the correlator had
+        // taken every row stored by the end.
+        if let Some((t, _, _)) = correlated.iter().find(|(_, n, _)| *n as i64 >= c.findings) {
+            c.done = Some(*t);
+        }
+        println!("== correlation ({rules} rules besides the shipped ones)");
+        match c.done {
+            Some(t) => println!(
+                "findings correlated                   {} in {:.2} s from the burst: {:.0}/s",
+                c.findings,
+                t.as_secs_f64(),
+                c.findings as f64 / t.as_secs_f64()
+            ),
+            None => println!("findings correlated                   NOT DONE: cursor {} of {}", c.cursor, c.last),
+        }
+        let not_done = c.done.is_none();
+        let mut l = c.latencies;
+        l.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "incidents opened                      {} (latency from the finding stored to the incident stored: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms)",
+            l.len(),
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
+            l.last().copied().unwrap_or(f64::NAN)
+        );
+        println!("hub RSS after correlation             {} MiB", sample(pid).rss_kib / 1024);
+        if not_done {
+            bail!("the correlator did not take every finding within {} s", timeout.as_secs());
+        }
+    }
     if unaccounted != 0 {
         bail!("{unaccounted} findings unaccounted");
     }
     Ok(())
+}
+
+/// `n` rules that all look at every brute force: one that fires for each
+/// address seen by two routers (the burst's addresses are the same on
+/// every edge), and others of each type that keep state and never fire
+/// (a second step that never comes, counts never reached), so that each
+/// finding costs all of them.
+fn bench_rules(n: usize) -> Vec<Value> {
+    let mut rules = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("bench-{i:03}");
+        let r = match i % 4 {
+            0 if i == 0 => serde_json::json!({ "name": name, "type": "threshold", "severity": "high", "window": "1h",
+                "key": "src_ip", "count": 2, "devices": 2, "match": [{ "kind": "ssh.bruteforce" }] }),
+            0 => serde_json::json!({ "name": name, "type": "threshold", "severity": "low", "window": "1h",
+                "key": "src_ip", "count": 1000, "match": [{ "kind": "ssh.*" }] }),
+            1 => serde_json::json!({ "name": name, "type": "all", "severity": "medium", "window": "30m",
+                "key": "src_ip", "match": [{ "kind": "ssh.bruteforce" }, { "kind": format!("never.{i}") }] }),
+            2 => serde_json::json!({ "name": name, "type": "sequence", "severity": "medium", "window": "30m",
+                "key": "src_ip", "match": [{ "agent": "security" }, { "kind": format!("never.{i}") }] }),
+            _ => serde_json::json!({ "name": name, "type": "threshold", "severity": "low", "window": "10m",
+                "key": "device", "count": 1000, "devices": 2, "match": [{ "min_severity": "medium" }] }),
+        };
+        rules.push(r);
+    }
+    rules
+}
+
+/// What the correlator did with the burst.
+struct Correlation {
+    findings: i64,
+    cursor: i64,
+    last: i64,
+    /// When its cursor reached the last finding, from the burst's start.
+    done: Option<Duration>,
+    /// Per incident: ms from the finding that completed it stored to it stored.
+    latencies: Vec<f64>,
+}
+
+async fn correlation(db: &Path, t0: Instant, timeout: Duration) -> Result<Correlation> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let opts = SqliteConnectOptions::new().filename(db).read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await?;
+    let (findings, last): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM findings").fetch_one(&pool).await?;
+    let deadline = Instant::now() + timeout;
+    let mut cursor = 0;
+    let mut done = None;
+    while Instant::now() < deadline {
+        cursor = sqlx::query_scalar("SELECT finding_id FROM correlator_cursor WHERE id = 1")
+            .fetch_optional(&pool)
+            .await?
+            .unwrap_or(0);
+        if cursor >= last {
+            done = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latencies: Vec<i64> = sqlx::query_scalar(
+        "SELECT i.opened_ms - e.at_ms FROM incidents i JOIN incident_events e ON e.incident_id = i.id AND e.kind = 'opened'
+          WHERE i.opened_ms IS NOT NULL",
+    )
+    .fetch_all(&pool)
+    .await?;
+    Ok(Correlation { findings, cursor, last, done, latencies: latencies.into_iter().map(|l| l as f64).collect() })
 }
 
 /// Attacks the probe router every 300 ms with a fresh address and measures
