@@ -65,7 +65,8 @@ async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> 
     text.push_str("# HELP opmas_alert_receiver_failing Receivers whose oldest pending notification failed its last attempt (1).\n");
     text.push_str("# TYPE opmas_alert_receiver_failing gauge\n");
     for (receiver, failing) in state.store.receiver_health().await? {
-        let _ = writeln!(text, "opmas_alert_receiver_failing{{receiver=\"{}\"}} {}", label(&receiver), u8::from(failing));
+        let _ =
+            writeln!(text, "opmas_alert_receiver_failing{{receiver=\"{}\"}} {}", label(&receiver), u8::from(failing));
     }
     let (open, acknowledged) = state.store.incident_counts().await?;
     text.push_str("# TYPE opmas_incidents gauge\n");

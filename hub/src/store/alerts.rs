@@ -402,9 +402,11 @@ impl Store {
 
     /// Notifications by receiver and state.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        Ok(sqlx::query_as("SELECT receiver, state, COUNT(*) FROM alert_outbox GROUP BY receiver, state ORDER BY receiver, state")
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT receiver, state, COUNT(*) FROM alert_outbox GROUP BY receiver, state ORDER BY receiver, state",
+        )
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// Each receiver with pending notifications, and whether the oldest
