@@ -275,6 +275,12 @@ async fn add_maintenance(
             "expected {{\"name\", \"match\", \"days\": [\"sun\"], \"start\": \"02:00\", \"duration\": \"2h\"}}: {e}"
         ),
     })?;
+    let w = create_maintenance(&state, m, &author(&token)).await?;
+    Ok((StatusCode::CREATED, Json(w)))
+}
+
+/// Checks and stores a maintenance window (also the web UI's form).
+pub async fn create_maintenance(state: &AppState, m: NewMaintenance, who: &str) -> Result<Maintenance, ApiError> {
     check_match(&m.matchers)?;
     if m.name.trim().is_empty() || m.name.len() > 100 {
         return Err(ApiError::Invalid { field: "name", message: "1 to 100 characters".into() });
@@ -302,10 +308,10 @@ async fn add_maintenance(
         days: m.days,
         start_min,
         duration_ms,
-        created_by: author(&token),
+        created_by: who.to_owned(),
     };
     w.id = state.store.add_maintenance(&w, now_ms()).await?;
-    Ok((StatusCode::CREATED, Json(w)))
+    Ok(w)
 }
 
 /// Deletes a maintenance window (operators).

@@ -530,6 +530,34 @@ impl Store {
         Ok(sqlx::query("DELETE FROM maintenance WHERE id = ?").bind(id).execute(self.writer()).await?.rows_affected()
             == 1)
     }
+
+    /// Each receiver's newest notification with an error: while the
+    /// receiver is failing, its oldest pending one (those after it wait
+    /// their turn, untried); else the newest it gave up on. Receivers
+    /// whose notifications all went through have none.
+    pub async fn receiver_errors(&self) -> Result<Vec<ReceiverError>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT o.receiver, o.id, o.state, o.last_error AS error, o.attempts, o.next_attempt_ms
+               FROM alert_outbox o
+               JOIN (SELECT MAX(id) AS id FROM alert_outbox WHERE last_error IS NOT NULL GROUP BY receiver) n ON n.id = o.id
+              ORDER BY o.receiver",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+/// A receiver's newest delivery error ([`Store::receiver_errors`]).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ReceiverError {
+    pub receiver: String,
+    /// The notification's id.
+    pub id: i64,
+    /// `pending` (to be tried again at `next_attempt_ms`) or `failed`.
+    pub state: String,
+    pub error: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! buttons and the comment form that move it. Those go through the API's
 //! own code (`http::incidents::set_state`, `add_comment`), so the page
 //! cannot do what the API would refuse; only operators and admins see them
-//! and may post them.
+//! and may post them, and the "Silence this" link to the silence form
+//! filled in with the incident's rule and key.
 
 use std::collections::HashMap;
 
@@ -269,6 +270,12 @@ async fn render(
         div.pagehead {
             h1 { "Incident " (i.id) ": " a href={ "/rules/" (i.rule) } title="the rule" { (i.rule) } }
             (layout::severity_badge(i.severity)) " " span #incident-state { (layout::incident_badge(&i.state)) }
+            @if operator {
+                // The silence form, filled in with what identifies this incident.
+                a.button.secondary #silence-this href={ "/silences" (layout::query(&[("rule", &i.rule), ("key", &i.key)])) "#new-silence" } {
+                    "Silence this"
+                }
+            }
         }
         p.summary { code #incident-key { (i.key) } span.muted { " · " } span #reason { (i.reason) } }
         @if let Some(n) = done { p.notice #done role="status" { (n) } }

@@ -16,6 +16,10 @@ pub enum Nav {
     Findings,
     Incidents,
     Rules,
+    /// Receivers, routes and the notification log.
+    Alerting,
+    /// Silences and maintenance windows.
+    Silences,
     Commands,
     Config,
     Users,
@@ -63,6 +67,8 @@ pub fn page(who: &Signed, title: &str, active: Nav, body: Markup) -> Markup {
                         (item(Nav::Findings, "/findings", "Findings"))
                         (item(Nav::Incidents, "/incidents", "Incidents"))
                         (item(Nav::Rules, "/rules", "Rules"))
+                        (item(Nav::Alerting, "/alerting", "Alerting"))
+                        (item(Nav::Silences, "/silences", "Silences"))
                         (item(Nav::Commands, "/commands", "Commands"))
                         (item(Nav::Config, "/config", "Configuration"))
                         @if who.may(Role::Admin) {

@@ -16,6 +16,7 @@
 //! (no inline script, nothing from elsewhere).
 
 mod admin;
+mod alerting;
 mod assets;
 pub mod chart;
 mod commands;
@@ -28,6 +29,7 @@ mod live;
 mod overview;
 mod rules;
 mod signin;
+mod silences;
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
@@ -63,6 +65,11 @@ pub fn router() -> Router<AppState> {
         .route("/rules/new", get(rules::new_form).post(rules::create))
         .route("/rules/{name}", get(rules::edit).post(rules::save))
         .route("/rules/{name}/{action}", post(rules::action))
+        .route("/alerting", get(alerting::page).post(alerting::save))
+        .route("/silences", get(silences::page).post(silences::create))
+        .route("/silences/{id}/expire", post(silences::expire))
+        .route("/maintenance", get(silences::windows).post(silences::add_window))
+        .route("/maintenance/{id}/delete", post(silences::delete_window))
         .route("/signin", get(signin::form).post(signin::submit))
         .route("/signout", post(signin::sign_out))
         .route("/admin/users", get(admin::users).post(admin::add_user))
@@ -698,6 +705,208 @@ mod tests {
         for (uri, status) in [("/rules/Bad%20Name", 422), ("/rules/nothing", 404), ("/rules?saved=%3Cb%3E", 422)] {
             assert_eq!(app.send("GET", uri, &op, None).await.status.as_u16(), status, "{uri}");
         }
+    }
+
+    #[tokio::test]
+    async fn alerting_is_read_by_everyone_and_changed_by_admins_with_every_problem_named() {
+        let app = App::new().await;
+        app.state_store().insert_user("otto", Role::Operator, "operator password", 1).await.unwrap();
+        let doc = "receivers:\n  - name: hub-log\n    log: {}\n  - name: chat\n    slack: { url: 'https://hooks.example.net/T/B/slack-secret' }\nroute:\n  receivers: [hub-log]\n";
+        let cfg = crate::alert::config::parse_yaml(doc).unwrap();
+        app.state_store().put_alert_config(&cfg, "seed:config/alerting.yaml", 1).await.unwrap();
+        // A notification to chat that failed its first attempt: chat is failing now.
+        let group = crate::store::alerts::GroupRow {
+            id: 1,
+            route: "0".into(),
+            receiver: "chat".into(),
+            group_key: "rule=r".into(),
+            interval_ms: 1,
+            repeat_ms: 1,
+            last_sent_ms: None,
+            last_digest: None,
+        };
+        let payload = r#"{"status":"firing","subject":"[OPMAS FIRING] high r on k"}"#;
+        let flush = crate::store::alerts::Flush { notify: Some(("chat".into(), payload.into())), ..Default::default() };
+        let n = app.state_store().flush_group(&group, &flush, 5).await.unwrap().unwrap();
+        let retry = crate::store::now_ms() + 60_000;
+        app.state_store().outbox_attempt(n, Err(("connection refused", Some(retry))), 6).await.unwrap();
+
+        for (name, password) in [("vera", "viewer password 1"), ("otto", "operator password")] {
+            let (session, csrf) = app.sign_in(name, password).await;
+            let page = app.send("GET", "/alerting", &session, None).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            assert!(page.body.contains("data-receiver=\"chat\" data-failing=\"true\""), "{}", page.body);
+            assert!(page.body.contains("connection refused") && page.body.contains("data-notification=\"1\""));
+            assert!(page.body.contains("[OPMAS FIRING] high r on k"), "{}", page.body);
+            assert!(page.body.contains("url: &lt;secret&gt;") && !page.body.contains("slack-secret"), "{}", page.body);
+            assert!(page.body.contains("readonly") && !page.body.contains("id=\"save\""), "{name}: read-only");
+            let r = app.send("POST", "/alerting", &session, Some(&form(&[("csrf", &csrf), ("yaml", doc)]))).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}");
+            assert!(r.body.contains("needs the role admin"), "{}", r.body);
+        }
+
+        let (admin, csrf) = app.sign_in("root", "admin password 1").await;
+        let page = app.send("GET", "/alerting", &admin, None).await;
+        assert!(page.body.contains("id=\"save\"") && !page.body.contains("readonly"), "{}", page.body);
+        assert!(page.body.contains("title=\"config/alerting.yaml\">shipped"), "{}", page.body);
+        let shown = super::alerting::to_yaml(&cfg).unwrap();
+        assert!(shown.contains("url: <secret>"), "{shown}");
+        // Mistakes: each by its path, the text kept as typed, nothing stored.
+        let bad = shown.replace("    - hub-log", "    - nobody").replace('\n', "\r\n");
+        assert_ne!(bad.replace("\r\n", "\n"), shown, "the route's receiver changed:\n{shown}");
+        let r = app.send("POST", "/alerting", &admin, Some(&form(&[("csrf", &csrf), ("yaml", &bad)]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(
+            r.body.contains("data-path=\"route.receivers[0]\"") && r.body.contains("no receiver &quot;nobody&quot;")
+        );
+        assert!(r.body.contains("    - nobody\n") && r.body.contains("url: &lt;secret&gt;"), "{}", r.body);
+        let r = app.send("POST", "/alerting", &admin, Some(&form(&[("csrf", &csrf), ("yaml", "route: [")]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body.contains("data-path=\"yaml\""), "{}", r.body);
+        assert_eq!(app.state_store().alert_config().await.unwrap().unwrap().0, cfg, "nothing stored");
+        // Fixed: saved with the secret kept, back to the page.
+        let good = shown
+            .replace("receivers:\n  - name: hub-log", "receivers:\n  - name: second\n    log: {}\n  - name: hub-log");
+        let r = app.send("POST", "/alerting", &admin, Some(&form(&[("csrf", &csrf), ("yaml", &good)]))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/alerting?saved=1")), "{}", r.body);
+        let (stored, by, _) = app.state_store().alert_config().await.unwrap().unwrap();
+        let names: Vec<&str> = stored.receivers.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!((names, by.as_str()), (vec!["second", "hub-log", "chat"], "root"));
+        assert_eq!(stored.receivers[2].slack.as_ref().unwrap().url, "https://hooks.example.net/T/B/slack-secret");
+        let page = app.send("GET", "/alerting?saved=1", &admin, None).await;
+        assert!(page.body.contains("id=\"saved\"") && page.body.contains("data-receiver=\"second\""), "{}", page.body);
+
+        let r = app.send("GET", "/alerting?state=sent", &admin, None).await;
+        assert!(!r.body.contains("data-notification=\"1\"") && r.body.contains("No notifications."), "{}", r.body);
+        for (uri, says) in [("/alerting?state=lost", "is not one of"), ("/alerting?colour=red", "unknown parameter")] {
+            let r = app.send("GET", uri, &admin, None).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+            assert!(r.body.contains(says), "{uri}: {}", r.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn silences_and_windows_are_made_and_ended_by_operators_a_refused_form_kept() {
+        let app = App::new().await;
+        app.state_store().insert_user("otto", Role::Operator, "operator password", 1).await.unwrap();
+        an_incident(&app).await;
+        let (op, csrf) = app.sign_in("otto", "operator password").await;
+
+        // An incident's "Silence this" fills the form in with its rule and key.
+        let page = app.send("GET", "/incidents/1", &op, None).await;
+        let link = "/silences?rule=two-routers&amp;key=src_ip%3D198.51.100.77#new-silence";
+        assert!(page.body.contains(&format!("href=\"{link}\"")), "{}", page.body);
+        let page = app.send("GET", "/silences?rule=two-routers&key=src_ip%3D198.51.100.77", &op, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("value=\"two-routers\"") && page.body.contains("value=\"src_ip=198.51.100.77\""));
+        assert!(page.body.contains("No silences"), "{}", page.body);
+
+        // Refused: the reason, and the form as typed.
+        let post = |fields: &[(&str, &str)]| {
+            let mut all = vec![("csrf", csrf.as_str())];
+            all.extend_from_slice(fields);
+            form(&all)
+        };
+        for (fields, says, kept) in [
+            (vec![("duration", "2h"), ("comment", "kept comment")], "matches every incident", "value=\"kept comment\""),
+            (
+                vec![("rule", "r"), ("duration", "2x"), ("comment", "c")],
+                "Duration: ",
+                "value=\"2x\" placeholder=\"2h\" maxlength=\"500\" autocomplete=\"off\" aria-invalid=\"true\"",
+            ),
+            (
+                vec![("rule", "r"), ("severity", "urgent"), ("duration", "2h"), ("comment", "c")],
+                "&quot;urgent&quot; is not a severity",
+                "value=\"r\"",
+            ),
+            (vec![("rule", "r"), ("duration", "2h"), ("comment", " ")], "say why", "value=\"r\""),
+        ] {
+            let r = app.send("POST", "/silences", &op, Some(&post(&fields))).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{fields:?}: {}", r.body);
+            assert!(r.body.contains("id=\"silence-error\"") && r.body.contains(says), "{fields:?}: {}", r.body);
+            assert!(r.body.contains(kept), "{fields:?} kept: {}", r.body);
+        }
+        assert!(app.state_store().silences(None).await.unwrap().is_empty(), "nothing stored");
+
+        let fields = [("rule", "bruteforce-then-login"), ("key", ""), ("duration", "2h"), ("comment", "re-cabling")];
+        let r = app.send("POST", "/silences", &op, Some(&post(&fields))).await;
+        assert_eq!(
+            (r.status, r.location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/silences?created=1")),
+            "{}",
+            r.body
+        );
+        let s = app.state_store().silences(Some(crate::store::now_ms())).await.unwrap().remove(0);
+        assert_eq!((s.matchers.rule.clone(), s.matchers.key.len()), (vec!["bruteforce-then-login".to_string()], 0));
+        assert_eq!(
+            (s.ends_ms - s.starts_ms, s.created_by.as_str(), s.comment.as_str()),
+            (7_200_000, "otto", "re-cabling")
+        );
+        let page = app.send("GET", "/silences?created=1", &op, None).await;
+        assert!(page.body.contains("id=\"done\"") && page.body.contains("data-silence=\"1\" data-state=\"active\""));
+        assert!(page.body.contains("action=\"/silences/1/expire\""), "{}", page.body);
+        let r = app.send("POST", "/silences/1/expire", &op, Some(&post(&[]))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/silences?ended=1")));
+        assert!(!app.send("GET", "/silences?ended=1", &op, None).await.body.contains("data-silence=\"1\""));
+        assert_eq!(app.send("POST", "/silences/1/expire", &op, Some(&post(&[]))).await.status, StatusCode::NOT_FOUND);
+
+        // A weekly window: refused as typed, then added, listed and deleted.
+        let mut window =
+            vec![("name", "backup"), ("days", "sun"), ("days", "sat"), ("start", "25:00"), ("duration", "2h")];
+        window.push(("rule", "router-gone-quiet"));
+        let r = app.send("POST", "/maintenance", &op, Some(&post(&window))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("id=\"window-error\"") && r.body.contains("is not HH:MM"), "{}", r.body);
+        assert!(r.body.contains("value=\"sat\" checked") && !r.body.contains("value=\"mon\" checked"), "{}", r.body);
+        window[3] = ("start", "02:00");
+        let r = app.send("POST", "/maintenance", &op, Some(&post(&window))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/silences?added=1#maintenance")));
+        let w = app.state_store().maintenance().await.unwrap().remove(0);
+        assert_eq!(
+            (w.days.clone(), w.start_min, w.matchers.rule.clone()),
+            (vec!["sun".to_string(), "sat".to_string()], 120, vec!["router-gone-quiet".to_string()])
+        );
+        let page = app.send("GET", "/silences?added=1", &op, None).await;
+        assert!(page.body.contains("data-window=\"1\"") && page.body.contains("sat, sun, 02:00 UTC"), "{}", page.body);
+
+        // A viewer: the lists, no forms, and every post refused.
+        let fields = [("rule", "x"), ("duration", "1h"), ("comment", "second")];
+        assert_eq!(app.send("POST", "/silences", &op, Some(&post(&fields))).await.status, StatusCode::SEE_OTHER);
+        let (viewer, vcsrf) = app.sign_in("vera", "viewer password 1").await;
+        let page = app.send("GET", "/silences", &viewer, None).await;
+        assert!(page.body.contains("data-silence=\"2\"") && page.body.contains("data-window=\"1\""), "{}", page.body);
+        for form_id in ["silence-form", "window-form", "/silences/2/expire", "/maintenance/1/delete"] {
+            assert!(!page.body.contains(form_id), "{form_id} shown to a viewer");
+        }
+        let page = app.send("GET", "/incidents/1", &viewer, None).await;
+        assert!(!page.body.contains("silence-this"), "{}", page.body);
+        for uri in ["/silences", "/silences/2/expire", "/maintenance", "/maintenance/1/delete"] {
+            let body = form(&[("csrf", &vcsrf), ("rule", "x"), ("duration", "1h"), ("comment", "mine")]);
+            let r = app.send("POST", uri, &viewer, Some(&body)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri}");
+            assert!(r.body.contains("needs the role operator"), "{uri}: {}", r.body);
+        }
+        assert_eq!(app.state_store().silences(Some(crate::store::now_ms())).await.unwrap().len(), 1);
+
+        let r = app.send("POST", "/maintenance/1/delete", &op, Some(&post(&[]))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/silences?deleted=1#maintenance")));
+        assert!(app.state_store().maintenance().await.unwrap().is_empty());
+        assert_eq!(
+            app.send("POST", "/maintenance/1/delete", &op, Some(&post(&[]))).await.status,
+            StatusCode::NOT_FOUND
+        );
+        for (uri, says) in [
+            ("/silences?colour=red", "unknown parameter"),
+            ("/silences?ended=x", "is not a silence id"),
+            ("/silences?deleted=0", "is not a maintenance window id"),
+        ] {
+            let r = app.send("GET", uri, &op, None).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+            assert!(r.body.contains(says), "{uri}: {}", r.body);
+        }
+        assert_eq!(app.send("POST", "/silences/x/expire", &op, Some(&post(&[]))).await.status.as_u16(), 422);
+        let r = app.send("GET", "/maintenance", &op, None).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/silences#maintenance")));
     }
 
     #[tokio::test]
