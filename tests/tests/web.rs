@@ -7,128 +7,14 @@
 //! `$CARGO_TARGET_TMPDIR/web-screens/` and are named in the log.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use opmas_e2e::{bin, dropbear_attack, free_addr, wait_for, Edge, Hub, Proc};
+use fantoccini::Locator;
+use opmas_e2e::{dropbear_attack, wait_for, Edge, Hub};
 use serde_json::json;
 
-/// chromedriver on a free loopback port, or a panic that says how to get it.
-fn chromedriver(dir: &Path) -> (Proc, SocketAddr) {
-    let path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("chromedriver is needed: apt-get install chromium chromium-driver (.ci/run does)");
-    let addr = free_addr();
-    let mut cmd = Command::new(path);
-    cmd.arg(format!("--port={}", addr.port())).stdin(Stdio::null());
-    let proc = Proc::spawn(cmd, dir.join("chromedriver.log")).unwrap();
-    wait_for(Duration::from_secs(20), "chromedriver", || std::net::TcpStream::connect(addr).ok()).unwrap();
-    (proc, addr)
-}
-
-async fn browser(driver: SocketAddr) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"] }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://{driver}"))
-        .await
-        .expect("a WebDriver session with headless Chromium")
-}
-
-/// Where screenshots go.
-fn screens() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screens");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Screenshots of the current page at laptop and phone widths; checks that
-/// nothing scrolls sideways on the phone.
-async fn shoot(c: &Client, name: &str) {
-    for (w, h, label) in [(1280, 900, "laptop"), (390, 844, "phone")] {
-        c.set_window_size(w, h).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if label == "phone" {
-            let wide =
-                c.execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await.unwrap();
-            let (sw, iw) = (wide[0].as_i64().unwrap(), wide[1].as_i64().unwrap());
-            assert!(sw <= iw, "{name} scrolls sideways on a phone: {sw} px wide in a {iw} px window");
-        }
-        let png = c.screenshot().await.unwrap();
-        let path = screens().join(format!("{name}-{label}.png"));
-        std::fs::write(&path, png).unwrap();
-        println!("screenshot: {}", path.display());
-    }
-    c.set_window_size(1280, 900).await.unwrap();
-}
-
-/// Clicks `css` and waits until the browser has loaded the next page.
-async fn click_away(c: &Client, css: &str) {
-    c.execute("window.stillHere = true;", vec![]).await.unwrap();
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
-    for _ in 0..100 {
-        let here = c.execute("return window.stillHere === true && document.readyState === 'complete';", vec![]).await;
-        if matches!(here, Ok(serde_json::Value::Bool(false))) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("clicking {css} led nowhere");
-}
-
-async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
-    c.goto(&format!("{base}/signin")).await.unwrap();
-    c.find(Locator::Css("input[name=name]")).await.unwrap().send_keys(name).await.unwrap();
-    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(password).await.unwrap();
-    click_away(c, "form button[type=submit]").await;
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
-}
-
-/// The status of a POST the page itself sends with `fetch` (cookies and all),
-/// with the form fields `fields` (JSON object).
-async fn page_post(c: &Client, path: &str, fields: serde_json::Value) -> i64 {
-    let status = c
-        .execute_async(
-            "const [path, fields, done] = arguments;
-             fetch(path, { method: 'POST', body: new URLSearchParams(fields), redirect: 'manual' })
-               .then(r => done(r.status), e => done(String(e)));",
-            vec![json!(path), fields],
-        )
-        .await
-        .unwrap();
-    status.as_i64().unwrap_or_else(|| panic!("fetch {path}: {status}"))
-}
-
-/// The page's CSRF token (the sign-out form's).
-async fn csrf(c: &Client) -> String {
-    c.find(Locator::Css("form.signout input[name=csrf]")).await.unwrap().attr("value").await.unwrap().unwrap()
-}
-
-fn add_user(hub: &Hub, name: &str, role: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(bin("opmas-hub"))
-        .args(["user", "add", name, "--role", role, "--password-stdin", "--data-dir"])
-        .arg(&hub.data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
+mod support;
+use support::browser::*;
 
 #[test]
 fn an_operator_watches_the_fleet_live_in_a_browser() {
@@ -166,7 +52,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     // Signed out, a page sends the person to sign in, and back afterwards.
     c.goto(&format!("{base}/findings")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
-    shoot(&c, "signin").await;
+    shoot(&c, "signin", false).await;
     sign_in(&c, &base, "admin", "not the password").await;
     assert_eq!(text(&c, "#signin-error").await, "wrong user name or password");
     sign_in(&c, &base, "admin", admin_password).await;
@@ -178,12 +64,12 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     let totals = text(&c, "section.totals").await;
     assert!(totals.contains("devices"), "{totals}");
     assert!(c.find(Locator::Css("figure.chart svg rect.s-security")).await.is_ok(), "the chart shows the finding");
-    shoot(&c, "overview").await;
+    shoot(&c, "overview", false).await;
 
     // The device page.
     click_away(&c, "#device-table a[href='/devices/gw-lab']").await;
     assert!(text(&c, "h1").await.starts_with("gw-lab"));
-    shoot(&c, "device").await;
+    shoot(&c, "device", false).await;
 
     // Findings: a new one appears without a reload.
     c.goto(&format!("{base}/findings")).await.unwrap();
@@ -201,12 +87,12 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     let after = c.find_all(Locator::Css("#findings tbody tr[data-id]")).await.unwrap().len();
     assert_eq!(after, before + 1);
     assert_eq!(c.execute("return window.notReloaded === true;", vec![]).await.unwrap(), json!(true));
-    shoot(&c, "findings").await;
+    shoot(&c, "findings", false).await;
     let id = live.attr("data-id").await.unwrap().unwrap();
     click_away(&c, &format!("#findings tr[data-id='{id}'] a")).await;
     assert!(text(&c, "h1").await.starts_with("ssh.bruteforce on gw-lab"));
     assert!(text(&c, "pre.evidence").await.contains("203.0.113.99"));
-    shoot(&c, "finding").await;
+    shoot(&c, "finding", false).await;
 
     // An agent stopped with its button (its desired state, in the device's
     // configuration): the next heartbeat shows it stopped; started again
@@ -231,7 +117,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
         let sync = text(&c, "#config-sync").await;
         assert!(sync.contains("in sync"), "the device runs its configuration: {sync}");
     }
-    shoot(&c, "device-commands").await;
+    shoot(&c, "device-commands", false).await;
 
     // A threshold edited in the form built from the schema: a bad value is
     // named and nothing is stored; a good one is previewed as a diff, then
@@ -253,7 +139,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     click_away(&c, "button[value=preview]").await;
     let diff = text(&c, "#preview tr[data-field=ssh_failures]").await;
     assert!(diff.contains("inherited") && diff.contains('3'), "{diff}");
-    shoot(&c, "config-preview").await;
+    shoot(&c, "config-preview", false).await;
     let pid = edge.proc.as_ref().unwrap().pid().to_string();
     let signal = |s: &str| assert!(std::process::Command::new("kill").args([s, &pid]).status().unwrap().success());
     signal("-STOP");
@@ -263,7 +149,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     signal("-CONT");
     assert!(saved.starts_with("Saved as version "), "{saved}");
     assert_eq!(pending.as_deref(), Some("pending"), "a frozen router has not run it yet");
-    shoot(&c, "config-pending").await;
+    shoot(&c, "config-pending", false).await;
     let mut sync = None;
     for _ in 0..60 {
         c.refresh().await.unwrap();
@@ -275,11 +161,11 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     }
     assert_eq!(sync.as_deref(), Some("in_sync"), "the router runs the new threshold");
     assert!(text(&c, "#history").await.contains("ssh_failures"), "the change is in the history");
-    shoot(&c, "config-in-sync").await;
+    shoot(&c, "config-in-sync", false).await;
     c.goto(&format!("{base}/config")).await.unwrap();
     let fleet = text(&c, "#fleet-agents tr[data-device=gw-lab]").await;
     assert!(fleet.contains("running"), "{fleet}");
-    shoot(&c, "config-fleet").await;
+    shoot(&c, "config-fleet", false).await;
 
     // A form post without the CSRF token is refused, and changes nothing.
     assert_eq!(page_post(&c, "/admin/users", json!({ "name": "mallory", "role": "admin" })).await, 403);

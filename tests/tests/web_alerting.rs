@@ -15,110 +15,20 @@
 //! in the log.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use opmas_e2e::{bin, dropbear_attack, free_addr, now_logread, wait_for, Edge, Hub, Proc};
-use serde_json::{json, Value};
+use fantoccini::{Client, Locator};
+use opmas_e2e::{dropbear_attack, free_addr, now_logread, wait_for, Edge, Hub};
+use serde_json::json;
+
+mod support;
+use support::browser::*;
 
 /// The address brute-forcing the router.
 const ATTACKER: &str = "198.51.100.99";
 /// Secrets of the alerting document: never in a page, nor in the API's answers.
 const SLACK_URL: &str = "https://hooks.example.net/T000/B000/slack-very-secret";
 const HOOK_SECRET: &str = "hook-secret-never-shown";
-
-/// chromedriver on a free loopback port, or a panic that says how to get it.
-fn chromedriver(dir: &Path) -> (Proc, SocketAddr) {
-    let path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("chromedriver is needed: apt-get install chromium chromium-driver (.ci/run does)");
-    let addr = free_addr();
-    let mut cmd = Command::new(path);
-    cmd.arg(format!("--port={}", addr.port())).stdin(Stdio::null());
-    let proc = Proc::spawn(cmd, dir.join("chromedriver.log")).unwrap();
-    wait_for(Duration::from_secs(20), "chromedriver", || std::net::TcpStream::connect(addr).ok()).unwrap();
-    (proc, addr)
-}
-
-async fn browser(driver: SocketAddr) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"] }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://{driver}"))
-        .await
-        .expect("a WebDriver session with headless Chromium")
-}
-
-/// Where screenshots go (the same place as web.rs's).
-fn screens() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screens");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Screenshots of the current page at laptop and phone widths, the whole
-/// page long; checks that nothing scrolls sideways on the phone.
-async fn shoot(c: &Client, name: &str) {
-    for (w, h, label) in [(1280, 900, "laptop"), (390, 844, "phone")] {
-        c.set_window_size(w, h).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if label == "phone" {
-            let wide =
-                c.execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await.unwrap();
-            let (sw, iw) = (wide[0].as_i64().unwrap(), wide[1].as_i64().unwrap());
-            assert!(sw <= iw, "{name} scrolls sideways on a phone: {sw} px wide in a {iw} px window");
-        }
-        // These pages are long: the window grows to the page, so the
-        // screenshot shows all of it.
-        let tall = c.execute("return document.documentElement.scrollHeight;", vec![]).await.unwrap();
-        let tall = tall.as_u64().unwrap_or(u64::from(h)).clamp(u64::from(h), 6000) as u32;
-        c.set_window_size(w, tall + 140).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let png = c.screenshot().await.unwrap();
-        let path = screens().join(format!("{name}-{label}.png"));
-        std::fs::write(&path, png).unwrap();
-        println!("screenshot: {}", path.display());
-    }
-    c.set_window_size(1280, 900).await.unwrap();
-}
-
-/// Clicks `css` and waits until the browser has loaded the next page.
-async fn click_away(c: &Client, css: &str) {
-    c.execute("window.stillHere = true;", vec![]).await.unwrap();
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
-    for _ in 0..100 {
-        let here = c.execute("return window.stillHere === true && document.readyState === 'complete';", vec![]).await;
-        if matches!(here, Ok(serde_json::Value::Bool(false))) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("clicking {css} led nowhere");
-}
-
-async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
-    c.goto(&format!("{base}/signin")).await.unwrap();
-    c.find(Locator::Css("input[name=name]")).await.unwrap().send_keys(name).await.unwrap();
-    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(password).await.unwrap();
-    click_away(c, "form button[type=submit]").await;
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
-}
-
-/// How many elements match `css`.
-async fn count(c: &Client, css: &str) -> usize {
-    c.find_all(Locator::Css(css)).await.unwrap().len()
-}
 
 /// The value of the form field `css`, as the browser holds it.
 async fn value(c: &Client, css: &str) -> String {
@@ -133,47 +43,12 @@ async fn fill(c: &Client, css: &str, text: &str) {
     assert_eq!(value(c, css).await, text, "{css} holds what was typed");
 }
 
-/// The status of a POST the page itself sends with `fetch` (cookies and all),
-/// with the form fields `fields` (JSON object).
-async fn page_post(c: &Client, path: &str, fields: Value) -> i64 {
-    let status = c
-        .execute_async(
-            "const [path, fields, done] = arguments;
-             fetch(path, { method: 'POST', body: new URLSearchParams(fields), redirect: 'manual' })
-               .then(r => done(r.status), e => done(String(e)));",
-            vec![json!(path), fields],
-        )
-        .await
-        .unwrap();
-    status.as_i64().unwrap_or_else(|| panic!("fetch {path}: {status}"))
-}
-
-/// The page's CSRF token (the sign-out form's).
-async fn csrf(c: &Client) -> String {
-    c.find(Locator::Css("form.signout input[name=csrf]")).await.unwrap().attr("value").await.unwrap().unwrap()
-}
-
 /// Checks that neither secret is anywhere in the page's HTML.
 async fn no_secrets(c: &Client, page: &str) {
     let html = c.source().await.unwrap();
     for secret in [SLACK_URL, HOOK_SECRET] {
         assert!(!html.contains(secret), "{page} shows a secret: {secret}");
     }
-}
-
-fn add_user(hub: &Hub, name: &str, role: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(bin("opmas-hub"))
-        .args(["user", "add", name, "--role", role, "--password-stdin", "--data-dir"])
-        .arg(&hub.data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// What the browser part found, for the checks through the API after it.
@@ -284,7 +159,7 @@ async fn in_the_browser(driver_addr: SocketAddr, hub: &Hub, base: &str, id: i64,
     let yaml = value(&c, "#yaml").await;
     assert!(yaml.contains("url: <secret>") && yaml.contains("secret: <secret>"), "{yaml}");
     no_secrets(&c, "/alerting").await;
-    shoot(&c, "alerting").await;
+    shoot(&c, "alerting", true).await;
 
     // A route to a receiver that does not exist: named by its path, the text kept.
     assert_eq!(yaml.matches("- soc\n").count(), 1, "the route's receiver, once: {yaml}");
@@ -295,7 +170,7 @@ async fn in_the_browser(driver_addr: SocketAddr, hub: &Hub, base: &str, id: i64,
     assert!(error.contains("no receiver \"pager\"") && error.contains("soc"), "{error}");
     assert_eq!(value(&c, "#yaml").await, bad, "the text is kept as typed");
     no_secrets(&c, "/alerting (refused)").await;
-    shoot(&c, "alerting-error").await;
+    shoot(&c, "alerting-error", true).await;
     // Fixed, with a second log receiver: saved.
     let good =
         yaml.replace("receivers:\n  - name: hub-log", "receivers:\n  - name: audit\n    log: {}\n  - name: hub-log");
@@ -328,7 +203,7 @@ async fn in_the_browser(driver_addr: SocketAddr, hub: &Hub, base: &str, id: i64,
     assert!(error.contains("Duration") && error.contains("2x"), "{error}");
     assert_eq!(value(&c, "#silence-form input[name=rule]").await, "bruteforce-then-login", "kept as typed");
     assert_eq!(value(&c, "#silence-form input[name=comment]").await, "Re-cabling the lab");
-    shoot(&c, "alerting-silence-error").await;
+    shoot(&c, "alerting-silence-error", true).await;
     fill(&c, "#silence-form input[name=duration]", "2h").await;
     click_away(&c, "#add-silence").await;
     assert!(text(&c, "#done").await.starts_with("Added silence"), "{}", text(&c, "main").await);
@@ -378,7 +253,7 @@ async fn in_the_browser(driver_addr: SocketAddr, hub: &Hub, base: &str, id: i64,
     fill(&c, "#silence-form input[name=comment]", "A known scanner; blocked upstream").await;
     click_away(&c, "#add-silence").await;
     assert_eq!(count(&c, "#silences tbody tr[data-state=active]").await, 2);
-    shoot(&c, "alerting-silences").await;
+    shoot(&c, "alerting-silences", true).await;
 
     // Ended with its button: gone from the list.
     click_away(&c, &format!("#silences tr[data-silence='{ended}'] button")).await;

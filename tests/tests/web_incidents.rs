@@ -10,121 +10,17 @@
 //! `correlation-*`, and are named in the log.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use opmas_e2e::{bin, dropbear_attack, free_addr, wait_for, Edge, Hub, Proc};
-use serde_json::{json, Value};
+use fantoccini::{Client, Locator};
+use opmas_e2e::{dropbear_attack, wait_for, Edge, Hub};
+use serde_json::json;
+
+mod support;
+use support::browser::*;
 
 /// The attacker both routers see.
 const ATTACKER: &str = "198.51.100.77";
-
-/// chromedriver on a free loopback port, or a panic that says how to get it.
-fn chromedriver(dir: &Path) -> (Proc, SocketAddr) {
-    let path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("chromedriver is needed: apt-get install chromium chromium-driver (.ci/run does)");
-    let addr = free_addr();
-    let mut cmd = Command::new(path);
-    cmd.arg(format!("--port={}", addr.port())).stdin(Stdio::null());
-    let proc = Proc::spawn(cmd, dir.join("chromedriver.log")).unwrap();
-    wait_for(Duration::from_secs(20), "chromedriver", || std::net::TcpStream::connect(addr).ok()).unwrap();
-    (proc, addr)
-}
-
-async fn browser(driver: SocketAddr) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"] }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://{driver}"))
-        .await
-        .expect("a WebDriver session with headless Chromium")
-}
-
-/// Where screenshots go (the same place as web.rs's).
-fn screens() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screens");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Screenshots of the current page at laptop and phone widths; checks that
-/// nothing scrolls sideways on the phone.
-async fn shoot(c: &Client, name: &str) {
-    for (w, h, label) in [(1280, 900, "laptop"), (390, 844, "phone")] {
-        c.set_window_size(w, h).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if label == "phone" {
-            let wide =
-                c.execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await.unwrap();
-            let (sw, iw) = (wide[0].as_i64().unwrap(), wide[1].as_i64().unwrap());
-            assert!(sw <= iw, "{name} scrolls sideways on a phone: {sw} px wide in a {iw} px window");
-        }
-        let png = c.screenshot().await.unwrap();
-        let path = screens().join(format!("correlation-{name}-{label}.png"));
-        std::fs::write(&path, png).unwrap();
-        println!("screenshot: {}", path.display());
-    }
-    c.set_window_size(1280, 900).await.unwrap();
-}
-
-/// Clicks `css` and waits until the browser has loaded the next page.
-async fn click_away(c: &Client, css: &str) {
-    c.execute("window.stillHere = true;", vec![]).await.unwrap();
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
-    for _ in 0..100 {
-        let here = c.execute("return window.stillHere === true && document.readyState === 'complete';", vec![]).await;
-        if matches!(here, Ok(serde_json::Value::Bool(false))) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("clicking {css} led nowhere");
-}
-
-async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
-    c.goto(&format!("{base}/signin")).await.unwrap();
-    c.find(Locator::Css("input[name=name]")).await.unwrap().send_keys(name).await.unwrap();
-    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(password).await.unwrap();
-    click_away(c, "form button[type=submit]").await;
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
-}
-
-/// How many elements match `css`.
-async fn count(c: &Client, css: &str) -> usize {
-    c.find_all(Locator::Css(css)).await.unwrap().len()
-}
-
-/// The status of a POST the page itself sends with `fetch` (cookies and all),
-/// with the form fields `fields` (JSON object).
-async fn page_post(c: &Client, path: &str, fields: Value) -> i64 {
-    let status = c
-        .execute_async(
-            "const [path, fields, done] = arguments;
-             fetch(path, { method: 'POST', body: new URLSearchParams(fields), redirect: 'manual' })
-               .then(r => done(r.status), e => done(String(e)));",
-            vec![json!(path), fields],
-        )
-        .await
-        .unwrap();
-    status.as_i64().unwrap_or_else(|| panic!("fetch {path}: {status}"))
-}
-
-/// The page's CSRF token (the sign-out form's).
-async fn csrf(c: &Client) -> String {
-    c.find(Locator::Css("form.signout input[name=csrf]")).await.unwrap().attr("value").await.unwrap().unwrap()
-}
 
 /// The rule editor's text, as the browser holds it.
 async fn yaml(c: &Client) -> String {
@@ -137,21 +33,6 @@ async fn type_yaml(c: &Client, text: &str) {
     area.clear().await.unwrap();
     area.send_keys(text).await.unwrap();
     assert_eq!(yaml(c).await, text, "the editor holds what was typed");
-}
-
-fn add_user(hub: &Hub, name: &str, role: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(bin("opmas-hub"))
-        .args(["user", "add", name, "--role", role, "--password-stdin", "--data-dir"])
-        .arg(&hub.data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -210,7 +91,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, id: i64, admin_pass
     for want in ["two-routers", &format!("src_ip={ATTACKER}"), "gw-a", "gw-b", "open", "high"] {
         assert!(row.contains(want), "the row shows {want}: {row}");
     }
-    shoot(&c, "incidents").await;
+    shoot(&c, "correlation-incidents", false).await;
     c.goto(&format!("{base}/incidents?state=resolved")).await.unwrap();
     assert_eq!(count(&c, &format!("#incidents tr[data-id='{id}']")).await, 0, "the filter applies");
 
@@ -227,7 +108,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, id: i64, admin_pass
     assert_eq!(text(&c, "#key-value").await, ATTACKER);
     assert_eq!(count(&c, "#routers tbody tr[data-device]").await, 2);
     assert!(c.find(Locator::Css("#timeline a[href^='/findings/']")).await.is_ok(), "findings link");
-    shoot(&c, "incident").await;
+    shoot(&c, "correlation-incident", false).await;
 
     // Acknowledged with a comment: the state and the timeline say so.
     c.find(Locator::Css("#state-form textarea[name=comment]"))
@@ -245,7 +126,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, id: i64, admin_pass
     c.find(Locator::Css("#comment-form textarea[name=text]")).await.unwrap().send_keys("Ticket NET-42.").await.unwrap();
     click_away(&c, "#comment-form button").await;
     assert!(text(&c, "#timeline li.tl-event[data-event=comment]").await.contains("Ticket NET-42."));
-    shoot(&c, "incident-acknowledged").await;
+    shoot(&c, "correlation-incident-acknowledged", false).await;
 
     // A rule edited as YAML: a mistake is named by its path, the text kept;
     // fixed, it is saved.
@@ -256,26 +137,26 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, id: i64, admin_pass
     click_away(&c, "#rules a[href='/rules/two-routers']").await;
     let stored = yaml(&c).await;
     assert!(stored.contains("name: two-routers") && stored.contains("severity: high"), "{stored}");
-    shoot(&c, "rule-edit").await;
+    shoot(&c, "correlation-rule-edit", false).await;
     // Text that is not YAML of a rule: the reader's message, with the line.
     type_yaml(&c, &stored.replace("match:", "match: [")).await;
     click_away(&c, "#save").await;
     let error = text(&c, "#errors li[data-path=yaml] pre").await;
     assert!(error.contains("line "), "{error}");
-    shoot(&c, "rule-yaml-error").await;
+    shoot(&c, "correlation-rule-yaml-error", false).await;
     let bad = stored.replace("severity: high", "severity: urgent");
     type_yaml(&c, &bad).await;
     click_away(&c, "#save").await;
     let error = text(&c, "#errors li[data-path=severity]").await;
     assert!(error.starts_with("severity:") && error.contains("urgent"), "{error}");
     assert_eq!(yaml(&c).await, bad, "the text is kept as typed");
-    shoot(&c, "rule-error").await;
+    shoot(&c, "correlation-rule-error", false).await;
     type_yaml(&c, &bad.replace("severity: urgent", "severity: critical")).await;
     click_away(&c, "#save").await;
     assert_eq!(c.current_url().await.unwrap().path(), "/rules");
     assert!(text(&c, "#saved").await.contains("two-routers"));
     assert!(text(&c, "#rules tr[data-rule=two-routers]").await.contains("critical"));
-    shoot(&c, "rules").await;
+    shoot(&c, "correlation-rules", false).await;
 
     // A viewer: no buttons, and the posts are refused.
     click_away(&c, "form.signout button").await;

@@ -1,0 +1,3 @@
+//! Helpers the integration tests share (not a test target of its own).
+
+pub mod browser;
