@@ -7,7 +7,7 @@
 # Prints findings stored per second, findings correlated per second (the
 # correlator's cursor, sampled), incidents opened and their latency from
 # the finding stored to the incident stored (p50/p99; goal p99 < 1 s), and
-# the hub's RSS.
+# the hub's RSS. The engine alone: cargo bench -p opmas-hub --bench correlate.
 #
 # usage: scripts/bench-correlate.sh [RULES] [EDGES] [SOURCES]
 set -euo pipefail

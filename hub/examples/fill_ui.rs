@@ -106,7 +106,7 @@ async fn main() -> Result<()> {
         for chunk in batch.chunks(5_000) {
             let b = FindingBatch { epoch, floor: 1, round: 0, findings: chunk.to_vec() };
             messages.push((id.clone(), Uplink::Findings(b)));
-            store.apply_uplink(&messages, &HashMap::new(), Apply::Together, now).await?;
+            store.apply_uplink(&messages, &HashMap::new(), Apply::Together, Some(now)).await?;
             messages.clear();
         }
         if d % 100 == 99 {

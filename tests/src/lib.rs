@@ -471,8 +471,13 @@ pub struct HttpSink {
 
 impl HttpSink {
     pub fn start() -> Result<HttpSink> {
+        HttpSink::start_on("127.0.0.1:0".parse()?)
+    }
+
+    /// A sink on `addr`: a receiver that comes back where it was.
+    pub fn start_on(addr: SocketAddr) -> Result<HttpSink> {
         use std::io::{BufRead, BufReader, Read};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let failures: std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>> = Default::default();

@@ -320,3 +320,61 @@ fn a_notification_waiting_in_the_outbox_survives_a_hub_crash() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(sink.received("/hook").iter().filter(|r| r.status == 202).count(), 1, "once");
 }
+
+/// A receiver that is down (its port closed) for a minute: the hub keeps
+/// the notification, shows the receiver failing in `/metrics` and the
+/// notification log, and delivers it once the receiver is back, once.
+#[test]
+fn a_receiver_down_for_a_minute_gets_the_alert_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on yet: connections are refused.
+    let addr = free_addr();
+    let url = format!("http://{addr}/hook");
+    let alerting = dir.path().join("alerting.yaml");
+    std::fs::write(
+        &alerting,
+        format!("receivers:\n  - name: soc\n    webhook: {{ url: '{url}' }}\nroute:\n  receivers: [soc]\n  group_wait: 1s\n"),
+    )
+    .unwrap();
+    let env = vec![(OsString::from("OPMAS_ALERTING_FILE"), alerting.into_os_string())];
+    let hub = Hub::start_with_env(dir.path(), Vec::new(), env).unwrap();
+    let rule = json!({ "name": "one", "type": "threshold", "severity": "high", "window": "10m", "key": "device",
+        "count": 2, "match": [{ "kind": "ssh.bruteforce" }] });
+    assert_eq!(hub.request("PUT", "/rules/one", None, Some(&rule)).unwrap().0, 201);
+    let d = hub.enrol("gw-a").unwrap();
+    let edge = Edge::start(dir.path(), &hub, &d).unwrap();
+    wait_for(Duration::from_secs(30), "gw-a online", || {
+        hub.get("/devices/gw-a").ok().filter(|(_, v)| v["status"] == "online").map(|_| ())
+    })
+    .unwrap();
+    edge.append(&dropbear_attack("198.51.100.1", 5)).unwrap();
+    edge.append(&dropbear_attack("198.51.100.2", 5)).unwrap();
+    incident(&hub, "rule=one", "the incident");
+    let down_since = std::time::Instant::now();
+    let refused = wait_for(Duration::from_secs(20), "a refused delivery", || {
+        let (_, log) = hub.get("/alerting/notifications?state=pending").ok()?;
+        let n = log["notifications"].as_array()?.first()?.clone();
+        (n["attempts"].as_i64()? >= 1).then_some(n)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    assert!(refused["last_error"].as_str().is_some_and(|e| !e.is_empty()), "the error is recorded: {refused}");
+    let metrics = reqwest::blocking::get(format!("http://{}/metrics", hub.http)).unwrap().text().unwrap();
+    assert!(metrics.contains("opmas_alert_receiver_failing{receiver=\"soc\"} 1"), "{metrics}");
+    // Down for a full minute, then back on the same address.
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(down_since.elapsed()));
+    let sink = HttpSink::start_on(addr).unwrap();
+    // The backoff (10 s doubling) puts the next attempt at most 40 s away.
+    let ok = wait_for(Duration::from_secs(60), "delivered once the receiver is back", || {
+        sink.received("/hook").into_iter().find(|r| r.status == 202)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    let n = ok.json();
+    assert_eq!((n["status"].as_str(), n["incidents"][0]["rule"].as_str()), (Some("firing"), Some("one")), "{n}");
+    assert_eq!(ok.header("x-opmas-delivery"), refused["id"].as_i64().map(|i| i.to_string()).as_deref(), "{n}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.received("/hook").len(), 1, "delivered once");
+    let (_, log) = hub.get("/alerting/notifications?state=sent").unwrap();
+    assert_eq!(log["notifications"].as_array().map(Vec::len), Some(1), "{log}");
+    let metrics = reqwest::blocking::get(format!("http://{}/metrics", hub.http)).unwrap().text().unwrap();
+    assert!(!metrics.contains("opmas_alert_receiver_failing{receiver=\"soc\"} 1"), "{metrics}");
+}

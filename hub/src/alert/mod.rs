@@ -78,6 +78,9 @@ async fn serve(
             e = events.recv() => match e {
                 // A growing incident ("updated") makes no row for grouping.
                 Ok(e) if matches!(*e, Event::Incident { change, .. } if change != "updated") => {
+                    // A burst of incidents is read in one go: the events
+                    // already waiting say nothing the rows do not.
+                    while events.try_recv().is_ok() {}
                     group(store, &mut cursor).await?
                 }
                 Ok(_) => {}

@@ -9,8 +9,20 @@
 //! `count`); older entries than the window are dropped as time goes on.
 //! An open incident per rule and key takes every later matching finding as
 //! a member instead of opening another, until it resolves.
+//!
+//! Cost per finding: the rules and steps a finding's agent, kind and
+//! severity match are worked out once per such triple and cached
+//! (`routes`), so a finding visits only the rules that want it; each key
+//! a finding has is built once, however many rules join on it; routers'
+//! names are shared (`Arc<str>`) by every window that holds them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Seeded per process (keys are addresses attackers choose), and several
+// times faster than SipHash on short keys: a finding costs a few lookups
+// per rule.
+use foldhash::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::rule::{KeyField, Rule, RuleType};
 
@@ -18,6 +30,9 @@ use super::rule::{KeyField, Rule, RuleType};
 pub const MAX_KEYS: usize = 20_000;
 /// Findings kept per key and step of an `all` or `sequence` rule.
 pub const STEP_CAP: usize = 16;
+/// Distinct (agent, kind, severity) triples whose matching rules are kept;
+/// past it the cache starts over (kinds come from a fixed set in practice).
+const ROUTES_CAP: usize = 4096;
 
 /// One stored finding, or a heartbeat, as the engine sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,7 +84,7 @@ pub struct DeviceInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub finding: i64,
-    pub device: String,
+    pub device: Arc<str>,
     pub time_ms: i64,
 }
 
@@ -106,8 +121,9 @@ struct KeyState {
     newest_ms: i64,
     /// How many of the first step's findings each router has: a threshold's
     /// distinct routers, kept as findings come and go rather than counted
-    /// again per finding (a full window of 1,000 would cost 1,000 per finding).
-    routers: HashMap<String, u32>,
+    /// again per finding (a full window of 1,000 would cost 1,000 per
+    /// finding). Only kept for rules that ask for several routers.
+    routers: HashMap<Arc<str>, u32>,
 }
 
 impl KeyState {
@@ -128,29 +144,72 @@ impl KeyState {
 struct RuleState {
     rule: Rule,
     keys: HashMap<String, KeyState>,
+    /// This rule's open incidents, by key.
+    open: HashMap<String, Open>,
     /// Absence: when each router was last heard from (as the rule counts).
-    last_seen: HashMap<String, i64>,
+    last_seen: HashMap<Arc<str>, i64>,
+    /// Routers are counted per key (`devices` above one).
+    count_routers: bool,
+}
+
+/// The rules a kind of finding concerns, and which of their steps, the
+/// last step first.
+#[derive(Debug)]
+struct Route {
+    rule: usize,
+    steps: Vec<usize>,
 }
 
 /// The engine: the rules and what each has seen.
 #[derive(Debug, Default)]
 pub struct Engine {
     rules: Vec<RuleState>,
+    by_name: HashMap<String, usize>,
     devices: HashMap<String, DeviceInfo>,
-    open: HashMap<(String, String), Open>,
+    /// Open incidents of rules the engine does not run (disabled or
+    /// deleted since): they still resolve when quiet.
+    orphans: HashMap<(String, String), Open>,
+    /// Routers' names, shared by every member that holds one.
+    names: HashSet<Arc<str>>,
+    /// Per `agent\0kind\0severity`: the rules and steps that match it.
+    routes: HashMap<String, Arc<[Route]>>,
+    /// Rules of type absence (they take heartbeats, and match otherwise).
+    absence: Vec<usize>,
     /// New keys not tracked because a rule had [`MAX_KEYS`] already.
     pub keys_dropped: u64,
+}
+
+/// Where a fact's key for `(key field, same_device)` is cached: 8 key
+/// choices (7 fields or none) times 2.
+const KEY_SLOTS: usize = 16;
+
+fn key_slot(rule: &Rule) -> usize {
+    let field = rule.key.map_or(KeyField::ALL.len(), |f| KeyField::ALL.iter().position(|(_, k)| *k == f).unwrap_or(0));
+    field * 2 + usize::from(rule.spec.same_device)
 }
 
 impl Engine {
     /// An engine running `rules` (disabled ones are skipped).
     pub fn new(rules: Vec<Rule>) -> Engine {
-        let rules = rules
+        let rules: Vec<RuleState> = rules
             .into_iter()
             .filter(|r| r.spec.enabled)
-            .map(|rule| RuleState { rule, keys: HashMap::new(), last_seen: HashMap::new() })
+            .map(|rule| RuleState {
+                count_routers: rule.devices > 1,
+                rule,
+                keys: HashMap::default(),
+                open: HashMap::default(),
+                last_seen: HashMap::default(),
+            })
             .collect();
-        Engine { rules, ..Engine::default() }
+        let by_name = rules.iter().enumerate().map(|(i, r)| (r.rule.spec.name.clone(), i)).collect();
+        let absence = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.rule.spec.rule_type == RuleType::Absence)
+            .map(|(i, _)| i)
+            .collect();
+        Engine { rules, by_name, absence, ..Engine::default() }
     }
 
     /// The routers, their tags and since when each is expected to talk.
@@ -161,17 +220,28 @@ impl Engine {
     /// An incident that is open in the database (at start, or after a
     /// person resolved one: call [`Engine::forget_open`] first).
     pub fn restore_open(&mut self, rule: &str, key: &str, last_ms: i64, quiet_ms: Option<i64>) {
-        self.open.insert((rule.to_owned(), key.to_owned()), Open { last_ms, quiet_ms });
+        let open = Open { last_ms, quiet_ms };
+        match self.by_name.get(rule) {
+            Some(&i) => {
+                self.rules[i].open.insert(key.to_owned(), open);
+            }
+            None => {
+                self.orphans.insert((rule.to_owned(), key.to_owned()), open);
+            }
+        }
     }
 
     /// Forgets every open incident (before restoring the database's list).
     pub fn forget_open(&mut self) {
-        self.open.clear();
+        self.orphans.clear();
+        for r in &mut self.rules {
+            r.open.clear();
+        }
     }
 
     /// How many incidents the engine holds open.
     pub fn open_count(&self) -> usize {
-        self.open.len()
+        self.orphans.len() + self.rules.iter().map(|r| r.open.len()).sum::<usize>()
     }
 
     fn tagged(&self, rule: &Rule, device: &str) -> bool {
@@ -181,53 +251,100 @@ impl Engine {
         }
     }
 
+    /// The router's shared name.
+    fn name(&mut self, device: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(device) {
+            return n.clone();
+        }
+        let n: Arc<str> = device.into();
+        self.names.insert(n.clone());
+        n
+    }
+
+    /// The rules and steps a finding of this agent, kind and severity
+    /// matches (absence rules apart).
+    fn routes(&mut self, fact: &Fact) -> Arc<[Route]> {
+        let id = format!("{}\0{}\0{}", fact.agent, fact.kind, fact.severity);
+        if let Some(r) = self.routes.get(&id) {
+            return r.clone();
+        }
+        let routes: Arc<[Route]> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.rule.spec.rule_type != RuleType::Absence)
+            .filter_map(|(i, r)| {
+                let steps: Vec<usize> = (0..r.rule.matchers.len())
+                    .rev()
+                    .filter(|s| r.rule.matchers[*s].matches(&fact.agent, &fact.kind, fact.severity))
+                    .collect();
+                (!steps.is_empty()).then_some(Route { rule: i, steps })
+            })
+            .collect();
+        if self.routes.len() >= ROUTES_CAP {
+            self.routes.clear();
+        }
+        self.routes.insert(id, routes.clone());
+        routes
+    }
+
     /// Takes one fact; returns what it caused.
     pub fn feed(&mut self, fact: &Fact) -> Vec<Action> {
         let mut out = Vec::new();
-        for i in 0..self.rules.len() {
+        let device = self.name(&fact.device);
+        for a in 0..self.absence.len() {
+            let i = self.absence[a];
+            let rule = &self.rules[i].rule;
+            if !self.tagged(rule, &fact.device) {
+                continue;
+            }
+            let counts = match rule.matchers.first() {
+                None => fact.heartbeat,
+                Some(m) => !fact.heartbeat && m.matches(&fact.agent, &fact.kind, fact.severity),
+            };
+            if !counts {
+                continue;
+            }
+            let state = &mut self.rules[i];
+            state.last_seen.insert(device.clone(), fact.time_ms);
+            let key = format!("device={}", fact.device);
+            if state.open.remove(&key).is_some() {
+                out.push(Action::Resolve {
+                    rule: state.rule.spec.name.clone(),
+                    key,
+                    time_ms: fact.time_ms,
+                    why: "heard from again".into(),
+                });
+            }
+        }
+        if fact.heartbeat {
+            return out;
+        }
+        let mut keys: [Option<Option<String>>; KEY_SLOTS] = Default::default();
+        let member = Member { finding: fact.finding, device, time_ms: fact.time_ms };
+        for route in self.routes(fact).iter() {
+            let i = route.rule;
             if !self.tagged(&self.rules[i].rule, &fact.device) {
                 continue;
             }
-            let rule = &self.rules[i].rule;
-            if rule.spec.rule_type == RuleType::Absence {
-                let counts = match rule.matchers.first() {
-                    None => fact.heartbeat,
-                    Some(m) => !fact.heartbeat && m.matches(&fact.agent, &fact.kind, fact.severity),
-                };
-                if counts {
-                    let name = rule.spec.name.clone();
-                    self.rules[i].last_seen.insert(fact.device.clone(), fact.time_ms);
-                    let key = format!("device={}", fact.device);
-                    if self.open.remove(&(name.clone(), key.clone())).is_some() {
-                        out.push(Action::Resolve {
-                            rule: name,
-                            key,
-                            time_ms: fact.time_ms,
-                            why: "heard from again".into(),
-                        });
-                    }
-                }
-                continue;
-            }
-            if fact.heartbeat {
-                continue;
-            }
+            let slot = key_slot(&self.rules[i].rule);
+            let key = keys[slot].get_or_insert_with(|| key_of(&self.rules[i].rule, fact));
+            let Some(key) = key.as_deref() else { continue };
             // Later steps first: a finding that matches two steps of a
             // sequence must not complete it alone.
-            for step in (0..rule.matchers.len()).rev() {
-                let rule = &self.rules[i].rule;
-                if !rule.matchers[step].matches(&fact.agent, &fact.kind, fact.severity) {
-                    continue;
-                }
-                let Some(key) = key_of(rule, fact) else { continue };
-                let name = rule.spec.name.clone();
-                let member = Member { finding: fact.finding, device: fact.device.clone(), time_ms: fact.time_ms };
-                if let Some(open) = self.open.get_mut(&(name.clone(), key.clone())) {
+            for &step in &route.steps {
+                let state = &mut self.rules[i];
+                if let Some(open) = state.open.get_mut(key) {
                     open.last_ms = fact.time_ms;
-                    out.push(Action::Append { rule: name, key, time_ms: fact.time_ms, members: vec![member] });
+                    out.push(Action::Append {
+                        rule: state.rule.spec.name.clone(),
+                        key: key.to_owned(),
+                        time_ms: fact.time_ms,
+                        members: vec![member.clone()],
+                    });
                     break;
                 }
-                if let Some(action) = self.step(i, step, key, member) {
+                if let Some(action) = self.step(i, step, key, member.clone()) {
                     out.push(action);
                     break;
                 }
@@ -238,19 +355,22 @@ impl Engine {
 
     /// Records `member` for `step` of rule `i` on `key`; opens an incident
     /// if that completes the rule.
-    fn step(&mut self, i: usize, step: usize, key: String, member: Member) -> Option<Action> {
+    fn step(&mut self, i: usize, step: usize, key: &str, member: Member) -> Option<Action> {
         let state = &mut self.rules[i];
         let now = member.time_ms;
-        if !state.keys.contains_key(&key) && state.keys.len() >= MAX_KEYS {
-            prune(state, now);
+        if !state.keys.contains_key(key) {
             if state.keys.len() >= MAX_KEYS {
-                self.keys_dropped += 1;
-                return None;
+                prune(state, now);
+                if state.keys.len() >= MAX_KEYS {
+                    self.keys_dropped += 1;
+                    return None;
+                }
             }
+            let steps = (0..state.rule.matchers.len()).map(|_| VecDeque::new()).collect();
+            state.keys.insert(key.to_owned(), KeyState { steps, ..KeyState::default() });
         }
         let rule = &state.rule;
-        let ks = state.keys.entry(key.clone()).or_default();
-        ks.steps.resize_with(rule.matchers.len(), VecDeque::new);
+        let ks = state.keys.get_mut(key)?;
         for s in 0..ks.steps.len() {
             while ks.steps[s].front().is_some_and(|m| now - m.time_ms > rule.window_ms) {
                 ks.pop_front(s);
@@ -264,7 +384,7 @@ impl Engine {
         if ks.steps[step].len() == cap {
             ks.pop_front(step);
         }
-        if step == 0 {
+        if step == 0 && state.count_routers {
             *ks.routers.entry(member.device.clone()).or_default() += 1;
         }
         ks.steps[step].push_back(member);
@@ -278,18 +398,29 @@ impl Engine {
             RuleType::Sequence => sequence_complete(&ks.steps)
                 .then(|| format!("{} steps in order within {}", rule.matchers.len(), rule.spec.window)),
             RuleType::Threshold => {
-                let (n, routers) = (ks.steps[0].len(), ks.routers.len());
-                (n >= rule.count as usize && routers >= rule.devices as usize)
-                    .then(|| format!("{n} findings from {routers} routers within {}", rule.spec.window))
+                let n = ks.steps[0].len();
+                let routers = || if state.count_routers { ks.routers.len() } else { distinct(&ks.steps[0]) };
+                (n >= rule.count as usize)
+                    .then(routers)
+                    .filter(|r| *r >= rule.devices as usize)
+                    .map(|r| format!("{n} findings from {r} routers within {}", rule.spec.window))
             }
             RuleType::Absence => None,
         }?;
         let mut members: Vec<Member> = ks.steps.iter().flatten().cloned().collect();
         members.sort_by_key(|m| (m.time_ms, m.finding));
         let (name, severity, quiet) = (rule.spec.name.clone(), rule.severity, rule.quiet_ms);
-        state.keys.remove(&key);
-        self.open.insert((name.clone(), key.clone()), Open { last_ms: now, quiet_ms: Some(quiet) });
-        Some(Action::Open { rule: name, key, severity, time_ms: now, members, quiet_ms: Some(quiet), why })
+        state.keys.remove(key);
+        state.open.insert(key.to_owned(), Open { last_ms: now, quiet_ms: Some(quiet) });
+        Some(Action::Open {
+            rule: name,
+            key: key.to_owned(),
+            severity,
+            time_ms: now,
+            members,
+            quiet_ms: Some(quiet),
+            why,
+        })
     }
 
     /// Advances time to `now_ms`: incidents quiet for their rule's period
@@ -297,57 +428,61 @@ impl Engine {
     /// expired window state is dropped.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Action> {
         let mut out = Vec::new();
-        let mut quiet: Vec<(String, String)> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.quiet_ms.is_some_and(|q| now_ms - o.last_ms >= q))
-            .map(|(k, _)| k.clone())
-            .collect();
-        quiet.sort();
-        for (rule, key) in quiet {
-            if let Some(o) = self.open.remove(&(rule.clone(), key.clone())) {
-                let q = o.quiet_ms.unwrap_or_default();
-                out.push(Action::Resolve { rule, key, time_ms: now_ms, why: format!("quiet for {}", human(q)) });
+        let over = |o: &Open| o.quiet_ms.is_some_and(|q| now_ms - o.last_ms >= q);
+        let mut quiet: Vec<(String, String, i64)> = Vec::new();
+        for r in &mut self.rules {
+            let keys: Vec<String> = r.open.iter().filter(|(_, o)| over(o)).map(|(k, _)| k.clone()).collect();
+            for key in keys {
+                if let Some(o) = r.open.remove(&key) {
+                    quiet.push((r.rule.spec.name.clone(), key, o.quiet_ms.unwrap_or_default()));
+                }
             }
+        }
+        let orphans: Vec<(String, String)> =
+            self.orphans.iter().filter(|(_, o)| over(o)).map(|(k, _)| k.clone()).collect();
+        for (rule, key) in orphans {
+            if let Some(o) = self.orphans.remove(&(rule.clone(), key.clone())) {
+                quiet.push((rule, key, o.quiet_ms.unwrap_or_default()));
+            }
+        }
+        quiet.sort();
+        for (rule, key, q) in quiet {
+            out.push(Action::Resolve { rule, key, time_ms: now_ms, why: format!("quiet for {}", human(q)) });
         }
         for i in 0..self.rules.len() {
             prune(&mut self.rules[i], now_ms);
-            let rule = &self.rules[i].rule;
-            if rule.spec.rule_type != RuleType::Absence {
-                continue;
-            }
-            let mut devices: Vec<&DeviceInfo> = self.devices.values().collect();
-            devices.sort_by(|a, b| a.id.cmp(&b.id));
-            let mut opened = Vec::new();
-            for d in devices {
+        }
+        let mut devices: Vec<&DeviceInfo> = self.devices.values().collect();
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        for &i in &self.absence {
+            let state = &mut self.rules[i];
+            let rule = &state.rule;
+            for d in &devices {
                 let Some(since) = d.since_ms else { continue };
                 if rule.spec.tag.as_ref().is_some_and(|t| !d.tags.contains(t)) {
                     continue;
                 }
-                let seen = self.rules[i].last_seen.get(&d.id).copied();
+                let seen = state.last_seen.get(d.id.as_str()).copied();
                 let last = if rule.matchers.is_empty() {
                     seen.unwrap_or(since).max(since)
                 } else {
                     seen.unwrap_or(d.created_ms)
                 };
                 let key = format!("device={}", d.id);
-                if now_ms - last >= rule.window_ms && !self.open.contains_key(&(rule.spec.name.clone(), key.clone())) {
+                if now_ms - last >= rule.window_ms && !state.open.contains_key(&key) {
                     let what = if rule.matchers.is_empty() { "no heartbeat" } else { "no matching finding" };
-                    opened.push((key, format!("{what} for {}", human(now_ms - last))));
+                    let why = format!("{what} for {}", human(now_ms - last));
+                    state.open.insert(key.clone(), Open { last_ms: now_ms, quiet_ms: None });
+                    out.push(Action::Open {
+                        rule: rule.spec.name.clone(),
+                        key,
+                        severity: rule.severity,
+                        time_ms: now_ms,
+                        members: Vec::new(),
+                        quiet_ms: None,
+                        why,
+                    });
                 }
-            }
-            for (key, why) in opened {
-                let name = rule.spec.name.clone();
-                self.open.insert((name.clone(), key.clone()), Open { last_ms: now_ms, quiet_ms: None });
-                out.push(Action::Open {
-                    rule: name,
-                    key,
-                    severity: rule.severity,
-                    time_ms: now_ms,
-                    members: Vec::new(),
-                    quiet_ms: None,
-                    why,
-                });
             }
         }
         out
@@ -364,6 +499,14 @@ fn key_of(rule: &Rule, fact: &Fact) -> Option<String> {
         key.push_str(&fact.device);
     }
     Some(key)
+}
+
+/// How many routers a window holds (rules that need at most one).
+fn distinct(q: &VecDeque<Member>) -> usize {
+    let mut seen: Vec<&str> = q.iter().map(|m| &*m.device).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len()
 }
 
 /// True if each step has a finding no earlier than the previous step's,

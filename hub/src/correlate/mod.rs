@@ -33,7 +33,7 @@ use rule::Rule;
 /// How often quiet and absence are judged and open incidents re-read.
 pub const TICK: Duration = Duration::from_secs(5);
 /// Findings read per transaction when catching up.
-const BATCH: u32 = 500;
+const BATCH: u32 = 2000;
 
 /// The rules stored and enabled, checked; a stored rule that no longer
 /// checks (a later version refuses it) is skipped with a warning.

@@ -48,7 +48,7 @@ impl Replay {
                 Action::Open { rule, key, time_ms, members: m, why, .. } => {
                     opened += 1;
                     members.insert((rule, key), m.len());
-                    let mut devices: Vec<&str> = m.iter().map(|m| m.device.as_str()).collect();
+                    let mut devices: Vec<&str> = m.iter().map(|m| &*m.device).collect();
                     devices.sort();
                     devices.dedup();
                     let on = if devices.is_empty() { String::new() } else { format!(" on {}", devices.join(", ")) };

@@ -111,7 +111,7 @@ impl Ingest {
     /// takes them; otherwise device by device, and a device that still fails
     /// row by row. Acks and events follow each commit.
     async fn apply(&self, verified: Vec<(DeviceId, Uplink)>, marks: &mut HashMap<DeviceId, (u64, Watermark)>) {
-        let first = match self.store.apply_uplink(&verified, marks, Apply::Together, now_ms()).await {
+        let first = match self.store.apply_uplink(&verified, marks, Apply::Together, None).await {
             Ok(applied) => return self.committed(applied, marks).await,
             Err(e) => e,
         };
@@ -126,7 +126,7 @@ impl Ingest {
             "a transaction failed; applying device by device"
         );
         for (device, msgs) in by_device {
-            let e = match self.store.apply_uplink(&msgs, marks, Apply::Together, now_ms()).await {
+            let e = match self.store.apply_uplink(&msgs, marks, Apply::Together, None).await {
                 Ok(applied) => {
                     self.committed(applied, marks).await;
                     continue;
@@ -139,7 +139,7 @@ impl Ingest {
                 error!(device = %device, error = %e, messages = msgs.len(), "storing failed; not acknowledged");
                 continue;
             }
-            match self.store.apply_uplink(&msgs, marks, Apply::Isolated, now_ms()).await {
+            match self.store.apply_uplink(&msgs, marks, Apply::Isolated, None).await {
                 Ok(applied) => self.committed(applied, marks).await,
                 Err(e) => {
                     bump(&self.stats.store_errors);

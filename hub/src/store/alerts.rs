@@ -187,12 +187,14 @@ impl Store {
         .bind(id)
         .fetch_all(self.pool())
         .await?;
-        let mut tags = Vec::new();
-        for d in &i.devices {
-            tags.extend(self.tags(d).await?);
-        }
+        // The routers' tags in one query (an incident may span the fleet).
+        let mut tags: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT tag FROM device_tags WHERE device_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(serde_json::to_string(&i.devices).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(self.pool())
+        .await?;
         tags.sort();
-        tags.dedup();
         let mut agents: Vec<String> = pairs.iter().map(|(a, _)| a.clone()).collect();
         agents.sort();
         agents.dedup();

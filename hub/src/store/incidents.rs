@@ -133,45 +133,44 @@ async fn event(tx: &mut WriteTx, id: i64, at_ms: i64, kind: &str, by: &str, text
 }
 
 /// Incidents that took members in one transaction: their latest member
-/// time and the routers added, brought up to date once at its end (a
-/// campaign adds many members to one incident in a batch).
-type Touched = std::collections::BTreeMap<i64, (i64, BTreeSet<String>)>;
+/// time, the routers added and the findings, written and brought up to
+/// date once at its end (a campaign adds many members to one incident in a
+/// batch, and a statement costs a round trip to the database's thread).
+type Touched = std::collections::BTreeMap<i64, (i64, BTreeSet<String>, Vec<i64>)>;
 
-/// Adds `members` to incident `id`; its counts, devices and last time are
-/// brought up to date by [`refresh`] at the transaction's end.
-async fn add_members(
-    tx: &mut WriteTx,
-    touched: &mut Touched,
-    id: i64,
-    members: &[Member],
-    time_ms: i64,
-) -> Result<(), StoreError> {
-    for m in members {
-        sqlx::query("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) VALUES (?, ?)")
-            .bind(id)
-            .bind(m.finding)
-            .execute(&mut **tx)
-            .await?;
-    }
-    let t = touched.entry(id).or_insert((time_ms, BTreeSet::new()));
+/// Adds `members` to incident `id`, written by [`refresh`] at the
+/// transaction's end.
+fn add_members(touched: &mut Touched, id: i64, members: &[Member], time_ms: i64) {
+    let t = touched.entry(id).or_insert((time_ms, BTreeSet::new(), Vec::new()));
     t.0 = t.0.max(time_ms);
-    t.1.extend(members.iter().map(|m| m.device.clone()));
-    Ok(())
+    t.1.extend(members.iter().map(|m| m.device.to_string()));
+    t.2.extend(members.iter().map(|m| m.finding));
 }
 
-/// Brings each touched incident's counts, routers and last time up to date.
+/// Member rows per INSERT (two parameters each, well under SQLite's limit).
+const MEMBER_ROWS: usize = 400;
+
+/// Writes the touched incidents' members, then brings each one's count,
+/// routers and last time up to date.
 async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
-    for (id, (time_ms, added)) in touched {
-        let devices: String =
-            sqlx::query_scalar("SELECT devices FROM incidents WHERE id = ?").bind(id).fetch_one(&mut **tx).await?;
-        let mut set: BTreeSet<String> = serde_json::from_str(&devices).unwrap_or_default();
-        set.extend(added);
+    let rows: Vec<(i64, i64)> = touched.iter().flat_map(|(id, t)| t.2.iter().map(|f| (*id, *f))).collect();
+    for chunk in rows.chunks(MEMBER_ROWS) {
+        let mut q = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) ");
+        q.push_values(chunk, |mut b, (id, f)| {
+            b.push_bind(id).push_bind(f);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    for (id, (time_ms, added, _)) in touched {
+        // The routers as a sorted set: the stored ones and the new ones.
         sqlx::query(
-            "UPDATE incidents SET last_ms = MAX(last_ms, ?1), devices = ?2,
+            "UPDATE incidents SET last_ms = MAX(last_ms, ?1),
+                devices = (SELECT json_group_array(value) FROM
+                    (SELECT value FROM json_each(incidents.devices) UNION SELECT value FROM json_each(?2) ORDER BY value)),
                 findings = (SELECT COUNT(*) FROM incident_findings WHERE incident_id = ?3) WHERE id = ?3",
         )
         .bind(time_ms)
-        .bind(serde_json::to_string(&set).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&added).unwrap_or_else(|_| "[]".into()))
         .bind(id)
         .execute(&mut **tx)
         .await?;
@@ -210,7 +209,7 @@ impl Store {
                 Action::Open { rule, key, severity, time_ms, members, quiet_ms, why } => {
                     // Already open (the engine did not know it): it grows instead.
                     if let Some(id) = open_id(&mut tx, rule, key).await? {
-                        add_members(&mut tx, &mut touched, id, members, *time_ms).await?;
+                        add_members(&mut touched, id, members, *time_ms);
                         updated(&mut changes, id);
                         ids.insert((rule, key), id);
                         continue;
@@ -233,7 +232,7 @@ impl Store {
                     .bind(super::now_ms())
                     .fetch_one(&mut *tx)
                     .await?;
-                    add_members(&mut tx, &mut touched, id, members, *time_ms).await?;
+                    add_members(&mut touched, id, members, *time_ms);
                     ids.insert((rule, key), id);
                     event(&mut tx, id, *time_ms, "opened", &format!("rule:{rule}"), why).await?;
                     changes.push(IncidentChange { id, change: "opened" });
@@ -245,7 +244,7 @@ impl Store {
                     };
                     if let Some(id) = id {
                         ids.insert((rule, key), id);
-                        add_members(&mut tx, &mut touched, id, members, *time_ms).await?;
+                        add_members(&mut touched, id, members, *time_ms);
                         updated(&mut changes, id);
                     }
                 }

@@ -120,12 +120,14 @@ impl Store {
     /// Applies `messages` in one write transaction (see the module docs).
     /// `marks` is the caller's cache of watermarks; a device missing from
     /// it (or cached for another epoch) is read from the database.
+    /// `now` is the time recorded as stored (`None`: when the transaction
+    /// starts; tests pass a fixed one).
     pub async fn apply_uplink(
         &self,
         messages: &[(DeviceId, Uplink)],
         marks: &HashMap<DeviceId, (u64, Watermark)>,
         mode: Apply,
-        now: i64,
+        now: Option<i64>,
     ) -> Result<Applied, StoreError> {
         let mut out = Applied::default();
         // Watermarks per device and epoch as this transaction found them
@@ -137,6 +139,9 @@ impl Store {
         // Devices heard from: touched once each, at the end.
         let mut heard: BTreeMap<&DeviceId, bool> = BTreeMap::new();
         let mut tx = self.begin_write().await?;
+        // Stored now: stamped once the transaction holds the database, not
+        // while it waited for it (correlation latency counts from here).
+        let now = now.unwrap_or_else(super::now_ms);
         for (device, msg) in messages {
             let id = device.as_str();
             match msg {
@@ -377,13 +382,13 @@ mod tests {
         .unwrap();
         let msgs = vec![batch("gw-bad", 1..=3, 2), batch("gw-good", 1..=2, 0)];
         let marks = HashMap::new();
-        let e = store.apply_uplink(&msgs, &marks, Apply::Together, 5).await.unwrap_err();
+        let e = store.apply_uplink(&msgs, &marks, Apply::Together, Some(5)).await.unwrap_err();
         assert!(e.is_row_error(), "{e}");
         assert!(store.query_findings(&Default::default()).await.unwrap().is_empty(), "all rolled back");
 
-        let good = store.apply_uplink(&msgs[1..], &marks, Apply::Together, 5).await.unwrap();
+        let good = store.apply_uplink(&msgs[1..], &marks, Apply::Together, Some(5)).await.unwrap();
         assert_eq!(good.counts.findings_stored, 2);
-        let bad = store.apply_uplink(&msgs[..1], &marks, Apply::Isolated, 5).await.unwrap();
+        let bad = store.apply_uplink(&msgs[..1], &marks, Apply::Isolated, Some(5)).await.unwrap();
         assert_eq!((bad.counts.findings_stored, bad.counts.findings_unstorable), (2, 1));
         let id = DeviceId::new("gw-bad").unwrap();
         assert_eq!(bad.acks[&id], AckOut { epoch: 7, upto: 3, gap: None }, "the watermark moves past the refused row");
@@ -410,7 +415,7 @@ mod tests {
         )];
         // A missing table stands for a database that fails (not the row's
         // fault): isolated mode must not skip and ack past it.
-        let e = store.apply_uplink(&msgs, &HashMap::new(), Apply::Isolated, 5).await.unwrap_err();
+        let e = store.apply_uplink(&msgs, &HashMap::new(), Apply::Isolated, Some(5)).await.unwrap_err();
         assert!(!e.is_row_error(), "{e}");
         assert!(store.deliveries("gw-1").await.unwrap().is_empty());
     }
@@ -426,8 +431,8 @@ mod tests {
             (DeviceId::new(device).unwrap(), Uplink::Findings(b))
         };
         let marks = HashMap::new();
-        store.apply_uplink(&[run("gw-1", 7, 1), run("gw-2", 7, 1)], &marks, Apply::Together, 5).await.unwrap();
-        store.apply_uplink(&[run("gw-1", 7, 2)], &marks, Apply::Together, 6).await.unwrap();
+        store.apply_uplink(&[run("gw-1", 7, 1), run("gw-2", 7, 1)], &marks, Apply::Together, Some(5)).await.unwrap();
+        store.apply_uplink(&[run("gw-1", 7, 2)], &marks, Apply::Together, Some(6)).await.unwrap();
         let open = |store: &Store| {
             let store = store.clone();
             async move {
@@ -438,7 +443,7 @@ mod tests {
         };
         assert_eq!(open(&store).await.len(), 3, "one run goes on: all open");
         // gw-1's edge restarted: epoch 8. Its epoch-7 findings close; gw-2's stay open.
-        store.apply_uplink(&[run("gw-1", 8, 1)], &marks, Apply::Together, 7).await.unwrap();
+        store.apply_uplink(&[run("gw-1", 8, 1)], &marks, Apply::Together, Some(7)).await.unwrap();
         let mut left = open(&store).await;
         left.sort();
         assert_eq!(left, vec![("gw-1".into(), "8".into(), 1), ("gw-2".into(), "7".into(), 1)]);

@@ -469,7 +469,7 @@ mod tests {
         };
         let msgs = [(opmas_proto::DeviceId::new("gw-1").unwrap(), crate::store::uplink::Uplink::Heartbeat(hb))];
         let marks = Default::default();
-        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, 5).await.unwrap();
+        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, Some(5)).await.unwrap();
 
         let (viewer, vcsrf) = app.sign_in("vera", "viewer password 1").await;
         let page = app.send("GET", "/devices/gw-1", &viewer, None).await;
@@ -552,7 +552,7 @@ mod tests {
         let batch = opmas_proto::msg::FindingBatch { epoch: 1, floor: 1, round: 0, findings: found };
         let msgs = [(opmas_proto::DeviceId::new("gw-1").unwrap(), crate::store::uplink::Uplink::Findings(batch))];
         let marks = Default::default();
-        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, 5).await.unwrap();
+        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, Some(5)).await.unwrap();
         let members = (1..=2).map(|f| Member { finding: f, device: "gw-1".into(), time_ms: 5 }).collect();
         let open = Action::Open {
             rule: "two-routers".into(),
@@ -933,7 +933,7 @@ mod tests {
         let batch = opmas_proto::msg::FindingBatch { epoch: 1, floor: 1, round: 0, findings: found };
         let msgs = [(opmas_proto::DeviceId::new("gw-1").unwrap(), crate::store::uplink::Uplink::Findings(batch))];
         let marks = Default::default();
-        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, 5).await.unwrap();
+        app.state_store().apply_uplink(&msgs, &marks, crate::store::uplink::Apply::Together, Some(5)).await.unwrap();
         let mut req = Request::builder()
             .uri("/live/findings?device=gw-1")
             .header("cookie", &session)
