@@ -270,29 +270,23 @@ route:
     assert!(!log.to_string().contains("s3cret"));
 }
 
-/// A notification decided while its receiver is down, and the hub killed
-/// before it could deliver it, is delivered after the restart, once.
-#[test]
-fn a_notification_waiting_in_the_outbox_survives_a_hub_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let sink = HttpSink::start().unwrap();
-    sink.fail("/hook", 1000);
-    let alerting = dir.path().join("alerting.yaml");
+/// A hub whose alerts go to one webhook at `url` (grouped for 1 s), and a
+/// real edge whose two attackers make one incident of rule `one`; returns
+/// once the incident is open.
+fn one_incident_told_to(dir: &Path, url: &str) -> (Hub, Edge) {
+    let alerting = dir.join("alerting.yaml");
     std::fs::write(
         &alerting,
-        format!(
-            "receivers:\n  - name: soc\n    webhook: {{ url: '{}' }}\nroute:\n  receivers: [soc]\n  group_wait: 1s\n",
-            sink.url("/hook")
-        ),
+        format!("receivers:\n  - name: soc\n    webhook: {{ url: '{url}' }}\nroute:\n  receivers: [soc]\n  group_wait: 1s\n"),
     )
     .unwrap();
     let env = vec![(OsString::from("OPMAS_ALERTING_FILE"), alerting.into_os_string())];
-    let mut hub = Hub::start_with_env(dir.path(), Vec::new(), env).unwrap();
+    let hub = Hub::start_with_env(dir, Vec::new(), env).unwrap();
     let rule = json!({ "name": "one", "type": "threshold", "severity": "high", "window": "10m", "key": "device",
         "count": 2, "match": [{ "kind": "ssh.bruteforce" }] });
     assert_eq!(hub.request("PUT", "/rules/one", None, Some(&rule)).unwrap().0, 201);
     let d = hub.enrol("gw-a").unwrap();
-    let edge = Edge::start(dir.path(), &hub, &d).unwrap();
+    let edge = Edge::start(dir, &hub, &d).unwrap();
     wait_for(Duration::from_secs(30), "gw-a online", || {
         hub.get("/devices/gw-a").ok().filter(|(_, v)| v["status"] == "online").map(|_| ())
     })
@@ -301,6 +295,17 @@ fn a_notification_waiting_in_the_outbox_survives_a_hub_crash() {
     edge.append(&dropbear_attack("198.51.100.1", 5)).unwrap();
     edge.append(&dropbear_attack("198.51.100.2", 5)).unwrap();
     incident(&hub, "rule=one", "the incident");
+    (hub, edge)
+}
+
+/// A notification decided while its receiver is down, and the hub killed
+/// before it could deliver it, is delivered after the restart, once.
+#[test]
+fn a_notification_waiting_in_the_outbox_survives_a_hub_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = HttpSink::start().unwrap();
+    sink.fail("/hook", 1000);
+    let (mut hub, _edge) = one_incident_told_to(dir.path(), &sink.url("/hook"));
     wait_for(Duration::from_secs(20), "a refused delivery", || (!sink.received("/hook").is_empty()).then_some(()))
         .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
     let (_, log) = hub.get("/alerting/notifications?state=pending").unwrap();
@@ -329,27 +334,7 @@ fn a_receiver_down_for_a_minute_gets_the_alert_when_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on yet: connections are refused.
     let addr = free_addr();
-    let url = format!("http://{addr}/hook");
-    let alerting = dir.path().join("alerting.yaml");
-    std::fs::write(
-        &alerting,
-        format!("receivers:\n  - name: soc\n    webhook: {{ url: '{url}' }}\nroute:\n  receivers: [soc]\n  group_wait: 1s\n"),
-    )
-    .unwrap();
-    let env = vec![(OsString::from("OPMAS_ALERTING_FILE"), alerting.into_os_string())];
-    let hub = Hub::start_with_env(dir.path(), Vec::new(), env).unwrap();
-    let rule = json!({ "name": "one", "type": "threshold", "severity": "high", "window": "10m", "key": "device",
-        "count": 2, "match": [{ "kind": "ssh.bruteforce" }] });
-    assert_eq!(hub.request("PUT", "/rules/one", None, Some(&rule)).unwrap().0, 201);
-    let d = hub.enrol("gw-a").unwrap();
-    let edge = Edge::start(dir.path(), &hub, &d).unwrap();
-    wait_for(Duration::from_secs(30), "gw-a online", || {
-        hub.get("/devices/gw-a").ok().filter(|(_, v)| v["status"] == "online").map(|_| ())
-    })
-    .unwrap();
-    edge.append(&dropbear_attack("198.51.100.1", 5)).unwrap();
-    edge.append(&dropbear_attack("198.51.100.2", 5)).unwrap();
-    incident(&hub, "rule=one", "the incident");
+    let (hub, _edge) = one_incident_told_to(dir.path(), &format!("http://{addr}/hook"));
     let down_since = std::time::Instant::now();
     let refused = wait_for(Duration::from_secs(20), "a refused delivery", || {
         let (_, log) = hub.get("/alerting/notifications?state=pending").ok()?;

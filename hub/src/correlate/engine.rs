@@ -150,6 +150,8 @@ struct RuleState {
     last_seen: HashMap<Arc<str>, i64>,
     /// Routers are counted per key (`devices` above one).
     count_routers: bool,
+    /// Where a fact's key for this rule is cached while it is fed.
+    slot: usize,
 }
 
 /// The rules a kind of finding concerns, and which of their steps, the
@@ -196,6 +198,7 @@ impl Engine {
             .filter(|r| r.spec.enabled)
             .map(|rule| RuleState {
                 count_routers: rule.devices > 1,
+                slot: key_slot(&rule),
                 rule,
                 keys: HashMap::default(),
                 open: HashMap::default(),
@@ -327,7 +330,7 @@ impl Engine {
             if !self.tagged(&self.rules[i].rule, &fact.device) {
                 continue;
             }
-            let slot = key_slot(&self.rules[i].rule);
+            let slot = self.rules[i].slot;
             let key = keys[slot].get_or_insert_with(|| key_of(&self.rules[i].rule, fact));
             let Some(key) = key.as_deref() else { continue };
             // Later steps first: a finding that matches two steps of a
