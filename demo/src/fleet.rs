@@ -51,6 +51,10 @@ pub async fn run(cfg: HubConfig, devices: usize, shutdown: impl Future<Output = 
             },
             sources: Vec::new(),
             agents: AgentsConfig::default(),
+            // A simulated router runs on the demo's own machine, whose
+            // firewall and WiFi are not its to change: it answers every
+            // action "switched off" (playbooks show what they would do).
+            act: opmas_edge::act::ActConfig { enabled: false, ..Default::default() },
         };
         std::thread::Builder::new().name(id.to_string()).spawn(move || simulate(edge, i as u64))?;
     }

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use opmas_proto::net::IpNet;
 use opmas_proto::{DeviceId, Secret};
 
 use crate::supervise::RestartPolicy;
@@ -42,6 +43,7 @@ use std::collections::BTreeMap;
 use opmas_proto::agents::{NetworkConfig, SecurityConfig, SystemConfig, WifiConfig};
 use opmas_proto::msg::Value;
 
+use crate::act::{ActConfig, LocalResponse, Tools};
 use crate::spool::DEFAULT_BUDGET;
 pub use crate::tls::{ClientCert, TlsConfig};
 use crate::uci::{self, Package, Section};
@@ -52,6 +54,8 @@ pub struct EdgeConfig {
     pub hub: HubConfig,
     pub sources: Vec<SourceConfig>,
     pub agents: AgentsConfig,
+    /// What actions may do on this router (`config response 'response'`).
+    pub act: ActConfig,
 }
 
 /// Which agents run, with what thresholds. `None` = disabled
@@ -305,10 +309,10 @@ impl EdgeConfig {
 
     pub fn from_package(pkg: &Package) -> Result<EdgeConfig, ConfigError> {
         for s in &pkg.sections {
-            if !["hub", "source", "agent"].contains(&s.kind.as_str()) {
+            if !["hub", "source", "agent", "response"].contains(&s.kind.as_str()) {
                 return Err(ConfigError::Section {
                     line: s.line,
-                    message: format!("unknown section type {:?}; known: hub, source, agent", s.kind),
+                    message: format!("unknown section type {:?}; known: hub, source, agent, response", s.kind),
                 });
             }
         }
@@ -381,6 +385,15 @@ impl EdgeConfig {
         }
 
         let agents = AgentsConfig::from_package(pkg)?;
+        let mut act = match pkg.sections_of("response").next() {
+            Some(r) => response(r)?,
+            None => ActConfig::default(),
+        };
+        // The hub's own address is never blocked: that would cut the router
+        // off from the one who can lift the block.
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            act.never_block.push(IpNet::host(ip));
+        }
 
         Ok(EdgeConfig {
             hub: HubConfig {
@@ -398,8 +411,79 @@ impl EdgeConfig {
             },
             sources,
             agents,
+            act,
         })
     }
+}
+
+/// The options of `config response`.
+const RESPONSE_OPTIONS: &[&str] = &[
+    "actions",
+    "never_block",
+    "restart_service",
+    "local_block",
+    "local_kinds",
+    "local_block_for",
+    "nft",
+    "ubus",
+    "wifi",
+    "init_dir",
+];
+
+/// `config response 'response'`: what actions may do here.
+fn response(s: &Section) -> Result<ActConfig, ConfigError> {
+    known_options(s, RESPONSE_OPTIONS)?;
+    let mut never_block = Vec::new();
+    for v in s.get_list("never_block") {
+        never_block.push(v.parse::<IpNet>().map_err(|e| bad(s, "never_block", e.to_string()))?);
+    }
+    let defaults = ActConfig::default();
+    let services = if s.entry("restart_service").is_some() {
+        let mut out = Vec::new();
+        for v in s.get_list("restart_service") {
+            opmas_proto::msg::check_service(v).map_err(|e| bad(s, "restart_service", e))?;
+            out.push(v.to_owned());
+        }
+        out
+    } else {
+        defaults.services
+    };
+    let local = if boolean(s, "local_block", false)? {
+        let mut kinds = Vec::new();
+        let listed = s.get_list("local_kinds");
+        let listed = if listed.is_empty() { vec!["ssh.bruteforce", "web.bruteforce"] } else { listed };
+        for k in listed {
+            if opmas_proto::kinds::by_name(k).is_none() {
+                return Err(bad(s, "local_kinds", format!("unknown finding kind {k:?}")));
+            }
+            kinds.push(k.to_owned());
+        }
+        let max = u64::from(opmas_proto::msg::MAX_ACTION_S);
+        let block_s = number(s, "local_block_for", 3600, 1..=max)? as u32;
+        Some(LocalResponse { kinds, block_s })
+    } else {
+        None
+    };
+    let tool = |option: &'static str, default: &std::path::Path| -> Result<PathBuf, ConfigError> {
+        match s.get(option) {
+            None => Ok(default.to_path_buf()),
+            Some(p) if std::path::Path::new(p).is_absolute() => Ok(PathBuf::from(p)),
+            Some(p) => Err(bad(s, option, format!("{p:?} is not an absolute path"))),
+        }
+    };
+    let t = Tools::default();
+    Ok(ActConfig {
+        enabled: boolean(s, "actions", true)?,
+        never_block,
+        services,
+        tools: Tools {
+            nft: tool("nft", &t.nft)?,
+            ubus: tool("ubus", &t.ubus)?,
+            wifi: tool("wifi", &t.wifi)?,
+            init_dir: tool("init_dir", &t.init_dir)?,
+        },
+        local,
+    })
 }
 
 fn bad(s: &Section, option: &'static str, message: String) -> ConfigError {
@@ -609,7 +693,7 @@ mod tests {
         // Another type's option is not an error (the packaged file lists them all).
         cfg("config source\n\toption type 'logread'\n\toption listen '127.0.0.1:5514'\n").unwrap();
         let err = cfg("config source\n\toption type stdin\nconfig sourse\n").unwrap_err().to_string();
-        assert_eq!(err, "line 7: unknown section type \"sourse\"; known: hub, source, agent");
+        assert_eq!(err, "line 7: unknown section type \"sourse\"; known: hub, source, agent, response");
     }
 
     #[test]

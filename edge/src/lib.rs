@@ -10,6 +10,7 @@
 //! queue has a fixed capacity; nothing is written to flash per line or per
 //! finding.
 
+pub mod act;
 pub mod agents;
 pub mod classify;
 pub mod commands;

@@ -20,10 +20,13 @@
 
 use std::time::Duration;
 
-use opmas_proto::msg::{Ack, Action, Command, CommandResult, ConfigDoc, Finding, FindingBatch, Heartbeat, Outcome};
+use opmas_proto::msg::{
+    Ack, Action, Command, CommandResult, ConfigDoc, Finding, FindingBatch, Heartbeat, Outcome, Stage,
+};
 use opmas_proto::Channel;
 use tracing::{debug, info, warn};
 
+use crate::act::{ActConfig, Job, JobDone, Origin, Plan, Responder};
 use crate::commands::Commands;
 use crate::config::AgentsConfig;
 use crate::pipeline::Pipeline;
@@ -82,6 +85,12 @@ pub enum Input<'a> {
     DownlinkRejected {
         reason: String,
         now: Duration,
+    },
+    /// The executor finished a job ([`crate::act::exec`]).
+    JobDone {
+        done: JobDone,
+        now: Duration,
+        now_ms: u64,
     },
     /// Once a second or so.
     Tick {
@@ -146,6 +155,10 @@ pub struct Edge {
     config_error: Option<String>,
     /// A configuration applied and not yet written to disk by the driver.
     config_to_keep: Option<ConfigDoc>,
+    /// Actions: the router's rules and the bans in force.
+    act: Responder,
+    /// Jobs for the executor, not yet taken by the driver.
+    jobs: Vec<Job>,
 }
 
 impl Edge {
@@ -167,7 +180,26 @@ impl Edge {
             config_version: 0,
             config_error: None,
             config_to_keep: None,
+            act: Responder::new(ActConfig::default()),
+            jobs: Vec::new(),
         }
+    }
+
+    /// Runs actions by `cfg` (UCI `config response`).
+    pub fn with_actions(mut self, cfg: ActConfig) -> Edge {
+        self.act = Responder::new(cfg);
+        self
+    }
+
+    /// Jobs for the executor (the driver runs them and reports each with
+    /// [`Input::JobDone`]).
+    pub fn take_jobs(&mut self) -> Vec<Job> {
+        std::mem::take(&mut self.jobs)
+    }
+
+    /// The action state (bans in force).
+    pub fn responder(&self) -> &Responder {
+        &self.act
     }
 
     /// Starts with the hub's configuration a previous run kept (the router
@@ -218,7 +250,7 @@ impl Edge {
         match input {
             Input::Line { line, now, now_ms } => {
                 if self.pipeline.feed(line, now_ms, &mut self.found) > 0 {
-                    self.spool_found();
+                    self.spool_found(now);
                     self.flush(now, out);
                 }
             }
@@ -243,6 +275,18 @@ impl Edge {
                         warn!(command = cmd.id, reason = %why, "command refused");
                         CommandResult { id: cmd.id, outcome: Outcome::Rejected, message: why, duration_ms: 0 }
                     }
+                    Ok(()) if Responder::handles(&cmd.action) => match self.act.plan(cmd.id, &cmd.action, now) {
+                        Plan::Job(job) => {
+                            // Answered when the executor is done.
+                            info!(command = cmd.id, action = cmd.action.name(), "running");
+                            self.jobs.push(job);
+                            return;
+                        }
+                        Plan::Answer(outcome, message) => {
+                            info!(command = cmd.id, action = cmd.action.name(), outcome = outcome.as_str(), %message, "command");
+                            CommandResult { id: cmd.id, outcome, message, duration_ms: 0 }
+                        }
+                    },
                     Ok(()) => {
                         let (outcome, message) = self.run_command(&cmd.action);
                         info!(command = cmd.id, action = ?cmd.action, outcome = outcome.as_str(), %message, "command");
@@ -250,6 +294,34 @@ impl Edge {
                     }
                 };
                 self.queue_result(result);
+                self.flush(now, out);
+            }
+            Input::JobDone { done, now, now_ms } => {
+                let more = self.act.finished(&done, now);
+                self.jobs.extend(more);
+                let message = match &done.result {
+                    Ok(()) => done.job.done.clone(),
+                    Err(e) => e.clone(),
+                };
+                match &done.job.origin {
+                    Origin::Command(id) => {
+                        let outcome = if done.result.is_ok() { Outcome::Done } else { Outcome::Failed };
+                        info!(command = id, outcome = outcome.as_str(), %message, ms = done.duration_ms, "command");
+                        self.queue_result(CommandResult { id: *id, outcome, message, duration_ms: done.duration_ms });
+                    }
+                    Origin::Local { kind } => {
+                        let finding = crate::act::local_finding(&done.job, kind, done.result.as_ref().err(), now_ms);
+                        if let Some(f) = finding {
+                            self.found.push(f);
+                            self.spool_found(now);
+                        }
+                    }
+                    Origin::Ensure => {
+                        if let Err(e) = &done.result {
+                            warn!(error = %e, "the bans in force could not be re-applied");
+                        }
+                    }
+                }
                 self.flush(now, out);
             }
             Input::Downlink { msg: Downlink::Config(doc), now, hub_ms } => {
@@ -293,8 +365,11 @@ impl Edge {
             }
             Input::Tick { now, now_ms } => {
                 self.report_rejections(now);
+                if let Some(job) = self.act.tick(now) {
+                    self.jobs.push(job);
+                }
                 if self.pipeline.tick(now_ms, &mut self.found) > 0 {
-                    self.spool_found();
+                    self.spool_found(now);
                 }
                 if self.spool.awaiting_ack() && now.saturating_sub(self.last_progress) > self.ack_timeout {
                     warn!(
@@ -387,10 +462,18 @@ impl Edge {
         self.epoch
     }
 
-    /// Moves new findings into the spool, logging each.
-    fn spool_found(&mut self) {
+    /// Moves new findings into the spool, logging each, and starts the
+    /// local response to those it is configured for.
+    fn spool_found(&mut self, now: Duration) {
         for f in self.found.drain(..) {
             info!(kind = %f.kind, stage = f.stage.as_str(), summary = %f.summary, "finding");
+            if let (Stage::New, Some(src)) = (f.stage, f.subject.src_ip) {
+                match self.act.respond(&f.kind, src, now) {
+                    Ok(Some(job)) => self.jobs.push(job),
+                    Ok(None) => {}
+                    Err(why) => warn!(kind = %f.kind, %src, reason = %why, "local response: not blocking"),
+                }
+            }
             self.spool.push(f);
         }
     }
@@ -604,7 +687,17 @@ mod tests {
         assert_eq!((got[1].0, got[1].1), (3, Outcome::Failed));
         assert!(got[1].2.contains("no agent \"dns\""), "{got:?}");
         assert_eq!(got[2], (3, Outcome::Rejected, "command 3 already seen (the last one run was 3)".to_owned()));
-        assert_eq!((got[3].0, got[3].1), (4, Outcome::Failed), "not supported yet, said so");
+        assert_eq!(got.len(), 3, "the WiFi reload is answered when it has run: {got:?}");
+        let jobs = e.take_jobs();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            jobs[0].steps,
+            [crate::act::Step::Run { argv: vec!["/sbin/wifi".into(), "reload".into()], stdin: None }]
+        );
+        out.clear();
+        let done = JobDone { job: jobs[0].clone(), result: Err("wifi not found at /sbin/wifi".into()), duration_ms: 2 };
+        e.handle(Input::JobDone { done, now: 6 * T, now_ms: HUB }, &mut out);
+        assert_eq!(results(&out), [(4, Outcome::Failed, "wifi not found at /sbin/wifi".to_owned())]);
         assert_eq!(e.last_command(), 4);
         // After a restart that kept the id, the same command is refused.
         let mut again = edge().with_last_command(e.last_command());
@@ -692,5 +785,41 @@ mod tests {
         // A restart with the kept configuration runs it.
         let again = edge().with_config(&doc(7, 2, false));
         assert_eq!(again.config_version(), 7);
+    }
+
+    #[test]
+    fn the_local_response_blocks_a_brute_force_at_once_and_reports_it_as_a_finding() {
+        let act = ActConfig {
+            local: Some(crate::act::LocalResponse { kinds: vec!["ssh.bruteforce".into()], block_s: 900 }),
+            ..ActConfig::default()
+        };
+        let mut e = edge().with_actions(act);
+        let mut out = Vec::new();
+        // The hub is out of reach: the router defends itself anyway.
+        attack(&mut e, "198.51.100.9", T, &mut out);
+        let jobs = e.take_jobs();
+        assert_eq!(jobs.len(), 1, "one block for one brute force");
+        assert_eq!(jobs[0].origin, Origin::Local { kind: "ssh.bruteforce".into() });
+        let done = JobDone { job: jobs[0].clone(), result: Ok(()), duration_ms: 4 };
+        e.handle(Input::JobDone { done, now: 2 * T, now_ms: HUB }, &mut out);
+        assert_eq!(e.responder().blocks(2 * T).len(), 1);
+        assert!(out.is_empty(), "nothing leaves while offline");
+        assert_eq!(e.spool().stats().depth, 2, "the brute force and the block wait in the spool");
+        e.handle(Input::Connected { now: 3 * T }, &mut out);
+        let reported: Vec<Finding> = out
+            .iter()
+            .filter_map(|p| match &p.body {
+                Outgoing::Findings(b) => Some(b.findings.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(reported.len(), 2);
+        assert_eq!((reported[1].agent.as_str(), reported[1].kind.as_str()), ("response", "response.ip_blocked"));
+        assert_eq!(reported[1].subject.src_ip, Some("198.51.100.9".parse().unwrap()));
+        assert!(reported[1].summary.contains("blocked 198.51.100.9 for 900 s"), "{}", reported[1].summary);
+        // The same attacker again is not blocked twice.
+        attack(&mut e, "198.51.100.9", 4 * T, &mut out);
+        assert!(e.take_jobs().is_empty());
     }
 }

@@ -49,7 +49,8 @@ pub async fn run(
     });
     let mut edge = Edge::new(&cfg.agents, epoch, cfg.hub.spool_bytes, cfg.hub.heartbeat_interval)
         .with_restart_policy(cfg.hub.restart)
-        .with_last_command(last_command);
+        .with_last_command(last_command)
+        .with_actions(cfg.act.clone());
     let mut kept_command = last_command;
     let config_file = ConfigFile::new(&cfg.hub.state_dir);
     match config_file.load() {
@@ -60,6 +61,11 @@ pub async fn run(
     let (ev_tx, mut events) = mpsc::channel(64);
     let mut uplink = Uplink::start(&cfg.hub, ev_tx);
     info!(device = %cfg.hub.device_id, hub = %format!("{}:{}", cfg.hub.host, cfg.hub.port), epoch, "opmas-edge running");
+
+    // The executor: one task, one job at a time, in order.
+    let (job_tx, job_rx) = mpsc::channel(crate::act::exec::QUEUE);
+    let (done_tx, mut done_rx) = mpsc::channel(crate::act::exec::QUEUE);
+    tokio::spawn(crate::act::exec::run(job_rx, done_tx, cfg.act.tools.ubus.clone()));
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,8 +95,20 @@ pub async fn run(
                 },
                 None => break,
             },
+            Some(done) = done_rx.recv() => edge.handle(Input::JobDone { done, now, now_ms: now_ms() }, &mut out),
             _ = tick.tick() => edge.handle(Input::Tick { now, now_ms: now_ms() }, &mut out),
             _ = &mut shutdown => break,
+        }
+        for job in edge.take_jobs() {
+            if let Err(e) = job_tx.try_send(job) {
+                // The queue is full: the job is answered as not run.
+                let job = match e {
+                    mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                };
+                let result = Err(format!("{} actions are waiting already; not run", crate::act::exec::QUEUE));
+                let done = crate::act::JobDone { job, result, duration_ms: 0 };
+                edge.handle(Input::JobDone { done, now: started.elapsed(), now_ms: now_ms() }, &mut out);
+            }
         }
         if let Some(doc) = edge.take_config_to_keep() {
             if let Err(e) = config_file.store(&doc) {

@@ -314,7 +314,7 @@ impl Package {
 }
 
 impl Section {
-    fn entry(&self, option: &str) -> Option<&(String, Value, usize)> {
+    pub fn entry(&self, option: &str) -> Option<&(String, Value, usize)> {
         self.options.iter().find(|(name, _, _)| name == option)
     }
 

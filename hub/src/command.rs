@@ -71,7 +71,7 @@ impl Commander {
     }
 
     /// Publishes `row` to its device (sealed now), and notes the send.
-    async fn publish(&self, device: &DeviceId, row: &CommandRow) -> Result<(), StoreError> {
+    pub(crate) async fn publish(&self, device: &DeviceId, row: &CommandRow) -> Result<(), StoreError> {
         let Some(key) = self.keys.get(device).await? else { return Ok(()) };
         let cmd = Command { id: row.id as u64, expires_ms: row.expires_ms as u64, action: row.action()? };
         let seq = self.down_seq.fetch_add(1, Ordering::Relaxed);

@@ -10,6 +10,7 @@
 //! Architecture invariant: only [`broker`] knows rumqttd; only [`store`]
 //! writes SQL; handlers and ingest see typed rows and `opmas-proto` types.
 
+pub mod act;
 pub mod alert;
 pub mod broker;
 pub mod command;

@@ -63,7 +63,7 @@ pub struct EncodeError {
 }
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 6;
+pub const FORMAT_VERSION: u8 = 7;
 
 /// Length of the HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
@@ -295,7 +295,7 @@ mod tests {
         let mut bytes = sealed();
         bytes[0] = 9;
         let err = Envelope::open(&topic("gw-1", Channel::Ack), &bytes, &key(1)).unwrap_err();
-        assert_eq!(err.to_string(), "unknown envelope format version 9; this build speaks version 6");
+        assert_eq!(err.to_string(), "unknown envelope format version 9; this build speaks version 7");
     }
 
     #[test]

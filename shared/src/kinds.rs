@@ -113,6 +113,28 @@ pub const AGENT_FAILED: Kind = Kind { id: 20, name: "agent.failed", severity: Se
 pub const AGENT_RESTARTED: Kind =
     Kind { id: 21, name: "agent.restarted", severity: Severity::LOW, title: "agent restarted by policy" };
 
+/// The edge blocked an address itself, at once, without the hub (the
+/// router's local response to a finding; UCI `config response`). Made by
+/// the edge's `response` agent, delivered like any finding (also after the
+/// hub was out of reach).
+pub const RESPONSE_IP_BLOCKED: Kind =
+    Kind { id: 22, name: "response.ip_blocked", severity: Severity::LOW, title: "address blocked locally" };
+
+/// The edge's local response could not block an address (nft failed).
+pub const RESPONSE_FAILED: Kind =
+    Kind { id: 23, name: "response.failed", severity: Severity::MEDIUM, title: "local response failed" };
+
+/// The agent name of the edge's local response findings.
+pub const RESPONSE_AGENT: &str = "response";
+/// The agent name of the hub's own findings (presence, supervision).
+pub const LIFECYCLE_AGENT: &str = "lifecycle";
+
+/// Every agent name a finding may carry: the edge's detection agents, its
+/// local response, and the hub's lifecycle agent.
+pub fn finding_agents() -> impl Iterator<Item = &'static str> {
+    crate::agents::AGENTS.iter().map(|a| a.name).chain([RESPONSE_AGENT, LIFECYCLE_AGENT])
+}
+
 /// Every finding kind, in id order.
 pub const ALL_KINDS: &[&Kind] = &[
     &SSH_BRUTEFORCE,
@@ -137,6 +159,8 @@ pub const ALL_KINDS: &[&Kind] = &[
     &DEVICE_BACK,
     &AGENT_FAILED,
     &AGENT_RESTARTED,
+    &RESPONSE_IP_BLOCKED,
+    &RESPONSE_FAILED,
 ];
 
 /// The kind named `name`, if there is one.

@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod ids;
 pub mod kinds;
 pub mod msg;
+pub mod net;
 pub mod pattern;
 pub mod topic;
 

@@ -13,6 +13,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::{IpNet, Mac};
+
 /// `opmas/v1/{device}/status`: retained presence. `Offline` is also the Last Will.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
@@ -299,8 +301,11 @@ pub struct ConfigDoc {
 }
 
 /// What a command asks the edge to do. Parameters are typed so that nothing
-/// but an address, a MAC or a name from a list can reach an action.
+/// but an address, a MAC or a name from a list can reach an action, and
+/// [`Action::check`] bounds them the same way on the hub (before anything is
+/// stored) and on the edge (before anything runs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Action {
     /// Answer with a result; nothing else.
     Ping,
@@ -313,25 +318,158 @@ pub enum Action {
     AgentRestart {
         agent: String,
     },
-    /// Add an address to the fw4 block set for `timeout_s` seconds.
+    /// Drop every packet from `net` for `timeout_s` seconds: an element
+    /// with that timeout in the edge's set in the `inet fw4` table.
     BlockIp {
-        ip: IpAddr,
+        net: IpNet,
         timeout_s: u32,
     },
     UnblockIp {
-        ip: IpAddr,
+        net: IpNet,
     },
-    /// Disconnect a station and refuse it for `ban_ms`.
+    /// Disconnect a station from every access point interface of the
+    /// router and refuse it there for `ban_s` seconds.
     BanClient {
-        iface: String,
-        mac: [u8; 6],
-        ban_ms: u32,
+        mac: Mac,
+        ban_s: u32,
     },
-    /// Restart a service from the edge's allowlist.
+    UnbanClient {
+        mac: Mac,
+    },
+    /// Restart a service from the edge's allowlist (UCI `restart_service`).
     RestartService {
         service: String,
     },
+    /// `wifi reload`.
     ReloadWifi,
+}
+
+/// Longest block or ban an action may ask for: a week. Longer bans are
+/// better made again by a playbook that still sees the attack.
+pub const MAX_ACTION_S: u32 = 7 * 24 * 3600;
+/// Widest network a block may name: an IPv4 /16, an IPv6 /32. Wider would
+/// cut off a large part of the internet, or the operator with it.
+pub const MIN_PREFIX_V4: u8 = 16;
+pub const MIN_PREFIX_V6: u8 = 32;
+/// Longest service name (an init script under `/etc/init.d`).
+pub const MAX_SERVICE_LEN: usize = 32;
+
+impl Action {
+    /// Checks the parameters alone (the edge adds its own lists: the
+    /// addresses it never blocks, the services it may restart).
+    pub fn check(&self) -> Result<(), String> {
+        let duration = |what: &str, s: u32| {
+            if (1..=MAX_ACTION_S).contains(&s) {
+                Ok(())
+            } else {
+                Err(format!("{what} must be 1 to {MAX_ACTION_S} seconds (a week), got {s}"))
+            }
+        };
+        match self {
+            Action::BlockIp { net, timeout_s } => {
+                duration("timeout_s", *timeout_s)?;
+                check_blockable(net)
+            }
+            Action::UnblockIp { net } => check_blockable(net),
+            Action::BanClient { mac, ban_s } => {
+                duration("ban_s", *ban_s)?;
+                check_station(mac)
+            }
+            Action::UnbanClient { mac } => check_station(mac),
+            Action::RestartService { service } => check_service(service),
+            Action::Ping
+            | Action::AgentStart { .. }
+            | Action::AgentStop { .. }
+            | Action::AgentRestart { .. }
+            | Action::ReloadWifi => Ok(()),
+        }
+    }
+
+    /// The action's name as playbooks and the audit log write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Ping => "ping",
+            Action::AgentStart { .. } => "agent_start",
+            Action::AgentStop { .. } => "agent_stop",
+            Action::AgentRestart { .. } => "agent_restart",
+            Action::BlockIp { .. } => "block_ip",
+            Action::UnblockIp { .. } => "unblock_ip",
+            Action::BanClient { .. } => "ban_wifi_client",
+            Action::UnbanClient { .. } => "unban_wifi_client",
+            Action::RestartService { .. } => "restart_service",
+            Action::ReloadWifi => "wifi_reload",
+        }
+    }
+
+    /// The action that takes this one back, if there is one.
+    pub fn undo(&self) -> Option<Action> {
+        match self {
+            Action::BlockIp { net, .. } => Some(Action::UnblockIp { net: *net }),
+            Action::BanClient { mac, .. } => Some(Action::UnbanClient { mac: *mac }),
+            _ => None,
+        }
+    }
+}
+
+/// What the action does, in a few words: `block 198.51.100.7 for 3600 s`.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Ping => write!(f, "ping"),
+            Action::AgentStart { agent } => write!(f, "start {agent}"),
+            Action::AgentStop { agent } => write!(f, "stop {agent}"),
+            Action::AgentRestart { agent } => write!(f, "restart {agent}"),
+            Action::BlockIp { net, timeout_s } => write!(f, "block {net} for {timeout_s} s"),
+            Action::UnblockIp { net } => write!(f, "unblock {net}"),
+            Action::BanClient { mac, ban_s } => write!(f, "ban WiFi client {mac} for {ban_s} s"),
+            Action::UnbanClient { mac } => write!(f, "unban WiFi client {mac}"),
+            Action::RestartService { service } => write!(f, "restart service {service}"),
+            Action::ReloadWifi => write!(f, "wifi reload"),
+        }
+    }
+}
+
+/// An address or network the edge may put in its block set: not wider than
+/// [`MIN_PREFIX_V4`]/[`MIN_PREFIX_V6`], and none of the addresses that are
+/// never an attacker's (loopback, unspecified, multicast, link-local).
+pub fn check_blockable(net: &IpNet) -> Result<(), String> {
+    let min = if net.is_ipv4() { MIN_PREFIX_V4 } else { MIN_PREFIX_V6 };
+    if net.prefix() < min {
+        return Err(format!("{net} is wider than a /{min}: refusing to block so many addresses"));
+    }
+    let special = match net.addr() {
+        IpAddr::V4(a) => {
+            a.is_loopback() || a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_link_local()
+        }
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.is_unspecified() || a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+    };
+    if special {
+        return Err(format!("{net} is a loopback, unspecified, multicast or link-local address: never blocked"));
+    }
+    Ok(())
+}
+
+fn check_station(mac: &Mac) -> Result<(), String> {
+    if mac.is_group() || mac.0 == [0; 6] {
+        return Err(format!("{mac} is not one station's address"));
+    }
+    Ok(())
+}
+
+/// A service name: an init script's file name, so `[a-z0-9_-]`, not empty,
+/// at most [`MAX_SERVICE_LEN`]; never a path.
+pub fn check_service(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SERVICE_LEN
+        && !name.starts_with('-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a service name (lower-case letters, digits, _ and -, at most {MAX_SERVICE_LEN})"))
+    }
 }
 
 /// `opmas/v1/{device}/cmd`.
@@ -400,5 +538,36 @@ mod tests {
         assert!(postcard::from_bytes::<Severity>(&bytes).is_err());
         let bytes = postcard::to_allocvec(&Severity::HIGH).unwrap();
         assert_eq!(postcard::from_bytes::<Severity>(&bytes).unwrap(), Severity::HIGH);
+    }
+
+    #[test]
+    fn actions_are_bounded_before_they_reach_a_router() {
+        let block = |net: &str, timeout_s| Action::BlockIp { net: net.parse().unwrap(), timeout_s }.check();
+        assert_eq!(block("198.51.100.7", 3600), Ok(()));
+        assert_eq!(block("2001:db8:1::/48", 60), Ok(()));
+        assert!(block("198.51.100.7", 0).unwrap_err().contains("timeout_s must be 1 to 604800"));
+        assert!(block("198.51.100.7", MAX_ACTION_S + 1).is_err());
+        assert!(block("10.0.0.0/8", 60).unwrap_err().contains("wider than a /16"));
+        assert!(block("2001::/16", 60).unwrap_err().contains("wider than a /32"));
+        for never in
+            ["127.0.0.1", "0.0.0.0", "224.0.0.1", "255.255.255.255", "169.254.1.1", "::1", "::", "ff02::1", "fe80::1"]
+        {
+            assert!(block(never, 60).unwrap_err().contains("never blocked"), "{never}");
+        }
+        let ban = |mac: &str| Action::BanClient { mac: mac.parse().unwrap(), ban_s: 60 }.check();
+        assert_eq!(ban("02:11:22:33:44:55"), Ok(()));
+        assert!(ban("ff:ff:ff:ff:ff:ff").is_err());
+        assert!(ban("01:00:5e:00:00:01").is_err());
+        assert!(ban("00:00:00:00:00:00").is_err());
+        let svc = |s: &str| Action::RestartService { service: s.into() }.check();
+        assert_eq!(svc("dnsmasq"), Ok(()));
+        for bad in ["", "../../bin/sh", "dns masq", "-x", "DNSMASQ", "a;reboot", &"a".repeat(33)] {
+            assert!(svc(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Action::BlockIp { net: "198.51.100.7".parse().unwrap(), timeout_s: 9 }.undo(),
+            Some(Action::UnblockIp { net: "198.51.100.7".parse().unwrap() })
+        );
+        assert_eq!(Action::ReloadWifi.undo(), None);
     }
 }

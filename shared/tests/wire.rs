@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use opmas_proto::msg::*;
+use opmas_proto::net::{IpNet, Mac};
 use opmas_proto::{Body, Channel, DeviceId, Envelope, Secret, Topic};
 use proptest::prelude::*;
 
@@ -131,9 +132,24 @@ fn command_bytes_are_stable() {
     let cmd = Command {
         id: 9,
         expires_ms: 1_733_420_700_000,
-        action: Action::BlockIp { ip: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), timeout_s: 3600 },
+        action: Action::BlockIp {
+            net: IpNet::host(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
+            timeout_s: 3600,
+        },
     };
     check_golden("command", Channel::Cmd, &cmd);
+    let ban = Command {
+        id: 10,
+        expires_ms: 1_733_420_700_000,
+        action: Action::BanClient { mac: Mac([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]), ban_s: 600 },
+    };
+    check_golden("command_ban", Channel::Cmd, &ban);
+    let prefix = Command {
+        id: 11,
+        expires_ms: 1_733_420_700_000,
+        action: Action::UnblockIp { net: "198.51.100.0/24".parse().unwrap() },
+    };
+    check_golden("command_unblock", Channel::Cmd, &prefix);
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! | `<PRI>1 ` | RFC 5424 | `syslog_loose` |
 //! | `<PRI>[ uptime]`, `[ uptime]` | kernel ring buffer (`<4>` printk level), `dmesg` | fast path |
 //! | `[Jul 5, 2026, 1:21:12 PM GMT+2]`, `19:32:06]` | LuCI log-viewer export, whole or with the date cut | fast path |
+//! | `[pid] Mmm dd hh:mm:ss` | dropbear's own log on stderr (`dropbear -E`) | fast path |
 //! | `fac.sev tag[pid]: msg` | `logread` without its date (LuCI, pastes) | fast path |
 //! | `time="..." level=... msg="..."` | logrus (crowdsec bouncer's own log file) | fast path |
 //! | anything else | a message body: `kernel: IPT_...`, `REJECT(src wan)IN=...` | `tag: msg` split |
@@ -146,7 +147,7 @@ pub fn parse_line(line: &str, ctx: Context) -> Result<Record<'_>, ParseError> {
     let Some(&first) = b.first() else { return Err(ParseError::Empty) };
     let mut rec = match first {
         b'<' => pri_line(line, ctx)?,
-        b'[' => bracket_line(line),
+        b'[' => bracket_line(line, ctx)?,
         b'0'..=b'9' => digit_line(line),
         b't' if line.starts_with("time=\"") => logrus(line),
         c if c.is_ascii_alphabetic() => letter_line(line, ctx)?,
@@ -248,17 +249,35 @@ fn pri_line(line: &str, ctx: Context) -> Result<Record<'_>, ParseError> {
     Ok(rec)
 }
 
-/// `[ 12.345] msg` (dmesg) or `[Jul 5, 2026, 1:21:12 PM GMT+2] fac.sev: tag: msg` (LuCI).
-fn bracket_line(line: &str) -> Record<'_> {
+/// `[ 12.345] msg` (dmesg), `[Jul 5, 2026, 1:21:12 PM GMT+2] fac.sev: tag: msg`
+/// (LuCI) or `[1234] Dec 07 10:25:09 msg` (dropbear's own log on standard
+/// error, `dropbear -E`: a process id, then a date without a year).
+fn bracket_line(line: &str, ctx: Context) -> Result<Record<'_>, ParseError> {
     if uptime_len(line).is_some() {
-        return Record { program: Some("kernel"), msg: line, ..Record::default() };
+        return Ok(Record { program: Some("kernel"), msg: line, ..Record::default() });
     }
     if let Some((ts, rest)) = luci_date(line) {
         if let Some(r) = prio_rest(rest) {
-            return Record { ts_ms: Some(ts), ..r };
+            return Ok(Record { ts_ms: Some(ts), ..r });
         }
     }
-    body(line)
+    let mut sc = Scan::at(line, 1);
+    if let (Some(pid), true, true) = (sc.digits(1, 10), sc.eat(b']'), sc.eat(b' ')) {
+        match bsd_header(sc.rest(), ctx) {
+            Shape::Ok((ts, msg)) => {
+                return Ok(Record {
+                    ts_ms: Some(ts),
+                    program: Some("dropbear"),
+                    pid: Some(pid),
+                    msg,
+                    ..Record::default()
+                })
+            }
+            Shape::Bad => return Err(ParseError::BadTimestamp),
+            Shape::No => {}
+        }
+    }
+    Ok(body(line))
 }
 
 /// Lines starting with a digit: an RFC 3339 timestamp, or a LuCI export with
@@ -310,6 +329,16 @@ mod tests {
 
     fn p(line: &str) -> Record<'_> {
         parse_line(line, CTX).unwrap()
+    }
+
+    #[test]
+    fn dropbear_logging_to_stderr_is_read_as_dropbear() {
+        let r = p("[22949] Dec 07 10:25:09 Bad password attempt for 'root' from 10.77.0.2:44802");
+        assert_eq!(r.ts_ms, Some(1_733_567_109_000));
+        assert_eq!((r.program, r.pid), (Some("dropbear"), Some(22949)));
+        assert_eq!(r.msg, "Bad password attempt for 'root' from 10.77.0.2:44802");
+        // Other bracketed lines are what they were.
+        assert_eq!(p("[22949] something").program, None);
     }
 
     #[test]

@@ -322,8 +322,7 @@ impl Rule {
         for (i, m) in spec.matchers.iter().enumerate() {
             let agents: Vec<String> =
                 m.agent.as_ref().map(|a| a.items().into_iter().map(str::to_owned).collect()).unwrap_or_default();
-            let known: BTreeSet<&str> =
-                opmas_proto::agents::AGENTS.iter().map(|a| a.name).chain(["lifecycle"]).collect();
+            let known: BTreeSet<&str> = opmas_proto::kinds::finding_agents().collect();
             for a in &agents {
                 if !known.contains(a.as_str()) {
                     bad(

@@ -111,9 +111,8 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<FindingQuery, Api
         }
     }
     if let Some(a) = text("agent") {
-        if !opmas_proto::agents::AGENTS.iter().any(|s| s.name == a) && a != crate::store::lifecycle::AGENT {
-            let mut known: Vec<&str> = opmas_proto::agents::AGENTS.iter().map(|s| s.name).collect();
-            known.push(crate::store::lifecycle::AGENT);
+        if !opmas_proto::kinds::finding_agents().any(|s| s == a) {
+            let known: Vec<&str> = opmas_proto::kinds::finding_agents().collect();
             return Err(ApiError::Invalid {
                 field: "agent",
                 message: format!("unknown agent {a:?}; known: {}", known.join(", ")),

@@ -5,6 +5,7 @@
 //! behind authentication: a bearer token, or a session cookie with its CSRF
 //! token on requests that change something.
 
+pub mod actions;
 pub mod agent_config;
 pub mod alerts;
 mod auth;
@@ -123,6 +124,7 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
     let (protected, mut doc) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(devices::router())
         .merge(commands::router())
+        .merge(actions::router())
         .merge(agent_config::router())
         .merge(findings::router())
         .merge(rules::router())
@@ -309,6 +311,10 @@ mod tests {
             ("/api/v1/devices/{id}/ping", "post"),
             ("/api/v1/commands", "get"),
             ("/api/v1/commands/{id}", "get"),
+            ("/api/v1/actions", "get"),
+            ("/api/v1/actions", "post"),
+            ("/api/v1/actions/{id}", "get"),
+            ("/api/v1/actions/{id}/undo", "post"),
             ("/api/v1/agents/{agent}/config", "get"),
             ("/api/v1/agents/{agent}/config", "put"),
             ("/api/v1/devices/{id}/agents/{agent}/config", "get"),

@@ -66,7 +66,8 @@ pub struct CommandQuery {
 /// The states a command can be in.
 pub const STATES: [&str; 5] = ["pending", "done", "failed", "rejected", "expired"];
 
-const COLUMNS: &str = "id, device_id, action, created_ms, created_by, expires_ms, state, message, sent_ms, sends,
+pub(super) const COLUMNS: &str =
+    "id, device_id, action, created_ms, created_by, expires_ms, state, message, sent_ms, sends,
      answered_ms, duration_ms";
 
 /// Records the edge's answer to a pending command of `device` (a second
@@ -98,6 +99,34 @@ pub(super) async fn record_result(
     Ok(done.rows_affected() > 0)
 }
 
+/// Stores a new pending command on `conn` (inside a caller's transaction).
+pub(super) async fn insert_command(
+    conn: &mut SqliteConnection,
+    device: &str,
+    action: &Action,
+    by: &str,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<CommandRow, StoreError> {
+    let json = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let res = sqlx::query_as::<_, CommandRow>(&format!(
+        "INSERT INTO commands (device_id, action, created_ms, created_by, expires_ms) VALUES (?, ?, ?, ?, ?)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(device)
+    .bind(json)
+    .bind(now_ms)
+    .bind(by)
+    .bind(now_ms.saturating_add(ttl_ms))
+    .fetch_one(&mut *conn)
+    .await;
+    match res {
+        Ok(row) => Ok(row),
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NoDevice(device.to_owned())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store {
     /// Stores a new pending command; returns it (its id is the wire id).
     pub async fn insert_command(
@@ -108,25 +137,8 @@ impl Store {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<CommandRow, StoreError> {
-        let json = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let res = sqlx::query_as::<_, CommandRow>(&format!(
-            "INSERT INTO commands (device_id, action, created_ms, created_by, expires_ms) VALUES (?, ?, ?, ?, ?)
-             RETURNING {COLUMNS}"
-        ))
-        .bind(device)
-        .bind(json)
-        .bind(now_ms)
-        .bind(by)
-        .bind(now_ms.saturating_add(ttl_ms))
-        .fetch_one(self.writer())
-        .await;
-        match res {
-            Ok(row) => Ok(row),
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                Err(StoreError::NoDevice(device.to_owned()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut conn = self.writer().acquire().await?;
+        insert_command(&mut conn, device, action, by, now_ms, ttl_ms).await
     }
 
     /// Notes that command `id` was published (again) at `now_ms`.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::{Store, StoreError};
 
 /// The agent name of the hub's own findings.
-pub const AGENT: &str = "lifecycle";
+pub const AGENT: &str = opmas_proto::kinds::LIFECYCLE_AGENT;
 /// The epoch lifecycle findings are stored under.
 pub const EPOCH: u64 = 0;
 /// The subject service of findings about the device as a whole.

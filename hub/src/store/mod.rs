@@ -18,6 +18,7 @@
 //! timeout covers that wait. Readers (the API) use their own pool and, in WAL
 //! mode, never wait for the writer.
 
+pub mod actions;
 pub mod alerts;
 pub mod commands;
 pub mod config;

@@ -47,13 +47,8 @@ pub fn table(rows: &[CommandRow], with_device: bool, now: i64) -> Markup {
 
 /// `restart security`, `ping`, ...
 fn describe(c: &CommandRow) -> String {
-    use opmas_proto::msg::Action;
     match c.action() {
-        Ok(Action::Ping) => "ping".into(),
-        Ok(Action::AgentStart { agent }) => format!("start {agent}"),
-        Ok(Action::AgentStop { agent }) => format!("stop {agent}"),
-        Ok(Action::AgentRestart { agent }) => format!("restart {agent}"),
-        Ok(other) => format!("{other:?}"),
+        Ok(a) => a.to_string(),
         Err(_) => c.action.0.to_string(),
     }
 }

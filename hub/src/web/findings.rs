@@ -97,6 +97,10 @@ pub async fn list(
     device_options.extend(devices.iter().map(|d| (d.id.clone(), d.name.clone())));
     let agent_options = std::iter::once((String::new(), "any".to_owned()))
         .chain(opmas_proto::agents::AGENTS.iter().map(|a| (a.name.to_owned(), a.name.to_owned())))
+        .chain(std::iter::once((
+            opmas_proto::kinds::RESPONSE_AGENT.to_owned(),
+            "response (the router's own)".to_owned(),
+        )))
         .chain(std::iter::once((crate::store::lifecycle::AGENT.to_owned(), "lifecycle (the hub)".to_owned())))
         .collect();
     let kind_options = std::iter::once((String::new(), "any".to_owned()))

@@ -1,0 +1,193 @@
+//! Actions on routers: `POST /actions` (operators) blocks an address, bans
+//! a WiFi client, restarts a service or reloads WiFi on the routers it
+//! names; `POST /actions/{id}/undo` takes a block or ban back on the same
+//! routers; `GET /actions` is the audit log (who, what, where, each
+//! router's answer).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::author;
+use super::views::ErrorBody;
+use super::{ApiError, AppState};
+use crate::act::{parse_action, resolve, Actor, Request, Targets};
+use crate::command::DEFAULT_TTL_MS;
+use crate::store::actions::ActionRow;
+use crate::store::config::FieldError;
+use crate::store::tokens::TokenInfo;
+use crate::store::users::Role;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(one)).routes(routes!(undo))
+}
+
+/// `POST /actions`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// block_ip, unblock_ip, ban_wifi_client, unban_wifi_client,
+    /// restart_service or wifi_reload.
+    pub action: String,
+    /// block_ip: `net` (an address or prefix), `timeout_s`; unblock_ip:
+    /// `net`; ban_wifi_client: `mac`, `ban_s`; unban_wifi_client: `mac`;
+    /// restart_service: `service`; wifi_reload: none.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    pub targets: Targets,
+    pub comment: Option<String>,
+    /// Seconds a command may wait for a router that is away (default 300,
+    /// at most 86400).
+    pub ttl_s: Option<u32>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActionPage {
+    pub actions: Vec<ActionRow>,
+    pub next_cursor: Option<String>,
+}
+
+fn require_operator(token: &TokenInfo) -> Result<(), ApiError> {
+    super::auth::require(token, Role::Operator, "act on routers")
+}
+
+fn actor(state: &AppState) -> Actor {
+    Actor { store: state.store.clone(), commander: state.commander.clone() }
+}
+
+/// Sends an action to routers (operators): stored in the audit log with one
+/// command per router, each answered by its router (`commands[].state`).
+/// Every mistake is named (422).
+#[utoipa::path(post, path = "/actions", tag = "actions", request_body = ActionRequest,
+    responses((status = 202, body = ActionRow), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<ActionRow>), ApiError> {
+    require_operator(&token)?;
+    let req: ActionRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Invalid { field: "body", message: format!("not an action request: {e}") })?;
+    let mut errors: Vec<FieldError> = Vec::new();
+    let action = parse_action(&req.action, &req.params).map_err(|e| errors.extend(e)).ok();
+    let devices = resolve(&state.store, &req.targets).await.map_err(|e| errors.extend(e)).ok();
+    let ttl_ms = match req.ttl_s {
+        None => Some(DEFAULT_TTL_MS),
+        Some(s) if (1..=86_400).contains(&s) => Some(i64::from(s) * 1000),
+        Some(s) => {
+            errors.push(FieldError { path: "ttl_s".into(), reason: format!("{s} is not 1 to 86400 seconds") });
+            None
+        }
+    };
+    if let Some(c) = req.comment.as_deref().filter(|c| c.len() > 1000) {
+        errors.push(FieldError { path: "comment".into(), reason: format!("{} bytes; at most 1000", c.len()) });
+    }
+    let (Some(action), Some(devices), Some(ttl_ms), true) = (action, devices, ttl_ms, errors.is_empty()) else {
+        return Err(ApiError::InvalidFields(errors));
+    };
+    let who = author(&token);
+    let request = Request {
+        action,
+        targets: &req.targets,
+        devices: &devices,
+        by: &who,
+        comment: req.comment.as_deref(),
+        undo_of: None,
+        ttl_ms,
+    };
+    let row = actor(&state).act(request).await?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+/// Takes a block or a ban back on the routers it went to (operators).
+#[utoipa::path(post, path = "/actions/{id}/undo", tag = "actions",
+    params(("id" = i64, Path, description = "The action id")),
+    responses((status = 202, body = ActionRow), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn undo(
+    State(state): State<AppState>,
+    Extension(token): Extension<TokenInfo>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ActionRow>), ApiError> {
+    require_operator(&token)?;
+    let original = find(&state, &id).await?;
+    let action = original.action()?;
+    let Some(back) = action.undo() else {
+        return Err(ApiError::Invalid { field: "id", message: format!("{action} cannot be undone") });
+    };
+    let mut devices: Vec<String> = original.commands.iter().map(|c| c.device_id.clone()).collect();
+    devices.dedup();
+    let targets = Targets { devices: Some(devices.clone()), ..Targets::default() };
+    let who = author(&token);
+    let comment = format!("undo of action {}", original.id);
+    let request = Request {
+        action: back,
+        targets: &targets,
+        devices: &devices,
+        by: &who,
+        comment: Some(&comment),
+        undo_of: Some(original.id),
+        ttl_ms: DEFAULT_TTL_MS,
+    };
+    let row = actor(&state).act(request).await?;
+    Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+/// The audit log of actions, newest first, each with its routers' answers.
+#[utoipa::path(get, path = "/actions", tag = "actions",
+    params(("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
+    responses((status = 200, body = ActionPage), (status = 422, body = ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<ActionPage>, ApiError> {
+    const KNOWN: [&str; 2] = ["limit", "cursor"];
+    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::Invalid {
+            field: "query",
+            message: format!("unknown parameter {k:?}; known are {}", KNOWN.join(", ")),
+        });
+    }
+    let limit = match params.get("limit").filter(|v| !v.is_empty()) {
+        None => 50,
+        Some(v) => v.parse::<u32>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| ApiError::Invalid {
+            field: "limit",
+            message: format!("{v:?} is not a number from 1 to 500"),
+        })?,
+    };
+    let before = match params.get("cursor").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(c) => {
+            Some(c.strip_prefix('a').and_then(|h| i64::from_str_radix(h, 16).ok()).filter(|n| *n > 0).ok_or_else(
+                || ApiError::Invalid { field: "cursor", message: format!("{c:?} is not a cursor this API returned") },
+            )?)
+        }
+    };
+    let actions = state.store.query_actions(before, limit).await?;
+    let next_cursor = (actions.len() as u32 == limit).then(|| actions.last().map(|a| format!("a{:x}", a.id))).flatten();
+    Ok(Json(ActionPage { actions, next_cursor }))
+}
+
+/// One action and each router's answer.
+#[utoipa::path(get, path = "/actions/{id}", tag = "actions",
+    params(("id" = i64, Path, description = "The action id")),
+    responses((status = 200, body = ActionRow), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ActionRow>, ApiError> {
+    Ok(Json(find(&state, &id).await?))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<ActionRow, ApiError> {
+    let n = id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::Invalid {
+        field: "id",
+        message: format!("{id:?} is not an action id (a positive number)"),
+    })?;
+    state.store.action(n).await?.ok_or_else(|| ApiError::NotFound(format!("no action {n}")))
+}
