@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+pub mod netns;
+
 /// Path of a workspace binary.
 pub fn bin(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("OPMAS_BIN_DIR") {
@@ -144,9 +146,20 @@ impl Hub {
 
     /// Like [`Hub::start_with`], with environment variables for the hub process.
     pub fn start_with_env(dir: &Path, extra_args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Hub> {
+        Hub::start_on(dir, free_addr(), extra_args, env)
+    }
+
+    /// Like [`Hub::start_with_env`], with MQTT listening on `mqtt` (say
+    /// `0.0.0.0:port`, for routers in network namespaces).
+    pub fn start_on(
+        dir: &Path,
+        mqtt: SocketAddr,
+        extra_args: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<Hub> {
         let mut hub = Hub {
             data_dir: dir.join("hub-data"),
-            mqtt: free_addr(),
+            mqtt,
             http: free_addr(),
             token: String::new(),
             proc: None,
@@ -210,6 +223,32 @@ impl Hub {
             id: v["id"].as_str().context("id")?.to_owned(),
             secret: v["secret"].as_str().context("secret")?.to_owned(),
         })
+    }
+
+    /// Adds user `name` with `role` through the CLI, as an administrator
+    /// does, and makes an API token for it; returns the token.
+    pub fn user_token(&self, name: &str, role: &str) -> Result<String> {
+        let mut child = Command::new(bin("opmas-hub"))
+            .args(["user", "add", name, "--role", role, "--password-stdin", "--data-dir"])
+            .arg(&self.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child.stdin.take().context("stdin")?.write_all(b"a long enough password\n")?;
+        let added = child.wait_with_output()?;
+        if !added.status.success() {
+            bail!("user add: {}", String::from_utf8_lossy(&added.stderr));
+        }
+        let out = Command::new(bin("opmas-hub"))
+            .args(["token", "create", "--user", name, "--data-dir"])
+            .arg(&self.data_dir)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.len() > 30 && !l.contains(' '))
+            .map(str::to_owned)
+            .with_context(|| format!("no token in {text}"))
     }
 
     /// GET `/api/v1{path}` with the admin token; returns status and JSON.
@@ -307,6 +346,23 @@ impl Edge {
     /// Starts an edge with the given UCI `source` sections (and any agent sections).
     pub fn start_with(dir: &Path, hub: &Hub, device: &Device, sections: &str, log_file: PathBuf) -> Result<Edge> {
         Edge::start_hub_url(dir, device, &format!("mqtt://{}", hub.mqtt), "", sections, log_file)
+    }
+
+    /// Starts the edge inside network namespace `ns` (its nft and every tool
+    /// it runs act on that namespace), connecting to `url`, with UCI
+    /// `sections` (sources, response) following `log_file`.
+    pub fn start_in_netns(
+        dir: &Path,
+        device: &Device,
+        ns: &str,
+        url: &str,
+        sections: &str,
+        log_file: PathBuf,
+    ) -> Result<Edge> {
+        let mut edge = Edge::configure(dir, device, url, "", sections, log_file)?;
+        edge.program = vec!["ip".into(), "netns".into(), "exec".into(), ns.into(), bin("opmas-edge").into()];
+        edge.restart()?;
+        Ok(edge)
     }
 
     /// Starts `program` (an emulator and a cross-built edge binary, say) as

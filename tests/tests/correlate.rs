@@ -34,24 +34,7 @@ fn attack_then_login(ip: &str) -> Vec<String> {
 }
 
 fn token_for(hub: &Hub, name: &str, role: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(bin("opmas-hub"))
-        .args(["user", "add", name, "--role", role, "--password-stdin", "--data-dir"])
-        .arg(&hub.data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
-    let out = Command::new(bin("opmas-hub"))
-        .args(["token", "create", "--user", name, "--data-dir"])
-        .arg(&hub.data_dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().find(|l| l.len() > 30 && !l.contains(' ')).unwrap_or_else(|| panic!("no token in {text}")).to_owned()
+    hub.user_token(name, role).unwrap()
 }
 
 #[test]
