@@ -45,6 +45,9 @@ pub struct HubConfig {
     /// Directory of correlation rule files (`*.yaml`) seeding the rules;
     /// unset: the shipped ones, built in.
     pub rules_dir: Option<PathBuf>,
+    /// Directory of playbook files (`*.yaml`) seeding the playbooks;
+    /// unset: the shipped ones, built in.
+    pub playbooks_dir: Option<PathBuf>,
     /// The alerting document seeding the database (receivers, routes);
     /// unset: the shipped one, built in.
     pub alerting_file: Option<PathBuf>,
@@ -79,6 +82,7 @@ impl Default for HubConfig {
             presence_timeout_s: 95,
             agents_dir: None,
             rules_dir: None,
+            playbooks_dir: None,
             alerting_file: None,
             broker: BrokerConfig::default(),
         }
@@ -110,6 +114,7 @@ pub struct Overrides {
     pub presence_timeout_s: Option<u64>,
     pub agents_dir: Option<PathBuf>,
     pub rules_dir: Option<PathBuf>,
+    pub playbooks_dir: Option<PathBuf>,
     pub alerting_file: Option<PathBuf>,
 }
 
@@ -159,6 +164,9 @@ impl HubConfig {
             }
             if let Some(v) = &o.rules_dir {
                 cfg.rules_dir = Some(v.clone());
+            }
+            if let Some(v) = &o.playbooks_dir {
+                cfg.playbooks_dir = Some(v.clone());
             }
             if let Some(v) = &o.alerting_file {
                 cfg.alerting_file = Some(v.clone());
@@ -231,6 +239,7 @@ impl HubConfig {
             presence_timeout_s: var("OPMAS_PRESENCE_TIMEOUT_S")?,
             agents_dir: var("OPMAS_AGENTS_DIR")?,
             rules_dir: var("OPMAS_RULES_DIR")?,
+            playbooks_dir: var("OPMAS_PLAYBOOKS_DIR")?,
             alerting_file: var("OPMAS_ALERTING_FILE")?,
         })
     }

@@ -10,7 +10,9 @@
 //! a rule whose name the database never had is added; one it has (changed
 //! or deleted since) is left as it is.
 //!
-//! Without `agents_dir` (`rules_dir`) the hub uses the files shipped in the
+//! So are playbooks from `config/playbooks/*.yaml`.
+//!
+//! Without `agents_dir` (`rules_dir`, `playbooks_dir`) the hub uses the files shipped in the
 //! repository, compiled in, so a binary alone starts with the documented
 //! defaults.
 
@@ -21,6 +23,7 @@ use opmas_proto::agents::AGENTS;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::act::playbook::{Playbook, PlaybookSpec};
 use crate::alert::config::AlertConfig;
 use crate::correlate::rule::{parse_yaml, Rule, RuleSpec};
 use crate::store::config::{validate, Layer, EXCLUDE};
@@ -41,6 +44,12 @@ const SHIPPED_RULES: [(&str, &str); 5] = [
     ("one-attacker-many-routers.yaml", include_str!("../../config/rules/one-attacker-many-routers.yaml")),
     ("router-gone-quiet.yaml", include_str!("../../config/rules/router-gone-quiet.yaml")),
     ("wifi-attack-with-scan.yaml", include_str!("../../config/rules/wifi-attack-with-scan.yaml")),
+];
+
+/// The shipped playbooks, by file name.
+const SHIPPED_PLAYBOOKS: [(&str, &str); 2] = [
+    ("ban-wifi-attacker.yaml", include_str!("../../config/playbooks/ban-wifi-attacker.yaml")),
+    ("block-bruteforce.yaml", include_str!("../../config/playbooks/block-bruteforce.yaml")),
 ];
 
 /// The shipped alerting document.
@@ -152,24 +161,7 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<AgentFile>, SeedError> {
 /// The rules of `dir/*.yaml` (each file one rule or a list), or the shipped
 /// ones if `dir` is `None`, each checked.
 pub fn load_rules(dir: Option<&Path>) -> Result<Vec<(String, RuleSpec)>, SeedError> {
-    let texts: Vec<(String, String)> = match dir {
-        None => SHIPPED_RULES.iter().map(|(f, t)| (format!("config/rules/{f} (built in)"), (*t).to_owned())).collect(),
-        Some(dir) => {
-            let read_err = |source| SeedError::Read { path: dir.to_owned(), source };
-            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(read_err)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-                .collect();
-            paths.sort();
-            let mut texts = Vec::new();
-            for p in paths {
-                let text = std::fs::read_to_string(&p).map_err(|source| SeedError::Read { path: p.clone(), source })?;
-                texts.push((p.display().to_string(), text));
-            }
-            texts
-        }
-    };
+    let texts = yaml_files(dir, &SHIPPED_RULES, "config/rules")?;
     let mut rules = Vec::new();
     for (file, text) in texts {
         for spec in parse_yaml(&text).map_err(|reason| SeedError::Parse { file: file.clone(), reason })? {
@@ -185,6 +177,64 @@ pub fn load_rules(dir: Option<&Path>) -> Result<Vec<(String, RuleSpec)>, SeedErr
         }
     }
     Ok(rules)
+}
+
+/// The `*.yaml` files of `dir` as (name, text), sorted; or the shipped
+/// ones (named as `shipped_dir/<file> (built in)`) if `dir` is `None`.
+fn yaml_files(
+    dir: Option<&Path>,
+    shipped: &[(&str, &str)],
+    shipped_dir: &str,
+) -> Result<Vec<(String, String)>, SeedError> {
+    let Some(dir) = dir else {
+        return Ok(shipped.iter().map(|(f, t)| (format!("{shipped_dir}/{f} (built in)"), (*t).to_owned())).collect());
+    };
+    let read_err = |source| SeedError::Read { path: dir.to_owned(), source };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    paths.sort();
+    let mut texts = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(|source| SeedError::Read { path: p.clone(), source })?;
+        texts.push((p.display().to_string(), text));
+    }
+    Ok(texts)
+}
+
+/// The playbooks of `dir/*.yaml` (one each), or the shipped ones, checked.
+pub fn load_playbooks(dir: Option<&Path>) -> Result<Vec<(String, PlaybookSpec)>, SeedError> {
+    let mut out = Vec::new();
+    for (file, text) in yaml_files(dir, &SHIPPED_PLAYBOOKS, "config/playbooks")? {
+        let spec = crate::act::playbook::parse_yaml(&text)
+            .map_err(|reason| SeedError::Parse { file: file.clone(), reason })?;
+        if let Err(errors) = Playbook::compile(spec.clone()) {
+            let e = &errors[0];
+            return Err(SeedError::Field {
+                file,
+                path: format!("{}: {}", spec.name, e.path),
+                reason: e.reason.clone(),
+            });
+        }
+        out.push((file, spec));
+    }
+    Ok(out)
+}
+
+/// Adds the playbooks the database never had, and logs them.
+pub async fn apply_playbooks(
+    store: &Store,
+    playbooks: &[(String, PlaybookSpec)],
+    now_ms: i64,
+) -> Result<(), SeedError> {
+    for (file, spec) in playbooks {
+        if store.seed_playbook(spec, file, now_ms).await? {
+            tracing::info!(playbook = %spec.name, mode = spec.mode.as_str(), %file, "seeded a playbook");
+        }
+    }
+    Ok(())
 }
 
 /// Adds the rules the database never had, and logs them.
@@ -267,6 +317,24 @@ mod tests {
         assert!(err("exclude_patterns: [\"[\"]\n").starts_with("wifi.yaml: exclude_patterns[0]: "));
         let e = err("suppress: 1\n  bad: indent: here\n");
         assert!(e.starts_with("wifi.yaml: ") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_playbooks_check_and_a_bad_one_is_named_by_file_and_field() {
+        let books = load_playbooks(None).unwrap();
+        assert_eq!(books.len(), SHIPPED_PLAYBOOKS.len());
+        assert!(books.iter().all(|(_, b)| b.mode != crate::act::playbook::Mode::Auto), "none acts alone as shipped");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("x.yaml"),
+            "name: x\ntrigger: { finding: { kind: ssh.bruteforce } }\nsteps:\n  - action: block_ip\n    params: { net: \"{{ src_ip }}\", timeout_s: 0 }\n    targets: all\n",
+        )
+        .unwrap();
+        let e = load_playbooks(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            e.ends_with("x.yaml: x: steps[0].params: timeout_s must be 1 to 604800 seconds (a week), got 0"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     // Checked before anything starts: a mistake in a file stops the hub here.
     let agent_files = crate::seed::load(cfg.agents_dir.as_deref())?;
     let rule_files = crate::seed::load_rules(cfg.rules_dir.as_deref())?;
+    let playbook_files = crate::seed::load_playbooks(cfg.playbooks_dir.as_deref())?;
     let alerting = crate::seed::load_alerting(cfg.alerting_file.as_deref())?;
     store::create_private_dir(&cfg.data_dir)?;
     let store =
@@ -55,6 +56,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     }
     crate::seed::apply(&store, &agent_files, now_ms()).await?;
     crate::seed::apply_rules(&store, &rule_files, now_ms()).await?;
+    crate::seed::apply_playbooks(&store, &playbook_files, now_ms()).await?;
     crate::seed::apply_alerting(&store, &alerting, now_ms()).await?;
 
     let stats = Arc::new(Stats::default());
@@ -75,6 +77,8 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
     tokio::spawn(crate::correlate::run(store.clone(), bus.clone(), stats.clone()));
+    let actor = crate::act::Actor { store: store.clone(), commander: commander.clone() };
+    tokio::spawn(crate::act::runner::run(actor, bus.clone()));
     let http = reqwest::Client::builder()
         .timeout(crate::alert::receivers::TIMEOUT)
         .user_agent(concat!("opmas-hub/", env!("CARGO_PKG_VERSION")))

@@ -157,7 +157,14 @@ fn a_brute_force_is_dropped_at_once_by_its_router_even_cut_off_and_blocked_fleet
     })
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", e0.log(), e1.log()));
     let (_, log) = hub.get("/actions").unwrap();
-    assert_eq!(log["actions"].as_array().unwrap().len(), 2, "the block and its undo, in the audit log");
+    let by_people = log["actions"].as_array().unwrap().iter().filter(|a| a["playbook"].is_null()).count();
+    assert_eq!(by_people, 2, "the block and its undo, in the audit log: {log}");
+    // The shipped playbook saw the brute force too, and left the private
+    // address alone, saying why.
+    let shipped = log["actions"].as_array().unwrap().iter().find(|a| a["playbook"] == "block-bruteforce").cloned();
+    let shipped = shipped.unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(shipped["state"], "skipped");
+    assert!(shipped["reason"].as_str().unwrap().contains("never-block list (172.16.0.0/12)"), "{shipped}");
 }
 
 #[test]
@@ -194,4 +201,148 @@ fn actions_are_checked_whole_and_only_operators_may_ask() {
     assert_eq!(status, 403);
     let (status, _) = hub.request("GET", "/actions", Some(&token), None).unwrap();
     assert_eq!(status, 200);
+}
+
+/// A lab of `n` routers with dropbear, an edge each (no local response),
+/// and a hub they are connected to.
+struct Fleet {
+    lab: Lab,
+    hub: Hub,
+    edges: Vec<Edge>,
+    _dropbears: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+fn fleet(n: usize) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(n).unwrap();
+    let port = free_addr().port();
+    let listen: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
+    let hub = Hub::start_on(dir.path(), listen, Vec::<OsString>::new(), Vec::new()).unwrap();
+    let mut edges = Vec::new();
+    let mut dropbears = Vec::new();
+    for (i, r) in lab.routers.iter().enumerate() {
+        let d = hub.enrol(&format!("gw-{i}")).unwrap();
+        let log = dir.path().join(format!("dropbear-{i}.log"));
+        dropbears.push(dropbear(dir.path(), r, &log));
+        edges.push(edge(dir.path(), &d, r, port, &log, ""));
+    }
+    wait_for(Duration::from_secs(30), "every router online", || {
+        let (_, v) = hub.get("/devices").ok()?;
+        let online = v["devices"].as_array()?.iter().filter(|d| d["status"] == "online").count();
+        (online == n).then_some(())
+    })
+    .unwrap();
+    Fleet { lab, hub, edges, _dropbears: dropbears, _dir: dir }
+}
+
+fn put_playbook(hub: &Hub, spec: serde_json::Value) {
+    let name = spec["name"].as_str().unwrap().to_owned();
+    let (status, body) = hub.request("PUT", &format!("/playbooks/{name}"), None, Some(&spec)).unwrap();
+    assert!(status == 200 || status == 201, "{status} {body}");
+}
+
+/// The actions of playbook `name`, newest first.
+fn actions_of(hub: &Hub, name: &str) -> Vec<serde_json::Value> {
+    let (_, v) = hub.get("/actions").unwrap();
+    v["actions"].as_array().unwrap().iter().filter(|a| a["playbook"] == name).cloned().collect()
+}
+
+fn reaches(f: &Fleet, i: usize) -> bool {
+    f.lab.attacker_connects(ssh(&f.lab.routers[i]), Duration::from_secs(1))
+}
+
+#[test]
+fn a_playbook_blocks_the_brute_forcer_on_every_router_spares_a_protected_address_and_takes_the_block_back() {
+    if !Lab::usable() {
+        return;
+    }
+    let f = fleet(2);
+    let attacker = f.lab.routers[0].attacker.to_string();
+    let playbook = |never: &str, undo: &str| {
+        json!({ "name": "fleet-block", "mode": "auto",
+            "trigger": { "finding": { "kind": "ssh.bruteforce" } },
+            "conditions": { "never_block": [never] },
+            "steps": [{ "action": "block_ip", "params": { "net": "{{ src_ip }}", "timeout_s": 600 }, "targets": "all" }],
+            "undo_after": undo })
+    };
+    // The attacker's address is protected: the playbook matches, records
+    // why it did not act, and nothing is blocked.
+    put_playbook(&f.hub, playbook(&format!("{attacker}/32"), "20s"));
+    brute_force(&f.lab, &f.lab.routers[1]);
+    let skipped = wait_for(Duration::from_secs(20), "the skipped decision", || {
+        actions_of(&f.hub, "fleet-block").into_iter().find(|a| a["state"] == "skipped")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", f.hub.log()));
+    assert_eq!(skipped["reason"], format!("{attacker} is on the never-block list ({attacker})"));
+    assert!(skipped["commands"].as_array().unwrap().is_empty());
+    assert!(reaches(&f, 0) && reaches(&f, 1), "nothing blocked");
+
+    // Unprotected: the brute force on gw-0 blocks the address on both.
+    put_playbook(&f.hub, playbook("192.0.2.0/24", "20s"));
+    brute_force(&f.lab, &f.lab.routers[0]);
+    let started = std::time::Instant::now();
+    wait_for(Duration::from_secs(20), "both routers drop the attacker", || {
+        (!reaches(&f, 0) && !reaches(&f, 1)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", f.hub.log(), f.edges[1].log()));
+    let sent = actions_of(&f.hub, "fleet-block").into_iter().find(|a| a["state"] == "sent").unwrap();
+    assert_eq!(sent["created_by"], "playbook:fleet-block");
+    assert!(sent["finding_id"].as_i64().is_some(), "{sent}");
+    assert_eq!(sent["devices"], json!(["gw-0", "gw-1"]));
+    // From the finding stored to the last router's answer (its element is
+    // in its set by then), by the hub's clock.
+    let (_, finding) = f.hub.get(&format!("/findings/{}", sent["finding_id"])).unwrap();
+    let answered = wait_for(Duration::from_secs(10), "both answers", || {
+        let (_, a) = f.hub.get(&format!("/actions/{}", sent["id"])).ok()?;
+        let times: Vec<i64> = a["commands"].as_array()?.iter().filter_map(|c| c["answered_ms"].as_i64()).collect();
+        (times.len() == 2).then(|| times.into_iter().max().unwrap_or_default())
+    })
+    .unwrap();
+    eprintln!(
+        "finding stored to blocked on both routers: {} ms (the attack began {:?} before the test saw both drop it)",
+        answered - finding["received_ms"].as_i64().unwrap(),
+        started.elapsed()
+    );
+
+    // undo_after: the hub takes the block back by itself.
+    let undo = wait_for(Duration::from_secs(40), "the auto-undo", || {
+        let (_, v) = f.hub.get("/actions").ok()?;
+        v["actions"].as_array()?.iter().find(|a| a["undo_of"] == sent["id"]).cloned()
+    })
+    .unwrap();
+    assert_eq!(undo["created_by"], "playbook:fleet-block");
+    wait_for(Duration::from_secs(20), "the attacker passes again", || (reaches(&f, 0) && reaches(&f, 1)).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", f.edges[0].log()));
+}
+
+#[test]
+fn a_playbook_that_asks_for_approval_waits_for_an_operator_and_a_viewer_cannot_approve() {
+    if !Lab::usable() {
+        return;
+    }
+    let f = fleet(1);
+    put_playbook(
+        &f.hub,
+        json!({ "name": "ask-first", "mode": "approval",
+            "trigger": { "finding": { "kind": "ssh.bruteforce" } },
+            "steps": [{ "action": "block_ip", "params": { "net": "{{ src_ip }}", "timeout_s": 600 }, "targets": "reporting" }] }),
+    );
+    brute_force(&f.lab, &f.lab.routers[0]);
+    let waiting = wait_for(Duration::from_secs(20), "the decision awaiting approval", || {
+        actions_of(&f.hub, "ask-first").into_iter().find(|a| a["state"] == "awaiting_approval")
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(reaches(&f, 0), "nothing happens before someone approves");
+    let id = waiting["id"].as_i64().unwrap();
+    let viewer = f.hub.user_token("vic", "viewer").unwrap();
+    let (status, _) = f.hub.request("POST", &format!("/actions/{id}/approve"), Some(&viewer), None).unwrap();
+    assert_eq!(status, 403);
+    let (status, body) = f.hub.request("POST", &format!("/actions/{id}/approve"), None, None).unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["decided_by"], "admin");
+    wait_for(Duration::from_secs(20), "the router drops the attacker", || (!reaches(&f, 0)).then_some(())).unwrap();
+    let (status, _) = f.hub.request("POST", &format!("/actions/{id}/approve"), None, None).unwrap();
+    assert_eq!(status, 409, "approved once");
 }

@@ -12,6 +12,9 @@
 //! a router that is away gets its command when it is back, until it
 //! expires (`command.rs`).
 
+pub mod playbook;
+pub mod runner;
+
 use opmas_proto::msg::Action;
 use opmas_proto::DeviceId;
 use serde::Deserialize;
@@ -19,7 +22,7 @@ use serde::Deserialize;
 use crate::command::Commander;
 use crate::store::actions::{ActionRow, NewAction};
 use crate::store::config::FieldError;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The actions routers run, by the names playbooks and the API use.
 pub const ACTIONS: [&str; 6] =
@@ -132,14 +135,10 @@ impl Actor {
         let row = self
             .store
             .insert_action(&NewAction {
-                action: &r.action,
-                targets: &targets,
-                devices: r.devices,
-                by: r.by,
                 comment: r.comment,
                 undo_of: r.undo_of,
-                now_ms: now_ms(),
                 ttl_ms: r.ttl_ms,
+                ..NewAction::sent(&r.action, &targets, r.devices, r.by)
             })
             .await?;
         tracing::info!(action = row.id, what = %r.action, by = r.by, routers = r.devices.len(), "action");

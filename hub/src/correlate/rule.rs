@@ -53,7 +53,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn items(&self) -> Vec<&str> {
+    pub fn items(&self) -> Vec<&str> {
         match self {
             OneOrMany::One(s) => vec![s.as_str()],
             OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
@@ -163,6 +163,39 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// Checks `m`, naming its mistakes under `path` (`match[0]`).
+    pub fn compile(m: &MatcherSpec, path: &str, bad: &mut impl FnMut(String, String)) -> Matcher {
+        let agents: Vec<String> =
+            m.agent.as_ref().map(|a| a.items().into_iter().map(str::to_owned).collect()).unwrap_or_default();
+        let known: BTreeSet<&str> = opmas_proto::kinds::finding_agents().collect();
+        for a in &agents {
+            if !known.contains(a.as_str()) {
+                bad(
+                    format!("{path}.agent"),
+                    format!("unknown agent {a:?}; known: {}", known.iter().copied().collect::<Vec<_>>().join(", ")),
+                );
+            }
+        }
+        let mut kinds = Vec::new();
+        for (j, k) in m.kind.as_ref().map(OneOrMany::items).unwrap_or_default().into_iter().enumerate() {
+            match Pattern::new(k) {
+                Ok(p) => kinds.push(p),
+                Err(e) => bad(format!("{path}.kind[{j}]"), format!("{k:?}: {e}")),
+            }
+        }
+        let min_severity = match m.min_severity.as_deref() {
+            None => 1,
+            Some(s) => severity_of(s).unwrap_or_else(|| {
+                bad(format!("{path}.min_severity"), format!("{s:?} is not one of {}", SEVERITIES.join(", ")));
+                1
+            }),
+        };
+        if agents.is_empty() && kinds.is_empty() && m.min_severity.is_none() {
+            bad(path.to_owned(), "matches every finding: give agent, kind or min_severity".into());
+        }
+        Matcher { agents, kinds, min_severity }
+    }
+
     /// True if a finding of `agent`, `kind` and `severity` is one of this step's.
     pub fn matches(&self, agent: &str, kind: &str, severity: i64) -> bool {
         (self.agents.is_empty() || self.agents.iter().any(|a| a == agent))
@@ -320,35 +353,7 @@ impl Rule {
         }
         let mut matchers = Vec::with_capacity(steps);
         for (i, m) in spec.matchers.iter().enumerate() {
-            let agents: Vec<String> =
-                m.agent.as_ref().map(|a| a.items().into_iter().map(str::to_owned).collect()).unwrap_or_default();
-            let known: BTreeSet<&str> = opmas_proto::kinds::finding_agents().collect();
-            for a in &agents {
-                if !known.contains(a.as_str()) {
-                    bad(
-                        format!("match[{i}].agent"),
-                        format!("unknown agent {a:?}; known: {}", known.iter().copied().collect::<Vec<_>>().join(", ")),
-                    );
-                }
-            }
-            let mut kinds = Vec::new();
-            for (j, k) in m.kind.as_ref().map(OneOrMany::items).unwrap_or_default().into_iter().enumerate() {
-                match Pattern::new(k) {
-                    Ok(p) => kinds.push(p),
-                    Err(e) => bad(format!("match[{i}].kind[{j}]"), format!("{k:?}: {e}")),
-                }
-            }
-            let min_severity = match m.min_severity.as_deref() {
-                None => 1,
-                Some(s) => severity_of(s).unwrap_or_else(|| {
-                    bad(format!("match[{i}].min_severity"), format!("{s:?} is not one of {}", SEVERITIES.join(", ")));
-                    1
-                }),
-            };
-            if agents.is_empty() && kinds.is_empty() && m.min_severity.is_none() {
-                bad(format!("match[{i}]"), "matches every finding: give agent, kind or min_severity".into());
-            }
-            matchers.push(Matcher { agents, kinds, min_severity });
+            matchers.push(Matcher::compile(m, &format!("match[{i}]"), &mut bad));
         }
         if !errors.is_empty() {
             return Err(errors);

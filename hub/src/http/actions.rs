@@ -1,8 +1,9 @@
 //! Actions on routers: `POST /actions` (operators) blocks an address, bans
 //! a WiFi client, restarts a service or reloads WiFi on the routers it
-//! names; `POST /actions/{id}/undo` takes a block or ban back on the same
-//! routers; `GET /actions` is the audit log (who, what, where, each
-//! router's answer).
+//! names; `POST /actions/{id}/{approve|reject}` decides what a playbook
+//! asked approval for; `POST /actions/{id}/undo` takes a block or ban back
+//! on the same routers; `GET /actions` is the audit log (who or which
+//! playbook, what, where, each router's answer).
 
 use std::collections::HashMap;
 
@@ -18,13 +19,14 @@ use super::views::ErrorBody;
 use super::{ApiError, AppState};
 use crate::act::{parse_action, resolve, Actor, Request, Targets};
 use crate::command::DEFAULT_TTL_MS;
-use crate::store::actions::ActionRow;
+use crate::store::actions::{ActionRow, STATES};
 use crate::store::config::FieldError;
+use crate::store::now_ms;
 use crate::store::tokens::TokenInfo;
 use crate::store::users::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(one)).routes(routes!(undo))
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(one)).routes(routes!(decide))
 }
 
 /// `POST /actions`.
@@ -106,50 +108,92 @@ async fn create(
     Ok((StatusCode::ACCEPTED, Json(row)))
 }
 
-/// Takes a block or a ban back on the routers it went to (operators).
-#[utoipa::path(post, path = "/actions/{id}/undo", tag = "actions",
-    params(("id" = i64, Path, description = "The action id")),
-    responses((status = 202, body = ActionRow), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
-async fn undo(
+/// Approves or rejects an action a playbook asked approval for, or takes a
+/// sent block or ban back on the routers it went to (operators).
+#[utoipa::path(post, path = "/actions/{id}/{verb}", tag = "actions",
+    params(("id" = i64, Path, description = "The action id"), ("verb" = String, Path, description = "approve, reject or undo")),
+    responses((status = 200, body = ActionRow), (status = 202, body = ActionRow), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn decide(
     State(state): State<AppState>,
     Extension(token): Extension<TokenInfo>,
-    Path(id): Path<String>,
+    Path((id, verb)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<ActionRow>), ApiError> {
     require_operator(&token)?;
-    let original = find(&state, &id).await?;
+    let row = decide_for(&state, &id, &verb, &author(&token)).await?;
+    Ok((if verb == "reject" { StatusCode::OK } else { StatusCode::ACCEPTED }, Json(row)))
+}
+
+/// `approve`, `reject` or `undo` action `id` as `who` (the page's buttons
+/// call this too).
+pub async fn decide_for(state: &AppState, id: &str, verb: &str, who: &str) -> Result<ActionRow, ApiError> {
+    let original = find(state, id).await?;
+    let not_waiting =
+        || ApiError::Conflict(format!("action {} is {}, not awaiting approval", original.id, original.state));
+    match verb {
+        "approve" => {
+            let row = state
+                .store
+                .approve_action(original.id, who, now_ms(), DEFAULT_TTL_MS)
+                .await?
+                .ok_or_else(not_waiting)?;
+            tracing::info!(action = row.id, by = who, "action approved");
+            crate::act::runner::publish(&actor(state), &row).await?;
+            return Ok(state.store.action(row.id).await?.unwrap_or(row));
+        }
+        "reject" => {
+            if !state.store.reject_action(original.id, who, now_ms()).await? {
+                return Err(not_waiting());
+            }
+            tracing::info!(action = original.id, by = who, "action rejected");
+            return find(state, id).await;
+        }
+        "undo" => {}
+        other => {
+            return Err(ApiError::Invalid {
+                field: "verb",
+                message: format!("{other:?} is not approve, reject or undo"),
+            })
+        }
+    }
+    if original.state != "sent" {
+        return Err(ApiError::Conflict(format!(
+            "action {} is {}: only a sent action can be undone",
+            original.id, original.state
+        )));
+    }
     let action = original.action()?;
     let Some(back) = action.undo() else {
-        return Err(ApiError::Invalid { field: "id", message: format!("{action} cannot be undone") });
+        return Err(ApiError::Conflict(format!("{action} cannot be undone")));
     };
     let mut devices: Vec<String> = original.commands.iter().map(|c| c.device_id.clone()).collect();
+    devices.sort();
     devices.dedup();
     let targets = Targets { devices: Some(devices.clone()), ..Targets::default() };
-    let who = author(&token);
     let comment = format!("undo of action {}", original.id);
     let request = Request {
         action: back,
         targets: &targets,
         devices: &devices,
-        by: &who,
+        by: who,
         comment: Some(&comment),
         undo_of: Some(original.id),
         ttl_ms: DEFAULT_TTL_MS,
     };
-    let row = actor(&state).act(request).await?;
-    Ok((StatusCode::ACCEPTED, Json(row)))
+    Ok(actor(state).act(request).await?)
 }
 
 /// The audit log of actions, newest first, each with its routers' answers.
 #[utoipa::path(get, path = "/actions", tag = "actions",
-    params(("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)"),
+    params(("state" = Option<String>, Query, description = "sent, awaiting_approval, rejected, dry_run or skipped"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
     responses((status = 200, body = ActionPage), (status = 422, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<ActionPage>, ApiError> {
-    const KNOWN: [&str; 2] = ["limit", "cursor"];
+    const KNOWN: [&str; 3] = ["state", "limit", "cursor"];
     if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::Invalid {
             field: "query",
@@ -171,7 +215,14 @@ async fn list(
             )?)
         }
     };
-    let actions = state.store.query_actions(before, limit).await?;
+    let st = params.get("state").filter(|v| !v.is_empty());
+    if let Some(s) = st.filter(|s| !STATES.contains(&s.as_str())) {
+        return Err(ApiError::Invalid {
+            field: "state",
+            message: format!("{s:?} is not one of {}", STATES.join(", ")),
+        });
+    }
+    let actions = state.store.query_actions(st.map(String::as_str), before, limit).await?;
     let next_cursor = (actions.len() as u32 == limit).then(|| actions.last().map(|a| format!("a{:x}", a.id))).flatten();
     Ok(Json(ActionPage { actions, next_cursor }))
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod findings;
 mod health;
 pub mod incidents;
+pub mod playbooks;
 pub mod rules;
 pub mod session;
 pub mod throttle;
@@ -125,6 +126,7 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .merge(devices::router())
         .merge(commands::router())
         .merge(actions::router())
+        .merge(playbooks::router())
         .merge(agent_config::router())
         .merge(findings::router())
         .merge(rules::router())
@@ -314,7 +316,12 @@ mod tests {
             ("/api/v1/actions", "get"),
             ("/api/v1/actions", "post"),
             ("/api/v1/actions/{id}", "get"),
-            ("/api/v1/actions/{id}/undo", "post"),
+            ("/api/v1/actions/{id}/{verb}", "post"),
+            ("/api/v1/playbooks", "get"),
+            ("/api/v1/playbooks/{name}", "get"),
+            ("/api/v1/playbooks/{name}", "put"),
+            ("/api/v1/playbooks/{name}", "delete"),
+            ("/api/v1/playbooks/{name}/{action}", "post"),
             ("/api/v1/agents/{agent}/config", "get"),
             ("/api/v1/agents/{agent}/config", "put"),
             ("/api/v1/devices/{id}/agents/{agent}/config", "get"),

@@ -24,9 +24,26 @@ pub struct ActionRow {
     #[schema(value_type = Object)]
     #[sqlx(try_from = "String")]
     pub targets: JsonText,
+    /// The routers those targets named when it was decided.
+    #[schema(value_type = Vec<String>)]
+    #[sqlx(try_from = "String")]
+    pub devices: JsonText,
+    /// `sent`, `awaiting_approval`, `rejected`, `dry_run` or `skipped`.
+    pub state: String,
+    /// Why it was skipped, or what a playbook saw.
+    pub reason: Option<String>,
     pub comment: Option<String>,
+    /// The playbook that decided it, and what set the playbook off.
+    pub playbook: Option<String>,
+    pub finding_id: Option<i64>,
+    pub incident_id: Option<i64>,
+    /// Who approved or rejected it, and when.
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
     /// The action this one takes back.
     pub undo_of: Option<i64>,
+    /// Taken back by itself this long after it was sent.
+    pub undo_after_ms: Option<i64>,
     /// One command per router, with its answer.
     #[sqlx(skip)]
     pub commands: Vec<CommandRow>,
@@ -40,7 +57,11 @@ impl ActionRow {
     }
 }
 
-/// What to store: the action, who asked, and the routers it goes to.
+/// An incident that opened: (event id, incident id, rule, key, severity, devices JSON).
+pub type OpenedIncident = (i64, i64, String, String, i64, String);
+
+/// What to store: the action, who asked, the routers it goes to, and how
+/// it was decided. Only a `sent` one makes commands.
 #[derive(Clone, Debug)]
 pub struct NewAction<'a> {
     pub action: &'a Action,
@@ -51,39 +72,258 @@ pub struct NewAction<'a> {
     pub undo_of: Option<i64>,
     pub now_ms: i64,
     pub ttl_ms: i64,
+    pub state: &'a str,
+    pub reason: Option<&'a str>,
+    pub playbook: Option<&'a str>,
+    pub finding_id: Option<i64>,
+    pub incident_id: Option<i64>,
+    pub undo_after_ms: Option<i64>,
 }
 
-const COLUMNS: &str = "id, created_ms, created_by, action, targets, comment, undo_of";
+impl<'a> NewAction<'a> {
+    /// A person's action, sent at once.
+    pub fn sent(action: &'a Action, targets: &'a serde_json::Value, devices: &'a [String], by: &'a str) -> Self {
+        NewAction {
+            action,
+            targets,
+            devices,
+            by,
+            comment: None,
+            undo_of: None,
+            now_ms: super::now_ms(),
+            ttl_ms: crate::command::DEFAULT_TTL_MS,
+            state: "sent",
+            reason: None,
+            playbook: None,
+            finding_id: None,
+            incident_id: None,
+            undo_after_ms: None,
+        }
+    }
+}
+
+/// The states of an action.
+pub const STATES: [&str; 5] = ["sent", "awaiting_approval", "rejected", "dry_run", "skipped"];
+
+const COLUMNS: &str = "id, created_ms, created_by, action, targets, devices, state, reason, comment, playbook,
+     finding_id, incident_id, decided_by, decided_ms, undo_of, undo_after_ms";
+
+/// Inserts `a` (and, if it is sent, its commands) on `conn`.
+async fn insert(conn: &mut sqlx::SqliteConnection, a: &NewAction<'_>) -> Result<ActionRow, StoreError> {
+    let json = serde_json::to_string(a.action).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let devices = serde_json::to_string(a.devices).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut row: ActionRow = sqlx::query_as(&format!(
+        "INSERT INTO actions (created_ms, created_by, action, targets, devices, state, reason, comment, playbook,
+                              finding_id, incident_id, undo_of, undo_after_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+    ))
+    .bind(a.now_ms)
+    .bind(a.by)
+    .bind(json)
+    .bind(a.targets.to_string())
+    .bind(devices)
+    .bind(a.state)
+    .bind(a.reason)
+    .bind(a.comment)
+    .bind(a.playbook)
+    .bind(a.finding_id)
+    .bind(a.incident_id)
+    .bind(a.undo_of)
+    .bind(a.undo_after_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    if a.state == "sent" {
+        row.commands = send_commands(conn, row.id, a.action, a.devices, a.by, a.now_ms, a.ttl_ms).await?;
+    }
+    Ok(row)
+}
+
+/// One pending command per device for action `id`.
+async fn send_commands(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    action: &Action,
+    devices: &[String],
+    by: &str,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<Vec<CommandRow>, StoreError> {
+    let mut out = Vec::with_capacity(devices.len());
+    for d in devices {
+        let c = insert_command(&mut *conn, d, action, by, now_ms, ttl_ms).await?;
+        sqlx::query("INSERT INTO action_commands (action_id, command_id) VALUES (?, ?)")
+            .bind(id)
+            .bind(c.id)
+            .execute(&mut *conn)
+            .await?;
+        out.push(c);
+    }
+    Ok(out)
+}
 
 impl Store {
     /// Stores an action and one pending command per device, in one
     /// transaction; returns it with its commands.
     pub async fn insert_action(&self, a: &NewAction<'_>) -> Result<ActionRow, StoreError> {
-        let json = serde_json::to_string(a.action).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut tx = self.begin_write().await?;
-        let mut row: ActionRow = sqlx::query_as(&format!(
-            "INSERT INTO actions (created_ms, created_by, action, targets, comment, undo_of) VALUES (?, ?, ?, ?, ?, ?)
-             RETURNING {COLUMNS}"
-        ))
-        .bind(a.now_ms)
-        .bind(a.by)
-        .bind(json)
-        .bind(a.targets.to_string())
-        .bind(a.comment)
-        .bind(a.undo_of)
-        .fetch_one(&mut *tx)
-        .await?;
-        for d in a.devices {
-            let c = insert_command(&mut tx, d, a.action, a.by, a.now_ms, a.ttl_ms).await?;
-            sqlx::query("INSERT INTO action_commands (action_id, command_id) VALUES (?, ?)")
-                .bind(row.id)
-                .bind(c.id)
-                .execute(&mut *tx)
-                .await?;
-            row.commands.push(c);
-        }
+        let row = insert(&mut tx, a).await?;
         tx.commit().await?;
         Ok(row)
+    }
+
+    /// Stores what playbooks decided and how far they have read, in one
+    /// transaction: a crash leaves both or neither, so nothing is decided
+    /// twice or forgotten.
+    pub async fn record_decisions(
+        &self,
+        decisions: &[NewAction<'_>],
+        cursor: (i64, i64),
+    ) -> Result<Vec<ActionRow>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut rows = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            rows.push(insert(&mut tx, d).await?);
+        }
+        sqlx::query(
+            "INSERT INTO act_cursor (id, finding_id, incident_event) VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET finding_id = excluded.finding_id, incident_event = excluded.incident_event",
+        )
+        .bind(cursor.0)
+        .bind(cursor.1)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// How far playbooks have read (finding id, incident event id).
+    pub async fn act_cursor(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT finding_id, incident_event FROM act_cursor WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// The newest incident event's id (where playbooks start on a new hub).
+    pub async fn last_incident_event(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM incident_events").fetch_one(self.pool()).await?)
+    }
+
+    /// Incidents opened after event `after`: (event id, incident id, rule,
+    /// key, severity, devices), oldest first.
+    pub async fn incidents_opened_after(&self, after: i64, limit: u32) -> Result<Vec<OpenedIncident>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT e.id, i.id, i.rule, i.key, i.severity, i.devices FROM incident_events e
+               JOIN incidents i ON i.id = e.incident_id
+              WHERE e.id > ? AND e.kind = 'opened' ORDER BY e.id LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Actions a playbook decided since `since_ms` (its rate limit), not
+    /// counting skipped ones.
+    pub async fn playbook_actions_since(&self, playbook: &str, since_ms: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM actions WHERE playbook = ? AND created_ms >= ? AND state != 'skipped'",
+        )
+        .bind(playbook)
+        .bind(since_ms)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Whether `playbook` decided this very action since `since_ms`, and it
+    /// was not rejected or taken back: the same attacker seen again, on the
+    /// same or another router, is one action.
+    pub async fn playbook_did(&self, playbook: &str, action: &Action, since_ms: i64) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM actions a WHERE a.playbook = ? AND a.action = ? AND a.created_ms >= ?
+                AND a.state IN ('sent', 'awaiting_approval', 'dry_run')
+                AND NOT EXISTS (SELECT 1 FROM actions u WHERE u.undo_of = a.id) LIMIT 1",
+        )
+        .bind(playbook)
+        .bind(json)
+        .bind(since_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(n.is_some())
+    }
+
+    /// Every device's tags, for playbook conditions.
+    pub async fn all_device_tags(&self) -> Result<std::collections::HashMap<String, Vec<String>>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT device_id, tag FROM device_tags ORDER BY device_id, position")
+                .fetch_all(self.pool())
+                .await?;
+        let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (d, t) in rows {
+            out.entry(d).or_default().push(t);
+        }
+        Ok(out)
+    }
+
+    /// Approves an action that waits for it: its commands are made now.
+    /// `None` if it was not waiting (approved, rejected, or no such action).
+    pub async fn approve_action(
+        &self,
+        id: i64,
+        by: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<ActionRow>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<ActionRow> = sqlx::query_as(&format!(
+            "UPDATE actions SET state = 'sent', decided_by = ?, decided_ms = ?
+              WHERE id = ? AND state = 'awaiting_approval' RETURNING {COLUMNS}"
+        ))
+        .bind(by)
+        .bind(now_ms)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut row) = row else { return Ok(None) };
+        let devices: Vec<String> = serde_json::from_value(row.devices.0.clone()).unwrap_or_default();
+        let action = row.action()?;
+        row.commands = send_commands(&mut tx, id, &action, &devices, by, now_ms, ttl_ms).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Rejects an action that waits for approval; `false` if it was not waiting.
+    pub async fn reject_action(&self, id: i64, by: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE actions SET state = 'rejected', decided_by = ?, decided_ms = ?
+              WHERE id = ? AND state = 'awaiting_approval'",
+        )
+        .bind(by)
+        .bind(now_ms)
+        .bind(id)
+        .execute(self.writer())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Sent actions whose undo_after has passed and that nothing took back yet.
+    pub async fn undos_due(&self, now_ms: i64) -> Result<Vec<ActionRow>, StoreError> {
+        let mut rows: Vec<ActionRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM actions a WHERE a.undo_after_ms IS NOT NULL AND a.state = 'sent'
+                AND COALESCE(a.decided_ms, a.created_ms) + a.undo_after_ms <= ?
+                AND NOT EXISTS (SELECT 1 FROM actions u WHERE u.undo_of = a.id) ORDER BY a.id LIMIT 100"
+        ))
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        for (action_id, c) in self.action_commands(&ids).await? {
+            if let Some(r) = rows.iter_mut().find(|r| r.id == action_id) {
+                r.commands.push(c);
+            }
+        }
+        Ok(rows)
     }
 
     /// One action with its commands.
@@ -98,13 +338,20 @@ impl Store {
     }
 
     /// Actions, newest first, with their commands (two queries a page).
-    pub async fn query_actions(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<ActionRow>, StoreError> {
-        let mut rows: Vec<ActionRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM actions WHERE id < ? ORDER BY id DESC LIMIT ?"))
-                .bind(before_id.unwrap_or(i64::MAX))
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await?;
+    pub async fn query_actions(
+        &self,
+        state: Option<&str>,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ActionRow>, StoreError> {
+        let mut b: sqlx::QueryBuilder<sqlx::Sqlite> =
+            sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM actions WHERE id < "));
+        b.push_bind(before_id.unwrap_or(i64::MAX));
+        if let Some(s) = state {
+            b.push(" AND state = ").push_bind(s.to_owned());
+        }
+        b.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+        let mut rows: Vec<ActionRow> = b.build_query_as().fetch_all(self.pool()).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         for (action_id, c) in self.action_commands(&ids).await? {
             if let Some(r) = rows.iter_mut().find(|r| r.id == action_id) {
@@ -151,16 +398,8 @@ mod tests {
         let action = Action::BlockIp { net: "198.51.100.7".parse().unwrap(), timeout_s: 600 };
         let targets = serde_json::json!({"all": true});
         let devices = ["gw-1".to_owned(), "gw-2".to_owned()];
-        let new = NewAction {
-            action: &action,
-            targets: &targets,
-            devices: &devices,
-            by: "user:alice",
-            comment: Some("seen on gw-1"),
-            undo_of: None,
-            now_ms: 1000,
-            ttl_ms: 60_000,
-        };
+        let new =
+            NewAction { comment: Some("seen on gw-1"), ..NewAction::sent(&action, &targets, &devices, "user:alice") };
         let a = store.insert_action(&new).await.unwrap();
         assert_eq!(a.commands.len(), 2);
         assert_eq!(a.action().unwrap(), action);
@@ -172,9 +411,21 @@ mod tests {
         let bad = ["gw-1".to_owned(), "gw-9".to_owned()];
         let err = store.insert_action(&NewAction { devices: &bad, ..new.clone() }).await.unwrap_err();
         assert!(matches!(err, StoreError::NoDevice(d) if d == "gw-9"));
-        let all = store.query_actions(None, 10).await.unwrap();
+        let all = store.query_actions(None, None, 10).await.unwrap();
         assert_eq!(all.len(), 1, "the failed one left nothing");
         assert_eq!(all[0].commands.iter().map(|c| c.device_id.as_str()).collect::<Vec<_>>(), ["gw-1", "gw-2"]);
         assert_eq!(store.action(a.id).await.unwrap().unwrap().commands.len(), 2);
+
+        // Awaiting approval: no command until someone approves; once only.
+        let waiting = NewAction { state: "awaiting_approval", playbook: Some("pb"), ..new.clone() };
+        let w = store.record_decisions(&[waiting], (5, 0)).await.unwrap().remove(0);
+        assert!(w.commands.is_empty());
+        assert_eq!(store.act_cursor().await.unwrap(), Some((5, 0)));
+        assert!(store.playbook_did("pb", &action, 0).await.unwrap());
+        let approved = store.approve_action(w.id, "user:bob", 2000, 60_000).await.unwrap().unwrap();
+        assert_eq!((approved.state.as_str(), approved.commands.len()), ("sent", 2));
+        assert!(store.approve_action(w.id, "user:bob", 2000, 60_000).await.unwrap().is_none(), "once");
+        assert!(!store.reject_action(w.id, "user:bob", 2000).await.unwrap());
+        assert_eq!(store.playbook_actions_since("pb", 0).await.unwrap(), 1);
     }
 }

@@ -1,0 +1,361 @@
+//! Playbooks inside the hub: woken by the bus, reading what is stored.
+//!
+//! Like the correlator: a `Findings` event or an incident opening wakes
+//! the runner, which reads the findings and incident openings stored after
+//! its cursor (the event says that there is something; the rows say what,
+//! so a lagging subscription loses nothing), decides with each enabled
+//! playbook ([`Playbook::decide`]), and commits the decisions (audit rows
+//! and, for automatic ones, the routers' commands) with the new cursor in
+//! one transaction. Then it publishes the commands. A hub that dies in
+//! between publishes them when each router next connects (pending commands
+//! are sent again then), so nothing decided is lost and nothing is decided
+//! twice.
+//!
+//! Not every match acts: the same action by the same playbook while an
+//! earlier one is in force (the attacker seen again, or by another router)
+//! is not repeated; past a playbook's rate limit a match is recorded as
+//! `skipped` with the reason, as is an address on its never-block list.
+//! Every few seconds a tick takes back the blocks and bans whose
+//! `undo_after` has passed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use opmas_proto::DeviceId;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{info, warn};
+
+use super::playbook::{Decision, Mode, Playbook, Subject, Target};
+use super::{Actor, Request, Targets};
+use crate::correlate::engine::Fact;
+use crate::correlate::rule::KeyField;
+use crate::events::{Bus, Event};
+use crate::store::actions::{ActionRow, NewAction};
+use crate::store::{now_ms, StoreError};
+
+/// How often undo_after is judged.
+pub const TICK: Duration = Duration::from_secs(5);
+/// Findings (and incident openings) read per transaction.
+const BATCH: u32 = 1000;
+/// How long the same action is not repeated when the playbook takes
+/// nothing back by itself.
+const REPEAT_MS: i64 = 3_600_000;
+
+/// Runs until the bus closes; a database error starts over from the
+/// database after a pause (nothing of the failed step was committed).
+pub async fn run(actor: Actor, bus: Bus) {
+    let mut events = bus.subscribe();
+    loop {
+        match serve(&actor, &mut events).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, "playbooks stopped; starting again in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+async fn serve(
+    actor: &Actor,
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
+) -> Result<(), StoreError> {
+    let store = &actor.store;
+    let mut cursor = match store.act_cursor().await? {
+        Some(c) => c,
+        // A new hub acts on what is stored from now on, not on its past.
+        None => {
+            let c = (store.last_finding_id().await?, store.last_incident_event().await?);
+            store.record_decisions(&[], c).await?;
+            c
+        }
+    };
+    catch_up(actor, &mut cursor).await?;
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => match &*e {
+                    Event::Findings { .. } | Event::Incident { change: "opened", .. } => catch_up(actor, &mut cursor).await?,
+                    _ => {}
+                },
+                Err(RecvError::Lagged(_)) => catch_up(actor, &mut cursor).await?,
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            _ = tick.tick() => {
+                undo_due(actor).await?;
+                catch_up(actor, &mut cursor).await?;
+            }
+        }
+    }
+}
+
+/// The enabled playbooks that check.
+async fn playbooks(actor: &Actor) -> Result<Vec<Playbook>, StoreError> {
+    let mut out = Vec::new();
+    for row in actor.store.playbooks().await? {
+        if !row.spec.enabled {
+            continue;
+        }
+        let name = row.spec.name.clone();
+        match Playbook::compile(row.spec) {
+            Ok(p) => out.push(p),
+            Err(errors) => warn!(playbook = %name, ?errors, "stored playbook does not check; skipped"),
+        }
+    }
+    Ok(out)
+}
+
+fn finding_subject(f: &Fact, tags: &HashMap<String, Vec<String>>) -> Subject {
+    let mut fields = BTreeMap::new();
+    for (field, value) in [
+        (KeyField::SrcIp, &f.src_ip),
+        (KeyField::Mac, &f.mac),
+        (KeyField::User, &f.user),
+        (KeyField::Host, &f.host),
+        (KeyField::Iface, &f.iface),
+        (KeyField::Service, &f.service),
+    ] {
+        if let Some(v) = value {
+            fields.insert(field.name(), v.clone());
+        }
+    }
+    fields.insert(KeyField::Device.name(), f.device.clone());
+    Subject {
+        finding: Some(f.finding),
+        devices: vec![f.device.clone()],
+        tags: tags.get(&f.device).cloned().unwrap_or_default(),
+        agent: f.agent.clone(),
+        kind: f.kind.clone(),
+        severity: f.severity,
+        fields,
+        ..Subject::default()
+    }
+}
+
+fn incident_subject(
+    (_, id, rule, key, severity, devices): &crate::store::actions::OpenedIncident,
+    tags: &HashMap<String, Vec<String>>,
+) -> Subject {
+    let devices: Vec<String> = serde_json::from_str(devices).unwrap_or_default();
+    let mut fields = BTreeMap::new();
+    // `src_ip=203.0.113.7`: the field the incident is about.
+    if let Some((name, value)) = key.split_once('=') {
+        if let Some((n, _)) = KeyField::ALL.iter().find(|(n, _)| *n == name) {
+            fields.insert(*n, value.to_owned());
+        }
+    }
+    let mut all_tags: Vec<String> = devices.iter().flat_map(|d| tags.get(d).cloned().unwrap_or_default()).collect();
+    all_tags.sort();
+    all_tags.dedup();
+    Subject {
+        incident: Some(*id),
+        devices,
+        tags: all_tags,
+        rule: rule.clone(),
+        severity: *severity,
+        fields,
+        ..Subject::default()
+    }
+}
+
+/// One decision to store, owned until the batch is written.
+struct Decided {
+    action: opmas_proto::msg::Action,
+    targets: serde_json::Value,
+    devices: Vec<String>,
+    state: &'static str,
+    reason: Option<String>,
+    playbook: String,
+    /// `playbook:<name>`: who the audit log says asked.
+    by: String,
+    finding: Option<i64>,
+    incident: Option<i64>,
+    undo_after_ms: Option<i64>,
+}
+
+/// Judges everything stored after `cursor`, a batch per transaction.
+async fn catch_up(actor: &Actor, cursor: &mut (i64, i64)) -> Result<(), StoreError> {
+    let store = &actor.store;
+    loop {
+        let facts = store.facts_after(cursor.0, BATCH).await?;
+        let opened = store.incidents_opened_after(cursor.1, BATCH).await?;
+        if facts.is_empty() && opened.is_empty() {
+            return Ok(());
+        }
+        let next = (facts.last().map_or(cursor.0, |f| f.finding), opened.last().map_or(cursor.1, |o| o.0));
+        let books = playbooks(actor).await?;
+        let mut decided = Vec::new();
+        if !books.is_empty() {
+            let tags = store.all_device_tags().await?;
+            let all: Vec<String> = store.list_devices().await?.into_iter().map(|d| d.id).collect();
+            let subjects = facts
+                .iter()
+                .map(|f| finding_subject(f, &tags))
+                .chain(opened.iter().map(|o| incident_subject(o, &tags)));
+            let mut seen: HashSet<(String, String)> = HashSet::new();
+            let mut counted: HashMap<String, i64> = HashMap::new();
+            for s in subjects {
+                for pb in books.iter().filter(|pb| pb.triggered_by(&s)) {
+                    for d in pb.decide(&s) {
+                        decide(actor, pb, &s, d, &tags, &all, &mut seen, &mut counted, &mut decided).await?;
+                    }
+                }
+            }
+        }
+        let finish = decided.is_empty() && facts.len() < BATCH as usize && opened.len() < BATCH as usize;
+        let new: Vec<NewAction<'_>> = decided
+            .iter()
+            .map(|d| NewAction {
+                reason: d.reason.as_deref(),
+                playbook: Some(&d.playbook),
+                finding_id: d.finding,
+                incident_id: d.incident,
+                undo_after_ms: d.undo_after_ms,
+                state: d.state,
+                ..NewAction::sent(&d.action, &d.targets, &d.devices, &d.by)
+            })
+            .collect();
+        let rows = store.record_decisions(&new, next).await?;
+        *cursor = next;
+        for row in &rows {
+            info!(action = row.id, playbook = row.playbook.as_deref().unwrap_or(""), state = %row.state,
+                  reason = row.reason.as_deref().unwrap_or(""), "playbook decided");
+            publish(actor, row).await?;
+        }
+        if finish {
+            return Ok(());
+        }
+    }
+}
+
+/// One step's decision about one subject: what to record, if anything.
+#[allow(clippy::too_many_arguments)]
+async fn decide(
+    actor: &Actor,
+    pb: &Playbook,
+    s: &Subject,
+    d: Decision,
+    tags: &HashMap<String, Vec<String>>,
+    all: &[String],
+    seen: &mut HashSet<(String, String)>,
+    counted: &mut HashMap<String, i64>,
+    out: &mut Vec<Decided>,
+) -> Result<(), StoreError> {
+    let name = pb.spec.name.clone();
+    let skip = |action: opmas_proto::msg::Action, reason: String| Decided {
+        action,
+        targets: serde_json::Value::Null,
+        devices: Vec::new(),
+        state: "skipped",
+        reason: Some(reason),
+        playbook: name.clone(),
+        by: format!("playbook:{name}"),
+        finding: s.finding,
+        incident: s.incident,
+        undo_after_ms: None,
+    };
+    let (action, targets) = match d {
+        Decision::Skip { action: Some(a), reason, .. } => {
+            out.push(skip(a, reason));
+            return Ok(());
+        }
+        // Nothing to name as the action: logged, not recorded.
+        Decision::Skip { action: None, reason, step } => {
+            warn!(playbook = %name, step, %reason, finding = s.finding, incident = s.incident, "playbook step not taken");
+            return Ok(());
+        }
+        Decision::Act { action, targets, .. } => (action, targets),
+    };
+    let mut devices: Vec<String> = Vec::new();
+    for t in &targets {
+        let add: Vec<String> = match t {
+            Target::Reporting => s.devices.clone(),
+            Target::All => all.to_vec(),
+            Target::Tag(tag) => tags.iter().filter(|(_, ts)| ts.contains(tag)).map(|(d, _)| d.clone()).collect(),
+            Target::Device(d) => all.iter().filter(|a| *a == d).cloned().collect(),
+        };
+        devices.extend(add);
+    }
+    devices.sort();
+    devices.dedup();
+    let json = serde_json::to_string(&action).unwrap_or_default();
+    let now = now_ms();
+    let window = pb.undo_after_ms.unwrap_or(REPEAT_MS);
+    if !seen.insert((name.clone(), json)) || actor.store.playbook_did(&name, &action, now - window).await? {
+        return Ok(());
+    }
+    if devices.is_empty() {
+        out.push(skip(action, "no router matches the playbook's targets".into()));
+        return Ok(());
+    }
+    if let Some((max, per)) = pb.rate {
+        let before = match counted.get(&name) {
+            Some(n) => *n,
+            None => actor.store.playbook_actions_since(&name, now - per).await?,
+        };
+        if before >= i64::from(max) {
+            let reason = format!("rate limit: {max} actions in {} already", crate::correlate::engine::human(per));
+            out.push(skip(action, reason));
+            return Ok(());
+        }
+        counted.insert(name.clone(), before + 1);
+    }
+    let targets_json =
+        serde_json::to_value(pb.spec.steps.iter().map(|st| st.targets.items().join(",")).collect::<Vec<_>>())
+            .unwrap_or_default();
+    let state = match pb.spec.mode {
+        Mode::Auto => "sent",
+        Mode::Approval => "awaiting_approval",
+        Mode::DryRun => "dry_run",
+    };
+    let undo_after_ms = action.undo().and(pb.undo_after_ms);
+    out.push(Decided {
+        action,
+        targets: targets_json,
+        devices,
+        state,
+        reason: None,
+        by: format!("playbook:{name}"),
+        playbook: name,
+        finding: s.finding,
+        incident: s.incident,
+        undo_after_ms,
+    });
+    Ok(())
+}
+
+/// Publishes a stored action's commands to their routers.
+pub async fn publish(actor: &Actor, row: &ActionRow) -> Result<(), StoreError> {
+    for c in &row.commands {
+        let Ok(device) = DeviceId::new(&c.device_id) else { continue };
+        actor.commander.publish(&device, c).await?;
+    }
+    Ok(())
+}
+
+/// Takes back what a playbook's undo_after says is over.
+async fn undo_due(actor: &Actor) -> Result<(), StoreError> {
+    for row in actor.store.undos_due(now_ms()).await? {
+        let Ok(action) = row.action() else { continue };
+        let Some(back) = action.undo() else { continue };
+        let mut devices: Vec<String> = row.commands.iter().map(|c| c.device_id.clone()).collect();
+        devices.sort();
+        devices.dedup();
+        let targets = Targets { devices: Some(devices.clone()), ..Targets::default() };
+        let by = format!("playbook:{}", row.playbook.as_deref().unwrap_or("?"));
+        let comment =
+            format!("undo_after {} passed", crate::correlate::engine::human(row.undo_after_ms.unwrap_or_default()));
+        let request = Request {
+            action: back,
+            targets: &targets,
+            devices: &devices,
+            by: &by,
+            comment: Some(&comment),
+            undo_of: Some(row.id),
+            ttl_ms: crate::command::DEFAULT_TTL_MS,
+        };
+        actor.act(request).await?;
+    }
+    Ok(())
+}
