@@ -648,6 +648,33 @@ fn parse_url(url: &str) -> Result<(Scheme, String, u16), String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The packaged /etc/config/opmas with every commented option switched
+    /// on (the TLS ones need an mqtts:// url) is a valid configuration: the
+    /// documentation cannot drift from what the edge reads.
+    #[test]
+    fn the_packaged_file_with_every_option_uncommented_is_valid() {
+        let text = include_str!("../../openwrt/files/opmas.config");
+        let tls = ["ca_file", "cert_file", "key_file", "tls_server_name"];
+        let on: String = text
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                let uncommented = t.strip_prefix("#option ").or_else(|| t.strip_prefix("#list ").map(|_| &t[1..]));
+                match uncommented {
+                    Some(_) if tls.iter().any(|o| t.contains(o)) => String::new(),
+                    Some(rest) if t.starts_with("#option ") => format!("\toption {rest}\n"),
+                    Some(rest) => format!("\t{rest}\n"),
+                    None => format!("{l}\n"),
+                }
+            })
+            .collect();
+        let cfg = EdgeConfig::from_uci_text(&on).unwrap_or_else(|e| panic!("{e}\n{on}"));
+        assert_eq!(cfg.act.never_block.len(), 2, "the listed network and the hub's address");
+        assert_eq!(cfg.act.local.as_ref().map(|l| l.block_s), None, "local_block '0' as documented");
+        assert_eq!(cfg.act.services, ["dnsmasq"]);
+    }
+
     use super::*;
 
     const SECRET: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";

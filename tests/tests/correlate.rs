@@ -5,7 +5,7 @@
 //! login from the same address is a critical incident; people acknowledge,
 //! comment and resolve by role; `rules test` replays stored findings.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use opmas_e2e::{bin, deauth_flood, dropbear_attack, now_logread, port_scan, wait_for, Edge, Hub};
