@@ -11,6 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use opmas_e2e::netns::{Lab, Router};
+
+mod support;
 use opmas_e2e::{free_addr, wait_for, Device, Edge, Hub, Proc};
 use serde_json::json;
 
@@ -345,4 +347,64 @@ fn a_playbook_that_asks_for_approval_waits_for_an_operator_and_a_viewer_cannot_a
     wait_for(Duration::from_secs(20), "the router drops the attacker", || (!reaches(&f, 0)).then_some(())).unwrap();
     let (status, _) = f.hub.request("POST", &format!("/actions/{id}/approve"), None, None).unwrap();
     assert_eq!(status, 409, "approved once");
+}
+
+/// The approval in a real browser: a playbook that asks first, a brute
+/// force, and an operator who finds the decision on the actions page and
+/// clicks Approve; then the router drops the attacker. Screenshots
+/// `actions-*`.
+#[test]
+fn an_operator_approves_a_block_in_the_browser_and_the_router_drops_the_attacker() {
+    if !Lab::usable() {
+        return;
+    }
+    use support::browser::*;
+    let f = fleet(1);
+    put_playbook(
+        &f.hub,
+        json!({ "name": "ask-first", "mode": "approval", "description": "Block a brute-forcer here, once approved",
+            "trigger": { "finding": { "kind": "ssh.bruteforce" } },
+            "steps": [{ "action": "block_ip", "params": { "net": "{{ src_ip }}", "timeout_s": 600 }, "targets": "reporting" }] }),
+    );
+    brute_force(&f.lab, &f.lab.routers[0]);
+    let waiting = wait_for(Duration::from_secs(20), "the decision awaiting approval", || {
+        actions_of(&f.hub, "ask-first").into_iter().find(|a| a["state"] == "awaiting_approval")
+    })
+    .unwrap();
+    let id = waiting["id"].as_i64().unwrap();
+    let password = std::fs::read_to_string(f.hub.data_dir.join("admin.password")).unwrap().trim().to_owned();
+    let base = format!("http://{}", f.hub.http);
+    let (_driver, driver_addr) = chromedriver(f._dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = browser(driver_addr).await;
+        sign_in(&c, &base, "admin", &password).await;
+        click_away(&c, "header nav a[href='/actions']").await;
+        assert_eq!(text(&c, "h1").await, "Actions");
+        let row = text(&c, &format!("tr[data-action='{id}']")).await;
+        for want in ["playbook:ask-first", "block", "for 600 s", "awaiting approval", "gw-0", "finding"] {
+            assert!(row.contains(want), "the row shows {want}: {row}");
+        }
+        shoot(&c, "actions-awaiting", false).await;
+        click_away(&c, &format!("tr[data-action='{id}'] button[data-verb=approve]")).await;
+        assert!(text(&c, "#done").await.contains(&format!("Approved action {id}: sent to 1 router(s).")));
+        let answered = async {
+            for _ in 0..40 {
+                c.goto(&format!("{base}/actions")).await.unwrap();
+                let row = text(&c, &format!("tr[data-action='{id}']")).await;
+                if row.contains("done") {
+                    return row;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            panic!("the router never answered");
+        };
+        let row = answered.await;
+        assert!(row.contains("decided by admin"), "{row}");
+        shoot(&c, "actions-approved", false).await;
+        c.goto(&format!("{base}/playbooks")).await.unwrap();
+        assert!(text(&c, "section[data-playbook='ask-first']").await.contains("approval"));
+        shoot(&c, "actions-playbooks", true).await;
+    });
+    assert!(!reaches(&f, 0), "the approved block drops the attacker");
 }

@@ -21,6 +21,8 @@ pub enum Nav {
     /// Silences and maintenance windows.
     Silences,
     Commands,
+    /// The audit log of actions, and the playbooks.
+    Actions,
     Config,
     Users,
     Tokens,
@@ -69,6 +71,7 @@ pub fn page(who: &Signed, title: &str, active: Nav, body: Markup) -> Markup {
                         (item(Nav::Rules, "/rules", "Rules"))
                         (item(Nav::Alerting, "/alerting", "Alerting"))
                         (item(Nav::Silences, "/silences", "Silences"))
+                        (item(Nav::Actions, "/actions", "Actions"))
                         (item(Nav::Commands, "/commands", "Commands"))
                         (item(Nav::Config, "/config", "Configuration"))
                         @if who.may(Role::Admin) {

@@ -15,6 +15,7 @@
 //! not use are not drawn. Responses carry a strict Content-Security-Policy
 //! (no inline script, nothing from elsewhere).
 
+mod actions;
 mod admin;
 mod alerting;
 mod assets;
@@ -52,6 +53,9 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{id}/agents/{agent}/{action}", post(commands::agent_action))
         .route("/devices/{id}/tags", post(commands::set_tags))
         .route("/commands", get(commands::list))
+        .route("/actions", get(actions::list))
+        .route("/actions/{id}/{verb}", post(actions::decide))
+        .route("/playbooks", get(actions::playbooks))
         .route("/config", get(config::index))
         .route("/config/{agent}", get(config::agent_page).post(config::agent_submit))
         .route("/config/history/{id}/restore", post(config::restore))
@@ -907,6 +911,47 @@ mod tests {
         assert_eq!(app.send("POST", "/silences/x/expire", &op, Some(&post(&[]))).await.status.as_u16(), 422);
         let r = app.send("GET", "/maintenance", &op, None).await;
         assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/silences#maintenance")));
+    }
+
+    #[tokio::test]
+    async fn an_operator_approves_a_playbook_decision_on_the_actions_page_and_a_viewer_cannot() {
+        let app = App::new().await;
+        let action = opmas_proto::msg::Action::BlockIp { net: "203.0.113.9".parse().unwrap(), timeout_s: 600 };
+        let targets = serde_json::json!(["all"]);
+        let devices = ["gw-1".to_owned()];
+        let waiting = crate::store::actions::NewAction {
+            state: "awaiting_approval",
+            playbook: Some("block-bruteforce"),
+            ..crate::store::actions::NewAction::sent(&action, &targets, &devices, "playbook:block-bruteforce")
+        };
+        let id = app.state_store().insert_action(&waiting).await.unwrap().id;
+        let (viewer, vcsrf) = app.sign_in("vera", "viewer password 1").await;
+        let page = app.send("GET", "/actions", &viewer, None).await;
+        assert!(
+            page.body.contains("block 203.0.113.9 for 600 s") && page.body.contains("awaiting approval"),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("data-verb"), "no buttons for a viewer");
+        let r = app.send("POST", &format!("/actions/{id}/approve"), &viewer, Some(&form(&[("csrf", &vcsrf)]))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+        let (op, csrf) = app.sign_in("root", "admin password 1").await;
+        let page = app.send("GET", "/actions?state=awaiting_approval", &op, None).await;
+        assert!(page.body.contains("data-verb=\"approve\"") && page.body.contains("data-verb=\"reject\""));
+        let r = app.send("POST", &format!("/actions/{id}/approve"), &op, Some(&form(&[("csrf", "forged")]))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "a forged CSRF token");
+        let r = app.send("POST", &format!("/actions/{id}/approve"), &op, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let row = app.state_store().action(id).await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.decided_by.as_deref(), row.commands.len()), ("sent", Some("root"), 1));
+        let done = app.send("GET", r.location.as_deref().unwrap(), &op, None).await;
+        assert!(done.body.contains(&format!("Approved action {id}: sent to 1 router(s).")), "{}", done.body);
+        assert!(done.body.contains("data-verb=\"undo\""), "a sent block can be taken back");
+        let r = app.send("POST", &format!("/actions/{id}/reject"), &op, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.status.as_u16(), 422, "no longer waiting: {}", r.body);
+        assert_eq!(app.send("GET", "/actions?state=nope", &op, None).await.status.as_u16(), 422);
+        assert_eq!(app.send("GET", "/playbooks", &viewer, None).await.status, StatusCode::OK);
     }
 
     #[tokio::test]
