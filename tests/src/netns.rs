@@ -68,14 +68,14 @@ impl Lab {
         }
     }
 
-    /// `n` routers (at most 30) and an attacker linked to each.
+    /// `n` routers (at most 128) and an attacker linked to each.
     pub fn new(n: usize) -> Result<Lab> {
-        assert!(n <= 30, "at most 30 routers in a lab");
+        assert!(n <= 128, "at most 128 routers in a lab");
         let lab = LABS.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let tag = format!("{}{}", pid % 100_000, lab);
-        // The second octet keeps parallel test processes apart, the third
-        // labs and routers within one process.
+        // The second octet keeps parallel test processes apart; the third
+        // and fourth give each router of each lab a /30 uplink.
         let b = 64 + (pid % 128) as u8;
         let mut out = Lab { routers: Vec::new(), attacker: format!("oa{tag}") };
         ip(["netns", "add", &out.attacker])?;
@@ -86,12 +86,13 @@ impl Lab {
         ip(["-n", &out.attacker, "addr", "add", &format!("{attacker}/24"), "dev", "br0"])?;
         ip(["-n", &out.attacker, "link", "set", "br0", "up"])?;
         for i in 0..n {
-            let c = ((lab as usize * 32 + i) % 256) as u8;
+            let k = (lab as usize % 128) * 128 + i;
+            let (c, d) = ((k / 64) as u8, ((k % 64) * 4) as u8);
             let ns = format!("or{tag}x{i}");
             ip(["netns", "add", &ns])?;
             let r = Router {
                 ns: ns.clone(),
-                hub_side: Ipv4Addr::new(10, b, c, 1),
+                hub_side: Ipv4Addr::new(10, b, c, d + 1),
                 addr: Ipv4Addr::new(172, lan.0, lan.1, i as u8 + 1),
                 attacker,
             };
@@ -103,7 +104,7 @@ impl Lab {
             ip(["link", "set", &up_r, "netns", &ns])?;
             ip(["addr", "add", &format!("{}/30", r.hub_side), "dev", &up_h])?;
             ip(["link", "set", &up_h, "up"])?;
-            ip(["-n", &ns, "addr", "add", &format!("10.{b}.{c}.2/30"), "dev", &up_r])?;
+            ip(["-n", &ns, "addr", "add", &format!("10.{b}.{c}.{}/30", d + 2), "dev", &up_r])?;
             ip(["-n", &ns, "link", "set", &up_r, "up"])?;
             // The attacker's link to this router.
             let (w_r, w_a) = (format!("w{tag}x{i}r"), format!("w{tag}x{i}a"));

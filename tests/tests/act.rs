@@ -408,3 +408,71 @@ fn an_operator_approves_a_block_in_the_browser_and_the_router_drops_the_attacker
     });
     assert!(!reaches(&f, 0), "the approved block drops the attacker");
 }
+
+/// Five failed logins from `ip` as dropbear writes them to stderr, now.
+fn dropbear_stderr_attack(ip: &str) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (h, m, s) = ((now / 3600) % 24, (now / 60) % 60, now % 60);
+    // The month and day do not matter to the agents, only the clock.
+    (0..5)
+        .map(|i| {
+            format!("[4242] Dec 07 {h:02}:{m:02}:{s:02} Bad password attempt for 'root' from {ip}:{}\n", 40000 + i)
+        })
+        .collect()
+}
+
+/// Fleet-wide response time with ROUTERS (default 100) real edges, each in
+/// its own namespace with its own nftables: an address brute-forces one
+/// router, an `auto` playbook blocks it on all, and the time from the
+/// finding stored to the last router's answer (sent after its nft
+/// transaction) is measured, ROUNDS (default 20) times. Run by
+/// `scripts/bench-act.sh`; prints p50, p99 and max.
+#[test]
+#[ignore = "a benchmark: scripts/bench-act.sh"]
+fn fleet_wide_block_latency() {
+    if !Lab::usable() {
+        return;
+    }
+    let n: usize = std::env::var("ROUTERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let started = std::time::Instant::now();
+    let f = fleet(n);
+    eprintln!("{n} routers online in {:?}", started.elapsed());
+    put_playbook(
+        &f.hub,
+        json!({ "name": "fleet-block", "mode": "auto", "trigger": { "finding": { "kind": "ssh.bruteforce" } },
+            "steps": [{ "action": "block_ip", "params": { "net": "{{ src_ip }}", "timeout_s": 600 }, "targets": "all" }] }),
+    );
+    let mut latencies = Vec::new();
+    for round in 0..rounds {
+        let ip = format!("198.51.100.{}", round + 1);
+        let log = f._dir.path().join(format!("dropbear-{}.log", round % n));
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut file, dropbear_stderr_attack(&ip).as_bytes()).unwrap();
+        let action = wait_for(Duration::from_secs(60), "the fleet-wide block answered by every router", || {
+            let (_, v) = f.hub.get("/actions?state=sent").ok()?;
+            let a = v["actions"].as_array()?.iter().find(|a| a["action"]["BlockIp"]["net"] == ip.as_str())?.clone();
+            let (_, full) = f.hub.get(&format!("/actions/{}", a["id"])).ok()?;
+            let cmds = full["commands"].as_array()?;
+            (cmds.len() == n && cmds.iter().all(|c| c["state"] != "pending")).then_some(full)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", f.hub.log()));
+        let cmds = action["commands"].as_array().unwrap();
+        assert!(cmds.iter().all(|c| c["state"] == "done"), "{action}");
+        let last = cmds.iter().filter_map(|c| c["answered_ms"].as_i64()).max().unwrap();
+        let (_, finding) = f.hub.get(&format!("/findings/{}", action["finding_id"])).unwrap();
+        let ms = last - finding["received_ms"].as_i64().unwrap();
+        eprintln!("round {round}: {ip} blocked on {n} routers {ms} ms after the finding was stored");
+        latencies.push(ms);
+    }
+    let last = &f.lab.routers[n - 1];
+    assert!(set_elements(last).contains(&format!("198.51.100.{rounds}")), "{}", set_elements(last));
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "fleet-wide block, {n} routers, {rounds} rounds: p50 {} ms, p99 {} ms, max {} ms (finding stored to the last router's answer)",
+        pick(0.5),
+        pick(0.99),
+        latencies.last().unwrap()
+    );
+}

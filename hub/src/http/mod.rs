@@ -42,6 +42,35 @@ pub async fn known_device(state: &AppState, id: &str) -> Result<opmas_proto::Dev
     Ok(id)
 }
 
+/// `enable` or `disable` from a path, or 422.
+pub fn on_off(action: &str) -> Result<bool, ApiError> {
+    match action {
+        "enable" => Ok(true),
+        "disable" => Ok(false),
+        other => Err(ApiError::Invalid { field: "action", message: format!("{other:?} is not enable or disable") }),
+    }
+}
+
+/// A named document (a rule, a playbook) from a request body for the path's
+/// `name`: 422 if it does not parse (saying it expected `shape`) or names
+/// another.
+pub fn named_document<T: serde::de::DeserializeOwned>(
+    name: &str,
+    body: &[u8],
+    shape: &str,
+    name_of: impl Fn(&T) -> &str,
+) -> Result<T, ApiError> {
+    let doc: T = serde_json::from_slice(body)
+        .map_err(|e| ApiError::Invalid { field: "body", message: format!("expected {shape}: {e}") })?;
+    if name_of(&doc) != name {
+        return Err(ApiError::Invalid {
+            field: "name",
+            message: format!("the body names {:?} but the path {name:?}", name_of(&doc)),
+        });
+    }
+    Ok(doc)
+}
+
 /// An edge agent's name, or 422 listing them.
 pub fn known_agent(agent: &str) -> Result<(), ApiError> {
     if opmas_proto::agents::params_of(agent).is_some() {

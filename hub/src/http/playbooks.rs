@@ -47,16 +47,8 @@ async fn found(state: &AppState, name: &str) -> Result<PlaybookRow, ApiError> {
 
 /// Parses and checks a playbook body for `name`: 422 with every bad field.
 pub fn checked(name: &str, body: &[u8]) -> Result<PlaybookSpec, ApiError> {
-    let spec: PlaybookSpec = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
-        field: "body",
-        message: format!("expected a playbook {{\"name\", \"trigger\", \"steps\", ...}}: {e}"),
-    })?;
-    if spec.name != name {
-        return Err(ApiError::Invalid {
-            field: "name",
-            message: format!("the body names {:?} but the path {name:?}", spec.name),
-        });
-    }
+    let shape = "a playbook {\"name\", \"trigger\", \"steps\", ...}";
+    let spec: PlaybookSpec = super::named_document(name, body, shape, |p: &PlaybookSpec| &p.name)?;
     Playbook::compile(spec.clone()).map_err(ApiError::InvalidFields)?;
     Ok(spec)
 }
@@ -127,13 +119,7 @@ async fn switch(
 ) -> Result<Json<PlaybookRow>, ApiError> {
     require_admin(&token)?;
     named(&name)?;
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => {
-            return Err(ApiError::Invalid { field: "action", message: format!("{other:?} is not enable or disable") })
-        }
-    };
+    let enabled = super::on_off(&action)?;
     if !state.store.set_playbook_enabled(&name, enabled, &author(&token), now_ms()).await? {
         return Err(ApiError::NotFound(format!("no playbook {name:?}")));
     }

@@ -40,16 +40,8 @@ fn named(name: &str) -> Result<(), ApiError> {
 
 /// Parses and checks a rule body for `name`: 422 with every bad field.
 pub fn checked(name: &str, body: &[u8]) -> Result<RuleSpec, ApiError> {
-    let spec: RuleSpec = serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
-        field: "body",
-        message: format!("expected a rule {{\"name\", \"type\", \"severity\", \"window\", ...}}: {e}"),
-    })?;
-    if spec.name != name {
-        return Err(ApiError::Invalid {
-            field: "name",
-            message: format!("the body names {:?} but the path {name:?}", spec.name),
-        });
-    }
+    let shape = "a rule {\"name\", \"type\", \"severity\", \"window\", ...}";
+    let spec: RuleSpec = super::named_document(name, body, shape, |r: &RuleSpec| &r.name)?;
     Rule::compile(spec.clone()).map_err(ApiError::InvalidFields)?;
     Ok(spec)
 }
@@ -128,13 +120,7 @@ async fn switch(
 ) -> Result<Json<RuleRow>, ApiError> {
     require_operator(&token)?;
     named(&name)?;
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => {
-            return Err(ApiError::Invalid { field: "action", message: format!("{other:?} is not enable or disable") })
-        }
-    };
+    let enabled = super::on_off(&action)?;
     if !state.store.set_rule_enabled(&name, enabled, &author(&token), now_ms()).await? {
         return Err(ApiError::NotFound(format!("no rule {name:?}")));
     }

@@ -70,9 +70,7 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     params.retain(|_, v| !v.is_empty());
     const KNOWN: [&str; 3] = ["device", "state", "cursor"];
-    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known are {}", KNOWN.join(", "))));
-    }
+    super::known_params(&params, &KNOWN)?;
     let value = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
     if !value("state").is_empty() && !STATES.contains(&value("state")) {
         return Err(PageError::Invalid(format!("state {:?} is not one of {}", value("state"), STATES.join(", "))));

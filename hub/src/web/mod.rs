@@ -92,6 +92,14 @@ pub struct CsrfOnly {
     pub csrf: String,
 }
 
+/// Refuses a query parameter a page does not read, naming the ones it does.
+pub fn known_params(params: &std::collections::HashMap<String, String>, known: &[&str]) -> Result<(), PageError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(PageError::Invalid(format!("unknown parameter {k:?}; known are {}", known.join(", ")))),
+        None => Ok(()),
+    }
+}
+
 /// A signed-in person, from the session cookie. Pages that take one send
 /// anybody else to the sign-in page.
 #[derive(Clone, Debug)]

@@ -66,9 +66,7 @@ pub async fn page(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     const KNOWN: [&str; 6] = ["q", "state", "sort", "dir", "range", "page"];
-    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known are {}", KNOWN.join(", "))));
-    }
+    super::known_params(&params, &KNOWN)?;
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
     let range = Range::parse(params.get("range").map(String::as_str)).map_err(PageError::Invalid)?;
     let sort = match get("sort") {
