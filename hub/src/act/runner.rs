@@ -11,14 +11,19 @@
 //! are sent again then), so nothing decided is lost and nothing is decided
 //! twice.
 //!
-//! Not every match acts: the same action by the same playbook while an
-//! earlier one is in force (the attacker seen again, or by another router)
-//! is not repeated; past a playbook's rate limit a match is recorded as
-//! `skipped` with the reason, as is an address on its never-block list.
+//! Not every match acts: the same action by the same playbook within its
+//! `undo_after` (or an hour) is not repeated, whether the earlier one was
+//! sent, is waiting, was rejected or taken back by a person (the attacker
+//! seen again, or by another router, is one decision); an address on the
+//! never-block list is recorded as `skipped` once per window; past a
+//! playbook's rate limit one `skipped` row says so and later matches in
+//! that window are only logged. The runner remembers these between
+//! batches, so a burst of findings about a few addresses costs no query
+//! and no row per finding.
 //! Every few seconds a tick takes back the blocks and bans whose
 //! `undo_after` has passed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use opmas_proto::DeviceId;
@@ -70,21 +75,24 @@ async fn serve(
             c
         }
     };
-    catch_up(actor, &mut cursor).await?;
+    let mut memory = Memory::default();
+    catch_up(actor, &mut cursor, &mut memory).await?;
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             e = events.recv() => match e {
                 Ok(e) => match &*e {
-                    Event::Findings { .. } | Event::Incident { change: "opened", .. } => catch_up(actor, &mut cursor).await?,
+                    Event::Findings { .. } | Event::Incident { change: "opened", .. } => {
+                        catch_up(actor, &mut cursor, &mut memory).await?
+                    }
                     _ => {}
                 },
-                Err(RecvError::Lagged(_)) => catch_up(actor, &mut cursor).await?,
+                Err(RecvError::Lagged(_)) => catch_up(actor, &mut cursor, &mut memory).await?,
                 Err(RecvError::Closed) => return Ok(()),
             },
             _ = tick.tick() => {
                 undo_due(actor).await?;
-                catch_up(actor, &mut cursor).await?;
+                catch_up(actor, &mut cursor, &mut memory).await?;
             }
         }
     }
@@ -159,6 +167,24 @@ fn incident_subject(
     }
 }
 
+/// What the runner keeps between batches, so that a burst of findings
+/// about the same few addresses costs a map lookup each, not a query and
+/// not an audit row each.
+#[derive(Default)]
+struct Memory {
+    /// (playbook, action as JSON, why it was skipped or "") → when it was
+    /// decided or skipped (ms).
+    did: HashMap<(String, String, String), i64>,
+    /// playbook → (since, actions decided since), for its rate limit.
+    rate: HashMap<String, (i64, i64)>,
+    /// playbook → the `since` of the window whose limit was recorded.
+    rate_noted: HashMap<String, i64>,
+}
+
+/// Entries of [`Memory::did`] kept; beyond, it starts afresh (the
+/// database still answers).
+const MEMORY: usize = 100_000;
+
 /// One decision to store, owned until the batch is written.
 struct Decided {
     action: opmas_proto::msg::Action,
@@ -175,7 +201,7 @@ struct Decided {
 }
 
 /// Judges everything stored after `cursor`, a batch per transaction.
-async fn catch_up(actor: &Actor, cursor: &mut (i64, i64)) -> Result<(), StoreError> {
+async fn catch_up(actor: &Actor, cursor: &mut (i64, i64), memory: &mut Memory) -> Result<(), StoreError> {
     let store = &actor.store;
     loop {
         let facts = store.facts_after(cursor.0, BATCH).await?;
@@ -193,12 +219,13 @@ async fn catch_up(actor: &Actor, cursor: &mut (i64, i64)) -> Result<(), StoreErr
                 .iter()
                 .map(|f| finding_subject(f, &tags))
                 .chain(opened.iter().map(|o| incident_subject(o, &tags)));
-            let mut seen: HashSet<(String, String)> = HashSet::new();
-            let mut counted: HashMap<String, i64> = HashMap::new();
+            if memory.did.len() > MEMORY {
+                memory.did.clear();
+            }
             for s in subjects {
                 for pb in books.iter().filter(|pb| pb.triggered_by(&s)) {
                     for d in pb.decide(&s) {
-                        decide(actor, pb, &s, d, &tags, &all, &mut seen, &mut counted, &mut decided).await?;
+                        decide(actor, pb, &s, d, &tags, &all, memory, &mut decided).await?;
                     }
                 }
             }
@@ -238,8 +265,7 @@ async fn decide(
     d: Decision,
     tags: &HashMap<String, Vec<String>>,
     all: &[String],
-    seen: &mut HashSet<(String, String)>,
-    counted: &mut HashMap<String, i64>,
+    memory: &mut Memory,
     out: &mut Vec<Decided>,
 ) -> Result<(), StoreError> {
     let name = pb.spec.name.clone();
@@ -255,9 +281,19 @@ async fn decide(
         incident: s.incident,
         undo_after_ms: None,
     };
+    let now = now_ms();
+    let window = pb.undo_after_ms.unwrap_or(REPEAT_MS);
+    // The same action (or the same skip) again within the window: the
+    // campaign goes on, the decision stands; nothing new to record.
+    let recent =
+        |memory: &Memory, key: &(String, String, String)| memory.did.get(key).is_some_and(|t| now - t < window);
     let (action, targets) = match d {
         Decision::Skip { action: Some(a), reason, .. } => {
-            out.push(skip(a, reason));
+            let key = (name.clone(), serde_json::to_string(&a).unwrap_or_default(), reason.clone());
+            if !recent(memory, &key) {
+                memory.did.insert(key, now);
+                out.push(skip(a, reason));
+            }
             return Ok(());
         }
         // Nothing to name as the action: logged, not recorded.
@@ -279,27 +315,42 @@ async fn decide(
     }
     devices.sort();
     devices.dedup();
-    let json = serde_json::to_string(&action).unwrap_or_default();
-    let now = now_ms();
-    let window = pb.undo_after_ms.unwrap_or(REPEAT_MS);
-    if !seen.insert((name.clone(), json)) || actor.store.playbook_did(&name, &action, now - window).await? {
+    let key = (name.clone(), serde_json::to_string(&action).unwrap_or_default(), String::new());
+    if recent(memory, &key) {
         return Ok(());
     }
+    // Not in memory (a restart, or never): the database knows.
+    if let Some(t) = actor.store.playbook_did(&name, &action, now - window).await? {
+        memory.did.insert(key, t);
+        return Ok(());
+    }
+    memory.did.insert(key, now);
     if devices.is_empty() {
         out.push(skip(action, "no router matches the playbook's targets".into()));
         return Ok(());
     }
     if let Some((max, per)) = pb.rate {
-        let before = match counted.get(&name) {
-            Some(n) => *n,
-            None => actor.store.playbook_actions_since(&name, now - per).await?,
+        let (since, before) = match memory.rate.get(&name) {
+            Some((since, n)) if now - since < per => (*since, *n),
+            _ => (now, actor.store.playbook_actions_since(&name, now - per).await?),
         };
         if before >= i64::from(max) {
-            let reason = format!("rate limit: {max} actions in {} already", crate::correlate::engine::human(per));
-            out.push(skip(action, reason));
+            memory.rate.insert(name.clone(), (since, before));
+            // One row says the limit was reached; the matches after it in
+            // the same window are counted in the log, not recorded each.
+            if memory.rate_noted.get(&name) != Some(&since) {
+                memory.rate_noted.insert(name.clone(), since);
+                let reason = format!(
+                    "rate limit: {max} actions in {} already; further matches are not acted on until it passes",
+                    crate::correlate::engine::human(per)
+                );
+                out.push(skip(action, reason));
+            } else {
+                warn!(playbook = %name, what = %action, "rate limit reached; not acted on");
+            }
             return Ok(());
         }
-        counted.insert(name.clone(), before + 1);
+        memory.rate.insert(name.clone(), (since, before + 1));
     }
     let targets_json =
         serde_json::to_value(pb.spec.steps.iter().map(|st| st.targets.items().join(",")).collect::<Vec<_>>())

@@ -237,19 +237,23 @@ impl Store {
     /// Whether `playbook` decided this very action since `since_ms`, and it
     /// was not rejected or taken back: the same attacker seen again, on the
     /// same or another router, is one action.
-    pub async fn playbook_did(&self, playbook: &str, action: &Action, since_ms: i64) -> Result<bool, StoreError> {
+    pub async fn playbook_did(
+        &self,
+        playbook: &str,
+        action: &Action,
+        since_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let json = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let n: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM actions a WHERE a.playbook = ? AND a.action = ? AND a.created_ms >= ?
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(a.created_ms) FROM actions a WHERE a.playbook = ? AND a.action = ? AND a.created_ms >= ?
                 AND a.state IN ('sent', 'awaiting_approval', 'dry_run')
-                AND NOT EXISTS (SELECT 1 FROM actions u WHERE u.undo_of = a.id) LIMIT 1",
+                AND NOT EXISTS (SELECT 1 FROM actions u WHERE u.undo_of = a.id)",
         )
         .bind(playbook)
         .bind(json)
         .bind(since_ms)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(n.is_some())
+        .fetch_one(self.pool())
+        .await?)
     }
 
     /// Every device's tags, for playbook conditions.
@@ -421,7 +425,7 @@ mod tests {
         let w = store.record_decisions(&[waiting], (5, 0)).await.unwrap().remove(0);
         assert!(w.commands.is_empty());
         assert_eq!(store.act_cursor().await.unwrap(), Some((5, 0)));
-        assert!(store.playbook_did("pb", &action, 0).await.unwrap());
+        assert!(store.playbook_did("pb", &action, 0).await.unwrap().is_some());
         let approved = store.approve_action(w.id, "user:bob", 2000, 60_000).await.unwrap().unwrap();
         assert_eq!((approved.state.as_str(), approved.commands.len()), ("sent", 2));
         assert!(store.approve_action(w.id, "user:bob", 2000, 60_000).await.unwrap().is_none(), "once");
