@@ -28,8 +28,9 @@ fn what(a: &ActionRow) -> String {
 
 fn badge(state: &str) -> Markup {
     let (class, symbol) = match state {
-        "sent" | "done" => ("state-online", "✓"),
-        "awaiting_approval" | "pending" | "dry_run" => ("state-stale", "…"),
+        // Action and command states, and a playbook's mode.
+        "sent" | "done" | "auto" => ("state-online", "✓"),
+        "awaiting_approval" | "pending" | "dry_run" | "approval" => ("state-stale", "…"),
         _ => ("state-offline", "✕"),
     };
     html! { span class={ "badge " (class) } { span aria-hidden="true" { (symbol) " " } (state.replace('_', " ")) } }
