@@ -439,7 +439,7 @@ impl Responder {
 /// not do): agent `response`, delivered through the spool like any other,
 /// so a router cut off from the hub reports it once it is back.
 pub fn local_finding(job: &Job, trigger: &str, error: Option<&String>, now_ms: u64) -> Option<Finding> {
-    let Effect::Blocked { net, until: _, .. } = &job.effect else { return None };
+    let Effect::Blocked { net, .. } = &job.effect else { return None };
     let (kind, summary) = match error {
         None => (&RESPONSE_IP_BLOCKED, format!("{} here at once (local response to {trigger})", job.done)),
         Some(e) => (&RESPONSE_FAILED, format!("could not block {net} (local response to {trigger}): {e}")),

@@ -142,11 +142,37 @@ impl Actor {
             })
             .await?;
         tracing::info!(action = row.id, what = %r.action, by = r.by, routers = r.devices.len(), "action");
+        self.publish(&row).await?;
+        Ok(self.store.action(row.id).await?.unwrap_or(row))
+    }
+
+    /// Publishes a stored action's commands to their routers.
+    pub async fn publish(&self, row: &ActionRow) -> Result<(), StoreError> {
         for c in &row.commands {
             let Ok(device) = DeviceId::new(&c.device_id) else { continue };
             self.commander.publish(&device, c).await?;
         }
-        Ok(self.store.action(row.id).await?.unwrap_or(row))
+        Ok(())
+    }
+
+    /// Takes `original` (a sent block or ban) back on the routers it went
+    /// to, as `by`; `None` if its action has no undo.
+    pub async fn undo(&self, original: &ActionRow, by: &str, comment: &str) -> Result<Option<ActionRow>, StoreError> {
+        let Some(back) = original.action()?.undo() else { return Ok(None) };
+        let mut devices: Vec<String> = original.commands.iter().map(|c| c.device_id.clone()).collect();
+        devices.sort();
+        devices.dedup();
+        let targets = Targets { devices: Some(devices.clone()), ..Targets::default() };
+        let request = Request {
+            action: back,
+            targets: &targets,
+            devices: &devices,
+            by,
+            comment: Some(comment),
+            undo_of: Some(original.id),
+            ttl_ms: crate::command::DEFAULT_TTL_MS,
+        };
+        self.act(request).await.map(Some)
     }
 }
 

@@ -26,16 +26,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use opmas_proto::DeviceId;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
 use super::playbook::{Decision, Mode, Playbook, Subject, Target};
-use super::{Actor, Request, Targets};
+use super::Actor;
 use crate::correlate::engine::Fact;
 use crate::correlate::rule::KeyField;
 use crate::events::{Bus, Event};
-use crate::store::actions::{ActionRow, NewAction};
+use crate::store::actions::NewAction;
 use crate::store::{now_ms, StoreError};
 
 /// How often undo_after is judged.
@@ -248,7 +247,7 @@ async fn catch_up(actor: &Actor, cursor: &mut (i64, i64), memory: &mut Memory) -
         for row in &rows {
             info!(action = row.id, playbook = row.playbook.as_deref().unwrap_or(""), state = %row.state,
                   reason = row.reason.as_deref().unwrap_or(""), "playbook decided");
-            publish(actor, row).await?;
+            actor.publish(row).await?;
         }
         if finish {
             return Ok(());
@@ -376,37 +375,12 @@ async fn decide(
     Ok(())
 }
 
-/// Publishes a stored action's commands to their routers.
-pub async fn publish(actor: &Actor, row: &ActionRow) -> Result<(), StoreError> {
-    for c in &row.commands {
-        let Ok(device) = DeviceId::new(&c.device_id) else { continue };
-        actor.commander.publish(&device, c).await?;
-    }
-    Ok(())
-}
-
 /// Takes back what a playbook's undo_after says is over.
 async fn undo_due(actor: &Actor) -> Result<(), StoreError> {
     for row in actor.store.undos_due(now_ms()).await? {
-        let Ok(action) = row.action() else { continue };
-        let Some(back) = action.undo() else { continue };
-        let mut devices: Vec<String> = row.commands.iter().map(|c| c.device_id.clone()).collect();
-        devices.sort();
-        devices.dedup();
-        let targets = Targets { devices: Some(devices.clone()), ..Targets::default() };
         let by = format!("playbook:{}", row.playbook.as_deref().unwrap_or("?"));
-        let comment =
-            format!("undo_after {} passed", crate::correlate::engine::human(row.undo_after_ms.unwrap_or_default()));
-        let request = Request {
-            action: back,
-            targets: &targets,
-            devices: &devices,
-            by: &by,
-            comment: Some(&comment),
-            undo_of: Some(row.id),
-            ttl_ms: crate::command::DEFAULT_TTL_MS,
-        };
-        actor.act(request).await?;
+        let after = crate::correlate::engine::human(row.undo_after_ms.unwrap_or_default());
+        actor.undo(&row, &by, &format!("undo_after {after} passed")).await?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::author;
+use super::commands::{decode_cursor, encode_cursor};
 use super::views::ErrorBody;
 use super::{ApiError, AppState};
 use crate::act::{parse_action, resolve, Actor, Request, Targets};
@@ -47,6 +48,36 @@ pub struct ActionRequest {
     /// Seconds a command may wait for a router that is away (default 300,
     /// at most 86400).
     pub ttl_s: Option<u32>,
+}
+
+/// The audit log's filters.
+#[derive(Clone, Debug, Default)]
+pub struct ActionQuery {
+    pub state: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Reads the audit log's filters (also the web UI's).
+pub fn parse_query(params: &HashMap<String, String>) -> Result<ActionQuery, ApiError> {
+    super::known_query(params, &["state", "limit", "cursor"])?;
+    let text = |k: &str| params.get(k).filter(|v| !v.is_empty());
+    let limit = match text("limit") {
+        None => 50,
+        Some(v) => v.parse::<u32>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| ApiError::Invalid {
+            field: "limit",
+            message: format!("{v:?} is not a number from 1 to 500"),
+        })?,
+    };
+    let before_id = text("cursor").map(|c| decode_cursor(c)).transpose()?;
+    let state = text("state").cloned();
+    if let Some(s) = state.as_ref().filter(|s| !STATES.contains(&s.as_str())) {
+        return Err(ApiError::Invalid {
+            field: "state",
+            message: format!("{s:?} is not one of {}", STATES.join(", ")),
+        });
+    }
+    Ok(ActionQuery { state, before_id, limit })
 }
 
 /// A page of the audit log, newest first.
@@ -138,7 +169,7 @@ pub async fn decide_for(state: &AppState, id: &str, verb: &str, who: &str) -> Re
                 .await?
                 .ok_or_else(not_waiting)?;
             tracing::info!(action = row.id, by = who, "action approved");
-            crate::act::runner::publish(&actor(state), &row).await?;
+            actor(state).publish(&row).await?;
             return Ok(state.store.action(row.id).await?.unwrap_or(row));
         }
         "reject" => {
@@ -162,25 +193,11 @@ pub async fn decide_for(state: &AppState, id: &str, verb: &str, who: &str) -> Re
             original.id, original.state
         )));
     }
-    let action = original.action()?;
-    let Some(back) = action.undo() else {
-        return Err(ApiError::Conflict(format!("{action} cannot be undone")));
-    };
-    let mut devices: Vec<String> = original.commands.iter().map(|c| c.device_id.clone()).collect();
-    devices.sort();
-    devices.dedup();
-    let targets = Targets { devices: Some(devices.clone()), ..Targets::default() };
     let comment = format!("undo of action {}", original.id);
-    let request = Request {
-        action: back,
-        targets: &targets,
-        devices: &devices,
-        by: who,
-        comment: Some(&comment),
-        undo_of: Some(original.id),
-        ttl_ms: DEFAULT_TTL_MS,
-    };
-    Ok(actor(state).act(request).await?)
+    match actor(state).undo(&original, who, &comment).await? {
+        Some(row) => Ok(row),
+        None => Err(ApiError::Conflict(format!("{} cannot be undone", original.action()?))),
+    }
 }
 
 /// The audit log of actions, newest first, each with its routers' answers.
@@ -193,37 +210,9 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<ActionPage>, ApiError> {
-    const KNOWN: [&str; 3] = ["state", "limit", "cursor"];
-    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::Invalid {
-            field: "query",
-            message: format!("unknown parameter {k:?}; known are {}", KNOWN.join(", ")),
-        });
-    }
-    let limit = match params.get("limit").filter(|v| !v.is_empty()) {
-        None => 50,
-        Some(v) => v.parse::<u32>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| ApiError::Invalid {
-            field: "limit",
-            message: format!("{v:?} is not a number from 1 to 500"),
-        })?,
-    };
-    let before = match params.get("cursor").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(c) => {
-            Some(c.strip_prefix('a').and_then(|h| i64::from_str_radix(h, 16).ok()).filter(|n| *n > 0).ok_or_else(
-                || ApiError::Invalid { field: "cursor", message: format!("{c:?} is not a cursor this API returned") },
-            )?)
-        }
-    };
-    let st = params.get("state").filter(|v| !v.is_empty());
-    if let Some(s) = st.filter(|s| !STATES.contains(&s.as_str())) {
-        return Err(ApiError::Invalid {
-            field: "state",
-            message: format!("{s:?} is not one of {}", STATES.join(", ")),
-        });
-    }
-    let actions = state.store.query_actions(st.map(String::as_str), before, limit).await?;
-    let next_cursor = (actions.len() as u32 == limit).then(|| actions.last().map(|a| format!("a{:x}", a.id))).flatten();
+    let q = parse_query(&params)?;
+    let actions = state.store.query_actions(q.state.as_deref(), q.before_id, q.limit).await?;
+    let next_cursor = (actions.len() as u32 == q.limit).then(|| actions.last().map(|a| encode_cursor(a.id))).flatten();
     Ok(Json(ActionPage { actions, next_cursor }))
 }
 

@@ -97,12 +97,7 @@ async fn notifications(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<NotificationList>, ApiError> {
-    if let Some(k) = q.keys().find(|k| !["state", "limit"].contains(&k.as_str())) {
-        return Err(ApiError::Invalid {
-            field: "query",
-            message: format!("unknown parameter {k:?}; known are state, limit"),
-        });
-    }
+    super::known_query(&q, &["state", "limit"])?;
     let s = q.get("state").map(String::as_str);
     if let Some(s) = s.filter(|s| !["pending", "sent", "failed"].contains(s)) {
         return Err(ApiError::Invalid { field: "state", message: format!("{s:?} is not pending, sent or failed") });

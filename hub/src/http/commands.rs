@@ -215,12 +215,7 @@ async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<CommandPage>, ApiError> {
     const KNOWN: [&str; 4] = ["device", "state", "limit", "cursor"];
-    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::Invalid {
-            field: "query",
-            message: format!("unknown parameter {k:?}; known are {}", KNOWN.join(", ")),
-        });
-    }
+    super::known_query(&params, &KNOWN)?;
     let text = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
     if let Some(s) = text("state").filter(|s| !STATES.contains(&s.as_str())) {
         return Err(ApiError::Invalid {

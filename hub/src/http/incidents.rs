@@ -121,12 +121,7 @@ async fn list(
 /// Reads the incidents filters (also the web UI's).
 pub fn parse_query(params: &HashMap<String, String>) -> Result<IncidentQuery, ApiError> {
     const KNOWN: [&str; 7] = ["state", "rule", "severity", "device", "key", "limit", "cursor"];
-    if let Some(k) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::Invalid {
-            field: "query",
-            message: format!("unknown parameter {k:?}; known are {}", KNOWN.join(", ")),
-        });
-    }
+    super::known_query(params, &KNOWN)?;
     let text = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
     if let Some(s) = text("state").filter(|s| !STATES.contains(&s.as_str())) {
         return Err(ApiError::Invalid {

@@ -42,6 +42,17 @@ pub async fn known_device(state: &AppState, id: &str) -> Result<opmas_proto::Dev
     Ok(id)
 }
 
+/// Refuses a query parameter a route does not read, naming the ones it does.
+pub fn known_query(params: &std::collections::HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::Invalid {
+            field: "query",
+            message: format!("unknown parameter {k:?}; known are {}", known.join(", ")),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// `enable` or `disable` from a path, or 422.
 pub fn on_off(action: &str) -> Result<bool, ApiError> {
     match action {

@@ -57,41 +57,33 @@ fn buttons(who: &Signed, a: &ActionRow) -> Markup {
     }
 }
 
-/// `GET /actions?state=&cursor=&done=`.
+/// `GET /actions?state=&cursor=&done=`: `GET /api/v1/actions`'s filters
+/// (`http::actions::parse_query`), rendered.
 pub async fn list(
     State(state): State<AppState>,
     who: Signed,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     params.retain(|_, v| !v.is_empty());
-    const KNOWN: [&str; 3] = ["state", "cursor", "done"];
-    super::known_params(&params, &KNOWN)?;
-    let value = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
-    if !value("state").is_empty() && !STATES.contains(&value("state")) {
-        return Err(PageError::Invalid(format!("state {:?} is not one of {}", value("state"), STATES.join(", "))));
-    }
-    let before_id = match value("cursor") {
-        "" => None,
-        c => Some(
-            c.strip_prefix('a')
-                .and_then(|h| i64::from_str_radix(h, 16).ok())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| PageError::Invalid(format!("cursor {c:?} is not one this page made")))?,
-        ),
-    };
-    let filter = params.get("state").map(String::as_str);
-    let rows = state.store.query_actions(filter, before_id, PAGE).await?;
-    let filters = [("state", value("state"))];
-    let next = (rows.len() as u32 == PAGE).then(|| rows.last().map(|a| format!("a{:x}", a.id))).flatten().map(|c| {
-        let mut with = filters.to_vec();
-        with.push(("cursor", &c));
-        format!("/actions{}", layout::query(&with))
-    });
+    let done = params.remove("done");
+    params.entry("limit".into()).or_insert_with(|| PAGE.to_string());
+    let q = crate::http::actions::parse_query(&params)?;
+    let rows = state.store.query_actions(q.state.as_deref(), q.before_id, q.limit).await?;
+    let state_filter = q.state.as_deref().unwrap_or("");
+    let filters = [("state", state_filter)];
+    let next = (rows.len() as u32 == q.limit)
+        .then(|| rows.last().map(|a| crate::http::commands::encode_cursor(a.id)))
+        .flatten()
+        .map(|c| {
+            let mut with = filters.to_vec();
+            with.push(("cursor", &c));
+            format!("/actions{}", layout::query(&with))
+        });
     let base = format!("/actions{}", layout::query(&filters));
+    let before_id = q.before_id;
     let state_options = std::iter::once((String::new(), "any".to_owned()))
         .chain(STATES.iter().map(|s| (s.to_string(), s.replace('_', " "))))
         .collect();
-    let done = params.get("done");
     let now = now_ms();
     let body = html! {
         h1 { "Actions" }
@@ -99,7 +91,7 @@ pub async fn list(
             a href="/playbooks" { "Playbooks" } " decide actions on their own; those that ask for approval wait here." }
         @if let Some(n) = done { p.notice #done role="status" { (n) } }
         (layout::filters("/actions", &[
-            Filter::Select { name: "state", label: "State", value: value("state"), options: state_options },
+            Filter::Select { name: "state", label: "State", value: state_filter, options: state_options },
         ]))
         table #audit {
             thead { tr {
