@@ -318,15 +318,13 @@ fn a_playbook_blocks_the_brute_forcer_on_every_router_spares_a_protected_address
         .unwrap_or_else(|e| panic!("{e}\n{}", f.edges[0].log()));
 }
 
-#[test]
-fn a_playbook_that_asks_for_approval_waits_for_an_operator_and_a_viewer_cannot_approve() {
-    if !Lab::usable() {
-        return;
-    }
-    let f = fleet(1);
+/// The playbook `ask-first` (approval mode, block the brute-forcer on the
+/// router that saw it), a brute force on router 0, and the id of the
+/// decision it then waits with.
+fn awaiting_block(f: &Fleet) -> i64 {
     put_playbook(
         &f.hub,
-        json!({ "name": "ask-first", "mode": "approval",
+        json!({ "name": "ask-first", "mode": "approval", "description": "Block a brute-forcer here, once approved",
             "trigger": { "finding": { "kind": "ssh.bruteforce" } },
             "steps": [{ "action": "block_ip", "params": { "net": "{{ src_ip }}", "timeout_s": 600 }, "targets": "reporting" }] }),
     );
@@ -335,9 +333,18 @@ fn a_playbook_that_asks_for_approval_waits_for_an_operator_and_a_viewer_cannot_a
         actions_of(&f.hub, "ask-first").into_iter().find(|a| a["state"] == "awaiting_approval")
     })
     .unwrap();
+    waiting["id"].as_i64().unwrap()
+}
+
+#[test]
+fn a_playbook_that_asks_for_approval_waits_for_an_operator_and_a_viewer_cannot_approve() {
+    if !Lab::usable() {
+        return;
+    }
+    let f = fleet(1);
+    let id = awaiting_block(&f);
     std::thread::sleep(Duration::from_secs(2));
     assert!(reaches(&f, 0), "nothing happens before someone approves");
-    let id = waiting["id"].as_i64().unwrap();
     let viewer = f.hub.user_token("vic", "viewer").unwrap();
     let (status, _) = f.hub.request("POST", &format!("/actions/{id}/approve"), Some(&viewer), None).unwrap();
     assert_eq!(status, 403);
@@ -360,18 +367,7 @@ fn an_operator_approves_a_block_in_the_browser_and_the_router_drops_the_attacker
     }
     use support::browser::*;
     let f = fleet(1);
-    put_playbook(
-        &f.hub,
-        json!({ "name": "ask-first", "mode": "approval", "description": "Block a brute-forcer here, once approved",
-            "trigger": { "finding": { "kind": "ssh.bruteforce" } },
-            "steps": [{ "action": "block_ip", "params": { "net": "{{ src_ip }}", "timeout_s": 600 }, "targets": "reporting" }] }),
-    );
-    brute_force(&f.lab, &f.lab.routers[0]);
-    let waiting = wait_for(Duration::from_secs(20), "the decision awaiting approval", || {
-        actions_of(&f.hub, "ask-first").into_iter().find(|a| a["state"] == "awaiting_approval")
-    })
-    .unwrap();
-    let id = waiting["id"].as_i64().unwrap();
+    let id = awaiting_block(&f);
     let password = std::fs::read_to_string(f.hub.data_dir.join("admin.password")).unwrap().trim().to_owned();
     let base = format!("http://{}", f.hub.http);
     let (_driver, driver_addr) = chromedriver(f._dir.path());
