@@ -27,6 +27,7 @@ use opmas_proto::msg::{Action, Command};
 use opmas_proto::{Channel, DeviceId, Envelope, Topic};
 use tracing::{info, warn};
 
+use crate::act::ssh::SshTransport;
 use crate::events::{Bus, Event};
 use crate::keys::Keys;
 use crate::mqtt::Publisher;
@@ -51,6 +52,8 @@ pub struct Commander {
     /// Envelope sequence numbers of everything the hub sends down (shared
     /// with ingest's acks).
     pub down_seq: Arc<AtomicU64>,
+    /// Runs the commands of routers reached over SSH instead.
+    pub ssh: Option<SshTransport>,
 }
 
 impl Commander {
@@ -72,6 +75,12 @@ impl Commander {
 
     /// Publishes `row` to its device (sealed now), and notes the send.
     pub(crate) async fn publish(&self, device: &DeviceId, row: &CommandRow) -> Result<(), StoreError> {
+        if let Some(ssh) = &self.ssh {
+            if ssh.handles(device.as_str()).await {
+                ssh.wake();
+                return Ok(());
+            }
+        }
         let Some(key) = self.keys.get(device).await? else { return Ok(()) };
         let cmd = Command { id: row.id as u64, expires_ms: row.expires_ms as u64, action: row.action()? };
         let seq = self.down_seq.fetch_add(1, Ordering::Relaxed);
@@ -211,5 +220,6 @@ pub fn test_commander(store: &Store) -> Commander {
         publisher: Publisher::new(tx),
         stats: Arc::default(),
         down_seq: Arc::new(AtomicU64::new(1)),
+        ssh: None,
     }
 }

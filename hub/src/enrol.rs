@@ -6,7 +6,9 @@ use opmas_proto::ids::SECRET_LEN;
 use opmas_proto::{DeviceId, Secret};
 use serde::Serialize;
 
+use crate::act::ssh;
 use crate::keys::Keys;
+use crate::store::ssh::SshTarget;
 use crate::store::{now_ms, Store, StoreError};
 
 /// What `device add` prints.
@@ -64,6 +66,90 @@ pub async fn add(store: &Store, name: &str, hub_url: &str) -> Result<Enrolled> {
     let secret = new_secret();
     store.insert_device(id.as_str(), name, &secret.to_hex(), now_ms()).await?;
     Ok(Enrolled::new(&id, &secret, hub_url))
+}
+
+/// What `device add --ssh` prints.
+#[derive(Debug, Serialize)]
+pub struct EnrolledSsh {
+    pub id: String,
+    pub transport: &'static str,
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    /// The router's host key, pinned now: another one is refused.
+    pub host_key: String,
+    pub host_key_fingerprint: String,
+    /// The hub's public key: the line the router's
+    /// `/etc/dropbear/authorized_keys` needs.
+    pub hub_key: String,
+    /// Whether the router let the hub in already.
+    pub login_ok: bool,
+    /// If not, why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_error: Option<String>,
+    pub services: Vec<String>,
+}
+
+/// The services a router reached over SSH may restart unless told
+/// otherwise (the edge's default list).
+pub const DEFAULT_SSH_SERVICES: [&str; 3] = ["dnsmasq", "odhcpd", "uhttpd"];
+
+/// Enrols `name`, a router without an OPMAS agent, reached over SSH at
+/// `address` (`USER@HOST[:PORT]`): reads its host key and pins it (after
+/// checking it against `expect`, a `SHA256:` fingerprint read on the
+/// router, if given), and checks whether it lets the hub in. A router that
+/// does not yet is enrolled all the same; the output says what to add.
+pub async fn add_ssh(
+    store: &Store,
+    identity: &ssh::Identity,
+    name: &str,
+    address: &str,
+    expect: Option<&str>,
+    services: Vec<String>,
+) -> Result<EnrolledSsh> {
+    let id = DeviceId::new(name).with_context(|| format!("{name:?} cannot be a device id"))?;
+    let (user, host, port) = ssh::parse_address(address).map_err(anyhow::Error::msg)?;
+    let services =
+        if services.is_empty() { DEFAULT_SSH_SERVICES.iter().map(|s| (*s).to_owned()).collect() } else { services };
+    for s in &services {
+        opmas_proto::msg::check_service(s).map_err(|e| anyhow::anyhow!("--service: {e}"))?;
+    }
+    let scan =
+        ssh::scan(identity, &host, port, &user).await.with_context(|| format!("reading {address}'s host key"))?;
+    let fingerprint = ssh::fingerprint(&scan.host_key);
+    if let Some(expect) = expect {
+        let want = if expect.starts_with("SHA256:") { expect.to_owned() } else { format!("SHA256:{expect}") };
+        if want != fingerprint {
+            anyhow::bail!(
+                "{address} offers the host key {fingerprint}, not {want} as expected: not enrolled \
+                 (someone may be in between, or the fingerprint was read from another router)"
+            );
+        }
+    }
+    let host_key = scan.host_key.to_openssh().context("writing the host key")?;
+    let target = SshTarget {
+        device_id: id.to_string(),
+        host: host.clone(),
+        port,
+        user: user.clone(),
+        host_key: host_key.clone(),
+        services: services.clone(),
+        enrolled_ms: now_ms(),
+    };
+    store.insert_ssh_device(&target, &new_secret().to_hex()).await?;
+    Ok(EnrolledSsh {
+        id: id.to_string(),
+        transport: "ssh",
+        user,
+        host,
+        port,
+        host_key,
+        host_key_fingerprint: fingerprint,
+        hub_key: identity.public_line(),
+        login_ok: scan.login.is_ok(),
+        login_error: scan.login.err().map(|e| e.to_string()),
+        services,
+    })
 }
 
 /// Removes a device, its findings and its deliveries. With `keys` (the

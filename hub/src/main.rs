@@ -201,7 +201,23 @@ enum DeviceCommand {
         /// hub creates it at its first start).
         #[arg(long)]
         create_db: bool,
+        /// A router without an OPMAS agent, reached over SSH at USER@HOST[:PORT]
+        /// (user root, port 22 by default): its host key is pinned now, and
+        /// the hub's actions reach it over SSH.
+        #[arg(long, value_name = "USER@HOST[:PORT]", conflicts_with_all = ["hub_url", "config_file"])]
+        ssh: Option<String>,
+        /// With --ssh: the router's host key fingerprint as read on its console
+        /// (`dropbearkey -y -f /etc/dropbear/dropbear_ed25519_host_key`);
+        /// enrolment stops if the router offers another.
+        #[arg(long, value_name = "SHA256:...", requires = "ssh")]
+        host_key_fingerprint: Option<String>,
+        /// With --ssh: a service restart_service may restart there (repeat;
+        /// default dnsmasq, odhcpd, uhttpd).
+        #[arg(long = "service", value_name = "NAME", requires = "ssh")]
+        services: Vec<String>,
     },
+    /// Print the hub's SSH public key, for the authorized_keys of routers reached over SSH.
+    SshKey,
     /// Remove a device with its findings; its secret stops working at once.
     Remove {
         /// The device id.
@@ -266,10 +282,37 @@ fn main() -> Result<()> {
 }
 
 async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
+    if let DeviceCommand::SshKey = command {
+        opmas_hub::store::create_private_dir(&cfg.data_dir)?;
+        let identity = opmas_hub::act::ssh::Identity::load_or_create(&cfg.data_dir)?;
+        return out(&format!("{}\n", identity.public_line()));
+    }
     let create = matches!(command, DeviceCommand::Add { create_db: true, .. });
     let store = open_store(&cfg, create, "; or add --create-db to `device add`").await?;
     let hub_url = |given: Option<String>| given.unwrap_or_else(|| enrol::default_hub_url(cfg.mqtt_listen.port()));
     match command {
+        DeviceCommand::Add { name, ssh: Some(address), host_key_fingerprint, services, json, .. } => {
+            let identity = opmas_hub::act::ssh::Identity::load_or_create(&cfg.data_dir)?;
+            let e =
+                enrol::add_ssh(&store, &identity, &name, &address, host_key_fingerprint.as_deref(), services).await?;
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&e)?))?;
+            } else {
+                let login = match &e.login_error {
+                    None => "The router lets the hub in: its actions will run there.".to_owned(),
+                    Some(why) => format!(
+                        "The router does not let the hub in yet ({why}).\nOn the router, add the hub's key:\n\n  \
+                         echo '{}' >> /etc/dropbear/authorized_keys",
+                        e.hub_key
+                    ),
+                };
+                out(&format!(
+                    "Enrolled device {} over SSH ({}@{}:{}).\n\nhost key pinned: {}\n\n{login}\n",
+                    e.id, e.user, e.host, e.port, e.host_key_fingerprint
+                ))?;
+            }
+        }
+        DeviceCommand::SshKey => {}
         DeviceCommand::Add { name, hub_url: url, json, config_file, .. } => {
             let e = enrol::add(&store, &name, &hub_url(url)).await?;
             if config_file {

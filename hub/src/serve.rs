@@ -67,12 +67,15 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     info!(listen = %cfg.mqtt_listen, "embedded MQTT broker listening");
 
     let down_seq = Arc::new(AtomicU64::new(now_ms() as u64 * 1000));
+    let ssh = crate::act::ssh::SshTransport::new(store.clone(), &cfg.data_dir).context("the SSH transport")?;
+    tokio::spawn(ssh.clone().run());
     let commander = crate::command::Commander {
         store: store.clone(),
         keys: keys.clone(),
         publisher: broker.publisher.clone(),
         stats: stats.clone(),
         down_seq: down_seq.clone(),
+        ssh: Some(ssh),
     };
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));

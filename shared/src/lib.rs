@@ -18,6 +18,7 @@ pub mod kinds;
 pub mod msg;
 pub mod net;
 pub mod pattern;
+pub mod remedy;
 pub mod topic;
 
 pub use envelope::{Body, DecodeError, EncodeError, Envelope, FORMAT_VERSION};

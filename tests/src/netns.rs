@@ -25,6 +25,8 @@ pub struct Router {
     pub ns: String,
     /// The hub's address on the router's uplink (in the test's namespace).
     pub hub_side: Ipv4Addr,
+    /// The router's own address on that uplink.
+    pub up: Ipv4Addr,
     /// The router's address towards the attacker.
     pub addr: Ipv4Addr,
     /// The attacker's address (the same for every router).
@@ -93,6 +95,7 @@ impl Lab {
             let r = Router {
                 ns: ns.clone(),
                 hub_side: Ipv4Addr::new(10, b, c, d + 1),
+                up: Ipv4Addr::new(10, b, c, d + 2),
                 addr: Ipv4Addr::new(172, lan.0, lan.1, i as u8 + 1),
                 attacker,
             };
@@ -104,7 +107,7 @@ impl Lab {
             ip(["link", "set", &up_r, "netns", &ns])?;
             ip(["addr", "add", &format!("{}/30", r.hub_side), "dev", &up_h])?;
             ip(["link", "set", &up_h, "up"])?;
-            ip(["-n", &ns, "addr", "add", &format!("10.{b}.{c}.{}/30", d + 2), "dev", &up_r])?;
+            ip(["-n", &ns, "addr", "add", &format!("{}/30", r.up), "dev", &up_r])?;
             ip(["-n", &ns, "link", "set", &up_r, "up"])?;
             // The attacker's link to this router.
             let (w_r, w_a) = (format!("w{tag}x{i}r"), format!("w{tag}x{i}a"));

@@ -472,3 +472,142 @@ fn fleet_wide_block_latency() {
         latencies.last().unwrap()
     );
 }
+
+/// A real dropbear as all `r` runs (no OPMAS agent), listening on every
+/// address at port 22 with `key` as its host key, public-key logins only.
+/// Root's home is `home` (bind-mounted over /root in a mount namespace of
+/// dropbear's own, so the test's machine keeps its own /root).
+fn dropbear_alone(r: &Router, key: &Path, home: &Path, log: &Path) -> Proc {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &r.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c"]);
+    cmd.arg(r#"mount --bind "$1" /root && exec dropbear -F -E -s -p 22 -r "$2""#).arg("sh").arg(home).arg(key);
+    let p = Proc::spawn(cmd, log.to_path_buf()).expect("dropbear starts");
+    let addr = SocketAddr::V4(SocketAddrV4::new(r.up, 22));
+    wait_for(Duration::from_secs(10), "dropbear listens", || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(log).unwrap_or_default()));
+    p
+}
+
+/// A new ed25519 host key at `path` (replacing one there); its fingerprint.
+fn host_key(path: &Path) -> String {
+    let _ = std::fs::remove_file(path);
+    let made = Command::new("dropbearkey").args(["-t", "ed25519", "-f"]).arg(path).output().expect("dropbearkey");
+    assert!(made.status.success(), "dropbearkey: {}", String::from_utf8_lossy(&made.stderr));
+    let text = String::from_utf8_lossy(&made.stdout).into_owned();
+    let line = text.lines().find_map(|l| l.strip_prefix("Fingerprint: ")).unwrap_or_else(|| panic!("{text}"));
+    line.trim().to_owned()
+}
+
+fn hub_cli(hub: &Hub, args: &[&str]) -> std::process::Output {
+    Command::new(opmas_e2e::bin("opmas-hub")).args(args).arg("--data-dir").arg(&hub.data_dir).output().unwrap()
+}
+
+/// Posts a block of the attacker on `device`; waits for its one command to
+/// be answered and returns it.
+fn block_and_wait(hub: &Hub, device: &str, attacker: &str, within: Duration) -> serde_json::Value {
+    let body = json!({ "action": "block_ip", "params": { "net": attacker, "timeout_s": 600 },
+        "targets": { "devices": [device] } });
+    let (status, action) = hub.request("POST", "/actions", None, Some(&body)).unwrap();
+    assert_eq!(status, 202, "{action}");
+    let id = action["id"].as_i64().unwrap();
+    wait_for(within, "the router's answer", || {
+        let (_, a) = hub.get(&format!("/actions/{id}")).ok()?;
+        let c = a["commands"].as_array()?.first()?.clone();
+        (c["state"] != "pending").then_some(a)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()))
+}
+
+#[test]
+fn the_ssh_transport_blocks_on_a_router_without_an_agent_and_refuses_a_router_with_another_host_key() {
+    if !Lab::usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(1).unwrap();
+    let r = &lab.routers[0];
+    let hub = Hub::start(dir.path()).unwrap();
+
+    // The router trusts the hub's key, and nothing of OPMAS runs on it.
+    let hub_key = hub_cli(&hub, &["device", "ssh-key"]);
+    assert!(hub_key.status.success(), "{}", String::from_utf8_lossy(&hub_key.stderr));
+    let home = dir.path().join("root-home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/authorized_keys"), &hub_key.stdout).unwrap();
+    let key = dir.path().join("router.key");
+    let fingerprint = host_key(&key);
+    let log = dir.path().join("dropbear.log");
+    let mut dropbear = dropbear_alone(r, &key, &home, &log);
+
+    // Enrolment pins the host key, checked against what the router's console says.
+    let address = format!("root@{}:22", r.up);
+    let wrong = hub_cli(&hub, &["device", "add", "gw-ssh", "--ssh", &address, "--host-key-fingerprint", "SHA256:abc"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not SHA256:abc as expected"), "{wrong:?}");
+    let added = hub_cli(
+        &hub,
+        &["device", "add", "gw-ssh", "--ssh", &address, "--host-key-fingerprint", &fingerprint, "--json"],
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let enrolled: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!(enrolled["host_key_fingerprint"], fingerprint.as_str());
+    assert_eq!(enrolled["login_ok"], true, "{enrolled}");
+
+    // A block through the API reaches it over SSH: the attacker is dropped.
+    let attacker = r.attacker.to_string();
+    let to_router = SocketAddr::V4(SocketAddrV4::new(r.addr, 22));
+    assert!(lab.attacker_connects(to_router, Duration::from_secs(2)), "nothing blocked yet");
+    let action = block_and_wait(&hub, "gw-ssh", &attacker, Duration::from_secs(20));
+    let command = &action["commands"][0];
+    assert_eq!(command["state"], "done", "{action}\n{}", hub.log());
+    assert!(command["message"].as_str().unwrap().contains("done over SSH"), "{command}");
+    assert!(set_elements(r).contains(&attacker), "{}", set_elements(r));
+    assert!(!lab.attacker_connects(to_router, Duration::from_secs(2)), "the attacker is dropped");
+
+    // The undo goes the same way.
+    let id = action["id"].as_i64().unwrap();
+    let (status, undo) = hub.request("POST", &format!("/actions/{id}/undo"), None, None).unwrap();
+    assert_eq!(status, 202, "{undo}");
+    wait_for(Duration::from_secs(20), "the attacker passes again", || {
+        lab.attacker_connects(to_router, Duration::from_secs(1)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+
+    // The router is away: the command waits, saying why, and runs when it is back.
+    dropbear.kill();
+    let body = json!({ "action": "block_ip", "params": { "net": attacker, "timeout_s": 600 },
+        "targets": { "devices": ["gw-ssh"] } });
+    let (status, action) = hub.request("POST", "/actions", None, Some(&body)).unwrap();
+    assert_eq!(status, 202, "{action}");
+    let id = action["id"].as_i64().unwrap();
+    let waiting = wait_for(Duration::from_secs(20), "the reason it waits", || {
+        let (_, a) = hub.get(&format!("/actions/{id}")).ok()?;
+        let c = a["commands"][0].clone();
+        (c["state"] == "pending" && c["message"].as_str()?.contains("cannot reach")).then_some(c)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    assert!(waiting["message"].as_str().unwrap().contains(&r.up.to_string()), "{waiting}");
+    let mut dropbear = dropbear_alone(r, &key, &home, &log);
+    wait_for(Duration::from_secs(30), "the waiting block runs", || {
+        let (_, a) = hub.get(&format!("/actions/{id}")).ok()?;
+        (a["commands"][0]["state"] == "done").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    assert!(!lab.attacker_connects(to_router, Duration::from_secs(2)), "dropped again");
+    Lab::nft(&r.ns, &["flush", "set", "inet", "fw4", "opmas_block4"]).unwrap();
+
+    // Someone else answers at the router's address, with another host key:
+    // refused, nothing runs there.
+    dropbear.kill();
+    let other = host_key(&dir.path().join("impostor.key"));
+    assert_ne!(other, fingerprint);
+    let _impostor = dropbear_alone(r, &dir.path().join("impostor.key"), &home, &log);
+    let refused = block_and_wait(&hub, "gw-ssh", &attacker, Duration::from_secs(20));
+    let command = &refused["commands"][0];
+    assert_eq!(command["state"], "failed", "{refused}");
+    let message = command["message"].as_str().unwrap();
+    assert!(message.contains(&other) && message.contains(&fingerprint) && message.contains("pinned"), "{message}");
+    assert!(lab.attacker_connects(to_router, Duration::from_secs(2)), "nothing was blocked");
+}

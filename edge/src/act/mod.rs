@@ -5,9 +5,11 @@
 //! [`Action`]'s parameters against the wire's bounds and this router's own
 //! lists (addresses it never blocks, services it may restart), keeps the
 //! bans in force, and turns each action into a [`Job`]: argv steps run
-//! without a shell (see [`exec`], the I/O half). Nothing a log line or a
-//! message says reaches an argv except as a typed value (an [`IpNet`], a
-//! [`Mac`], a service name from the allowlist) printed by Rust.
+//! without a shell (see [`exec`], the I/O half). The nft scripts and
+//! hostapd's arguments are [`opmas_proto::remedy`]'s, which the hub's SSH
+//! transport runs too. Nothing a log line or a message says reaches an
+//! argv except as a typed value (an [`IpNet`], a [`Mac`], a service name
+//! from the allowlist) printed by Rust.
 //!
 //! Blocks live in two sets of the `inet fw4` table (`opmas_block4`,
 //! `opmas_block6`) used by one chain of our own (`opmas_drop`, hooked at
@@ -27,7 +29,6 @@
 //! made again.
 
 pub mod exec;
-pub mod nft;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ use std::time::Duration;
 use opmas_proto::kinds::{RESPONSE_AGENT, RESPONSE_FAILED, RESPONSE_IP_BLOCKED};
 use opmas_proto::msg::{check_blockable, Action, Finding, Outcome, Stage, Subject};
 use opmas_proto::net::{IpNet, Mac};
+use opmas_proto::remedy::{del_client_json, nft};
 
 /// How often the bans are re-applied while any is in force (fw4 may have
 /// rebuilt its table since).
@@ -304,7 +306,7 @@ impl Responder {
         let script = nft::block(&replaced, net, secs);
         Ok(Plan::Job(Job {
             origin,
-            steps: vec![Step::Run { argv: nft::argv(&self.cfg.tools.nft), stdin: Some(script) }],
+            steps: vec![Step::Run { argv: nft_argv(&self.cfg.tools.nft), stdin: Some(script) }],
             effect: Effect::Blocked { net, until, replaced },
             done: format!("blocked {net} for {secs} s"),
         }))
@@ -323,7 +325,7 @@ impl Responder {
         let names = nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
         Ok(Plan::Job(Job {
             origin,
-            steps: vec![Step::Run { argv: nft::argv(&self.cfg.tools.nft), stdin: Some(nft::unblock(&nets)) }],
+            steps: vec![Step::Run { argv: nft_argv(&self.cfg.tools.nft), stdin: Some(nft::unblock(&nets)) }],
             effect: Effect::Unblocked { nets },
             done: format!("unblocked {names}"),
         }))
@@ -423,7 +425,7 @@ impl Responder {
         let entries = self.entries(now);
         Some(Job {
             origin: Origin::Ensure,
-            steps: vec![Step::Run { argv: nft::argv(&self.cfg.tools.nft), stdin: Some(nft::ensure(&entries)) }],
+            steps: vec![Step::Run { argv: nft_argv(&self.cfg.tools.nft), stdin: Some(nft::ensure(&entries)) }],
             effect: Effect::None,
             done: format!("{} block(s) re-applied", entries.len()),
         })
@@ -464,17 +466,13 @@ fn secs_left(until: Duration, now: Duration) -> u64 {
     until.saturating_sub(now).as_millis().div_ceil(1000).max(1) as u64
 }
 
-fn path(p: &std::path::Path) -> String {
-    p.display().to_string()
+/// `nft -f -`: the script comes on standard input.
+fn nft_argv(nft: &std::path::Path) -> Vec<String> {
+    vec![path(nft), "-f".into(), "-".into()]
 }
 
-/// hostapd's `del_client` arguments: `ban_time` in milliseconds (0 lifts a
-/// ban); reason 5 is "AP unable to handle all associated stations" as
-/// OpenWRT's own tools use, 1 "unspecified".
-pub fn del_client_json(mac: &Mac, ban_s: u32, deauth: bool) -> String {
-    let ban_ms = u64::from(ban_s) * 1000;
-    let reason = if deauth { 5 } else { 1 };
-    format!(r#"{{"addr":"{mac}","reason":{reason},"deauth":{deauth},"ban_time":{ban_ms}}}"#)
+fn path(p: &std::path::Path) -> String {
+    p.display().to_string()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 pub mod playbook;
 pub mod runner;
+pub mod ssh;
 
 use opmas_proto::msg::Action;
 use opmas_proto::DeviceId;

@@ -151,6 +151,29 @@ impl Store {
         Ok(())
     }
 
+    /// Records an answer to `device`'s command that did not come over MQTT
+    /// (the SSH transport's); as for the edge's, only the first counts.
+    pub async fn record_command_result(
+        &self,
+        device: &str,
+        r: &CommandResult,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.writer().acquire().await?;
+        record_result(&mut conn, device, r, now_ms).await
+    }
+
+    /// Notes on a pending command why it has not reached its router yet
+    /// (shown until it is answered or expires).
+    pub async fn command_note(&self, id: i64, message: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE commands SET message = ? WHERE id = ? AND state = 'pending'")
+            .bind(message)
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
     /// The device's pending commands that have not expired, oldest first
     /// (sent again, in order, when it reconnects).
     pub async fn pending_commands(&self, device: &str, now_ms: i64) -> Result<Vec<CommandRow>, StoreError> {
@@ -166,7 +189,9 @@ impl Store {
     /// Marks pending commands past their expiry `expired`; returns how many.
     pub async fn expire_commands(&self, now_ms: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE commands SET state = 'expired', message = 'no answer from the device before it expired'
+            "UPDATE commands SET state = 'expired',
+                    message = 'no answer from the device before it expired'
+                              || COALESCE(' (last try: ' || message || ')', '')
               WHERE state = 'pending' AND expires_ms <= ?",
         )
         .bind(now_ms)

@@ -33,6 +33,7 @@ pub mod lifecycle;
 pub mod playbooks;
 pub mod rules;
 pub mod sessions;
+pub mod ssh;
 pub mod tokens;
 pub mod uplink;
 pub mod users;

@@ -1,5 +1,10 @@
 //! The nftables side of blocking: the scripts `nft -f -` reads.
 //!
+//! Blocks live in two sets of the `inet fw4` table (`opmas_block4`,
+//! `opmas_block6`) used by one chain of our own (`opmas_drop`, hooked at
+//! prerouting before connection tracking, so forwarded and local traffic
+//! alike are dropped, established connections too).
+//!
 //! Each script is one transaction (nft applies all of it or none) that
 //! first declares what blocking needs in the `inet fw4` table (declaring
 //! what exists changes nothing; the table itself is created if fw4 is not
@@ -10,9 +15,8 @@
 //! [`IpNet`] or a number printed by Rust; nothing else reaches nft.
 
 use std::fmt::Write;
-use std::path::Path;
 
-use opmas_proto::net::IpNet;
+use crate::net::IpNet;
 
 /// The table fw4 owns and rebuilds.
 pub const TABLE: &str = "inet fw4";
@@ -21,11 +25,6 @@ pub const SET6: &str = "opmas_block6";
 /// Our chain: at prerouting with raw priority, before connection tracking,
 /// so blocked sources lose established connections too.
 pub const CHAIN: &str = "opmas_drop";
-
-/// `nft -f -`: the script comes on standard input.
-pub fn argv(nft: &Path) -> Vec<String> {
-    vec![nft.display().to_string(), "-f".into(), "-".into()]
-}
 
 fn set_of(net: &IpNet) -> &'static str {
     if net.is_ipv4() {
