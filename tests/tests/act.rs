@@ -203,6 +203,22 @@ fn actions_are_checked_whole_and_only_operators_may_ask() {
     assert_eq!(status, 403);
     let (status, _) = hub.request("GET", "/actions", Some(&token), None).unwrap();
     assert_eq!(status, 200);
+
+    // gw-a never connected: its command waits, until an operator cancels it.
+    let (status, sent) = hub.request("POST", "/actions", None, Some(&ok)).unwrap();
+    assert_eq!(status, 202, "{sent}");
+    assert_eq!(sent["commands"][0]["state"], "pending");
+    let cancel = format!("/actions/{}/cancel", sent["id"]);
+    let (status, _) = hub.request("POST", &cancel, Some(&token), None).unwrap();
+    assert_eq!(status, 403, "a viewer may not cancel");
+    let (status, cancelled) = hub.request("POST", &cancel, None, None).unwrap();
+    assert_eq!(status, 200, "{cancelled}");
+    let command = &cancelled["commands"][0];
+    assert_eq!(command["state"], "expired", "{cancelled}");
+    assert!(command["message"].as_str().unwrap().starts_with("cancelled by "), "{command}");
+    let (status, again) = hub.request("POST", &cancel, None, None).unwrap();
+    assert_eq!(status, 409);
+    assert!(again.to_string().contains("nothing is left to cancel"), "{again}");
 }
 
 /// A lab of `n` routers with dropbear, an edge each (no local response),

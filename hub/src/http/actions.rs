@@ -1,7 +1,8 @@
 //! Actions on routers: `POST /actions` (operators) blocks an address, bans
 //! a WiFi client, restarts a service or reloads WiFi on the routers it
 //! names; `POST /actions/{id}/{approve|reject}` decides what a playbook
-//! asked approval for; `POST /actions/{id}/undo` takes a block or ban back
+//! asked approval for; `POST /actions/{id}/cancel` stops what no router has
+//! answered yet; `POST /actions/{id}/undo` takes a block or ban back
 //! on the same routers; `GET /actions` is the audit log (who or which
 //! playbook, what, where, each router's answer).
 
@@ -139,10 +140,11 @@ async fn create(
     Ok((StatusCode::ACCEPTED, Json(row)))
 }
 
-/// Approves or rejects an action a playbook asked approval for, or takes a
-/// sent block or ban back on the routers it went to (operators).
+/// Approves or rejects an action a playbook asked approval for, cancels
+/// what of a sent action no router has answered yet, or takes a sent block
+/// or ban back on the routers it went to (operators).
 #[utoipa::path(post, path = "/actions/{id}/{verb}", tag = "actions",
-    params(("id" = i64, Path, description = "The action id"), ("verb" = String, Path, description = "approve, reject or undo")),
+    params(("id" = i64, Path, description = "The action id"), ("verb" = String, Path, description = "approve, reject, cancel or undo")),
     responses((status = 200, body = ActionRow), (status = 202, body = ActionRow), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn decide(
@@ -152,11 +154,12 @@ async fn decide(
 ) -> Result<(StatusCode, Json<ActionRow>), ApiError> {
     require_operator(&token)?;
     let row = decide_for(&state, &id, &verb, &author(&token)).await?;
-    Ok((if verb == "reject" { StatusCode::OK } else { StatusCode::ACCEPTED }, Json(row)))
+    let status = if verb == "reject" || verb == "cancel" { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(row)))
 }
 
-/// `approve`, `reject` or `undo` action `id` as `who` (the page's buttons
-/// call this too).
+/// `approve`, `reject`, `cancel` or `undo` action `id` as `who` (the
+/// page's buttons call this too).
 pub async fn decide_for(state: &AppState, id: &str, verb: &str, who: &str) -> Result<ActionRow, ApiError> {
     let original = find(state, id).await?;
     let not_waiting =
@@ -179,11 +182,34 @@ pub async fn decide_for(state: &AppState, id: &str, verb: &str, who: &str) -> Re
             tracing::info!(action = original.id, by = who, "action rejected");
             return find(state, id).await;
         }
+        "cancel" if original.state == "awaiting_approval" => {
+            return Err(ApiError::Conflict(format!(
+                "action {} awaits approval: reject it instead (nothing was sent)",
+                original.id
+            )));
+        }
+        "cancel" if original.state != "sent" => {
+            return Err(ApiError::Conflict(format!(
+                "action {} is {}: nothing was sent to cancel",
+                original.id, original.state
+            )));
+        }
+        "cancel" => {
+            let n = state.store.cancel_action_commands(original.id, who, now_ms()).await?;
+            if n == 0 {
+                return Err(ApiError::Conflict(format!(
+                    "action {}: every router has answered; nothing is left to cancel (undo takes it back)",
+                    original.id
+                )));
+            }
+            tracing::info!(action = original.id, by = who, commands = n, "action cancelled");
+            return find(state, id).await;
+        }
         "undo" => {}
         other => {
             return Err(ApiError::Invalid {
                 field: "verb",
-                message: format!("{other:?} is not approve, reject or undo"),
+                message: format!("{other:?} is not approve, reject, cancel or undo"),
             })
         }
     }

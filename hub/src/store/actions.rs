@@ -311,6 +311,26 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Cancels what is still pending of action `id`: its commands that no
+    /// router has answered end (`expired`, saying who cancelled), so they
+    /// are not sent again when their routers come back. A router that got
+    /// one already may still run it; its answer is recorded then. Returns
+    /// how many were cancelled.
+    pub async fn cancel_action_commands(&self, id: i64, by: &str, now_ms: i64) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE commands SET state = 'expired', expires_ms = MIN(expires_ms, ?),
+                    message = 'cancelled by ' || ? || ' before the router answered'
+              WHERE state = 'pending' AND id IN (SELECT command_id FROM action_commands WHERE action_id = ?)",
+        )
+        .bind(now_ms)
+        .bind(by)
+        .bind(id)
+        .execute(self.writer())
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
     /// Sent actions whose undo_after has passed and that nothing took back yet.
     pub async fn undos_due(&self, now_ms: i64) -> Result<Vec<ActionRow>, StoreError> {
         let mut rows: Vec<ActionRow> = sqlx::query_as(&format!(

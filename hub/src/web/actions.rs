@@ -1,6 +1,7 @@
 //! `/actions`: the audit log of actions on routers (the same store query
 //! and filters as `GET /api/v1/actions`), with approve and reject for what a
-//! playbook asked approval for and undo for a sent block or ban
+//! playbook asked approval for, cancel for commands still waiting for
+//! their routers, and undo for a sent block or ban
 //! (operators, through the API's own `decide_for`); `/playbooks`: the
 //! playbooks as stored, read-only.
 
@@ -42,8 +43,11 @@ fn buttons(who: &Signed, a: &ActionRow) -> Markup {
         return html! {};
     }
     let undoable = a.state == "sent" && a.action().ok().and_then(|x| x.undo()).is_some();
+    let pending = a.state == "sent" && a.commands.iter().any(|c| c.state == "pending");
     let verbs: &[(&str, &str)] = match a.state.as_str() {
         "awaiting_approval" => &[("approve", "Approve"), ("reject", "Reject")],
+        _ if pending && undoable => &[("cancel", "Cancel"), ("undo", "Undo")],
+        _ if pending => &[("cancel", "Cancel")],
         _ if undoable => &[("undo", "Undo")],
         _ => &[],
     };
@@ -136,7 +140,7 @@ pub async fn list(
     Ok(signed_page(&who, "Actions", Nav::Actions, body))
 }
 
-/// `POST /actions/{id}/{approve|reject|undo}` (operators), then back to
+/// `POST /actions/{id}/{approve|reject|cancel|undo}` (operators), then back to
 /// the log, which names what was done.
 pub async fn decide(
     State(state): State<AppState>,
@@ -150,6 +154,7 @@ pub async fn decide(
     let said = match verb.as_str() {
         "approve" => format!("Approved action {}: sent to {} router(s).", row.id, row.commands.len()),
         "reject" => format!("Rejected action {}.", row.id),
+        "cancel" => format!("Cancelled what of action {} no router had answered yet.", row.id),
         _ => format!("Action {} takes it back on {} router(s).", row.id, row.commands.len()),
     };
     Ok(Redirect::to(&format!("/actions{}", layout::query(&[("done", said.as_str())]))).into_response())

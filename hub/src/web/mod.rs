@@ -956,6 +956,16 @@ mod tests {
         let done = app.send("GET", r.location.as_deref().unwrap(), &op, None).await;
         assert!(done.body.contains(&format!("Approved action {id}: sent to 1 router(s).")), "{}", done.body);
         assert!(done.body.contains("data-verb=\"undo\""), "a sent block can be taken back");
+        // gw-1 has not answered: what waits for it can be cancelled, once.
+        assert!(done.body.contains("data-verb=\"cancel\""), "{}", done.body);
+        let r = app.send("POST", &format!("/actions/{id}/cancel"), &op, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let row = app.state_store().action(id).await.unwrap().unwrap();
+        assert_eq!(row.commands[0].state, "expired");
+        assert_eq!(row.commands[0].message.as_deref(), Some("cancelled by root before the router answered"));
+        let page = app.send("GET", r.location.as_deref().unwrap(), &op, None).await;
+        assert!(page.body.contains(&format!("Cancelled what of action {id}")), "{}", page.body);
+        assert!(!page.body.contains("data-verb=\"cancel\""), "nothing left to cancel");
         let r = app.send("POST", &format!("/actions/{id}/reject"), &op, Some(&form(&[("csrf", &csrf)]))).await;
         assert_eq!(r.status.as_u16(), 422, "no longer waiting: {}", r.body);
         assert_eq!(app.send("GET", "/actions?state=nope", &op, None).await.status.as_u16(), 422);
