@@ -55,13 +55,15 @@ pub struct ActionRequest {
 #[derive(Clone, Debug, Default)]
 pub struct ActionQuery {
     pub state: Option<String>,
+    /// Only this playbook's decisions.
+    pub playbook: Option<String>,
     pub before_id: Option<i64>,
     pub limit: u32,
 }
 
 /// Reads the audit log's filters (also the web UI's).
 pub fn parse_query(params: &HashMap<String, String>) -> Result<ActionQuery, ApiError> {
-    super::known_query(params, &["state", "limit", "cursor"])?;
+    super::known_query(params, &["state", "playbook", "limit", "cursor"])?;
     let text = |k: &str| params.get(k).filter(|v| !v.is_empty());
     let limit = match text("limit") {
         None => 50,
@@ -78,7 +80,12 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<ActionQuery, ApiE
             message: format!("{s:?} is not one of {}", STATES.join(", ")),
         });
     }
-    Ok(ActionQuery { state, before_id, limit })
+    let playbook = text("playbook").cloned();
+    if let Some(p) = &playbook {
+        crate::correlate::rule::check_name(p)
+            .map_err(|message| ApiError::Invalid { field: "playbook", message: message.replace("rule", "playbook") })?;
+    }
+    Ok(ActionQuery { state, playbook, before_id, limit })
 }
 
 /// A page of the audit log, newest first.
@@ -229,6 +236,7 @@ pub async fn decide_for(state: &AppState, id: &str, verb: &str, who: &str) -> Re
 /// The audit log of actions, newest first, each with its routers' answers.
 #[utoipa::path(get, path = "/actions", tag = "actions",
     params(("state" = Option<String>, Query, description = "sent, awaiting_approval, rejected, dry_run or skipped"),
+        ("playbook" = Option<String>, Query, description = "only this playbook's decisions"),
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "The previous page's next_cursor")),
     responses((status = 200, body = ActionPage), (status = 422, body = ErrorBody)))]
@@ -237,7 +245,7 @@ async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<ActionPage>, ApiError> {
     let q = parse_query(&params)?;
-    let actions = state.store.query_actions(q.state.as_deref(), q.before_id, q.limit).await?;
+    let actions = state.store.query_actions(q.state.as_deref(), q.playbook.as_deref(), q.before_id, q.limit).await?;
     let next_cursor = (actions.len() as u32 == q.limit).then(|| actions.last().map(|a| encode_cursor(a.id))).flatten();
     Ok(Json(ActionPage { actions, next_cursor }))
 }

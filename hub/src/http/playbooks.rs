@@ -83,11 +83,17 @@ async fn put(
     require_admin(&token)?;
     named(&name)?;
     let spec = checked(&name, &body)?;
-    let who = author(&token);
-    let new = state.store.put_playbook(&spec, &who, now_ms()).await?;
-    tracing::info!(playbook = %spec.name, mode = spec.mode.as_str(), by = %who, new, "playbook saved");
+    let new = save(&state, &spec, &author(&token)).await?;
     let row = found(&state, &name).await?;
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(row)))
+}
+
+/// Stores a checked playbook as `who`; whether it is new. The runner
+/// reads the stored playbooks at each batch (the web editor saves here too).
+pub async fn save(state: &AppState, spec: &PlaybookSpec, who: &str) -> Result<bool, ApiError> {
+    let new = state.store.put_playbook(spec, who, now_ms()).await?;
+    tracing::info!(playbook = %spec.name, mode = spec.mode.as_str(), by = %who, new, "playbook saved");
+    Ok(new)
 }
 
 /// Deletes a playbook (administrators); a shipped one is not seeded again.

@@ -365,6 +365,7 @@ impl Store {
     pub async fn query_actions(
         &self,
         state: Option<&str>,
+        playbook: Option<&str>,
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<ActionRow>, StoreError> {
@@ -373,6 +374,9 @@ impl Store {
         b.push_bind(before_id.unwrap_or(i64::MAX));
         if let Some(s) = state {
             b.push(" AND state = ").push_bind(s.to_owned());
+        }
+        if let Some(p) = playbook {
+            b.push(" AND playbook = ").push_bind(p.to_owned());
         }
         b.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
         let mut rows: Vec<ActionRow> = b.build_query_as().fetch_all(self.pool()).await?;
@@ -435,7 +439,7 @@ mod tests {
         let bad = ["gw-1".to_owned(), "gw-9".to_owned()];
         let err = store.insert_action(&NewAction { devices: &bad, ..new.clone() }).await.unwrap_err();
         assert!(matches!(err, StoreError::NoDevice(d) if d == "gw-9"));
-        let all = store.query_actions(None, None, 10).await.unwrap();
+        let all = store.query_actions(None, None, None, 10).await.unwrap();
         assert_eq!(all.len(), 1, "the failed one left nothing");
         assert_eq!(all[0].commands.iter().map(|c| c.device_id.as_str()).collect::<Vec<_>>(), ["gw-1", "gw-2"]);
         assert_eq!(store.action(a.id).await.unwrap().unwrap().commands.len(), 2);

@@ -2,8 +2,8 @@
 //! and filters as `GET /api/v1/actions`), with approve and reject for what a
 //! playbook asked approval for, cancel for commands still waiting for
 //! their routers, and undo for a sent block or ban
-//! (operators, through the API's own `decide_for`); `/playbooks`: the
-//! playbooks as stored, read-only.
+//! (operators, through the API's own `decide_for`). The playbooks have
+//! their own pages (`playbooks.rs`).
 
 use std::collections::HashMap;
 
@@ -61,7 +61,7 @@ fn buttons(who: &Signed, a: &ActionRow) -> Markup {
     }
 }
 
-/// `GET /actions?state=&cursor=&done=`: `GET /api/v1/actions`'s filters
+/// `GET /actions?state=&playbook=&cursor=&done=`: `GET /api/v1/actions`'s filters
 /// (`http::actions::parse_query`), rendered.
 pub async fn list(
     State(state): State<AppState>,
@@ -72,9 +72,10 @@ pub async fn list(
     let done = params.remove("done");
     params.entry("limit".into()).or_insert_with(|| PAGE.to_string());
     let q = crate::http::actions::parse_query(&params)?;
-    let rows = state.store.query_actions(q.state.as_deref(), q.before_id, q.limit).await?;
+    let rows = state.store.query_actions(q.state.as_deref(), q.playbook.as_deref(), q.before_id, q.limit).await?;
     let state_filter = q.state.as_deref().unwrap_or("");
-    let filters = [("state", state_filter)];
+    let playbook_filter = q.playbook.as_deref().unwrap_or("");
+    let filters = [("state", state_filter), ("playbook", playbook_filter)];
     let next = (rows.len() as u32 == q.limit)
         .then(|| rows.last().map(|a| crate::http::commands::encode_cursor(a.id)))
         .flatten()
@@ -96,6 +97,7 @@ pub async fn list(
         @if let Some(n) = done { p.notice #done role="status" { (n) } }
         (layout::filters("/actions", &[
             Filter::Select { name: "state", label: "State", value: state_filter, options: state_options },
+            Filter::Text { name: "playbook", label: "Playbook", value: playbook_filter, placeholder: "block-bruteforce" },
         ]))
         table #audit {
             thead { tr {
@@ -158,25 +160,4 @@ pub async fn decide(
         _ => format!("Action {} takes it back on {} router(s).", row.id, row.commands.len()),
     };
     Ok(Redirect::to(&format!("/actions{}", layout::query(&[("done", said.as_str())]))).into_response())
-}
-
-/// `GET /playbooks`: each playbook, its mode and document.
-pub async fn playbooks(State(state): State<AppState>, who: Signed) -> Result<Response, PageError> {
-    let rows = state.store.playbooks().await?;
-    let now = now_ms();
-    let body = html! {
-        h1 { "Playbooks" }
-        p.lead { "What the hub does on its own when a finding or an incident matches. Administrators change them through "
-            code { "PUT /api/v1/playbooks/{name}" } " (checked whole); " a href="/actions" { "the actions" } " show what each decided." }
-        @for p in &rows {
-            section.playbook data-playbook=(p.spec.name) {
-                h2 { (p.spec.name) " " (badge(if p.spec.enabled { p.spec.mode.as_str() } else { "off" })) }
-                @if !p.spec.description.is_empty() { p { (p.spec.description) } }
-                p.meta { "Changed " (layout::time(p.updated_ms, now)) " by " (p.updated_by) }
-                pre { (serde_json::to_string_pretty(&p.spec).unwrap_or_default()) }
-            }
-        }
-        @if rows.is_empty() { p.empty { "No playbooks." } }
-    };
-    Ok(signed_page(&who, "Playbooks", Nav::Actions, body))
 }

@@ -23,11 +23,13 @@ pub mod chart;
 mod commands;
 mod config;
 mod device;
+mod editor;
 mod findings;
 mod incidents;
 pub mod layout;
 mod live;
 mod overview;
+mod playbooks;
 mod rules;
 mod signin;
 mod silences;
@@ -55,7 +57,10 @@ pub fn router() -> Router<AppState> {
         .route("/commands", get(commands::list))
         .route("/actions", get(actions::list))
         .route("/actions/{id}/{verb}", post(actions::decide))
-        .route("/playbooks", get(actions::playbooks))
+        .route("/playbooks", get(playbooks::list))
+        .route("/playbooks/new", get(playbooks::new_form).post(playbooks::create))
+        .route("/playbooks/{name}", get(playbooks::edit).post(playbooks::save))
+        .route("/playbooks/{name}/{action}", post(playbooks::action))
         .route("/config", get(config::index))
         .route("/config/{agent}", get(config::agent_page).post(config::agent_submit))
         .route("/config/history/{id}/restore", post(config::restore))
@@ -652,6 +657,52 @@ mod tests {
         }
         let r = app.send("POST", "/incidents/1/burn", &op, Some(&form(&[("csrf", &csrf)]))).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[tokio::test]
+    async fn playbooks_are_edited_as_yaml_by_administrators_only() {
+        let app = App::new().await;
+        app.state_store().insert_user("otto", Role::Operator, "operator password", 1).await.unwrap();
+        let (op, ocsrf) = app.sign_in("otto", "operator password").await;
+        let page = app.send("GET", "/playbooks", &op, None).await;
+        assert!(!page.body.contains("new-playbook"), "no New button for an operator: {}", page.body);
+        assert_eq!(app.send("GET", "/playbooks/new", &op, None).await.status, StatusCode::FORBIDDEN);
+
+        let (admin, csrf) = app.sign_in("root", "admin password 1").await;
+        let new = app.send("GET", "/playbooks/new", &admin, None).await;
+        assert!(new.body.contains("name: new-playbook") && new.body.contains("id=\"save\""), "{}", new.body);
+        let yaml = "name: ban-hosts\nmode: approval\ntrigger:\n  finding: { kind: wifi.deauth_flood }\nsteps:\n  - action: ban_wifi_client\n    params: { mac: \"{{ mac }}\", ban_s: 600 }\n    targets: reportingg\n";
+        let r = app.send("POST", "/playbooks/new", &admin, Some(&form(&[("csrf", &csrf), ("yaml", yaml)]))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("data-path=\"steps[0].targets") && r.body.contains("reportingg"), "{}", r.body);
+        assert!(app.state_store().playbook("ban-hosts").await.unwrap().is_none(), "nothing stored");
+        let good = yaml.replace("reportingg", "reporting");
+        let r = app.send("POST", "/playbooks/new", &admin, Some(&form(&[("csrf", &csrf), ("yaml", &good)]))).await;
+        assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/playbooks?saved=ban-hosts")));
+        let r = app.send("POST", "/playbooks/new", &admin, Some(&form(&[("csrf", &csrf), ("yaml", &good)]))).await;
+        assert!(r.body.contains("exists already"), "{}", r.body);
+
+        // An operator reads it and may not change it.
+        let page = app.send("GET", "/playbooks/ban-hosts", &op, None).await;
+        assert!(page.body.contains("readonly") && !page.body.contains("id=\"save\""), "{}", page.body);
+        let auto = good.replace("mode: approval", "mode: auto");
+        let r = app.send("POST", "/playbooks/ban-hosts", &op, Some(&form(&[("csrf", &ocsrf), ("yaml", &auto)]))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r =
+            app.send("POST", "/playbooks/ban-hosts", &admin, Some(&form(&[("csrf", "forged"), ("yaml", &auto)]))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r =
+            app.send("POST", "/playbooks/ban-hosts", &admin, Some(&form(&[("csrf", &csrf), ("yaml", &auto)]))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let row = app.state_store().playbook("ban-hosts").await.unwrap().unwrap();
+        assert_eq!((row.spec.mode.as_str(), row.updated_by.as_str()), ("auto", "root"));
+        let r = app.send("POST", "/playbooks/ban-hosts/disable", &admin, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert!(!app.state_store().playbook("ban-hosts").await.unwrap().unwrap().spec.enabled);
+        let r = app.send("POST", "/playbooks/ban-hosts/delete", &admin, Some(&form(&[("csrf", &csrf)]))).await;
+        assert_eq!(r.location.as_deref(), Some("/playbooks?deleted=ban-hosts"));
+        assert_eq!(app.send("GET", "/playbooks/ban-hosts", &admin, None).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.send("GET", "/actions?playbook=Bad!", &admin, None).await.status.as_u16(), 422);
     }
 
     #[tokio::test]

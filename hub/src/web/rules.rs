@@ -9,24 +9,19 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
-use maud::{html, Markup};
-use serde::Deserialize;
-
+use super::editor::{self, Doc, DocForm};
 use super::layout::{self, Nav};
 use super::{signed_page, CsrfOnly, PageError, Signed};
-use crate::correlate::rule::{check_name, parse_yaml, KeyField, Rule, RuleSpec, RuleType, SEVERITIES};
+use crate::correlate::rule::{parse_yaml, KeyField, Rule, RuleSpec, RuleType, SEVERITIES};
 use crate::events::Event;
 use crate::http::AppState;
 use crate::store::now_ms;
 use crate::store::rules::RuleRow;
 use crate::store::users::Role;
-
-/// Longest rule text a form may send, in bytes (a rule is a few hundred).
-const YAML_LEN: usize = 64 * 1024;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup};
 
 /// What `/rules/new` starts from: a rule that checks, to change.
 const TEMPLATE: &str = "name: new-rule
@@ -61,7 +56,23 @@ pub fn to_yaml(spec: &RuleSpec) -> Result<String, PageError> {
 
 /// A rule name from the path, or 422.
 fn named(name: &str) -> Result<(), PageError> {
-    check_name(name).map_err(PageError::Invalid)
+    editor::named(name, "rule")
+}
+
+impl Doc for RuleSpec {
+    const KIND: &'static str = "rule";
+    fn parse(text: &str) -> Result<Vec<RuleSpec>, String> {
+        parse_yaml(text)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn problems(&self) -> Vec<(String, String)> {
+        match Rule::compile(self.clone()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| (e.path, e.reason)).collect(),
+        }
+    }
 }
 
 /// What joins a rule's findings, in words.
@@ -167,112 +178,61 @@ pub async fn list(
     Ok(signed_page(&who, "Rules", Nav::Rules, body))
 }
 
-/// Which rule the editor shows.
-enum Editing<'a> {
-    /// A stored rule, under its name.
-    Existing(&'a RuleRow),
-    /// A new one (`/rules/new`).
-    New,
-}
-
-/// The editor page: the YAML (as stored, or as typed with its problems).
-fn editor(who: &Signed, editing: Editing<'_>, yaml: &str, problems: &[(String, String)]) -> Response {
-    let operator = who.may(Role::Operator);
+/// The editor page for `existing` (a stored rule) or a new one.
+fn editor(who: &Signed, existing: Option<&RuleRow>, yaml: &str, problems: &[(String, String)]) -> Response {
     let now = now_ms();
-    let (title, action) = match &editing {
-        Editing::Existing(r) => (format!("Rule {}", r.spec.name), format!("/rules/{}", r.spec.name)),
-        Editing::New => ("New rule".to_owned(), "/rules/new".to_owned()),
-    };
-    let body = html! {
-        p { a href="/rules" { "« Rules" } }
-        div.pagehead {
-            h1 { (title) }
-            @if let Editing::Existing(r) = &editing { (enabled_badge(r.spec.enabled)) }
-        }
-        @if !problems.is_empty() {
-            div.errors #errors role="alert" {
-                h2 { "Not saved: " (problems.len()) " problem" @if problems.len() > 1 { "s" } " to fix" }
-                ul {
-                    @for (path, reason) in problems {
-                        li data-path=(path) {
-                            code { (path) } ": "
-                            // The YAML reader's message quotes the lines around the mistake.
-                            @if reason.contains('\n') { pre.reason { (reason) } } @else { span.reason { (reason) } }
-                        }
-                    }
-                }
+    let facts = existing.map(|r| {
+        let s = &r.spec;
+        layout::facts(&[
+            ("Type", html! { (type_name(s.rule_type)) }),
+            ("Severity", html! { (s.severity) }),
+            ("Window", html! { (s.window) }),
+            ("Key", key_text(s)),
+            ("Changed", html! { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }),
+            (
+                "Incidents",
+                html! { a href={ "/incidents?rule=" (layout::url_encode(&s.name)) } { "this rule's incidents" } },
+            ),
+        ])
+    });
+    let help = html! {
+        dl.help {
+            dt { code { "name" } } dd { "1 to 64 of a-z, 0-9, " code { "-" } ", " code { "_" } ", " code { "." } }
+            dt { code { "type" } } dd {
+                code { "all" } " (every step, any order), " code { "sequence" } " (the steps in order), "
+                code { "threshold" } " (" code { "count" } " findings from " code { "devices" } " routers), "
+                code { "absence" } " (nothing from a router)"
             }
-        }
-        @if let Editing::Existing(r) = &editing {
-            @let s = &r.spec;
-            div.compact-facts { (layout::facts(&[
-                ("Type", html! { (type_name(s.rule_type)) }),
-                ("Severity", html! { (s.severity) }),
-                ("Window", html! { (s.window) }),
-                ("Key", key_text(s)),
-                ("Changed", html! { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }),
-                ("Incidents", html! { a href={ "/incidents?rule=" (layout::url_encode(&s.name)) } { "this rule's incidents" } }),
-            ])) }
-        }
-        div.rule-editor {
-            form.stack.rule #rule-form method="post" action=(action) {
-                (layout::csrf_field(who))
-                label for="yaml" { "The rule as YAML" }
-                textarea #yaml name="yaml" rows="18" spellcheck="false" autocomplete="off" readonly[!operator]
-                    aria-describedby="rule-help" { (yaml) }
-                @if operator {
-                    div.actions {
-                        button #save type="submit" { "Save" }
-                        a href="/rules" { "Cancel" }
-                    }
-                } @else {
-                    p.muted { "Viewers see the rules; operators change them." }
-                }
+            dt { code { "severity" } } dd { (SEVERITIES.join(", ")) }
+            dt { code { "window" } } dd { "how close in time: " code { "90s" } ", " code { "10m" } ", " code { "2h" } ", up to " code { "7d" } }
+            dt { code { "key" } } dd {
+                "what joins findings: "
+                @for (i, (k, _)) in KeyField::ALL.iter().enumerate() { @if i > 0 { ", " } code { (k) } }
             }
-            aside.card #rule-help {
-                h2 { "Fields" }
-                dl.help {
-                    dt { code { "name" } } dd { "1 to 64 of a-z, 0-9, " code { "-" } ", " code { "_" } ", " code { "." } }
-                    dt { code { "type" } } dd {
-                        code { "all" } " (every step, any order), " code { "sequence" } " (the steps in order), "
-                        code { "threshold" } " (" code { "count" } " findings from " code { "devices" } " routers), "
-                        code { "absence" } " (nothing from a router)"
-                    }
-                    dt { code { "severity" } } dd { (SEVERITIES.join(", ")) }
-                    dt { code { "window" } } dd { "how close in time: " code { "90s" } ", " code { "10m" } ", " code { "2h" } ", up to " code { "7d" } }
-                    dt { code { "key" } } dd {
-                        "what joins findings: "
-                        @for (i, (k, _)) in KeyField::ALL.iter().enumerate() { @if i > 0 { ", " } code { (k) } }
-                    }
-                    dt { code { "match" } } dd {
-                        "the steps, each with " code { "agent" } ", " code { "kind" } " (wildcards: " code { "wifi.*" } ") or "
-                        code { "min_severity" }
-                    }
-                    dt { code { "quiet" } } dd { "how long without a finding before an incident resolves itself (default: the window)" }
-                    dt { code { "same_device" } ", " code { "tag" } ", " code { "enabled" } } dd { "one router only; routers with a tag; on or off" }
-                }
+            dt { code { "match" } } dd {
+                "the steps, each with " code { "agent" } ", " code { "kind" } " (wildcards: " code { "wifi.*" } ") or "
+                code { "min_severity" }
             }
-        }
-        @if operator {
-            @if let Editing::Existing(r) = &editing {
-                // No script may ask "are you sure?": the button is behind a
-                // disclosure, a second deliberate click.
-                details.danger-zone #delete {
-                    summary { "Delete this rule…" }
-                    form method="post" action={ "/rules/" (r.spec.name) "/delete" } {
-                        (layout::csrf_field(who))
-                        p { "Its incidents stay; a shipped rule is not brought back at the next start." }
-                        button.danger type="submit" { "Delete rule " (r.spec.name) }
-                    }
-                }
-            }
+            dt { code { "quiet" } } dd { "how long without a finding before an incident resolves itself (default: the window)" }
+            dt { code { "same_device" } ", " code { "tag" } ", " code { "enabled" } } dd { "one router only; routers with a tag; on or off" }
         }
     };
-    let mut resp = signed_page(who, &title, Nav::Rules, body);
-    if !problems.is_empty() {
-        *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    resp
+    let page = editor::Page {
+        kind: "rule",
+        title: existing.map_or_else(|| "New rule".to_owned(), |r| format!("Rule {}", r.spec.name)),
+        nav: Nav::Rules,
+        base: "/rules",
+        base_title: "Rules",
+        action: existing.map_or_else(|| "/rules/new".to_owned(), |r| format!("/rules/{}", r.spec.name)),
+        existing: existing.map(|r| r.spec.name.as_str()),
+        badge: existing.map(|r| enabled_badge(r.spec.enabled)),
+        facts,
+        help,
+        may_edit: who.may(Role::Operator),
+        read_only_note: "Viewers see the rules; operators change them.",
+        delete_note: "Its incidents stay; a shipped rule is not brought back at the next start.",
+    };
+    editor::page(who, page, yaml, problems)
 }
 
 /// `GET /rules/{name}`.
@@ -281,61 +241,18 @@ pub async fn edit(State(state): State<AppState>, who: Signed, Path(name): Path<S
     let row =
         state.store.rule(&name).await?.ok_or_else(|| PageError::NotFound(format!("There is no rule {name:?}.")))?;
     let yaml = to_yaml(&row.spec)?;
-    Ok(editor(&who, Editing::Existing(&row), &yaml, &[]))
+    Ok(editor(&who, Some(&row), &yaml, &[]))
 }
 
 /// `GET /rules/new` (operators).
 pub async fn new_form(who: Signed) -> Result<Response, PageError> {
     who.require(Role::Operator, "writing rules")?;
-    Ok(editor(&who, Editing::New, TEMPLATE, &[]))
+    Ok(editor(&who, None, TEMPLATE, &[]))
 }
 
-/// The editor's form.
-#[derive(Debug, Deserialize)]
-pub struct RuleForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    yaml: String,
-}
-
-/// The one rule in `text` and everything wrong with it, by path: `yaml`
-/// for text that is not one rule, `name` when it is not `name` (editing a
-/// stored rule), else the fields [`Rule::compile`] refuses.
+/// The one rule in `text` and everything wrong with it, by path.
 fn read_rule(text: &str, name: Option<&str>) -> (Option<RuleSpec>, Vec<(String, String)>) {
-    if text.len() > YAML_LEN {
-        return (None, vec![("yaml".into(), format!("longer than {YAML_LEN} bytes; a rule is a few lines"))]);
-    }
-    let mut specs = match parse_yaml(text) {
-        Ok(s) => s,
-        Err(e) => return (None, vec![("yaml".into(), e)]),
-    };
-    if specs.len() != 1 {
-        let n = specs.len();
-        return (None, vec![("yaml".into(), format!("the text holds {n} rules; this page saves exactly one"))]);
-    }
-    let spec = specs.remove(0);
-    let mut problems = Vec::new();
-    if let Some(name) = name {
-        if spec.name != name {
-            problems.push((
-                "name".into(),
-                format!(
-                    "{:?} is not this rule's name ({name:?}); a rule under another name is written with New rule",
-                    spec.name
-                ),
-            ));
-        }
-    }
-    if let Err(errors) = Rule::compile(spec.clone()) {
-        problems.extend(errors.into_iter().map(|e| (e.path, e.reason)));
-    }
-    (Some(spec), problems)
-}
-
-/// A browser sends a text area's lines with CR LF.
-fn unix_lines(text: &str) -> String {
-    text.replace("\r\n", "\n")
+    editor::read(text, name)
 }
 
 /// `POST /rules/{name}` (operators): saves the edited rule, or shows the
@@ -344,46 +261,33 @@ pub async fn save(
     State(state): State<AppState>,
     who: Signed,
     Path(name): Path<String>,
-    Form(f): Form<RuleForm>,
+    Form(f): Form<DocForm>,
 ) -> Result<Response, PageError> {
     who.check_csrf(&f.csrf)?;
     who.require(Role::Operator, "changing rules")?;
     named(&name)?;
     let row =
         state.store.rule(&name).await?.ok_or_else(|| PageError::NotFound(format!("There is no rule {name:?}.")))?;
-    let text = unix_lines(&f.yaml);
+    let text = f.text();
     match read_rule(&text, Some(&name)) {
         (Some(spec), problems) if problems.is_empty() => {
             // The list shows the stored row; the status (new or not) is the API's.
             let _saved = crate::http::rules::save(&state, &spec, &who.session.user).await?;
             Ok(Redirect::to(&format!("/rules?saved={}", layout::url_encode(&spec.name))).into_response())
         }
-        (_, problems) => Ok(editor(&who, Editing::Existing(&row), &text, &problems)),
+        (_, problems) => Ok(editor(&who, Some(&row), &text, &problems)),
     }
 }
 
 /// `POST /rules/new` (operators): saves a rule under a name not taken.
-pub async fn create(
-    State(state): State<AppState>,
-    who: Signed,
-    Form(f): Form<RuleForm>,
-) -> Result<Response, PageError> {
+pub async fn create(State(state): State<AppState>, who: Signed, Form(f): Form<DocForm>) -> Result<Response, PageError> {
     who.check_csrf(&f.csrf)?;
     who.require(Role::Operator, "writing rules")?;
-    let text = unix_lines(&f.yaml);
+    let text = f.text();
     let (spec, mut problems) = read_rule(&text, None);
     if let Some(s) = &spec {
-        if s.name == "new" {
-            problems.insert(0, ("name".into(), "\"new\" is this page's address; choose another name".into()));
-        } else if state.store.rule(&s.name).await?.is_some() {
-            problems.insert(
-                0,
-                (
-                    "name".into(),
-                    format!("a rule {:?} exists already; change it on its own page, /rules/{}", s.name, s.name),
-                ),
-            );
-        }
+        let taken = s.name != "new" && state.store.rule(&s.name).await?.is_some();
+        problems.splice(0..0, editor::new_name_problems(s, taken, "/rules"));
     }
     match spec {
         Some(spec) if problems.is_empty() => {
@@ -391,7 +295,7 @@ pub async fn create(
             let _saved = crate::http::rules::save(&state, &spec, &who.session.user).await?;
             Ok(Redirect::to(&format!("/rules?saved={}", layout::url_encode(&spec.name))).into_response())
         }
-        _ => Ok(editor(&who, Editing::New, &text, &problems)),
+        _ => Ok(editor(&who, None, &text, &problems)),
     }
 }
 
@@ -480,7 +384,7 @@ mod tests {
         let two = "- name: a\n  type: absence\n  severity: high\n  window: 15m\n- name: b\n  type: absence\n  severity: low\n  window: 1h\n";
         let (_, problems) = read_rule(two, None);
         assert!(problems[0].1.contains("holds 2 rules"), "{problems:?}");
-        let (_, problems) = read_rule(&"#".repeat(YAML_LEN + 1), None);
+        let (_, problems) = read_rule(&"#".repeat(editor::YAML_LEN + 1), None);
         assert!(problems[0].1.contains("longer than"), "{problems:?}");
     }
 }
