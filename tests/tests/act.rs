@@ -415,9 +415,29 @@ fn an_operator_approves_a_block_in_the_browser_and_the_router_drops_the_attacker
         assert!(row.contains("decided by admin"), "{row}");
         shoot(&c, "actions-approved", false).await;
         c.goto(&format!("{base}/playbooks")).await.unwrap();
-        assert!(text(&c, "section[data-playbook='ask-first']").await.contains("approval"));
-        shoot(&c, "actions-playbooks", true).await;
+        assert!(text(&c, "tr[data-playbook='ask-first']").await.contains("approval"));
+        shoot(&c, "actions-playbooks", false).await;
+
+        // The administrator switches it to dry run in the editor; a typo is
+        // named by its path and the text stays as typed.
+        click_away(&c, "tr[data-playbook='ask-first'] a[href='/playbooks/ask-first']").await;
+        let area = c.find(fantoccini::Locator::Css("#yaml")).await.unwrap();
+        let yaml = area.prop("value").await.unwrap().unwrap_or_default();
+        assert!(yaml.contains("mode: approval"), "{yaml}");
+        area.clear().await.unwrap();
+        area.send_keys(&yaml.replace("mode: approval", "mode: dryrun")).await.unwrap();
+        click_away(&c, "#save").await;
+        assert!(text(&c, "#errors").await.contains("dryrun"), "{}", text(&c, "#errors").await);
+        shoot(&c, "playbook-editor-mistake", false).await;
+        let area = c.find(fantoccini::Locator::Css("#yaml")).await.unwrap();
+        area.clear().await.unwrap();
+        area.send_keys(&yaml.replace("mode: approval", "mode: dry_run")).await.unwrap();
+        click_away(&c, "#save").await;
+        assert!(text(&c, "#saved").await.contains("ask-first"));
+        assert!(text(&c, "tr[data-playbook='ask-first']").await.contains("dry run"));
     });
+    let (_, p) = f.hub.get("/playbooks/ask-first").unwrap();
+    assert_eq!((p["spec"]["mode"].as_str(), p["updated_by"].as_str()), (Some("dry_run"), Some("admin")), "{p}");
     assert!(!reaches(&f, 0), "the approved block drops the attacker");
 }
 
