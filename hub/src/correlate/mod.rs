@@ -19,6 +19,7 @@ pub mod engine;
 pub mod replay;
 pub mod rule;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -111,20 +112,65 @@ async fn apply(
     Ok(())
 }
 
+/// The correlator's writes, one transaction in flight: the engine feeds
+/// the next batch while the last one commits, which halves the time a
+/// finding waits during a burst (reading the rules' actions and writing
+/// them take about as long each). Writes commit in the order submitted.
+/// Whatever reads what they write (the tick re-reading open incidents, a
+/// rebuild) waits for them first ([`Committer::flush`]); a write that fails
+/// is reported at the next submit or flush, and the correlator rebuilds
+/// from the database.
+struct Committer {
+    store: Store,
+    bus: Bus,
+    stats: Arc<Stats>,
+    in_flight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+}
+
+impl Committer {
+    fn new(store: &Store, bus: &Bus, stats: &Arc<Stats>) -> Committer {
+        Committer { store: store.clone(), bus: bus.clone(), stats: stats.clone(), in_flight: None }
+    }
+
+    /// Waits until everything submitted is committed.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        match self.in_flight.take() {
+            None => Ok(()),
+            Some(h) => h.await.map_err(|e| StoreError::Invalid(format!("correlator write stopped: {e}")))?,
+        }
+    }
+
+    /// Commits `actions` and `cursor` after what was submitted before.
+    async fn submit(&mut self, actions: Vec<Action>, cursor: Option<i64>) -> Result<(), StoreError> {
+        self.flush().await?;
+        if actions.is_empty() && cursor.is_none() {
+            return Ok(());
+        }
+        let (store, bus, stats) = (self.store.clone(), self.bus.clone(), self.stats.clone());
+        self.in_flight = Some(tokio::spawn(async move { apply(&store, &bus, &stats, &actions, cursor).await }));
+        Ok(())
+    }
+}
+
+impl Drop for Committer {
+    /// A correlator that stops (an error; it rebuilds from the database)
+    /// must not have a write land after its rebuild read the database: the
+    /// write is cut off, rolled back unless it had committed.
+    fn drop(&mut self) {
+        if let Some(h) = self.in_flight.take() {
+            h.abort();
+        }
+    }
+}
+
 /// Feeds the findings stored after `cursor`, a batch per transaction.
-async fn catch_up(
-    store: &Store,
-    bus: &Bus,
-    stats: &Stats,
-    engine: &mut Engine,
-    cursor: &mut i64,
-) -> Result<(), StoreError> {
+async fn catch_up(store: &Store, out: &mut Committer, engine: &mut Engine, cursor: &mut i64) -> Result<(), StoreError> {
     loop {
         let facts = store.facts_after(*cursor, BATCH).await?;
         let Some(last) = facts.last().map(|f| f.finding) else { return Ok(()) };
         let actions: Vec<Action> = facts.iter().flat_map(|f| engine.feed(f)).collect();
-        apply(store, bus, stats, &actions, Some(last)).await?;
-        stats.findings_correlated.fetch_add(facts.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        out.submit(actions, Some(last)).await?;
+        out.stats.findings_correlated.fetch_add(facts.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *cursor = last;
         if facts.len() < BATCH as usize {
             return Ok(());
@@ -134,7 +180,7 @@ async fn catch_up(
 
 /// Runs until the bus closes. A database error rebuilds from the database
 /// after a pause (nothing was committed of the failed step).
-pub async fn run(store: Store, bus: Bus, stats: std::sync::Arc<Stats>) {
+pub async fn run(store: Store, bus: Bus, stats: Arc<Stats>) {
     let mut events = bus.subscribe();
     loop {
         match serve(&store, &bus, &stats, &mut events).await {
@@ -151,39 +197,45 @@ pub async fn run(store: Store, bus: Bus, stats: std::sync::Arc<Stats>) {
 async fn serve(
     store: &Store,
     bus: &Bus,
-    stats: &Stats,
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
+    stats: &Arc<Stats>,
+    events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
 ) -> Result<(), StoreError> {
     'rebuild: loop {
         let (mut engine, mut cursor) = rebuild(store).await?;
-        catch_up(store, bus, stats, &mut engine, &mut cursor).await?;
+        let mut out = Committer::new(store, bus, stats);
+        catch_up(store, &mut out, &mut engine, &mut cursor).await?;
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 e = events.recv() => match e {
                     Ok(e) => match &*e {
-                        Event::Findings { .. } => catch_up(store, bus, stats, &mut engine, &mut cursor).await?,
+                        Event::Findings { .. } => catch_up(store, &mut out, &mut engine, &mut cursor).await?,
                         Event::Heartbeat { device, .. } => {
                             let fact = Fact { device: device.to_string(), time_ms: now_ms(), heartbeat: true, ..Fact::default() };
                             let actions = engine.feed(&fact);
-                            apply(store, bus, stats, &actions, None).await?;
+                            out.submit(actions, None).await?;
                         }
-                        Event::Rules => continue 'rebuild,
+                        Event::Rules => {
+                            out.flush().await?;
+                            continue 'rebuild;
+                        }
                         _ => {}
                     },
                     // The findings are in the database; the next catch-up reads them.
                     Err(RecvError::Lagged(n)) => {
                         warn!(missed = n, "correlator fell behind the event bus; reading on from the database");
-                        catch_up(store, bus, stats, &mut engine, &mut cursor).await?;
+                        catch_up(store, &mut out, &mut engine, &mut cursor).await?;
                     }
-                    Err(RecvError::Closed) => return Ok(()),
+                    Err(RecvError::Closed) => return out.flush().await,
                 },
                 _ = tick.tick() => {
+                    // The open incidents are re-read: what is in flight first.
+                    out.flush().await?;
                     engine.set_devices(store.correlation_devices().await?);
                     restore_open(store, &mut engine).await?;
                     let actions = engine.tick(now_ms());
-                    apply(store, bus, stats, &actions, None).await?;
-                    catch_up(store, bus, stats, &mut engine, &mut cursor).await?;
+                    out.submit(actions, None).await?;
+                    catch_up(store, &mut out, &mut engine, &mut cursor).await?;
                 }
             }
         }
