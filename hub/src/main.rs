@@ -356,10 +356,11 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
             if json {
                 out(&format!("{}\n", serde_json::to_string_pretty(&devices)?))?;
             } else {
-                let mut text = format!("{:<24} {:<8} {}\n", "ID", "STATUS", "LAST SEEN");
+                let mut text = format!("{:<24} {:<9} {:<8} {}\n", "ID", "TRANSPORT", "STATUS", "LAST SEEN");
                 for d in devices {
                     let seen = d.last_seen_ms.map(opmas_hub::http::rfc3339).unwrap_or_else(|| "never".into());
-                    text.push_str(&format!("{:<24} {:<8} {}\n", d.id, d.status, seen));
+                    let status = if d.transport == "ssh" { "-" } else { d.status.as_str() };
+                    text.push_str(&format!("{:<24} {:<9} {:<8} {}\n", d.id, d.transport, status, seen));
                 }
                 out(&text)?;
             }

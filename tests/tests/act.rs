@@ -590,6 +590,8 @@ fn the_ssh_transport_blocks_on_a_router_without_an_agent_and_refuses_a_router_wi
     let enrolled: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
     assert_eq!(enrolled["host_key_fingerprint"], fingerprint.as_str());
     assert_eq!(enrolled["login_ok"], true, "{enrolled}");
+    let (_, device) = hub.get("/devices/gw-ssh").unwrap();
+    assert_eq!(device["transport"], "ssh", "{device}");
 
     // A block through the API reaches it over SSH: the attacker is dropped.
     let attacker = r.attacker.to_string();

@@ -45,6 +45,9 @@ pub struct DeviceView {
     pub last_seen_ms: Option<i64>,
     pub last_seen: Option<String>,
     pub epoch: Option<String>,
+    /// `mqtt` (an OPMAS agent runs there) or `ssh` (reached over SSH, no
+    /// agent: it never reports, so it is never seen online).
+    pub transport: String,
     /// The latest heartbeat, if any.
     pub heartbeat: Option<HeartbeatView>,
     /// Only on `GET /devices/{id}`.
@@ -65,6 +68,7 @@ impl DeviceView {
             status_ms: d.status_ms,
             last_seen_ms: d.last_seen_ms,
             epoch: d.epoch,
+            transport: d.transport,
             heartbeat,
             deliveries: None,
         }

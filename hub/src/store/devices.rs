@@ -21,6 +21,9 @@ pub struct DeviceRow {
     #[serde(skip)]
     #[sqlx(rename = "epoch")]
     pub epoch_raw: Option<i64>,
+    /// `mqtt` (an OPMAS agent runs there) or `ssh` (the hub reaches it
+    /// over SSH; it sends nothing, so it is never seen online).
+    pub transport: String,
 }
 
 /// What a status update did.
@@ -40,7 +43,9 @@ pub(super) const SWEEP_SQL: &str = "UPDATE devices SET status = 'offline', statu
 pub(super) const STALE_SQL: &str = "UPDATE devices SET status = 'stale', status_ms = ?1
      WHERE status = 'online' AND last_seen_ms < ?1 - 3 * COALESCE(heartbeat_ms, 30000) RETURNING id";
 
-const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch";
+const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch,
+     CASE WHEN EXISTS (SELECT 1 FROM device_ssh s WHERE s.device_id = devices.id) THEN 'ssh' ELSE 'mqtt' END
+       AS transport";
 
 fn finish(mut row: DeviceRow) -> DeviceRow {
     row.epoch = row.epoch_raw.map(|e| (e as u64).to_string());
