@@ -143,15 +143,6 @@ fn outbox_badge(state: &str) -> Markup {
     }
 }
 
-/// Who changed the document last: a person, or `shipped` when seeded from
-/// `config/alerting.yaml` (`seed:<file>`; the file is in the title).
-fn changed_by(by: &str) -> Markup {
-    match by.strip_prefix("seed:") {
-        Some(source) => html! { span title=(source) { "shipped" } },
-        None => html! { (by) },
-    }
-}
-
 /// One notification as a row of the log.
 fn notification_row(n: &OutboxRow, now: i64) -> Markup {
     let p = &n.payload.0;
@@ -271,7 +262,7 @@ async fn render(
         section #document {
             h2 { "The document" }
             @if let Some((_, by, at)) = &stored {
-                p.muted #changed { "Changed by " (changed_by(by)) " " (layout::time(*at, now)) "." }
+                p.muted #changed { "Changed by " (layout::changed_by(by)) " " (layout::time(*at, now)) "." }
             }
             @if !problems.is_empty() {
                 div.errors #errors role="alert" {

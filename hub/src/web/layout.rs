@@ -271,6 +271,15 @@ pub fn raw(s: String) -> PreEscaped<String> {
     PreEscaped(s)
 }
 
+/// Who changed a document last: a person, or `shipped` for one seeded from
+/// a file under `config/` (`seed:<file>`; the file is in the title).
+pub fn changed_by(by: &str) -> Markup {
+    match by.strip_prefix("seed:") {
+        Some(source) => html! { span title=(source) { "shipped" } },
+        None => html! { (by) },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,13 +111,6 @@ fn steps_text(spec: &PlaybookSpec) -> Markup {
     }
 }
 
-fn changed_by(by: &str) -> Markup {
-    match by.strip_prefix("seed:") {
-        Some(source) => html! { span title=(source) { "shipped" } },
-        None => html! { (by) },
-    }
-}
-
 /// `GET /playbooks?saved=&deleted=`.
 pub async fn list(
     State(state): State<AppState>,
@@ -161,7 +154,7 @@ pub async fn list(
                         td data-label="Mode" { (mode_badge(s)) }
                         td data-label="Trigger" { (trigger_text(s)) }
                         td data-label="Does" { (steps_text(s)) }
-                        td data-label="Changed" { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }
+                        td data-label="Changed" { (layout::changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }
                         @if admin {
                             td data-label="Switch" {
                                 @let action = if s.enabled { "disable" } else { "enable" };
@@ -192,7 +185,10 @@ fn editor(who: &Signed, existing: Option<&PlaybookRow>, yaml: &str, problems: &[
         layout::facts(&[
             ("Trigger", trigger_text(s)),
             ("Does", steps_text(s)),
-            ("Changed", html! { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }),
+            (
+                "Changed",
+                html! { (layout::changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } },
+            ),
             ("Actions", html! { a href=(actions) { "what it decided" } }),
         ])
     });

@@ -89,15 +89,6 @@ fn key_text(spec: &RuleSpec) -> Markup {
     }
 }
 
-/// Who changed a rule last: a person, or `shipped` for a rule seeded from
-/// `config/rules/` (`seed:<file>`; the file is in the title).
-fn changed_by(by: &str) -> Markup {
-    match by.strip_prefix("seed:") {
-        Some(source) => html! { span title=(source) { "shipped" } },
-        None => html! { (by) },
-    }
-}
-
 fn enabled_badge(on: bool) -> Markup {
     if on {
         layout::state_badge_as("on", "online")
@@ -156,7 +147,7 @@ pub async fn list(
                         td.nowrap data-label="Window" { (s.window) }
                         td.nowrap data-label="Key" { (key_text(s)) }
                         td data-label="Enabled" { (enabled_badge(s.enabled)) }
-                        td data-label="Changed" { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }
+                        td data-label="Changed" { (layout::changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }
                         @if operator {
                             td data-label="Switch" {
                                 @let action = if s.enabled { "disable" } else { "enable" };
@@ -188,7 +179,10 @@ fn editor(who: &Signed, existing: Option<&RuleRow>, yaml: &str, problems: &[(Str
             ("Severity", html! { (s.severity) }),
             ("Window", html! { (s.window) }),
             ("Key", key_text(s)),
-            ("Changed", html! { (changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }),
+            (
+                "Changed",
+                html! { (layout::changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } },
+            ),
             (
                 "Incidents",
                 html! { a href={ "/incidents?rule=" (layout::url_encode(&s.name)) } { "this rule's incidents" } },
