@@ -62,6 +62,12 @@ pub async fn page(
     let body = html! {
         p { a href="/" { "« Fleet" } }
         h1 { (d.name) @if d.name != d.id { " " span.muted { (d.id) } } " " (layout::state_badge(presence)) }
+        @if d.transport == "ssh" {
+            p.notice #ssh-device {
+                "No OPMAS agent runs on this router: the hub reaches it over SSH for actions, with the host key pinned at enrolment. "
+                "It reports no findings or heartbeats, so it is never seen online."
+            }
+        }
         @if let Some(sent) = params.get("sent") {
             p.notice role="status" #command-notice {
                 @if let Some(n) = sent.strip_prefix("command-") { "Command " (n) " sent; its answer shows under Commands." }

@@ -660,6 +660,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_router_reached_over_ssh_says_why_it_is_never_seen() {
+        let app = App::new().await;
+        let target = crate::store::ssh::SshTarget {
+            device_id: "gw-old".into(),
+            host: "192.0.2.1".into(),
+            port: 22,
+            user: "root".into(),
+            host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnNazhcOSRf4gCwLcdxNx9TQSN8XhhlMsbaddAheYlh".into(),
+            services: vec!["dnsmasq".into()],
+            enrolled_ms: 1,
+        };
+        app.state_store().insert_ssh_device(&target, &"00".repeat(32)).await.unwrap();
+        let (viewer, _) = app.sign_in("vera", "viewer password 1").await;
+        let page = app.send("GET", "/devices/gw-old", &viewer, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("id=\"ssh-device\"") && page.body.contains("reaches it over SSH"), "{}", page.body);
+        assert_eq!(app.state_store().ssh_target("gw-old").await.unwrap(), Some(target));
+    }
+
+    #[tokio::test]
     async fn playbooks_are_edited_as_yaml_by_administrators_only() {
         let app = App::new().await;
         app.state_store().insert_user("otto", Role::Operator, "operator password", 1).await.unwrap();
