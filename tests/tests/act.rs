@@ -604,6 +604,17 @@ fn the_ssh_transport_blocks_on_a_router_without_an_agent_and_refuses_a_router_wi
     assert!(set_elements(r).contains(&attacker), "{}", set_elements(r));
     assert!(!lab.attacker_connects(to_router, Duration::from_secs(2)), "the attacker is dropped");
 
+    // fw4 restarts on the router (its table deleted and made again): with no
+    // edge there, the hub puts the block back within its ensure interval.
+    Lab::nft(&r.ns, &["delete", "table", "inet", "fw4"]).unwrap();
+    Lab::nft(&r.ns, &["add", "table", "inet", "fw4"]).unwrap();
+    assert!(lab.attacker_connects(to_router, Duration::from_secs(2)), "the rebuild lost the block");
+    wait_for(Duration::from_secs(45), "the hub puts the block back", || {
+        set_elements(r).contains(&attacker).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
+    assert!(!lab.attacker_connects(to_router, Duration::from_secs(2)), "dropped again after the rebuild");
+
     // The undo goes the same way.
     let id = action["id"].as_i64().unwrap();
     let (status, undo) = hub.request("POST", &format!("/actions/{id}/undo"), None, None).unwrap();
@@ -634,7 +645,14 @@ fn the_ssh_transport_blocks_on_a_router_without_an_agent_and_refuses_a_router_wi
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
     assert!(!lab.attacker_connects(to_router, Duration::from_secs(2)), "dropped again");
-    Lab::nft(&r.ns, &["flush", "set", "inet", "fw4", "opmas_block4"]).unwrap();
+    // Taken back, so that nothing is in force for the hub to put back below.
+    let (status, undo) = hub.request("POST", &format!("/actions/{id}/undo"), None, None).unwrap();
+    assert_eq!(status, 202, "{undo}");
+    wait_for(Duration::from_secs(20), "the unblock runs", || {
+        let (_, a) = hub.get(&format!("/actions/{}", undo["id"])).ok()?;
+        (a["commands"][0]["state"] == "done").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hub.log()));
 
     // Someone else answers at the router's address, with another host key:
     // refused, nothing runs there.

@@ -25,9 +25,12 @@
 //! a name checked by [`opmas_proto::msg::check_service`], or an interface
 //! name `ubus list` gave and [`plan`]'s caller checked.
 //!
-//! Unlike the edge, the hub does not re-apply blocks after an `fw4
-//! restart` on these routers (each element still ends on time in the
-//! kernel), nor re-ban WiFi clients after a `wifi reload`.
+//! fw4 rebuilds its table on `fw4 reload` and `fw4 restart`, losing the
+//! blocks; with no edge there to put them back, the hub does: every
+//! [`ENSURE_EVERY`] it works out from the commands each router carried out
+//! what is still in force ([`blocks_in_force`]) and applies it again, with
+//! the time left, in one `nft -f -` transaction. WiFi bans are not made
+//! again after a `wifi reload` on these routers.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -58,6 +61,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often pending commands of unreachable routers are tried again.
 pub const SWEEP: Duration = Duration::from_secs(5);
+/// How often the blocks in force on each router are applied again (fw4
+/// may have rebuilt its table); each is one SSH login there.
+pub const ENSURE_EVERY: Duration = Duration::from_secs(30);
 /// Most of a tool's output kept (its error message is what matters).
 const MAX_OUTPUT: usize = 16 * 1024;
 
@@ -411,6 +417,29 @@ async fn run_steps(session: &Session, steps: &[Step]) -> Result<(), SshError> {
     Ok(())
 }
 
+/// The blocks still in force at `now_ms` after the blocks and unblocks a
+/// router carried out (`(action, when it answered)`, oldest first), each
+/// with its seconds left.
+pub fn blocks_in_force(done: &[(Action, i64)], now_ms: i64) -> Vec<(opmas_proto::net::IpNet, u64)> {
+    let mut until: BTreeMap<opmas_proto::net::IpNet, i64> = BTreeMap::new();
+    for (action, at) in done {
+        match action {
+            Action::BlockIp { net, timeout_s } => {
+                until.insert(*net, at.saturating_add(i64::from(*timeout_s) * 1000));
+            }
+            Action::UnblockIp { net } => {
+                until.remove(net);
+            }
+            _ => {}
+        }
+    }
+    until
+        .into_iter()
+        .filter(|(_, end)| *end > now_ms + 1000)
+        .map(|(net, end)| (net, ((end - now_ms) / 1000) as u64))
+        .collect()
+}
+
 /// Runs the commands of routers reached over SSH; cheap to clone.
 #[derive(Clone)]
 pub struct SshTransport {
@@ -439,15 +468,69 @@ impl SshTransport {
         self.wake.notify_one();
     }
 
-    /// Runs pending commands as they come and every [`SWEEP`], for ever.
+    /// Runs pending commands as they come and every [`SWEEP`], and puts
+    /// the blocks in force back every [`ENSURE_EVERY`], for ever.
     pub async fn run(self) {
+        let mut ensure = tokio::time::interval(ENSURE_EVERY);
+        ensure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.sweep().await;
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(SWEEP) => {}
+                _ = ensure.tick() => self.ensure_all().await,
             }
         }
+    }
+
+    /// Applies the blocks in force again on every router that has some
+    /// and is not busy with a command (the next round takes it then).
+    async fn ensure_all(&self) {
+        let targets = match self.store.ssh_targets().await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "SSH transport: cannot read the routers");
+                return;
+            }
+        };
+        for target in targets {
+            let since = now_ms() - i64::from(opmas_proto::msg::MAX_ACTION_S) * 1000;
+            let done = match self.store.ssh_blocks_done(&target.device_id, since).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    warn!(device = %target.device_id, error = %e, "SSH transport: cannot read the blocks");
+                    continue;
+                }
+            };
+            let done: Vec<(Action, i64)> =
+                done.iter().filter_map(|r| Some((r.action().ok()?, r.answered_ms.unwrap_or(r.created_ms)))).collect();
+            let entries = blocks_in_force(&done, now_ms());
+            if entries.is_empty() {
+                continue;
+            }
+            let claimed = self.busy.lock().map(|mut b| b.insert(target.device_id.clone())).unwrap_or(false);
+            if !claimed {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.ensure(&target, &entries).await {
+                    warn!(device = %target.device_id, error = %e, "SSH transport: blocks in force not applied again");
+                }
+                if let Ok(mut b) = me.busy.lock() {
+                    b.remove(&target.device_id);
+                }
+            });
+        }
+    }
+
+    async fn ensure(&self, target: &SshTarget, entries: &[(opmas_proto::net::IpNet, u64)]) -> Result<(), SshError> {
+        let pinned = parse_public(&target.host_key).map_err(SshError::Protocol)?;
+        let (session, _) = open(&self.identity, &target.host, target.port, &target.user, Some(&pinned)).await;
+        let session = session?;
+        let result = session.run(&["nft".into(), "-f".into(), "-".into()], Some(&nft::ensure(entries))).await;
+        session.close().await;
+        result.map(|_| ())
     }
 
     async fn sweep(&self) {
@@ -649,6 +732,21 @@ mod tests {
         assert!(agent.contains("runs no OPMAS agent"), "{agent}");
         let ban = plan(&Action::BanClient { mac: "02:11:22:33:44:55".parse().unwrap(), ban_s: 60 }, &services);
         assert!(matches!(&ban.unwrap()[0], Step::DelClientEverywhere { json } if json.contains(r#""ban_time":60000"#)));
+    }
+
+    #[test]
+    fn what_is_in_force_follows_from_the_blocks_and_unblocks_carried_out() {
+        let net = |s: &str| s.parse::<opmas_proto::net::IpNet>().unwrap();
+        let done = [
+            (Action::BlockIp { net: net("198.51.100.7"), timeout_s: 600 }, 1_000_000),
+            (Action::BlockIp { net: net("203.0.113.0/24"), timeout_s: 60 }, 1_000_000),
+            (Action::BlockIp { net: net("2001:db8::1"), timeout_s: 600 }, 1_000_000),
+            (Action::UnblockIp { net: net("2001:db8::1") }, 1_100_000),
+            (Action::Ping, 1_100_000),
+        ];
+        // 100 s later: the /24 has ended, the v6 address was unblocked.
+        assert_eq!(blocks_in_force(&done, 1_100_000), vec![(net("198.51.100.7"), 500)]);
+        assert!(blocks_in_force(&done, 1_600_000).is_empty(), "all ended");
     }
 
     #[test]
