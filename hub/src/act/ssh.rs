@@ -463,6 +463,17 @@ impl SshTransport {
         matches!(self.store.ssh_target(device).await, Ok(Some(_)))
     }
 
+    /// Takes `device` for one task (false if another has it).
+    fn claim(&self, device: &str) -> bool {
+        self.busy.lock().map(|mut b| b.insert(device.to_owned())).unwrap_or(false)
+    }
+
+    fn release(&self, device: &str) {
+        if let Ok(mut b) = self.busy.lock() {
+            b.remove(device);
+        }
+    }
+
     /// Runs what is pending now, without waiting for the next sweep.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -508,8 +519,7 @@ impl SshTransport {
             if entries.is_empty() {
                 continue;
             }
-            let claimed = self.busy.lock().map(|mut b| b.insert(target.device_id.clone())).unwrap_or(false);
-            if !claimed {
+            if !self.claim(&target.device_id) {
                 continue;
             }
             let me = self.clone();
@@ -517,9 +527,7 @@ impl SshTransport {
                 if let Err(e) = me.ensure(&target, &entries).await {
                     warn!(device = %target.device_id, error = %e, "SSH transport: blocks in force not applied again");
                 }
-                if let Ok(mut b) = me.busy.lock() {
-                    b.remove(&target.device_id);
-                }
+                me.release(&target.device_id);
             });
         }
     }
@@ -546,16 +554,13 @@ impl SshTransport {
             by_device.entry(row.device_id.clone()).or_default().push(row);
         }
         for (device, rows) in by_device {
-            let claimed = self.busy.lock().map(|mut b| b.insert(device.clone())).unwrap_or(false);
-            if !claimed {
+            if !self.claim(&device) {
                 continue;
             }
             let me = self.clone();
             tokio::spawn(async move {
                 let again = me.drain(&device, rows).await;
-                if let Ok(mut b) = me.busy.lock() {
-                    b.remove(&device);
-                }
+                me.release(&device);
                 if again {
                     me.wake();
                 }
