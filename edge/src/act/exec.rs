@@ -48,9 +48,9 @@ pub async fn run(mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<JobDone>, ubu
 async fn del_client_everywhere(ubus: &Path, json: &str) -> Result<(), String> {
     let tool = ubus.display().to_string();
     let list = run_step(&[tool.clone(), "list".into(), "hostapd.*".into()], None).await?;
-    let ifaces: Vec<&str> = list.lines().map(str::trim).filter(|l| l.starts_with("hostapd.") && l.len() > 8).collect();
+    let ifaces = opmas_proto::remedy::hostapd_objects(&list);
     if ifaces.is_empty() {
-        return Err("no access point interface (ubus list shows no hostapd.*): is WiFi up?".into());
+        return Err(opmas_proto::remedy::NO_ACCESS_POINT.into());
     }
     let mut failed = Vec::new();
     for obj in &ifaces {

@@ -23,7 +23,7 @@
 //! no argv, only a command line for the remote shell: every argument of
 //! the few fixed programs is quoted ([`command_line`]) and is a constant,
 //! a name checked by [`opmas_proto::msg::check_service`], or an interface
-//! name `ubus list` gave and [`plan`]'s caller checked.
+//! name `ubus list` gave, checked by [`hostapd_objects`] as the edge does.
 //!
 //! fw4 rebuilds its table on `fw4 reload` and `fw4 restart`, losing the
 //! blocks; with no edge there to put them back, the hub does: every
@@ -35,12 +35,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opmas_proto::msg::{Action, CommandResult, Outcome};
-use opmas_proto::remedy::{del_client_json, nft};
+use opmas_proto::remedy::{del_client_json, hostapd_objects, nft, NO_ACCESS_POINT};
 use russh::client;
 use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::ssh_key::LineEnding;
@@ -371,23 +371,6 @@ pub fn command_line(argv: &[String]) -> String {
     quoted.join(" ")
 }
 
-/// The access point objects in `ubus list 'hostapd.*'`'s output; anything
-/// else on a line is ignored (it never reaches a command line).
-pub fn hostapd_objects(listing: &str) -> Vec<String> {
-    listing
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            l.strip_prefix("hostapd.").is_some_and(|iface| {
-                !iface.is_empty()
-                    && iface.len() <= 32
-                    && iface.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-            })
-        })
-        .map(str::to_owned)
-        .collect()
-}
-
 async fn run_steps(session: &Session, steps: &[Step]) -> Result<(), SshError> {
     for step in steps {
         match step {
@@ -398,12 +381,11 @@ async fn run_steps(session: &Session, steps: &[Step]) -> Result<(), SshError> {
                 let listing = session.run(&["ubus".into(), "list".into(), "hostapd.*".into()], None).await?;
                 let objects = hostapd_objects(&listing);
                 if objects.is_empty() {
-                    let message = "no access point interface (ubus list shows no hostapd.*): is WiFi up?".into();
-                    return Err(SshError::Remote { command: "ubus".into(), message });
+                    return Err(SshError::Remote { command: "ubus".into(), message: NO_ACCESS_POINT.into() });
                 }
                 let mut failed = Vec::new();
                 for obj in &objects {
-                    let argv = ["ubus".into(), "call".into(), obj.clone(), "del_client".into(), json.clone()];
+                    let argv = ["ubus".into(), "call".into(), (*obj).to_owned(), "del_client".into(), json.clone()];
                     if let Err(e) = session.run(&argv, None).await {
                         failed.push(format!("{obj}: {e}"));
                     }
@@ -701,11 +683,6 @@ pub fn parse_address(s: &str) -> Result<(String, String, u16), String> {
     Ok((user.to_owned(), host.to_owned(), port))
 }
 
-/// Where the hub's SSH key is for `data_dir`.
-pub fn key_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(KEY_FILE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,12 +732,6 @@ mod tests {
     }
 
     #[test]
-    fn only_well_formed_access_point_objects_reach_a_command() {
-        let listing = "hostapd.wlan0\nhostapd.phy1-ap0\n hostapd.wlan1 \nhostapd.\nhostapd.x;reboot\nnetwork\n";
-        assert_eq!(hostapd_objects(listing), ["hostapd.wlan0", "hostapd.phy1-ap0", "hostapd.wlan1"]);
-    }
-
-    #[test]
     fn router_addresses_are_read_with_defaults_and_checked() {
         assert_eq!(parse_address("192.0.2.1").unwrap(), ("root".into(), "192.0.2.1".into(), 22));
         assert_eq!(parse_address("admin@gw.example:2222").unwrap(), ("admin".into(), "gw.example".into(), 2222));
@@ -776,12 +747,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let a = Identity::load_or_create(dir.path()).unwrap();
-        let mode = std::fs::metadata(key_path(dir.path())).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let b = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(a.public_line(), b.public_line());
         assert!(a.public_line().starts_with("ssh-ed25519 AAAA"), "{}", a.public_line());
-        std::fs::write(key_path(dir.path()), "junk").unwrap();
+        std::fs::write(dir.path().join(KEY_FILE), "junk").unwrap();
         let e = Identity::load_or_create(dir.path()).err().unwrap().to_string();
         assert!(e.contains("ssh_ed25519") && e.contains("not an OpenSSH private key"), "{e}");
     }
