@@ -52,21 +52,33 @@ fn finish(mut row: DeviceRow) -> DeviceRow {
     row
 }
 
+/// Enrols a device on `conn` (inside a caller's transaction, if any).
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    id: &str,
+    name: &str,
+    secret_hex: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let res = sqlx::query("INSERT INTO devices (id, name, secret, created_ms) VALUES (?, ?, ?, ?)")
+        .bind(id)
+        .bind(name)
+        .bind(secret_hex)
+        .bind(now_ms)
+        .execute(conn)
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::DeviceExists(id.to_owned())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store {
     /// Enrols a device. Fails with [`StoreError::DeviceExists`] for a taken id.
     pub async fn insert_device(&self, id: &str, name: &str, secret_hex: &str, now_ms: i64) -> Result<(), StoreError> {
-        let res = sqlx::query("INSERT INTO devices (id, name, secret, created_ms) VALUES (?, ?, ?, ?)")
-            .bind(id)
-            .bind(name)
-            .bind(secret_hex)
-            .bind(now_ms)
-            .execute(self.writer())
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::DeviceExists(id.to_owned())),
-            Err(e) => Err(e.into()),
-        }
+        let mut conn = self.writer().acquire().await?;
+        insert(&mut conn, id, name, secret_hex, now_ms).await
     }
 
     /// Replaces a device's secret. Fails with [`StoreError::NoDevice`].

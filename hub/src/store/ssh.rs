@@ -39,20 +39,7 @@ impl Store {
     /// transaction.
     pub async fn insert_ssh_device(&self, t: &SshTarget, secret_hex: &str) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
-        let res = sqlx::query("INSERT INTO devices (id, name, secret, created_ms) VALUES (?, ?, ?, ?)")
-            .bind(&t.device_id)
-            .bind(&t.device_id)
-            .bind(secret_hex)
-            .bind(t.enrolled_ms)
-            .execute(&mut *tx)
-            .await;
-        match res {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::DeviceExists(t.device_id.clone()))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        super::devices::insert(&mut tx, &t.device_id, &t.device_id, secret_hex, t.enrolled_ms).await?;
         let services = serde_json::to_string(&t.services).map_err(|e| StoreError::Invalid(e.to_string()))?;
         sqlx::query(&format!("INSERT INTO device_ssh ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
             .bind(&t.device_id)
