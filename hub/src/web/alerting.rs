@@ -264,20 +264,7 @@ async fn render(
             @if let Some((_, by, at)) = &stored {
                 p.muted #changed { "Changed by " (layout::changed_by(by)) " " (layout::time(*at, now)) "." }
             }
-            @if !problems.is_empty() {
-                div.errors #errors role="alert" {
-                    h2 { "Not saved: " (problems.len()) " problem" @if problems.len() > 1 { "s" } " to fix" }
-                    ul {
-                        @for (path, reason) in problems {
-                            li data-path=(path) {
-                                code { (path) } ": "
-                                // The YAML reader's message quotes the lines around the mistake.
-                                @if reason.contains('\n') { pre.reason { (reason) } } @else { span.reason { (reason) } }
-                            }
-                        }
-                    }
-                }
-            }
+            (super::editor::problems_box(problems))
             div.rule-editor {
                 @if admin {
                     form.stack.rule #alerting-form method="post" action="/alerting" {

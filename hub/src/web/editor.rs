@@ -4,6 +4,10 @@
 //! document and checked whole; every problem is listed by its path with
 //! the text kept as typed (422), else the page saves it through the API's
 //! own code. Who may change it is the page's to say; everyone else reads.
+//! The lists' parameters, on/off buttons and changes are shared here too,
+//! and the problems box with the alerting page.
+
+use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -128,20 +132,7 @@ pub fn page(who: &Signed, p: Page<'_>, yaml: &str, problems: &[(String, String)]
             h1 { (p.title) }
             @if let Some(b) = &p.badge { (b) }
         }
-        @if !problems.is_empty() {
-            div.errors #errors role="alert" {
-                h2 { "Not saved: " (problems.len()) " problem" @if problems.len() > 1 { "s" } " to fix" }
-                ul {
-                    @for (path, reason) in problems {
-                        li data-path=(path) {
-                            code { (path) } ": "
-                            // The YAML reader's message quotes the lines around the mistake.
-                            @if reason.contains('\n') { pre.reason { (reason) } } @else { span.reason { (reason) } }
-                        }
-                    }
-                }
-            }
-        }
+        (problems_box(problems))
         @if let Some(f) = &p.facts { div.compact-facts { (f) } }
         div.rule-editor {
             form.stack.rule #rule-form method="post" action=(p.action) {
@@ -183,6 +174,68 @@ pub fn page(who: &Signed, p: Page<'_>, yaml: &str, problems: &[(String, String)]
         *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
     resp
+}
+
+/// Why a document was not saved, every problem by its path (nothing when
+/// there is none).
+pub fn problems_box(problems: &[(String, String)]) -> Markup {
+    html! {
+        @if !problems.is_empty() {
+            div.errors #errors role="alert" {
+                h2 { "Not saved: " (problems.len()) " problem" @if problems.len() > 1 { "s" } " to fix" }
+                ul {
+                    @for (path, reason) in problems {
+                        li data-path=(path) {
+                            code { (path) } ": "
+                            // The YAML reader's message quotes the lines around the mistake.
+                            @if reason.contains('\n') { pre.reason { (reason) } } @else { span.reason { (reason) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A list page's parameters: `saved` and `deleted`, each naming the
+/// document the notice is about.
+pub fn list_params(params: &HashMap<String, String>, kind: &str) -> Result<(), PageError> {
+    if let Some(k) = params.keys().find(|k| !["saved", "deleted"].contains(&k.as_str())) {
+        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: saved, deleted")));
+    }
+    params.values().try_for_each(|v| named(v, kind))
+}
+
+/// A document's on/off button in a list (`POST {base}/{name}/enable|disable`).
+pub fn switch(who: &Signed, base: &str, name: &str, enabled: bool) -> Markup {
+    let action = if enabled { "disable" } else { "enable" };
+    html! {
+        form method="post" action={ (base) "/" (name) "/" (action) } {
+            (layout::csrf_field(who))
+            button type="submit" class={ "small" @if enabled { " secondary" } }
+                aria-label={ (action) " " (name) } { (action) }
+        }
+    }
+}
+
+/// What a `POST {base}/{name}/{change}` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Turn it on (`true`) or off.
+    Enabled(bool),
+    Delete,
+}
+
+impl Change {
+    /// `enable`, `disable` or `delete`, else 422.
+    pub fn parse(change: &str) -> Result<Change, PageError> {
+        match change {
+            "enable" => Ok(Change::Enabled(true)),
+            "disable" => Ok(Change::Enabled(false)),
+            "delete" => Ok(Change::Delete),
+            other => Err(PageError::Invalid(format!("{other:?} is not enable, disable or delete"))),
+        }
+    }
 }
 
 /// A document name from the path, or 422.

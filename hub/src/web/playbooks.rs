@@ -117,12 +117,7 @@ pub async fn list(
     who: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    if let Some(k) = params.keys().find(|k| !["saved", "deleted"].contains(&k.as_str())) {
-        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: saved, deleted")));
-    }
-    for v in params.values() {
-        named(v)?;
-    }
+    editor::list_params(&params, "playbook")?;
     let rows = state.store.playbooks().await?;
     let admin = who.may(Role::Admin);
     let now = now_ms();
@@ -157,12 +152,7 @@ pub async fn list(
                         td data-label="Changed" { (layout::changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }
                         @if admin {
                             td data-label="Switch" {
-                                @let action = if s.enabled { "disable" } else { "enable" };
-                                form method="post" action={ "/playbooks/" (s.name) "/" (action) } {
-                                    (layout::csrf_field(&who))
-                                    button type="submit" class={ "small" @if s.enabled { " secondary" } }
-                                        aria-label={ (action) " " (s.name) } { (action) }
-                                }
+                                (editor::switch(&who, "/playbooks", &s.name, s.enabled))
                             }
                         }
                     }
@@ -303,13 +293,13 @@ pub async fn action(
     who.require(Role::Admin, "changing playbooks")?;
     named(&name)?;
     let by = &who.session.user;
-    let (found, to) = match action.as_str() {
-        "enable" | "disable" => {
-            let on = action == "enable";
+    let (found, to) = match editor::Change::parse(&action)? {
+        editor::Change::Enabled(on) => {
             (state.store.set_playbook_enabled(&name, on, by, now_ms()).await?, "/playbooks".to_owned())
         }
-        "delete" => (state.store.delete_playbook(&name, by, now_ms()).await?, format!("/playbooks?deleted={name}")),
-        other => return Err(PageError::Invalid(format!("{other:?} is not enable, disable or delete"))),
+        editor::Change::Delete => {
+            (state.store.delete_playbook(&name, by, now_ms()).await?, format!("/playbooks?deleted={name}"))
+        }
     };
     if !found {
         return Err(PageError::NotFound(format!("There is no playbook {name:?}.")));

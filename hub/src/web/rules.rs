@@ -103,12 +103,7 @@ pub async fn list(
     who: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    if let Some(k) = params.keys().find(|k| !["saved", "deleted"].contains(&k.as_str())) {
-        return Err(PageError::Invalid(format!("unknown parameter {k:?}; known: saved, deleted")));
-    }
-    for v in params.values() {
-        named(v)?;
-    }
+    editor::list_params(&params, "rule")?;
     let rules = state.store.rules().await?;
     let operator = who.may(Role::Operator);
     let now = now_ms();
@@ -150,12 +145,7 @@ pub async fn list(
                         td data-label="Changed" { (layout::changed_by(&r.updated_by)) " " span.muted { (layout::time(r.updated_ms, now)) } }
                         @if operator {
                             td data-label="Switch" {
-                                @let action = if s.enabled { "disable" } else { "enable" };
-                                form method="post" action={ "/rules/" (s.name) "/" (action) } {
-                                    (layout::csrf_field(&who))
-                                    button type="submit" class={ "small" @if s.enabled { " secondary" } }
-                                        aria-label={ (action) " " (s.name) } { (action) }
-                                }
+                                (editor::switch(&who, "/rules", &s.name, s.enabled))
                             }
                         }
                     }
@@ -305,13 +295,13 @@ pub async fn action(
     who.require(Role::Operator, "changing rules")?;
     named(&name)?;
     let by = &who.session.user;
-    let (found, to) = match action.as_str() {
-        "enable" | "disable" => {
-            let on = action == "enable";
+    let (found, to) = match editor::Change::parse(&action)? {
+        editor::Change::Enabled(on) => {
             (state.store.set_rule_enabled(&name, on, by, now_ms()).await?, "/rules".to_owned())
         }
-        "delete" => (state.store.delete_rule(&name, by, now_ms()).await?, format!("/rules?deleted={name}")),
-        other => return Err(PageError::Invalid(format!("{other:?} is not enable, disable or delete"))),
+        editor::Change::Delete => {
+            (state.store.delete_rule(&name, by, now_ms()).await?, format!("/rules?deleted={name}"))
+        }
     };
     if !found {
         return Err(PageError::NotFound(format!("There is no rule {name:?}.")));
