@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 use opmas_proto::agents::{NetworkConfig, SecurityConfig, SystemConfig, WifiConfig};
 use opmas_proto::msg::Value;
 
-use crate::act::{ActConfig, LocalResponse, Tools};
+use crate::act::{ActConfig, LocalOverride, LocalSettings, Tools};
 use crate::spool::DEFAULT_BUDGET;
 pub use crate::tls::{ClientCert, TlsConfig};
 use crate::uci::{self, Package, Section};
@@ -69,6 +69,9 @@ pub struct AgentsConfig {
     /// Each agent's `exclude_patterns` (lines it ignores), by agent name;
     /// an agent without any is absent.
     pub exclude: BTreeMap<String, Excludes>,
+    /// The local response settings the hub sets in the security agent's
+    /// configuration (none from UCI: the router's own are in `config response`).
+    pub local: LocalOverride,
 }
 
 impl Default for AgentsConfig {
@@ -80,6 +83,7 @@ impl Default for AgentsConfig {
             network: Some(NetworkConfig::default()),
             system: Some(SystemConfig::default()),
             exclude: BTreeMap::new(),
+            local: LocalOverride::default(),
         }
     }
 }
@@ -149,6 +153,9 @@ impl AgentsConfig {
                 if !excludes.is_empty() {
                     cfg.exclude.insert(name.clone(), excludes);
                 }
+            }
+            if name == "security" {
+                cfg.local = LocalOverride::take(&mut params).map_err(|e| format!("{name} agent: {e}"))?;
             }
             let applied = match name.as_str() {
                 "security" => apply_to(&mut cfg.security, a.enabled, &params),
@@ -448,21 +455,22 @@ fn response(s: &Section) -> Result<ActConfig, ConfigError> {
     } else {
         defaults.services
     };
-    let local = if boolean(s, "local_block", false)? {
-        let mut kinds = Vec::new();
-        let listed = s.get_list("local_kinds");
-        let listed = if listed.is_empty() { vec!["ssh.bruteforce", "web.bruteforce"] } else { listed };
-        for k in listed {
-            if opmas_proto::kinds::by_name(k).is_none() {
-                return Err(bad(s, "local_kinds", format!("unknown finding kind {k:?}")));
-            }
-            kinds.push(k.to_owned());
+    // Read whether blocking is on or not: the hub may switch it on with
+    // the router's kinds and duration.
+    let local = {
+        use opmas_proto::local_response::{check_kinds, BLOCK, BLOCK_FOR, DEFAULT_BLOCK_FOR_S, KINDS};
+        let d = LocalSettings::default();
+        let listed: Vec<String> = s.get_list(KINDS).into_iter().map(str::to_owned).collect();
+        if !listed.is_empty() {
+            check_kinds(&listed).map_err(|(_, e)| bad(s, KINDS, e))?;
         }
         let max = u64::from(opmas_proto::msg::MAX_ACTION_S);
-        let block_s = number(s, "local_block_for", 3600, 1..=max)? as u32;
-        Some(LocalResponse { kinds, block_s })
-    } else {
-        None
+        let block_s = number(s, BLOCK_FOR, u64::from(DEFAULT_BLOCK_FOR_S), 1..=max)? as u32;
+        LocalSettings {
+            block: boolean(s, BLOCK, false)?,
+            block_s,
+            kinds: if listed.is_empty() { d.kinds } else { listed },
+        }
     };
     let tool = |option: &'static str, default: &std::path::Path| -> Result<PathBuf, ConfigError> {
         match s.get(option) {
@@ -671,7 +679,7 @@ mod tests {
             .collect();
         let cfg = EdgeConfig::from_uci_text(&on).unwrap_or_else(|e| panic!("{e}\n{on}"));
         assert_eq!(cfg.act.never_block.len(), 2, "the listed network and the hub's address");
-        assert_eq!(cfg.act.local.as_ref().map(|l| l.block_s), None, "local_block '0' as documented");
+        assert_eq!(cfg.act.local.response(), None, "local_block '0' as documented");
         assert_eq!(cfg.act.services, ["dnsmasq"]);
     }
 

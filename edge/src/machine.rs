@@ -208,6 +208,7 @@ impl Edge {
         match AgentsConfig::from_doc(doc) {
             Ok(cfg) => {
                 self.pipeline.reconfigure(&cfg);
+                self.set_hub_local(&cfg.local);
                 self.config_version = doc.version;
                 info!(version = doc.version, "running the hub's configuration kept on disk");
             }
@@ -216,6 +217,19 @@ impl Edge {
             }
         }
         self
+    }
+
+    /// The hub's local response settings over the router's, said in the
+    /// log when what is in force changes.
+    fn set_hub_local(&mut self, hub: &crate::act::LocalOverride) {
+        let before = self.act.local().cloned();
+        let now = self.act.set_hub_local(hub);
+        if now != before.as_ref() {
+            match now {
+                Some(l) => info!(kinds = ?l.kinds, block_s = l.block_s, "local response on"),
+                None => info!("local response off"),
+            }
+        }
     }
 
     /// The configuration to write to disk, once per change.
@@ -343,6 +357,7 @@ impl Edge {
                     Ok(cfg) => {
                         // Only agents whose settings changed start afresh.
                         self.pipeline.reconfigure(&cfg);
+                        self.set_hub_local(&cfg.local);
                         info!(version = doc.version, "configuration from the hub applied");
                         self.config_version = doc.version;
                         self.config_error = None;
@@ -790,7 +805,7 @@ mod tests {
     #[test]
     fn the_local_response_blocks_a_brute_force_at_once_and_reports_it_as_a_finding() {
         let act = ActConfig {
-            local: Some(crate::act::LocalResponse { kinds: vec!["ssh.bruteforce".into()], block_s: 900 }),
+            local: crate::act::LocalSettings { block: true, kinds: vec!["ssh.bruteforce".into()], block_s: 900 },
             ..ActConfig::default()
         };
         let mut e = edge().with_actions(act);
@@ -821,5 +836,42 @@ mod tests {
         // The same attacker again is not blocked twice.
         attack(&mut e, "198.51.100.9", 4 * T, &mut out);
         assert!(e.take_jobs().is_empty());
+    }
+
+    #[test]
+    fn the_hub_switches_the_local_response_on_and_what_it_leaves_alone_stays_the_routers() {
+        use opmas_proto::local_response::LocalOverride;
+        // The router's own: off, but 300 s and port scans if it were on.
+        let act = ActConfig {
+            local: crate::act::LocalSettings { block: false, kinds: vec!["ssh.bruteforce".into()], block_s: 300 },
+            ..ActConfig::default()
+        };
+        let mut e = edge().with_actions(act);
+        let mut out = Vec::new();
+        let with_local = |version, set: LocalOverride| {
+            let mut d = doc(version, 5, true);
+            set.put(&mut d.agents.get_mut("security").unwrap().params);
+            d
+        };
+        e.handle(Input::Connected { now: T }, &mut out);
+        let on = LocalOverride { block: Some(true), ..Default::default() };
+        e.handle(Input::Downlink { msg: Downlink::Config(with_local(2, on)), now: T, hub_ms: HUB }, &mut out);
+        assert_eq!(e.config_version(), 2, "{:?}", heartbeat_of(&out).config_error);
+        attack(&mut e, "198.51.100.9", 2 * T, &mut out);
+        let jobs = e.take_jobs();
+        assert_eq!(jobs.len(), 1, "the hub switched it on");
+        assert!(format!("{:?}", jobs[0].steps).contains("timeout 300s"), "the router's duration: {:?}", jobs[0].steps);
+
+        // A document without the settings hands them back to the router (off).
+        e.handle(Input::Downlink { msg: Downlink::Config(doc(3, 5, true)), now: 3 * T, hub_ms: HUB }, &mut out);
+        attack(&mut e, "198.51.100.10", 4 * T, &mut out);
+        assert!(e.take_jobs().is_empty(), "off again, as the router says");
+
+        // A bad setting refuses the whole document, naming it.
+        let bad = with_local(4, LocalOverride { kinds: Some(vec!["ssh.nope".into()]), ..Default::default() });
+        e.handle(Input::Downlink { msg: Downlink::Config(bad), now: 5 * T, hub_ms: HUB }, &mut out);
+        assert_eq!(e.config_version(), 3);
+        let err = heartbeat_of(&out).config_error.unwrap_or_default();
+        assert!(err.contains("security agent: local_kinds[0]: unknown finding kind \"ssh.nope\""), "{err}");
     }
 }

@@ -109,6 +109,14 @@ pub fn parse(agent: &str, file: &str, text: &str) -> Result<AgentFile, SeedError
                     .collect::<Result<Vec<_>, _>>()?;
                 layer.exclude_patterns = Some(patterns);
             }
+            k if opmas_proto::local_response::NAMES.contains(&k) => {
+                return Err(field(
+                    &key,
+                    "the local response is the router's own (UCI) unless set in the fleet, a tag or a device \
+                     layer (web UI or API), not in the shipped defaults"
+                        .into(),
+                ))
+            }
             _ => {
                 let n = v.as_i64().ok_or_else(|| field(&key, format!("{v} is not a whole number")))?;
                 layer.params.insert(key, n);

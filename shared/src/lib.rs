@@ -15,6 +15,7 @@ pub mod agents;
 pub mod envelope;
 pub mod ids;
 pub mod kinds;
+pub mod local_response;
 pub mod msg;
 pub mod net;
 pub mod pattern;

@@ -167,6 +167,35 @@ fn a_brute_force_is_dropped_at_once_by_its_router_even_cut_off_and_blocked_fleet
     let shipped = shipped.unwrap_or_else(|| panic!("{log}"));
     assert_eq!(shipped["state"], "skipped");
     assert!(shipped["reason"].as_str().unwrap().contains("never-block list (172.16.0.0/12)"), "{shipped}");
+
+    // The hub switches the local response on for gw-1, whose UCI leaves it
+    // off; cut off from the hub again, gw-1 now blocks by itself too.
+    let body = json!({ "local_block": true, "local_block_for": 600 });
+    let (status, change) = hub.request("PUT", "/devices/gw-1/agents/security/config", None, Some(&body)).unwrap();
+    assert_eq!(status, 200, "{change}");
+    let version = change["version"].as_i64().unwrap();
+    let (_, cfg) = hub.get("/devices/gw-1/config").unwrap();
+    assert_eq!(cfg["effective"]["agents"]["security"]["local_block"]["from"], "device", "{cfg}");
+    wait_for(Duration::from_secs(20), "gw-1 runs the hub's local response", || {
+        let (_, v) = hub.get("/devices/gw-1/config").ok()?;
+        (v["running_version"] == version).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", e1.log()));
+    hub.kill();
+    brute_force(&lab, r1);
+    wait_for(Duration::from_secs(15), "gw-1 drops the attacker by itself", || {
+        (!lab.attacker_connects(ssh(r1), Duration::from_secs(1))).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", e1.log()));
+    // For the hub's 10 minutes, not the router's default hour.
+    let e = set_elements(r1);
+    assert!(e.contains("timeout 10m") || e.contains("timeout 9m"), "{e}");
+    hub.restart().unwrap();
+    wait_for(Duration::from_secs(30), "gw-1's local block reported", || {
+        let f = hub.findings("kind=response.ip_blocked&device=gw-1").ok()?;
+        f.iter().any(|f| f["src_ip"] == attacker.as_str()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", e1.log()));
 }
 
 #[test]

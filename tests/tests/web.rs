@@ -139,7 +139,7 @@ async fn in_the_browser(driver_addr: SocketAddr, base: &str, edge: &Edge, admin_
     click_away(&c, "button[value=preview]").await;
     let diff = text(&c, "#preview tr[data-field=ssh_failures]").await;
     assert!(diff.contains("inherited") && diff.contains('3'), "{diff}");
-    shoot(&c, "config-preview", false).await;
+    shoot(&c, "config-preview", true).await;
     let pid = edge.proc.as_ref().unwrap().pid().to_string();
     let signal = |s: &str| assert!(std::process::Command::new("kill").args([s, &pid]).status().unwrap().success());
     signal("-STOP");

@@ -79,8 +79,10 @@ pub struct ActConfig {
     /// Services `restart_service` may restart.
     pub services: Vec<String>,
     pub tools: Tools,
-    /// Block at once, without the hub, the source of these findings.
-    pub local: Option<LocalResponse>,
+    /// Block at once, without the hub, the source of some findings: the
+    /// router's own settings (the hub may override each, see
+    /// [`Responder::set_hub_local`]).
+    pub local: LocalSettings,
 }
 
 impl Default for ActConfig {
@@ -90,18 +92,12 @@ impl Default for ActConfig {
             never_block: Vec::new(),
             services: vec!["dnsmasq".into(), "odhcpd".into(), "uhttpd".into()],
             tools: Tools::default(),
-            local: None,
+            local: LocalSettings::default(),
         }
     }
 }
 
-/// The local response: the router defends itself while the hub is away.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocalResponse {
-    /// Finding kinds whose `src_ip` is blocked (e.g. `ssh.bruteforce`).
-    pub kinds: Vec<String>,
-    pub block_s: u32,
-}
+pub use opmas_proto::local_response::{LocalOverride, LocalResponse, LocalSettings};
 
 /// One step of a job: a program and its arguments, never a shell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,6 +174,8 @@ pub enum Plan {
 #[derive(Debug)]
 pub struct Responder {
     cfg: ActConfig,
+    /// The local response in force: the router's settings with the hub's over them.
+    local: Option<LocalResponse>,
     blocks: BTreeMap<IpNet, Duration>,
     bans: BTreeMap<Mac, Duration>,
     last_ensure: Option<Duration>,
@@ -188,7 +186,21 @@ pub struct Responder {
 
 impl Responder {
     pub fn new(cfg: ActConfig) -> Responder {
-        Responder { cfg, blocks: BTreeMap::new(), bans: BTreeMap::new(), last_ensure: None, busy: 0 }
+        let local = cfg.local.response();
+        Responder { cfg, local, blocks: BTreeMap::new(), bans: BTreeMap::new(), last_ensure: None, busy: 0 }
+    }
+
+    /// The hub's settings of the local response, over the router's own
+    /// (what the hub leaves alone stays the router's). Returns what is in
+    /// force now.
+    pub fn set_hub_local(&mut self, hub: &LocalOverride) -> Option<&LocalResponse> {
+        self.local = hub.over(&self.cfg.local).response();
+        self.local.as_ref()
+    }
+
+    /// The local response in force (`None`: off).
+    pub fn local(&self) -> Option<&LocalResponse> {
+        self.local.as_ref()
     }
 
     pub fn config(&self) -> &ActConfig {
@@ -260,7 +272,7 @@ impl Responder {
     /// that blocks it, or `None` (not configured for this kind, already
     /// blocked, or protected: the reason is in the `Err`).
     pub fn respond(&mut self, kind: &str, src: std::net::IpAddr, now: Duration) -> Result<Option<Job>, String> {
-        let Some(local) = self.cfg.local.as_ref().filter(|l| l.kinds.iter().any(|k| k == kind)) else {
+        let Some(local) = self.local.as_ref().filter(|l| l.kinds.iter().any(|k| k == kind)) else {
             return Ok(None);
         };
         let block_s = local.block_s;
@@ -484,7 +496,7 @@ mod tests {
     fn responder() -> Responder {
         Responder::new(ActConfig {
             never_block: vec!["192.168.1.0/24".parse().unwrap()],
-            local: Some(LocalResponse { kinds: vec!["ssh.bruteforce".into()], block_s: 600 }),
+            local: LocalSettings { block: true, kinds: vec!["ssh.bruteforce".into()], block_s: 600 },
             ..ActConfig::default()
         })
     }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use opmas_proto::agents::{params_of, AGENTS};
+use opmas_proto::local_response::{self as local, LocalOverride};
 use opmas_proto::msg::{AgentConfig, ConfigDoc, Value};
 use opmas_proto::pattern::{Pattern, MAX_PATTERNS};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,46 @@ pub struct Layer {
     /// present: replaces its list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_patterns: Option<Vec<String>>,
+    /// The security agent's local response (`opmas_proto::local_response`):
+    /// block the source of a brute force on the router at once, hub or no
+    /// hub. Each of the three absent: as the layer below; set by no layer:
+    /// the router's own UCI setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_block: Option<bool>,
+    /// Seconds each local block lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_block_for: Option<i64>,
+    /// Finding kinds whose source the router blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_kinds: Option<Vec<String>>,
+}
+
+/// A layer's local response settings, as the `local_response` column holds them.
+#[derive(Default, Serialize, Deserialize)]
+struct LocalColumn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local_block: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local_block_for: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local_kinds: Option<Vec<String>>,
+}
+
+impl Layer {
+    /// Whether this layer sets any of the local response.
+    pub fn sets_local(&self) -> bool {
+        self.local_block.is_some() || self.local_block_for.is_some() || self.local_kinds.is_some()
+    }
+
+    /// The `local_response` column: `None` if nothing is set.
+    fn local_column(&self) -> Option<String> {
+        let c = LocalColumn {
+            local_block: self.local_block,
+            local_block_for: self.local_block_for,
+            local_kinds: self.local_kinds.clone(),
+        };
+        self.sets_local().then(|| serde_json::to_string(&c).ok()).flatten()
+    }
 }
 
 /// Where a value of the effective configuration came from.
@@ -57,6 +98,28 @@ pub struct EffectiveAgent {
     pub params: BTreeMap<String, Sourced<i64>>,
     #[schema(value_type = Object)]
     pub exclude_patterns: Sourced<Vec<String>>,
+    /// The local response settings some layer sets (security only);
+    /// absent: the router's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub local_block: Option<Sourced<bool>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub local_block_for: Option<Sourced<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub local_kinds: Option<Sourced<Vec<String>>>,
+}
+
+impl EffectiveAgent {
+    /// What the hub sets of the local response, as the edge takes it.
+    pub fn local_override(&self) -> LocalOverride {
+        LocalOverride {
+            block: self.local_block.as_ref().map(|s| s.value),
+            block_s: self.local_block_for.as_ref().and_then(|s| u32::try_from(s.value).ok()),
+            kinds: self.local_kinds.as_ref().map(|s| s.value.clone()),
+        }
+    }
 }
 
 /// A device's effective configuration.
@@ -80,6 +143,7 @@ impl Effective {
                 if !a.exclude_patterns.value.is_empty() {
                     params.insert(EXCLUDE.to_owned(), Value::List(a.exclude_patterns.value.clone()));
                 }
+                a.local_override().put(&mut params);
                 (name.clone(), AgentConfig { enabled: a.enabled.value, params })
             })
             .collect();
@@ -130,6 +194,22 @@ pub fn validate(agent: &str, layer: &Layer) -> Result<(), Vec<FieldError>> {
             }
         }
     }
+    if layer.sets_local() && agent != "security" {
+        errors.push(FieldError {
+            path: local::BLOCK.into(),
+            reason: "only the security agent has a local response".into(),
+        });
+    }
+    if let Some(s) = layer.local_block_for {
+        if let Err(reason) = local::check_block_for(s) {
+            errors.push(FieldError { path: local::BLOCK_FOR.into(), reason });
+        }
+    }
+    if let Some(kinds) = &layer.local_kinds {
+        if let Err((i, reason)) = local::check_kinds(kinds) {
+            errors.push(FieldError { path: format!("{}[{i}]", local::KINDS), reason });
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -137,16 +217,56 @@ pub fn validate(agent: &str, layer: &Layer) -> Result<(), Vec<FieldError>> {
     }
 }
 
-/// `agent_config` as stored: scope, agent, enabled, params, patterns.
-type ScopedLayerRow = (String, String, Option<bool>, String, Option<String>);
+/// `agent_config` as stored: scope, agent, then [`LayerRow`].
+type ScopedLayerRow = (String, String, Option<bool>, String, Option<String>, Option<String>);
+
+/// A layer's columns: enabled, params, patterns, local response.
+type LayerRow = (Option<bool>, String, Option<String>, Option<String>);
+
+/// The columns [`LayerRow`] reads.
+const LAYER_COLUMNS: &str = "enabled, params, exclude_patterns, local_response";
 
 /// A layer from its columns (validated when stored).
-fn layer_of(enabled: Option<bool>, params: &str, patterns: Option<String>) -> Layer {
+fn layer_of((enabled, params, patterns, local): LayerRow) -> Layer {
+    let local: LocalColumn = local.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
     Layer {
         enabled,
-        params: serde_json::from_str(params).unwrap_or_default(),
+        params: serde_json::from_str(&params).unwrap_or_default(),
         exclude_patterns: patterns.and_then(|p| serde_json::from_str(&p).ok()),
+        local_block: local.local_block,
+        local_block_for: local.local_block_for,
+        local_kinds: local.local_kinds,
     }
+}
+
+/// Writes `layer` as `scope`'s layer of `agent`.
+async fn put_layer(tx: &mut super::WriteTx, scope: &str, agent: &str, layer: &Layer) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO agent_config (scope, agent, enabled, params, exclude_patterns, local_response) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (scope, agent) DO UPDATE
+            SET enabled = excluded.enabled, params = excluded.params, exclude_patterns = excluded.exclude_patterns,
+                local_response = excluded.local_response",
+    )
+    .bind(scope)
+    .bind(agent)
+    .bind(layer.enabled)
+    .bind(serde_json::to_string(&layer.params).unwrap_or_else(|_| "{}".into()))
+    .bind(layer.exclude_patterns.as_ref().and_then(|p| serde_json::to_string(p).ok()))
+    .bind(layer.local_column())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// `scope`'s stored layer of `agent`, if any.
+async fn stored_layer(tx: &mut super::WriteTx, scope: &str, agent: &str) -> Result<Option<Layer>, StoreError> {
+    let row: Option<LayerRow> =
+        sqlx::query_as(&format!("SELECT {LAYER_COLUMNS} FROM agent_config WHERE scope = ? AND agent = ?"))
+            .bind(scope)
+            .bind(agent)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(layer_of))
 }
 
 /// The scopes that apply to `device`, lowest first: the seeded defaults,
@@ -197,10 +317,20 @@ pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effe
             .iter()
             .map(|p| (p.name.to_owned(), Sourced { value: i64::from(p.default), from: "default".to_owned() }))
             .collect();
+        let (mut local_block, mut local_block_for, mut local_kinds) = (None, None, None);
         for (from, layer) in layers {
             let Some(l) = layer.get(spec.name) else { continue };
             if let Some(e) = l.enabled {
                 enabled = Sourced { value: e, from: from.clone() };
+            }
+            if let Some(b) = l.local_block {
+                local_block = Some(Sourced { value: b, from: from.clone() });
+            }
+            if let Some(s) = l.local_block_for {
+                local_block_for = Some(Sourced { value: s, from: from.clone() });
+            }
+            if let Some(k) = &l.local_kinds {
+                local_kinds = Some(Sourced { value: k.clone(), from: from.clone() });
             }
             if let Some(p) = &l.exclude_patterns {
                 exclude_patterns = Sourced { value: p.clone(), from: from.clone() };
@@ -212,7 +342,10 @@ pub fn merge(version: i64, layers: &[(String, BTreeMap<String, Layer>)]) -> Effe
                 }
             }
         }
-        agents.insert(spec.name.to_owned(), EffectiveAgent { enabled, params, exclude_patterns });
+        agents.insert(
+            spec.name.to_owned(),
+            EffectiveAgent { enabled, params, exclude_patterns, local_block, local_block_for, local_kinds },
+        );
     }
     Effective { version, agents }
 }
@@ -317,15 +450,12 @@ async fn record_change(
 impl Store {
     /// Every agent's layer in `scope`.
     pub async fn layers(&self, scope: &str) -> Result<BTreeMap<String, Layer>, StoreError> {
-        let rows: Vec<(String, Option<bool>, String, Option<String>)> =
-            sqlx::query_as("SELECT agent, enabled, params, exclude_patterns FROM agent_config WHERE scope = ?")
+        let rows: Vec<ScopedLayerRow> =
+            sqlx::query_as(&format!("SELECT scope, agent, {LAYER_COLUMNS} FROM agent_config WHERE scope = ?"))
                 .bind(scope)
                 .fetch_all(self.pool())
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(agent, enabled, params, patterns)| (agent, layer_of(enabled, &params, patterns)))
-            .collect())
+        Ok(rows.into_iter().map(|(_, agent, e, p, x, l)| (agent, layer_of((e, p, x, l)))).collect())
     }
 
     /// Sets `scope`'s layer of `agent` (validate it first); returns the
@@ -339,26 +469,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let before: Option<(Option<bool>, String, Option<String>)> =
-            sqlx::query_as("SELECT enabled, params, exclude_patterns FROM agent_config WHERE scope = ? AND agent = ?")
-                .bind(scope)
-                .bind(agent)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let before = before.map(|(enabled, params, patterns)| layer_of(enabled, &params, patterns));
+        let before = stored_layer(&mut tx, scope, agent).await?;
         let json = |l: &Layer| serde_json::to_string(l).unwrap_or_else(|_| "{}".into());
-        sqlx::query(
-            "INSERT INTO agent_config (scope, agent, enabled, params, exclude_patterns) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (scope, agent) DO UPDATE
-                SET enabled = excluded.enabled, params = excluded.params, exclude_patterns = excluded.exclude_patterns",
-        )
-        .bind(scope)
-        .bind(agent)
-        .bind(layer.enabled)
-        .bind(serde_json::to_string(&layer.params).unwrap_or_else(|_| "{}".into()))
-        .bind(layer.exclude_patterns.as_ref().and_then(|p| serde_json::to_string(p).ok()))
-        .execute(&mut *tx)
-        .await?;
+        put_layer(&mut tx, scope, agent, layer).await?;
         let id = record_change(&mut tx, scope, agent, before.as_ref().map(json), json(layer), by, now_ms).await?;
         tx.commit().await?;
         Ok(id)
@@ -419,12 +532,12 @@ impl Store {
     /// the fleet's size (a fleet-wide change sends them all at once).
     pub async fn effective_configs(&self) -> Result<Vec<(String, Effective)>, StoreError> {
         let rows: Vec<ScopedLayerRow> =
-            sqlx::query_as("SELECT scope, agent, enabled, params, exclude_patterns FROM agent_config")
+            sqlx::query_as(&format!("SELECT scope, agent, {LAYER_COLUMNS} FROM agent_config"))
                 .fetch_all(self.pool())
                 .await?;
         let mut layers: BTreeMap<String, BTreeMap<String, Layer>> = BTreeMap::new();
-        for (scope, agent, enabled, params, patterns) in rows {
-            layers.entry(scope).or_default().insert(agent, layer_of(enabled, &params, patterns));
+        for (scope, agent, e, p, x, l) in rows {
+            layers.entry(scope).or_default().insert(agent, layer_of((e, p, x, l)));
         }
         let versions: BTreeMap<String, i64> =
             sqlx::query_as::<_, (String, i64)>("SELECT scope, MAX(id) FROM config_changes GROUP BY scope")
@@ -507,13 +620,7 @@ impl Store {
     /// schema's default: only then is it a change, with a version.
     pub async fn seed_layer(&self, agent: &str, file: &Layer, source: &str, now_ms: i64) -> Result<Seeded, StoreError> {
         let mut tx = self.begin_write().await?;
-        let stored: Option<(Option<bool>, String, Option<String>)> =
-            sqlx::query_as("SELECT enabled, params, exclude_patterns FROM agent_config WHERE scope = ? AND agent = ?")
-                .bind(SEED)
-                .bind(agent)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let stored = stored.map(|(enabled, params, patterns)| layer_of(enabled, &params, patterns));
+        let stored = stored_layer(&mut tx, SEED, agent).await?;
         let before = stored.clone().unwrap_or_default();
         let mut after = before.clone();
         let mut report = Seeded::default();
@@ -548,18 +655,7 @@ impl Store {
             _ => {}
         }
         if stored.as_ref() != Some(&after) {
-            sqlx::query(
-                "INSERT INTO agent_config (scope, agent, enabled, params, exclude_patterns) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (scope, agent) DO UPDATE
-                    SET enabled = excluded.enabled, params = excluded.params, exclude_patterns = excluded.exclude_patterns",
-            )
-            .bind(SEED)
-            .bind(agent)
-            .bind(after.enabled)
-            .bind(serde_json::to_string(&after.params).unwrap_or_else(|_| "{}".into()))
-            .bind(after.exclude_patterns.as_ref().and_then(|p| serde_json::to_string(p).ok()))
-            .execute(&mut *tx)
-            .await?;
+            put_layer(&mut tx, SEED, agent, &after).await?;
             let runs = |l: &Layer| {
                 // Labelled as the schema's defaults are, so that only values count.
                 let layers = [(source_of(SEED), BTreeMap::from([(agent.to_owned(), l.clone())]))];
@@ -698,5 +794,37 @@ mod tests {
             assert_eq!(e, store.effective_config(&d).await.unwrap(), "{d}");
             assert_eq!(e.version, store.effective_version(&d).await.unwrap(), "{d}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_local_response_is_sent_only_as_far_as_a_layer_sets_it() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let none = store.effective_config("gw-1").await.unwrap();
+        assert_eq!(none.agents["security"].local_override(), LocalOverride::default());
+        let doc = none.doc();
+        assert!(local::NAMES.iter().all(|n| !doc.agents["security"].params.contains_key(*n)), "the router decides");
+
+        let fleet = Layer { local_block: Some(true), local_block_for: Some(900), ..Default::default() };
+        assert_eq!(validate("security", &fleet), Ok(()));
+        store.set_layer("fleet", "security", &fleet, "alice", 2).await.unwrap();
+        let mine = Layer { local_block: Some(false), ..Default::default() };
+        store.set_layer(&device_scope("gw-1"), "security", &mine, "bob", 3).await.unwrap();
+        let e = store.effective_config("gw-1").await.unwrap();
+        let sec = &e.agents["security"];
+        assert_eq!(sec.local_block, Some(Sourced { value: false, from: "device".into() }));
+        assert_eq!(sec.local_block_for, Some(Sourced { value: 900, from: "fleet".into() }));
+        assert_eq!(sec.local_kinds, None, "nobody set the kinds: the router's own");
+        let mut params = e.doc().agents["security"].params.clone();
+        let sent = LocalOverride::take(&mut params).unwrap();
+        assert_eq!(sent, LocalOverride { block: Some(false), block_s: Some(900), kinds: None });
+        assert_eq!(store.layers("fleet").await.unwrap()["security"], fleet, "stored and read back");
+        assert_eq!(store.effective_configs().await.unwrap()[0].1, e);
+
+        let bad = Layer { local_block_for: Some(0), local_kinds: Some(vec!["ssh.nope".into()]), ..Default::default() };
+        let paths: Vec<String> = validate("security", &bad).unwrap_err().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["local_block_for", "local_kinds[0]"]);
+        let elsewhere = validate("wifi", &Layer { local_block: Some(true), ..Default::default() }).unwrap_err();
+        assert_eq!(elsewhere[0].reason, "only the security agent has a local response");
     }
 }

@@ -23,6 +23,7 @@ use crate::http::AppState;
 use crate::store::config::{check_tag, device_scope, merge, source_of, tag_scope, validate, Layer, EXCLUDE, SEED};
 use crate::store::now_ms;
 use crate::store::users::Role;
+use opmas_proto::local_response as local;
 
 /// A scope from the query or form: `fleet`, `tag:<t>` or `device:<id>`.
 async fn scope_of(state: &AppState, raw: &str) -> Result<String, PageError> {
@@ -146,23 +147,55 @@ pub struct LayerForm {
     exclude_set: String,
     #[serde(default)]
     exclude_patterns: String,
+    /// The local response (security): `inherit`, `on` or `off`.
+    #[serde(default)]
+    local_block: String,
+    /// Seconds; empty inherits.
+    #[serde(default)]
+    local_block_for: String,
+    /// `on` to set this layer's own list of kinds.
+    #[serde(default)]
+    local_kinds_set: String,
+    #[serde(default)]
+    local_kinds: String,
     /// `p.<name>`: a parameter; empty inherits.
     #[serde(flatten)]
     params: HashMap<String, String>,
 }
 
-/// The layer a form describes, or what is wrong with each field.
-fn layer_from(spec: &AgentSpec, f: &LayerForm) -> Result<Layer, Vec<(String, String)>> {
-    let mut errors = Vec::new();
-    let enabled = match f.enabled.as_str() {
+/// An `inherit` / `on` / `off` choice of a form; the error names `field`.
+fn switch(field: &str, v: &str, errors: &mut Vec<(String, String)>) -> Option<bool> {
+    match v {
         "" | "inherit" => None,
         "on" => Some(true),
         "off" => Some(false),
         other => {
-            errors.push(("enabled".into(), format!("{other:?} is not inherit, on or off")));
+            errors.push((field.into(), format!("{other:?} is not inherit, on or off")));
             None
         }
-    };
+    }
+}
+
+/// The form's local response settings into `layer` (as typed; `errors`
+/// gets what is not even a number).
+fn local_from(f: &LayerForm, layer: &mut Layer, errors: &mut Vec<(String, String)>) {
+    layer.local_block = switch(local::BLOCK, &f.local_block, errors);
+    let s = f.local_block_for.trim();
+    if !s.is_empty() {
+        match s.parse::<i64>() {
+            Ok(n) => layer.local_block_for = Some(n),
+            Err(_) => errors.push((local::BLOCK_FOR.into(), format!("{s:?} is not a whole number of seconds"))),
+        }
+    }
+    layer.local_kinds = (f.local_kinds_set == "on").then(|| {
+        f.local_kinds.split([',', '\n']).map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    });
+}
+
+/// The layer a form describes, or what is wrong with each field.
+fn layer_from(spec: &AgentSpec, f: &LayerForm) -> Result<Layer, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let enabled = switch("enabled", &f.enabled, &mut errors);
     let mut params = BTreeMap::new();
     for (k, v) in &f.params {
         let Some(name) = k.strip_prefix("p.") else { continue };
@@ -180,7 +213,10 @@ fn layer_from(spec: &AgentSpec, f: &LayerForm) -> Result<Layer, Vec<(String, Str
     let exclude_patterns = (f.exclude_set == "on").then(|| {
         f.exclude_patterns.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect::<Vec<_>>()
     });
-    let layer = Layer { enabled, params, exclude_patterns };
+    let mut layer = Layer { enabled, params, exclude_patterns, ..Layer::default() };
+    if spec.name == "security" {
+        local_from(f, &mut layer, &mut errors);
+    }
     if let Err(bad) = validate(spec.name, &layer) {
         errors.extend(bad.into_iter().map(|e| (e.path, e.reason)));
     }
@@ -226,6 +262,18 @@ fn diff(before: &Layer, after: &Layer) -> Vec<(String, String, String)> {
         let f =
             |p: &Option<Vec<String>>| show(p.as_ref().map(|p| if p.is_empty() { "none".into() } else { p.join("\n") }));
         rows.push((EXCLUDE.into(), f(&before.exclude_patterns), f(&after.exclude_patterns)));
+    }
+    if before.local_block != after.local_block {
+        let f = |e: Option<bool>| show(e.map(|e| if e { "on".into() } else { "off".into() }));
+        rows.push((local::BLOCK.into(), f(before.local_block), f(after.local_block)));
+    }
+    if before.local_block_for != after.local_block_for {
+        let f = |s: Option<i64>| show(s.map(|s| format!("{s} s")));
+        rows.push((local::BLOCK_FOR.into(), f(before.local_block_for), f(after.local_block_for)));
+    }
+    if before.local_kinds != after.local_kinds {
+        let f = |k: &Option<Vec<String>>| show(k.as_ref().map(|k| k.join(", ")));
+        rows.push((local::KINDS.into(), f(&before.local_kinds), f(&after.local_kinds)));
     }
     rows
 }
@@ -282,7 +330,7 @@ pub async fn agent_submit(
 
 /// The form's values as typed, for showing them again next to the errors.
 fn typed_layer(f: &LayerForm) -> Layer {
-    Layer {
+    let mut layer = Layer {
         enabled: match f.enabled.as_str() {
             "on" => Some(true),
             "off" => Some(false),
@@ -294,6 +342,52 @@ fn typed_layer(f: &LayerForm) -> Layer {
             .filter_map(|(k, v)| Some((k.strip_prefix("p.")?.to_owned(), v.trim().parse().ok()?)))
             .collect(),
         exclude_patterns: (f.exclude_set == "on").then(|| f.exclude_patterns.lines().map(str::to_owned).collect()),
+        ..Layer::default()
+    };
+    local_from(f, &mut layer, &mut Vec::new());
+    layer
+}
+
+/// The local response part of the security agent's form: each setting
+/// left empty is the layer below's, and if no layer sets it, the router's
+/// own (UCI `config response`).
+fn local_fieldset(layer: &Layer, below: Option<&crate::store::config::EffectiveAgent>) -> maud::Markup {
+    let choice = match layer.local_block {
+        None => "inherit",
+        Some(true) => "on",
+        Some(false) => "off",
+    };
+    let below_or_router = |v: Option<String>| v.unwrap_or_else(|| "the router's own".into());
+    let b_block = below
+        .and_then(|b| b.local_block.as_ref())
+        .map(|s| format!("{} ({})", if s.value { "on" } else { "off" }, s.from));
+    let b_for = below.and_then(|b| b.local_block_for.as_ref()).map(|s| format!("{} s ({})", s.value, s.from));
+    let b_kinds = below.and_then(|b| b.local_kinds.as_ref()).map(|s| format!("{} ({})", s.value.join(", "), s.from));
+    html! {
+        fieldset.local #local-response {
+            legend { "Local response: the router blocks the source itself, at once, hub or no hub" }
+            p.muted { "Unset here and below, each setting is the router's own (UCI " code { "config response" } ")." }
+            label for="local_block" { code { (local::BLOCK) } " " }
+            select #local_block name="local_block" {
+                @for (v, l) in [("inherit", "inherit"), ("on", "on"), ("off", "off")] { option value=(v) selected[choice == v] { (l) } }
+            }
+            span.muted { " below: " (below_or_router(b_block)) }
+            br;
+            label for="local_block_for" { code { (local::BLOCK_FOR) } " " }
+            input type="number" #local_block_for name="local_block_for" min="1" max=(opmas_proto::msg::MAX_ACTION_S) step="1"
+                value=[layer.local_block_for];
+            " s " span.muted { "below: " (below_or_router(b_for)) }
+            div {
+                label {
+                    input type="checkbox" name="local_kinds_set" value="on" checked[layer.local_kinds.is_some()];
+                    " This layer sets its own " code { (local::KINDS) } " (finding kinds, one per line, such as " code { "ssh.bruteforce" } ")"
+                }
+                textarea name="local_kinds" rows="2" cols="40" {
+                    @if let Some(k) = &layer.local_kinds { (k.join("\n")) }
+                }
+                p.muted { "Below: " (below_or_router(b_kinds)) }
+            }
+        }
     }
 }
 
@@ -414,6 +508,7 @@ async fn render(
                         p.muted { "Below (" (b.exclude_patterns.from) "): " @for p in &b.exclude_patterns.value { code { (p) } " " } }
                     } }
                 }
+                @if spec.name == "security" { (local_fieldset(layer, below)) }
                 @if operator {
                     div.actions {
                         button type="submit" name="step" value="preview" { "Preview changes" }
@@ -506,5 +601,29 @@ mod tests {
         let before = Layer::default();
         let rows = diff(&before, &layer_from(spec, &form(&[("p.ssh_failures", "3")])).unwrap());
         assert_eq!(rows, [("ssh_failures".to_owned(), "inherited".to_owned(), "3".to_owned())]);
+    }
+
+    #[test]
+    fn the_security_form_sets_the_local_response_and_names_what_is_wrong() {
+        let spec = agent_spec("security").unwrap();
+        let f = form(&[("local_block", "on"), ("local_block_for", "600"), ("local_kinds_set", "")]);
+        let layer = layer_from(spec, &f).unwrap();
+        assert_eq!(
+            (layer.local_block, layer.local_block_for, layer.local_kinds.as_ref()),
+            (Some(true), Some(600), None)
+        );
+        let rows = diff(&Layer::default(), &layer);
+        assert_eq!(rows[0], ("local_block".to_owned(), "inherited".to_owned(), "on".to_owned()));
+
+        let f = form(&[
+            ("local_block", "maybe"),
+            ("local_block_for", "an hour"),
+            ("local_kinds_set", "on"),
+            ("local_kinds", "ssh.bruteforce\r\nssh.brute"),
+        ]);
+        let errors = layer_from(spec, &f).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["local_block", "local_block_for", "local_kinds[1]"], "{errors:?}");
+        assert_eq!(typed_layer(&f).local_kinds.map(|k| k.len()), Some(2), "kept as typed");
     }
 }
