@@ -28,9 +28,10 @@
 //! fw4 rebuilds its table on `fw4 reload` and `fw4 restart`, losing the
 //! blocks; with no edge there to put them back, the hub does: every
 //! [`ENSURE_EVERY`] it works out from the commands each router carried out
-//! what is still in force ([`blocks_in_force`]) and applies it again, with
-//! the time left, in one `nft -f -` transaction. WiFi bans are not made
-//! again after a `wifi reload` on these routers.
+//! what is still in force ([`in_force`]) and applies it again, with the
+//! time left: the blocks in one `nft -f -` transaction, and the WiFi bans
+//! with hostapd's `del_client` on every access point, since a `wifi
+//! reload` (ours or anyone's) restarts hostapd, which forgets them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -399,27 +400,45 @@ async fn run_steps(session: &Session, steps: &[Step]) -> Result<(), SshError> {
     Ok(())
 }
 
-/// The blocks still in force at `now_ms` after the blocks and unblocks a
-/// router carried out (`(action, when it answered)`, oldest first), each
-/// with its seconds left.
-pub fn blocks_in_force(done: &[(Action, i64)], now_ms: i64) -> Vec<(opmas_proto::net::IpNet, u64)> {
-    let mut until: BTreeMap<opmas_proto::net::IpNet, i64> = BTreeMap::new();
+/// What a router has in force: blocks and WiFi bans, each with its
+/// seconds left.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InForce {
+    pub blocks: Vec<(opmas_proto::net::IpNet, u64)>,
+    pub bans: Vec<(opmas_proto::net::Mac, u64)>,
+}
+
+/// What is still in force at `now_ms` after the blocks, unblocks, bans
+/// and unbans a router carried out (`(action, when it answered)`, oldest
+/// first).
+pub fn in_force(done: &[(Action, i64)], now_ms: i64) -> InForce {
+    let mut blocks: BTreeMap<opmas_proto::net::IpNet, i64> = BTreeMap::new();
+    let mut bans: BTreeMap<opmas_proto::net::Mac, i64> = BTreeMap::new();
+    let end = |at: &i64, s: &u32| at.saturating_add(i64::from(*s) * 1000);
     for (action, at) in done {
         match action {
             Action::BlockIp { net, timeout_s } => {
-                until.insert(*net, at.saturating_add(i64::from(*timeout_s) * 1000));
+                blocks.insert(*net, end(at, timeout_s));
             }
             Action::UnblockIp { net } => {
-                until.remove(net);
+                blocks.remove(net);
+            }
+            Action::BanClient { mac, ban_s } => {
+                bans.insert(*mac, end(at, ban_s));
+            }
+            Action::UnbanClient { mac } => {
+                bans.remove(mac);
             }
             _ => {}
         }
     }
-    until
-        .into_iter()
-        .filter(|(_, end)| *end > now_ms + 1000)
-        .map(|(net, end)| (net, ((end - now_ms) / 1000) as u64))
-        .collect()
+    fn left<K>(m: BTreeMap<K, i64>, now_ms: i64) -> Vec<(K, u64)> {
+        m.into_iter()
+            .filter(|(_, end)| *end > now_ms + 1000)
+            .map(|(k, end)| (k, ((end - now_ms) / 1000) as u64))
+            .collect()
+    }
+    InForce { blocks: left(blocks, now_ms), bans: left(bans, now_ms) }
 }
 
 /// Runs the commands of routers reached over SSH; cheap to clone.
@@ -488,7 +507,7 @@ impl SshTransport {
         };
         for target in targets {
             let since = now_ms() - i64::from(opmas_proto::msg::MAX_ACTION_S) * 1000;
-            let done = match self.store.ssh_blocks_done(&target.device_id, since).await {
+            let done = match self.store.ssh_remedies_done(&target.device_id, since).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     warn!(device = %target.device_id, error = %e, "SSH transport: cannot read the blocks");
@@ -497,8 +516,8 @@ impl SshTransport {
             };
             let done: Vec<(Action, i64)> =
                 done.iter().filter_map(|r| Some((r.action().ok()?, r.answered_ms.unwrap_or(r.created_ms)))).collect();
-            let entries = blocks_in_force(&done, now_ms());
-            if entries.is_empty() {
+            let entries = in_force(&done, now_ms());
+            if entries == InForce::default() {
                 continue;
             }
             if !self.claim(&target.device_id) {
@@ -514,13 +533,21 @@ impl SshTransport {
         }
     }
 
-    async fn ensure(&self, target: &SshTarget, entries: &[(opmas_proto::net::IpNet, u64)]) -> Result<(), SshError> {
+    async fn ensure(&self, target: &SshTarget, entries: &InForce) -> Result<(), SshError> {
         let pinned = parse_public(&target.host_key).map_err(SshError::Protocol)?;
         let (session, _) = open(&self.identity, &target.host, target.port, &target.user, Some(&pinned)).await;
         let session = session?;
-        let result = session.run(&["nft".into(), "-f".into(), "-".into()], Some(&nft::ensure(entries))).await;
+        let mut steps = Vec::new();
+        if !entries.blocks.is_empty() {
+            steps.push(run(&["nft", "-f", "-"], Some(nft::ensure(&entries.blocks))));
+        }
+        for (mac, left) in &entries.bans {
+            let ban_s = u32::try_from(*left).unwrap_or(u32::MAX);
+            steps.push(Step::DelClientEverywhere { json: del_client_json(mac, ban_s, true) });
+        }
+        let result = run_steps(&session, &steps).await;
         session.close().await;
-        result.map(|_| ())
+        result
     }
 
     async fn sweep(&self) {
@@ -727,8 +754,20 @@ mod tests {
             (Action::Ping, 1_100_000),
         ];
         // 100 s later: the /24 has ended, the v6 address was unblocked.
-        assert_eq!(blocks_in_force(&done, 1_100_000), vec![(net("198.51.100.7"), 500)]);
-        assert!(blocks_in_force(&done, 1_600_000).is_empty(), "all ended");
+        assert_eq!(in_force(&done, 1_100_000).blocks, vec![(net("198.51.100.7"), 500)]);
+        assert_eq!(in_force(&done, 1_600_000), InForce::default(), "all ended");
+        let mac = |s: &str| s.parse::<opmas_proto::net::Mac>().unwrap();
+        let bans = [
+            (Action::BanClient { mac: mac("02:11:22:33:44:55"), ban_s: 600 }, 1_000_000),
+            (Action::BanClient { mac: mac("02:11:22:33:44:66"), ban_s: 600 }, 1_000_000),
+            (Action::UnbanClient { mac: mac("02:11:22:33:44:66") }, 1_050_000),
+        ];
+        let f = in_force(&bans, 1_100_000);
+        assert_eq!(
+            (f.blocks.len(), f.bans),
+            (0, vec![(mac("02:11:22:33:44:55"), 500)]),
+            "banned again after a wifi reload"
+        );
     }
 
     #[test]

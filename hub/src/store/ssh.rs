@@ -72,13 +72,14 @@ impl Store {
         rows.into_iter().map(target).collect()
     }
 
-    /// The blocks and unblocks `device` carried out since `since_ms`,
-    /// oldest first: what is in force there follows from them.
-    pub async fn ssh_blocks_done(&self, device: &str, since_ms: i64) -> Result<Vec<CommandRow>, StoreError> {
+    /// The blocks, unblocks, bans and unbans `device` carried out since
+    /// `since_ms`, oldest first: what is in force there follows from them.
+    pub async fn ssh_remedies_done(&self, device: &str, since_ms: i64) -> Result<Vec<CommandRow>, StoreError> {
         let sql = format!(
             "SELECT {COMMAND_COLUMNS} FROM commands
               WHERE device_id = ? AND state = 'done' AND created_ms >= ?
-                AND (action LIKE '{{\"BlockIp\":%' OR action LIKE '{{\"UnblockIp\":%')
+                AND (action LIKE '{{\"BlockIp\":%' OR action LIKE '{{\"UnblockIp\":%'
+                  OR action LIKE '{{\"BanClient\":%' OR action LIKE '{{\"UnbanClient\":%')
               ORDER BY id"
         );
         Ok(sqlx::query_as::<_, CommandRow>(&sql).bind(device).bind(since_ms).fetch_all(self.pool()).await?)
