@@ -55,10 +55,44 @@ pub struct HubConfig {
     pub broker: BrokerConfig,
 }
 
-/// Tuning of the embedded rumqttd broker (see `config/hub.toml` for why).
+/// Which broker carries the routers' MQTT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerMode {
+    /// rumqttd inside the hub, listening on `mqtt_listen`.
+    #[default]
+    Embedded,
+    /// A broker of its own (mosquitto, EMQX), at `url`; the hub is its client.
+    External,
+}
+
+/// The broker: the embedded rumqttd's tuning (see `config/hub.toml` for
+/// why), or where the external broker is and how the hub logs in.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
+    pub mode: BrokerMode,
+    /// External: `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`.
+    pub url: Option<String>,
+    /// External: the hub's user name at the broker.
+    pub username: Option<String>,
+    /// External: a file whose first line is the hub's password there.
+    pub password_file: Option<PathBuf>,
+    /// External, mqtts://: the PEM CA that signed the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// External: the shared-subscription group of the hub's replicas.
+    pub share_group: String,
+    /// External: this replica's client id (unique per replica); unset:
+    /// `opmas-hub-<pid>`.
+    pub client_id: Option<String>,
+    /// External, mosquitto: the password file `device add` and `device
+    /// remove` keep in step (see `broker::mosquitto`).
+    pub mosquitto_password_file: Option<PathBuf>,
+    /// External, mosquitto: the ACL file kept in step with it.
+    pub mosquitto_acl_file: Option<PathBuf>,
+    /// External, mosquitto: its pid file; mosquitto is sent SIGHUP to
+    /// re-read both files after a change.
+    pub mosquitto_pid_file: Option<PathBuf>,
     pub max_connections: usize,
     pub next_connection_delay_ms: u64,
     pub max_segment_size: usize,
@@ -92,6 +126,16 @@ impl Default for HubConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
+            mode: BrokerMode::Embedded,
+            url: None,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            share_group: "opmas-hub".into(),
+            client_id: None,
+            mosquitto_password_file: None,
+            mosquitto_acl_file: None,
+            mosquitto_pid_file: None,
             max_connections: 10_010,
             next_connection_delay_ms: 0,
             max_segment_size: 1 << 20,

@@ -218,6 +218,10 @@ enum DeviceCommand {
     },
     /// Print the hub's SSH public key, for the authorized_keys of routers reached over SSH.
     SshKey,
+    /// Write mosquitto's password and ACL files from the enrolled routers and
+    /// make it re-read them ([broker] mosquitto_* in hub.toml; `add`,
+    /// `remove` and `rekey` do it too).
+    BrokerSync,
     /// Remove a device with its findings; its secret stops working at once.
     Remove {
         /// The device id.
@@ -281,6 +285,16 @@ fn main() -> Result<()> {
     })
 }
 
+/// Keeps mosquitto's files in step with the routers, if the hub is set to
+/// ([broker] mosquitto_*); says what it did.
+async fn mosquitto_sync(cfg: &HubConfig, store: &opmas_hub::store::Store) -> Result<Option<String>> {
+    let Some(m) = opmas_hub::broker::mosquitto::Mosquitto::from_config(&cfg.broker)? else { return Ok(None) };
+    let n = m.sync(store).await.context("keeping mosquitto's password and ACL files in step")?;
+    let told =
+        if m.pid_file.is_some() { "; mosquitto re-reads them" } else { "; no pid file: reload mosquitto yourself" };
+    Ok(Some(format!("mosquitto: {n} routers in {} and {}{told}", m.password_file.display(), m.acl_file.display())))
+}
+
 async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
     if let DeviceCommand::SshKey = command {
         opmas_hub::store::create_private_dir(&cfg.data_dir)?;
@@ -313,8 +327,17 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
             }
         }
         DeviceCommand::SshKey => {}
+        DeviceCommand::BrokerSync => match mosquitto_sync(&cfg, &store).await? {
+            Some(line) => out(&format!("{line}\n"))?,
+            None => anyhow::bail!(
+                "no mosquitto files to write: set [broker] mosquitto_password_file and mosquitto_acl_file in hub.toml"
+            ),
+        },
         DeviceCommand::Add { name, hub_url: url, json, config_file, .. } => {
             let e = enrol::add(&store, &name, &hub_url(url)).await?;
+            if let Some(line) = mosquitto_sync(&cfg, &store).await? {
+                eprintln!("{line}");
+            }
             if config_file {
                 out(&e.config)?;
             } else {
@@ -331,6 +354,9 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
                 None => {
                     enrol::remove(&store, None, &id).await?;
                     out(&format!("Removed device {id} (no hub is running on this data directory).\n"))?;
+                    if let Some(line) = mosquitto_sync(&cfg, &store).await? {
+                        out(&format!("{line}\n"))?;
+                    }
                 }
             }
         }
@@ -339,7 +365,13 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
             let url = hub_url(url);
             let e = match RunningHub::find(&cfg.data_dir).await {
                 Some(hub) => hub.rekey(&id, &url).await?,
-                None => enrol::rekey(&store, None, &id, &url).await?,
+                None => {
+                    let e = enrol::rekey(&store, None, &id, &url).await?;
+                    if let Some(line) = mosquitto_sync(&cfg, &store).await? {
+                        eprintln!("{line}");
+                    }
+                    e
+                }
             };
             print_enrolled(&e, json, "New secret for")?;
         }

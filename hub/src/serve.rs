@@ -63,7 +63,19 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     let bus = Bus::default();
     let keys = Keys::new(store.clone());
     let keys_api = keys.clone();
-    let broker = broker::start_embedded(cfg, keys.clone(), stats.clone()).await?;
+    let mosquitto = crate::broker::mosquitto::Mosquitto::from_config(&cfg.broker)?;
+    if mosquitto.is_some() && cfg.broker.mode != crate::config::BrokerMode::External {
+        anyhow::bail!("[broker] mosquitto_password_file and mosquitto_acl_file are for mode = \"external\"");
+    }
+    if let Some(m) = &mosquitto {
+        // Whatever changed while the hub was down (a device added offline).
+        let n = m.sync(&store).await.context("writing mosquitto's password and ACL files")?;
+        info!(routers = n, file = %m.password_file.display(), "mosquitto's files written");
+    }
+    let broker = match cfg.broker.mode {
+        crate::config::BrokerMode::Embedded => broker::start_embedded(cfg, keys.clone(), stats.clone()).await?,
+        crate::config::BrokerMode::External => broker::external::start(&cfg.broker, stats.clone()).await?,
+    };
     info!(listen = %cfg.mqtt_listen, "embedded MQTT broker listening");
 
     let down_seq = Arc::new(AtomicU64::new(now_ms() as u64 * 1000));
@@ -130,6 +142,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         bus: bus.clone(),
         metrics: http::MetricsAccess { loopback: cfg.metrics_loopback, token: metrics_token },
         commander,
+        mosquitto,
     });
     Ok(Running {
         store,

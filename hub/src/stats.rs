@@ -51,6 +51,9 @@ counters! {
     auth_accepted,
     /// MQTT connections refused: unknown device, wrong secret, client id not the device id.
     auth_refused,
+    /// Connection losses to the external MQTT broker (`[broker] mode = "external"`),
+    /// counted per failed attempt while it is away.
+    broker_disconnects,
     /// MQTTS connections refused before MQTT: failed or missing TLS handshake
     /// (wrong CA, no client certificate), or the connection limit.
     tls_refused,

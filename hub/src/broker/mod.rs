@@ -33,6 +33,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
+pub mod external;
+pub mod mosquitto;
 mod relay;
 mod tls;
 

@@ -132,6 +132,7 @@ async fn remove(
     let id = device_id(&id)?;
     enrol::remove(&state.store, Some(&state.keys), &id).await?;
     tracing::info!(device = %id, by = %token.name, "device removed");
+    sync_broker(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,7 +171,19 @@ async fn rekey(
     };
     let enrolled = enrol::rekey(&state.store, Some(&state.keys), &id, &hub_url).await?;
     tracing::info!(device = %id, by = %token.name, "device secret replaced");
+    sync_broker(&state).await?;
     Ok(Json(enrolled))
+}
+
+/// An external mosquitto learns of a removed or rekeyed router at once
+/// (it drops the router's session when it re-reads its files). A failure
+/// is the request's: the broker would still take the old secret.
+async fn sync_broker(state: &AppState) -> Result<(), ApiError> {
+    let Some(m) = &state.mosquitto else { return Ok(()) };
+    m.sync(&state.store).await.map(drop).map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "mosquitto's files not updated: it still admits the old secret");
+        ApiError::Internal(crate::store::StoreError::Invalid(format!("updating mosquitto's files: {e:#}")))
+    })
 }
 
 async fn view(state: &AppState, d: DeviceRow) -> Result<DeviceView, ApiError> {

@@ -110,6 +110,9 @@ pub struct AppState {
     pub metrics: MetricsAccess,
     /// Sends commands down to devices.
     pub commander: crate::command::Commander,
+    /// mosquitto's password and ACL files, rewritten when a router is
+    /// removed or rekeyed (external broker only).
+    pub mosquitto: Option<crate::broker::mosquitto::Mosquitto>,
 }
 
 /// Who may read `GET /metrics` besides holders of an API token.
@@ -233,6 +236,7 @@ mod tests {
             bus: Default::default(),
             metrics: MetricsAccess { loopback: true, token: Some("scrape-token".into()) },
             commander: crate::command::test_commander(&store_for_commands),
+            mosquitto: None,
         };
         (router(state), dir)
     }

@@ -129,6 +129,16 @@ impl Store {
         Ok(row.map(finish))
     }
 
+    /// Every router that logs in to the broker (not those reached over
+    /// SSH), with its secret in hex, by id.
+    pub async fn mqtt_device_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, secret FROM devices WHERE id NOT IN (SELECT device_id FROM device_ssh) ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// The device's secret in hex, if it is enrolled.
     pub async fn device_secret(&self, id: &str) -> Result<Option<String>, StoreError> {
         let secret: Option<(String,)> =

@@ -304,6 +304,7 @@ mod tests {
                 bus: Default::default(),
                 metrics: Default::default(),
                 commander,
+                mosquitto: None,
             };
             App { store: state.store.clone(), app: router(state), _dir: dir }
         }
