@@ -51,8 +51,10 @@ pub struct HubConfig {
     /// The alerting document seeding the database (receivers, routes);
     /// unset: the shipped one, built in.
     pub alerting_file: Option<PathBuf>,
-    /// Embedded broker tuning.
+    /// The broker (embedded or external).
     pub broker: BrokerConfig,
+    /// How long findings stay in the database, and where they go after.
+    pub retention: crate::archive::RetentionConfig,
 }
 
 /// Which broker carries the routers' MQTT.
@@ -119,6 +121,7 @@ impl Default for HubConfig {
             playbooks_dir: None,
             alerting_file: None,
             broker: BrokerConfig::default(),
+            retention: crate::archive::RetentionConfig::default(),
         }
     }
 }
@@ -291,6 +294,11 @@ impl HubConfig {
     /// The SQLite database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("opmas.db")
+    }
+
+    /// Where archived findings go.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.retention.archive_dir.clone().unwrap_or_else(|| self.data_dir.join("archive"))
     }
 }
 

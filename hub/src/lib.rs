@@ -12,6 +12,7 @@
 
 pub mod act;
 pub mod alert;
+pub mod archive;
 pub mod broker;
 pub mod command;
 pub mod config;

@@ -79,6 +79,13 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Archived findings: export days to files, import them back, list them.
+    Archive {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Correlation rules: try one on stored findings.
     Rules {
         #[command(flatten)]
@@ -112,6 +119,41 @@ fn demo(args: Vec<std::ffi::OsString>) -> Result<()> {
         .status()
         .with_context(|| format!("running {}", beside.display()))?;
     std::process::exit(status.code().unwrap_or(1));
+}
+
+#[derive(Subcommand, Debug)]
+enum ArchiveCommand {
+    /// Write the findings stored on each UTC day from --since to --until
+    /// (inclusive) to DIR/findings-YYYY-MM-DD.jsonl.zst and its
+    /// manifest.json; the database keeps them. A day in the manifest already
+    /// is skipped.
+    Export {
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        since: String,
+        /// Last day, YYYY-MM-DD [default: today].
+        #[arg(long)]
+        until: Option<String>,
+        /// Where to [default: [retention] archive_dir, or DATA_DIR/archive].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Put the findings of archive files back into the database (rows it
+    /// has already are left alone; rows of routers no longer enrolled are
+    /// counted and skipped).
+    Import {
+        /// findings-YYYY-MM-DD.jsonl.zst files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// One retention pass now, as the running hub makes every hour: the
+    /// days older than [retention] findings_days are archived, then deleted.
+    Retire,
+    /// The archived days of the archive directory's manifest.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -266,7 +308,8 @@ fn main() -> Result<()> {
         Command::Device { common, .. }
         | Command::User { common, .. }
         | Command::Token { common, .. }
-        | Command::Rules { common, .. } => (common, Overrides::default()),
+        | Command::Rules { common, .. }
+        | Command::Archive { common, .. } => (common, Overrides::default()),
         Command::Demo { args } => return demo(args.clone()),
     };
     let flags = Overrides { data_dir: common.data_dir.clone(), ..flags };
@@ -279,6 +322,7 @@ fn main() -> Result<()> {
             Command::User { command, .. } => user(cfg, command).await,
             Command::Token { command, .. } => token(cfg, command).await,
             Command::Rules { command, .. } => rules(cfg, command).await,
+            Command::Archive { command, .. } => archive(cfg, command).await,
             // Returned before the runtime started.
             Command::Demo { .. } => Ok(()),
         }
@@ -465,6 +509,63 @@ async fn user(cfg: HubConfig, command: UserCommand) -> Result<()> {
                 }
                 out(&text)?;
             }
+        }
+    }
+    Ok(())
+}
+
+async fn archive(cfg: HubConfig, command: ArchiveCommand) -> Result<()> {
+    use opmas_hub::archive::{self, parse_day, Manifest, DAY_MS};
+    match command {
+        ArchiveCommand::Export { since, until, dir } => {
+            let from = parse_day(&since).context("--since")?;
+            let to = match until {
+                Some(u) => parse_day(&u).context("--until")? + DAY_MS,
+                None => now_ms(),
+            };
+            if to <= from {
+                anyhow::bail!("--until is before --since");
+            }
+            let dir = dir.unwrap_or_else(|| cfg.archive_dir());
+            let store = open_store(&cfg, false, "").await?;
+            let written = archive::export(&store, &dir, from, to).await?;
+            for d in &written {
+                out(&format!(
+                    "{}  {:>8} findings  {:>10} bytes  {}\n",
+                    d.day,
+                    d.findings,
+                    d.bytes,
+                    dir.join(&d.file).display()
+                ))?;
+            }
+            out(&format!("{} day(s) written to {}\n", written.len(), dir.display()))?;
+        }
+        ArchiveCommand::Import { files } => {
+            let store = open_store(&cfg, false, "").await?;
+            let n = archive::import(&store, &files).await?;
+            out(&format!(
+                "imported {} findings; {} were there already; {} belong to routers no longer enrolled (not imported)\n",
+                n.findings, n.present, n.device_gone
+            ))?;
+        }
+        ArchiveCommand::Retire => {
+            let store = open_store(&cfg, false, "").await?;
+            let dir = cfg.archive_dir();
+            let (days, deleted) = archive::retire(&store, &dir, cfg.retention.findings_days, now_ms()).await?;
+            out(&format!(
+                "{days} day(s) archived to {}; {deleted} findings older than {} days deleted from the database\n",
+                dir.display(),
+                cfg.retention.findings_days
+            ))?;
+        }
+        ArchiveCommand::List { dir } => {
+            let dir = dir.unwrap_or_else(|| cfg.archive_dir());
+            let m = Manifest::load(&dir)?;
+            let mut text = format!("{:<12} {:>9} {:>11}  {}\n", "DAY", "FINDINGS", "BYTES", "FILE");
+            for d in &m.days {
+                text.push_str(&format!("{:<12} {:>9} {:>11}  {}\n", d.day, d.findings, d.bytes, d.file));
+            }
+            out(&text)?;
         }
     }
     Ok(())

@@ -92,6 +92,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
     tokio::spawn(crate::correlate::run(store.clone(), bus.clone(), stats.clone()));
+    tokio::spawn(crate::archive::run(store.clone(), cfg.archive_dir(), cfg.retention.findings_days));
     let actor = crate::act::Actor { store: store.clone(), commander: commander.clone() };
     tokio::spawn(crate::act::runner::run(actor, bus.clone()));
     let http = reqwest::Client::builder()
@@ -143,6 +144,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         metrics: http::MetricsAccess { loopback: cfg.metrics_loopback, token: metrics_token },
         commander,
         mosquitto,
+        archive: http::ArchiveSettings { dir: cfg.archive_dir(), hot_days: cfg.retention.findings_days },
     });
     Ok(Running {
         store,

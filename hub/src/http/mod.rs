@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod agent_config;
 pub mod alerts;
+pub mod archive;
 mod auth;
 pub mod commands;
 mod devices;
@@ -113,6 +114,15 @@ pub struct AppState {
     /// mosquitto's password and ACL files, rewritten when a router is
     /// removed or rekeyed (external broker only).
     pub mosquitto: Option<crate::broker::mosquitto::Mosquitto>,
+    /// Where archived findings are, and how many days stay hot.
+    pub archive: ArchiveSettings,
+}
+
+/// The archive directory and the hot window (`[retention]`).
+#[derive(Clone, Debug, Default)]
+pub struct ArchiveSettings {
+    pub dir: std::path::PathBuf,
+    pub hot_days: u32,
 }
 
 /// Who may read `GET /metrics` besides holders of an API token.
@@ -172,6 +182,7 @@ fn api_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi
         .merge(playbooks::router())
         .merge(agent_config::router())
         .merge(findings::router())
+        .merge(archive::router())
         .merge(rules::router())
         .merge(incidents::router())
         .merge(alerts::router())
@@ -237,6 +248,7 @@ mod tests {
             metrics: MetricsAccess { loopback: true, token: Some("scrape-token".into()) },
             commander: crate::command::test_commander(&store_for_commands),
             mosquitto: None,
+            archive: Default::default(),
         };
         (router(state), dir)
     }
@@ -353,6 +365,7 @@ mod tests {
             ("/api/v1/devices/{id}/presence", "get"),
             ("/api/v1/findings", "get"),
             ("/api/v1/findings/{id}", "get"),
+            ("/api/v1/archive", "get"),
             ("/api/v1/devices/{id}/agents/{agent}/{action}", "post"),
             ("/api/v1/devices/{id}/ping", "post"),
             ("/api/v1/commands", "get"),

@@ -20,6 +20,7 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod delivery;

@@ -114,8 +114,20 @@ pub async fn list(
         ("true".to_owned(), "open".to_owned()),
         ("false".to_owned(), "closed".to_owned()),
     ];
+    let archive = crate::http::archive::ArchiveView::of(&state).await?;
     let body = html! {
         div.pagehead { h1 { "Findings" } span.live #live-status data-state="off" {} }
+        p.muted #archive {
+            @if archive.hot_days == 0 { "Every finding stays here (no archiving)." }
+            @else { "Findings of the last " (archive.hot_days) " days are here" }
+            @if let Some(t) = archive.oldest_hot_ms { " (the oldest from " (layout::time(t, now)) ")" }
+            "."
+            @if let (Some(first), Some(last)) = (archive.days.first(), archive.days.last()) {
+                " Archived: " (archive.days.len()) " day(s), " (first.day) " to " (last.day) ", in "
+                code { (archive.archive_dir) } " (" code { "opmas-hub archive import FILE" } " brings a day back)."
+            }
+            @if let Some(e) = &archive.error { " The archive's manifest cannot be read: " (e) }
+        }
         (layout::filters("/findings", &[
             Filter::Select { name: "device", label: "Device", value: value("device"), options: device_options },
             Filter::Select { name: "agent", label: "Agent", value: value("agent"), options: agent_options },

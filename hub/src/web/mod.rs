@@ -305,6 +305,7 @@ mod tests {
                 metrics: Default::default(),
                 commander,
                 mosquitto: None,
+                archive: Default::default(),
             };
             App { store: state.store.clone(), app: router(state), _dir: dir }
         }
