@@ -175,7 +175,45 @@ impl Running {
 
 /// Starts the hub and serves until `shutdown`.
 pub async fn run(cfg: HubConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    raise_open_files(&cfg);
     start(&cfg).await?.wait(shutdown).await
+}
+
+/// Open files the embedded broker takes per connected router: the router's
+/// socket, the relay's socket to rumqttd and rumqttd's end of it.
+const FILES_PER_ROUTER: u64 = 3;
+
+/// Raises the soft limit of open files to the hard one: every router is
+/// three sockets with the embedded broker, and the usual soft limit (1,024
+/// under systemd, whose hard limit is 524,288) would refuse routers past
+/// about 340 with "Too many open files". Says when the limit is below what
+/// `max_connections` needs.
+fn raise_open_files(cfg: &HubConfig) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    let files: u64 = lim.rlim_cur;
+    if cfg.broker.mode == crate::config::BrokerMode::Embedded {
+        let routers = files.saturating_sub(256) / FILES_PER_ROUTER;
+        if routers < cfg.broker.max_connections as u64 {
+            tracing::warn!(
+                open_files = files,
+                routers,
+                max_connections = cfg.broker.max_connections,
+                "the open-file limit holds fewer routers than [broker] max_connections (3 files each); \
+                 raise it (LimitNOFILE= in the systemd unit, ulimit -n)"
+            );
+        }
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: info, quiet brokers and
