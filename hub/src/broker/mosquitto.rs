@@ -86,13 +86,27 @@ impl Mosquitto {
         let devices = store.mqtt_device_secrets().await.context("reading the enrolled routers")?;
         let mut text = String::from("# Written by opmas-hub from its database; edits are lost at the next change.\n");
         text.push_str(&password_line(&self.hub_user, &self.hub_password));
-        for (id, secret) in &devices {
+        // Hashes are made once per secret and kept: a fleet's file is
+        // rewritten at every enrolment without hashing the fleet again.
+        let mut made = Vec::new();
+        for (id, secret, stored) in &devices {
             if id == &self.hub_user {
                 // A router enrolled under the hub's user name never gets its rights.
                 tracing::warn!(device = %id, "a router has the hub's broker user name; it is left out of the password file");
                 continue;
             }
-            text.push_str(&password_line(id, secret));
+            let hash = match stored {
+                Some(h) => h.clone(),
+                None => {
+                    let h = new_hash(secret);
+                    made.push((id.clone(), h.clone()));
+                    h
+                }
+            };
+            text.push_str(&format!("{id}:{hash}\n"));
+        }
+        if !made.is_empty() {
+            store.set_broker_hashes(&made).await.context("keeping the routers' broker password hashes")?;
         }
         replace(&self.password_file, &text)?;
         replace(&self.acl_file, &acl(&self.hub_user))?;
@@ -105,9 +119,14 @@ impl Mosquitto {
 
 /// One password file line: `user:$7$ROUNDS$salt$hash`.
 pub fn password_line(user: &str, password: &str) -> String {
+    format!("{user}:{}\n", new_hash(password))
+}
+
+/// `password` hashed with a fresh salt.
+fn new_hash(password: &str) -> String {
     let mut salt = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut salt);
-    format!("{user}:{}\n", hash(password, &salt))
+    hash(password, &salt)
 }
 
 /// mosquitto's `$7$` hash of `password` with `salt`.
@@ -216,5 +235,29 @@ mod tests {
         replace(&p, "two\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[tokio::test]
+    async fn each_secret_is_hashed_once_and_again_only_when_it_changes() {
+        let (store, dir) = crate::store::test_store().await;
+        store.insert_device("gw-1", "gw-1", &"ab".repeat(32), 1).await.unwrap();
+        store.insert_device("gw-2", "gw-2", &"cd".repeat(32), 1).await.unwrap();
+        let m = Mosquitto {
+            password_file: dir.path().join("opmas.passwd"),
+            acl_file: dir.path().join("opmas.acl"),
+            pid_file: None,
+            hub_user: "opmas-hub".into(),
+            hub_password: "hub".into(),
+        };
+        let line = |text: &str, id: &str| text.lines().find(|l| l.starts_with(&format!("{id}:"))).map(str::to_owned);
+        assert_eq!(m.sync(&store).await.unwrap(), 2);
+        let first = std::fs::read_to_string(&m.password_file).unwrap();
+        store.insert_device("gw-3", "gw-3", &"ef".repeat(32), 1).await.unwrap();
+        store.rekey_device("gw-2", &"12".repeat(32)).await.unwrap();
+        assert_eq!(m.sync(&store).await.unwrap(), 3);
+        let second = std::fs::read_to_string(&m.password_file).unwrap();
+        assert_eq!(line(&first, "gw-1"), line(&second, "gw-1"), "kept, not hashed again");
+        assert_ne!(line(&first, "gw-2"), line(&second, "gw-2"), "a new secret, a new hash");
+        assert!(line(&second, "gw-3").is_some_and(|l| l.starts_with("gw-3:$7$101$")));
     }
 }

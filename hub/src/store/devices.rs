@@ -83,7 +83,7 @@ impl Store {
 
     /// Replaces a device's secret. Fails with [`StoreError::NoDevice`].
     pub async fn rekey_device(&self, id: &str, secret_hex: &str) -> Result<(), StoreError> {
-        let res = sqlx::query("UPDATE devices SET secret = ? WHERE id = ?")
+        let res = sqlx::query("UPDATE devices SET secret = ?, broker_hash = NULL WHERE id = ?")
             .bind(secret_hex)
             .bind(id)
             .execute(self.writer())
@@ -130,13 +130,27 @@ impl Store {
     }
 
     /// Every router that logs in to the broker (not those reached over
-    /// SSH), with its secret in hex, by id.
-    pub async fn mqtt_device_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// SSH), by id: its secret in hex and its broker password hash if made.
+    pub async fn mqtt_device_secrets(&self) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, secret FROM devices WHERE id NOT IN (SELECT device_id FROM device_ssh) ORDER BY id",
+            "SELECT id, secret, broker_hash FROM devices WHERE id NOT IN (SELECT device_id FROM device_ssh) ORDER BY id",
         )
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Keeps the broker password hashes made, as `(device, hash)`.
+    pub async fn set_broker_hashes(&self, hashes: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (id, hash) in hashes {
+            sqlx::query("UPDATE devices SET broker_hash = ? WHERE id = ?")
+                .bind(hash)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The device's secret in hex, if it is enrolled.
