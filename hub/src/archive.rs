@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::files::replace;
 use crate::store::archive::{ArchivedFinding, Imported};
 use crate::store::{now_ms, Store};
 
@@ -113,13 +114,6 @@ impl Manifest {
         self.days.push(entry);
         self.days.sort_by(|a, b| a.day.cmp(&b.day));
     }
-}
-
-fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Writes `rows` (one day's, by id) to `dir/file_name(day_ms)`, compressed,

@@ -126,6 +126,21 @@ impl Default for HubConfig {
     }
 }
 
+impl BrokerConfig {
+    /// The hub's password at the external broker: the first line of
+    /// `password_file` (none set: `None`; an empty line is an error).
+    pub fn hub_password(&self) -> Result<Option<String>> {
+        let Some(path) = &self.password_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the broker password ([broker] password_file {})", path.display()))?;
+        let password = text.lines().next().unwrap_or("").trim_end().to_owned();
+        if password.is_empty() {
+            anyhow::bail!("{}: the first line (the hub's broker password) is empty", path.display());
+        }
+        Ok(Some(password))
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {

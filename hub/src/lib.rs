@@ -19,6 +19,7 @@ pub mod config;
 pub mod correlate;
 pub mod enrol;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod ingest;
 pub mod keys;

@@ -628,3 +628,30 @@ pub fn port_scan(ip: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// An MQTT client of the broker at `addr` as `user` (client id
+/// `client_id`), once its CONNACK came; the error if the broker refused or
+/// closed the connection, or did not answer within 5 s.
+pub async fn mqtt_connect(
+    addr: SocketAddr,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> std::result::Result<(rumqttc::AsyncClient, rumqttc::EventLoop), String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+    let mut opts = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    opts.set_credentials(user, password);
+    let (client, mut el) = AsyncClient::new(opts, 16);
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no answer in 5 s".to_string())?;
+    first.map(|()| (client, el))
+}

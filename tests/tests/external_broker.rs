@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use opmas_e2e::{bin, dropbear_attack, free_addr, wait_for, Device, Edge, Hub, Proc};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 
 const HUB_PASSWORD: &str = "hub-broker-password-for-the-test";
 
@@ -55,21 +55,7 @@ fn enrol(dir: &Path, data: &Path, name: &str, broker: SocketAddr) -> Device {
 
 /// An MQTT client of mosquitto as `user`; the error if it is refused.
 async fn connect(broker: SocketAddr, user: &str, password: &str) -> Result<(AsyncClient, rumqttc::EventLoop), String> {
-    let mut opts = MqttOptions::new(format!("{user}-probe"), broker.ip().to_string(), broker.port());
-    opts.set_credentials(user, password);
-    let (client, mut el) = AsyncClient::new(opts, 16);
-    let first = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no answer in 5 s".to_string())?;
-    first.map(|()| (client, el))
+    opmas_e2e::mqtt_connect(broker, &format!("{user}-probe"), user, password).await
 }
 
 #[test]

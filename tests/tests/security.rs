@@ -11,21 +11,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 /// Connects as `id` with `password`; returns the client once CONNACK came,
 /// or the error if the hub closed the connection.
 async fn connect(hub: &Hub, id: &str, password: &str) -> Result<(AsyncClient, tokio::task::JoinHandle<()>), String> {
-    let mut opts = MqttOptions::new(id, hub.mqtt.ip().to_string(), hub.mqtt.port());
-    opts.set_credentials(id, password);
-    let (client, mut el) = AsyncClient::new(opts, 16);
-    let first = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no answer in 5 s".to_string())?;
-    first?;
+    let (client, mut el) = opmas_e2e::mqtt_connect(hub.mqtt, id, id, password).await?;
     let driver = tokio::spawn(async move { while el.poll().await.is_ok() {} });
     Ok((client, driver))
 }

@@ -102,16 +102,7 @@ fn options(cfg: &BrokerConfig, url: &BrokerUrl) -> Result<MqttOptions> {
     opts.set_max_packet_size(Some(cfg.max_payload_size as u32 + 1024));
     opts.set_request_channel_capacity(1024);
     if let Some(user) = &cfg.username {
-        let password = match &cfg.password_file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading the broker password ({})", path.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
-            None => String::new(),
-        };
-        opts.set_credentials(user.clone(), password);
+        opts.set_credentials(user.clone(), cfg.hub_password()?.unwrap_or_default());
     } else if cfg.password_file.is_some() {
         bail!("[broker] password_file is set but username is not");
     }

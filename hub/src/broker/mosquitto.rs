@@ -17,8 +17,6 @@
 //! writes `opmas/v1/#`. The broker's configuration names both files and
 //! refuses anonymous clients (`config/mosquitto/opmas.conf`).
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -27,6 +25,7 @@ use opmas_proto::Channel;
 use rand::RngCore;
 
 use crate::config::BrokerConfig;
+use crate::files::replace;
 use crate::store::Store;
 
 /// PBKDF2 rounds of a `$7$` hash (mosquitto_passwd's own default).
@@ -59,18 +58,9 @@ impl Mosquitto {
             (Some(p), Some(a)) => (p.clone(), a.clone()),
             _ => bail!("[broker] mosquitto_password_file and mosquitto_acl_file go together"),
         };
-        let (Some(hub_user), Some(pw)) = (&cfg.username, &cfg.password_file) else {
+        let (Some(hub_user), Some(hub_password)) = (&cfg.username, cfg.hub_password()?) else {
             bail!("[broker] mosquitto files need the hub's own login there: username and password_file");
         };
-        let hub_password = std::fs::read_to_string(pw)
-            .with_context(|| format!("reading the broker password ({})", pw.display()))?
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        if hub_password.is_empty() {
-            bail!("{}: the first line (the hub's broker password) is empty", pw.display());
-        }
         Ok(Some(Mosquitto {
             password_file,
             acl_file,
@@ -108,8 +98,8 @@ impl Mosquitto {
         if !made.is_empty() {
             store.set_broker_hashes(&made).await.context("keeping the routers' broker password hashes")?;
         }
-        replace(&self.password_file, &text)?;
-        replace(&self.acl_file, &acl(&self.hub_user))?;
+        replace(&self.password_file, text.as_bytes())?;
+        replace(&self.acl_file, acl(&self.hub_user).as_bytes())?;
         if let Some(pid) = &self.pid_file {
             reload(pid)?;
         }
@@ -148,28 +138,6 @@ pub fn acl(hub_user: &str) -> String {
         out.push_str(&format!("pattern {access} opmas/v1/%u/{}\n", ch.as_str()));
     }
     out
-}
-
-/// Replaces `path` with `text` atomically, keeping an existing file's mode
-/// and owner (new files: 0600).
-fn replace(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("opmas-tmp");
-    let old = std::fs::metadata(path).ok();
-    let mode = old.as_ref().map_or(0o600, |m| m.permissions().mode() & 0o777);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    if let Some(m) = old {
-        // Only root may give a file away; anyone may keep its own group.
-        let _ = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid()));
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Sends SIGHUP to the process in `pid_file`. No pid file: mosquitto is
@@ -223,18 +191,6 @@ mod tests {
         }
         assert!(!a.contains("pattern write opmas/v1/%u/cmd"), "{a}");
         assert!(!a.contains("pattern readwrite"), "{a}");
-    }
-
-    #[test]
-    fn the_files_are_replaced_keeping_their_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("opmas.passwd");
-        replace(&p, "one\n").unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        replace(&p, "two\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
     }
 
     #[tokio::test]

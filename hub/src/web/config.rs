@@ -176,6 +176,26 @@ fn switch(field: &str, v: &str, errors: &mut Vec<(String, String)>) -> Option<bo
     }
 }
 
+/// The words of a setting: `on`, `off`.
+fn on_off(v: bool) -> &'static str {
+    if v {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// A `select` of `inherit` / `on` / `off` (what [`switch`] reads back),
+/// showing `value`.
+fn switch_select(name: &str, value: Option<bool>) -> maud::Markup {
+    let chosen = value.map_or("inherit", on_off);
+    html! {
+        select id=(name) name=(name) {
+            @for v in ["inherit", "on", "off"] { option value=(v) selected[chosen == v] { (v) } }
+        }
+    }
+}
+
 /// The form's local response settings into `layer` (as typed; `errors`
 /// gets what is not even a number).
 fn local_from(f: &LayerForm, layer: &mut Layer, errors: &mut Vec<(String, String)>) {
@@ -248,7 +268,7 @@ fn diff(before: &Layer, after: &Layer) -> Vec<(String, String, String)> {
     let show = |v: Option<String>| v.unwrap_or_else(|| "inherited".into());
     let mut rows = Vec::new();
     if before.enabled != after.enabled {
-        let f = |e: Option<bool>| show(e.map(|e| if e { "on".into() } else { "off".into() }));
+        let f = |e: Option<bool>| show(e.map(|e| on_off(e).into()));
         rows.push(("enabled".into(), f(before.enabled), f(after.enabled)));
     }
     let names: std::collections::BTreeSet<&String> = before.params.keys().chain(after.params.keys()).collect();
@@ -264,7 +284,7 @@ fn diff(before: &Layer, after: &Layer) -> Vec<(String, String, String)> {
         rows.push((EXCLUDE.into(), f(&before.exclude_patterns), f(&after.exclude_patterns)));
     }
     if before.local_block != after.local_block {
-        let f = |e: Option<bool>| show(e.map(|e| if e { "on".into() } else { "off".into() }));
+        let f = |e: Option<bool>| show(e.map(|e| on_off(e).into()));
         rows.push((local::BLOCK.into(), f(before.local_block), f(after.local_block)));
     }
     if before.local_block_for != after.local_block_for {
@@ -331,11 +351,7 @@ pub async fn agent_submit(
 /// The form's values as typed, for showing them again next to the errors.
 fn typed_layer(f: &LayerForm) -> Layer {
     let mut layer = Layer {
-        enabled: match f.enabled.as_str() {
-            "on" => Some(true),
-            "off" => Some(false),
-            _ => None,
-        },
+        enabled: switch("enabled", &f.enabled, &mut Vec::new()),
         params: f
             .params
             .iter()
@@ -352,15 +368,8 @@ fn typed_layer(f: &LayerForm) -> Layer {
 /// left empty is the layer below's, and if no layer sets it, the router's
 /// own (UCI `config response`).
 fn local_fieldset(layer: &Layer, below: Option<&crate::store::config::EffectiveAgent>) -> maud::Markup {
-    let choice = match layer.local_block {
-        None => "inherit",
-        Some(true) => "on",
-        Some(false) => "off",
-    };
     let below_or_router = |v: Option<String>| v.unwrap_or_else(|| "the router's own".into());
-    let b_block = below
-        .and_then(|b| b.local_block.as_ref())
-        .map(|s| format!("{} ({})", if s.value { "on" } else { "off" }, s.from));
+    let b_block = below.and_then(|b| b.local_block.as_ref()).map(|s| format!("{} ({})", on_off(s.value), s.from));
     let b_for = below.and_then(|b| b.local_block_for.as_ref()).map(|s| format!("{} s ({})", s.value, s.from));
     let b_kinds = below.and_then(|b| b.local_kinds.as_ref()).map(|s| format!("{} ({})", s.value.join(", "), s.from));
     html! {
@@ -368,9 +377,7 @@ fn local_fieldset(layer: &Layer, below: Option<&crate::store::config::EffectiveA
             legend { "Local response: the router blocks the source itself, at once, hub or no hub" }
             p.muted { "Unset here and below, each setting is the router's own (UCI " code { "config response" } ")." }
             label for="local_block" { code { (local::BLOCK) } " " }
-            select #local_block name="local_block" {
-                @for (v, l) in [("inherit", "inherit"), ("on", "on"), ("off", "off")] { option value=(v) selected[choice == v] { (l) } }
-            }
+            (switch_select("local_block", layer.local_block))
             span.muted { " below: " (below_or_router(b_block)) }
             br;
             label for="local_block_for" { code { (local::BLOCK_FOR) } " " }
@@ -424,11 +431,6 @@ async fn render(
         "fleet" => "the fleet default".to_owned(),
         s => s.replacen(':', " ", 1),
     };
-    let enabled = match layer.enabled {
-        None => "inherit",
-        Some(true) => "on",
-        Some(false) => "off",
-    };
     let body = html! {
         div.pagehead { h1 { "Agent " (spec.name) } span.muted { "layer of " (scope_label) } }
         @if let Some(n) = &notice { p.notice #saved role="status" { (n) } }
@@ -468,10 +470,8 @@ async fn render(
             fieldset disabled[!operator] {
                 legend { "Settings (empty: inherited from the layer below)" }
                 label for="enabled" { "Run the agent " }
-                select #enabled name="enabled" {
-                    @for (v, l) in [("inherit", "inherit"), ("on", "on"), ("off", "off")] { option value=(v) selected[enabled == v] { (l) } }
-                }
-                @if let Some(b) = below { span.muted { " below: " (if b.enabled.value { "on" } else { "off" }) " (" (b.enabled.from) ")" } }
+                (switch_select("enabled", layer.enabled))
+                @if let Some(b) = below { span.muted { " below: " (on_off(b.enabled.value)) " (" (b.enabled.from) ")" } }
                 table.params {
                     thead { tr { th { "Parameter" } th { "Value" } th { "Range" } th { "Below" } th { "What it does" } } }
                     tbody {
