@@ -16,6 +16,9 @@ use serde::Deserialize;
 pub struct HubConfig {
     /// Directory of `opmas.db` and `admin.token`.
     pub data_dir: PathBuf,
+    /// The database: `postgres://USER@HOST/DB` for PostgreSQL (several hub
+    /// replicas), or a SQLite file; unset, `opmas.db` in `data_dir`.
+    pub database_url: Option<String>,
     /// Embedded broker's MQTT listener.
     pub mqtt_listen: SocketAddr,
     /// Second listener for MQTT over TLS (`mqtts://`); off unless set.
@@ -106,6 +109,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             data_dir: PathBuf::from("./opmas-data"),
+            database_url: None,
             mqtt_listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             mqtts_listen: None,
             tls_cert: None,
@@ -167,6 +171,7 @@ impl Default for BrokerConfig {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub mqtt_listen: Option<SocketAddr>,
     pub mqtts_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
@@ -199,6 +204,9 @@ impl HubConfig {
         for o in [env, flags] {
             if let Some(v) = &o.data_dir {
                 cfg.data_dir = v.clone();
+            }
+            if let Some(v) = &o.database_url {
+                cfg.database_url = Some(v.clone());
             }
             if let Some(v) = o.mqtt_listen {
                 cfg.mqtt_listen = v;
@@ -292,6 +300,7 @@ impl HubConfig {
         }
         Ok(Overrides {
             data_dir: var("OPMAS_DATA_DIR")?,
+            database_url: var("OPMAS_DATABASE_URL")?,
             mqtt_listen: var("OPMAS_MQTT_LISTEN")?,
             mqtts_listen: var("OPMAS_MQTTS_LISTEN")?,
             tls_cert: var("OPMAS_TLS_CERT")?,
@@ -306,14 +315,52 @@ impl HubConfig {
         })
     }
 
-    /// The SQLite database file.
+    /// The SQLite database file: `database_url` when it names one, else
+    /// `opmas.db` in the data directory.
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("opmas.db")
+        match &self.database_url {
+            Some(url) if !self.is_postgres() => {
+                PathBuf::from(url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url))
+            }
+            _ => self.data_dir.join("opmas.db"),
+        }
+    }
+
+    /// The database to open: `database_url` if set, else [`Self::db_path`].
+    pub fn database(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => self.db_path().display().to_string(),
+        }
+    }
+
+    /// True when the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.as_deref().is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    }
+
+    /// [`Self::database`] fit for a log line: a password in the URL is
+    /// replaced by `***`.
+    pub fn database_label(&self) -> String {
+        redact_url(&self.database())
     }
 
     /// Where archived findings go.
     pub fn archive_dir(&self) -> PathBuf {
         self.retention.archive_dir.clone().unwrap_or_else(|| self.data_dir.join("archive"))
+    }
+}
+
+/// `url` without the password of its user part, if any.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
     }
 }
 
@@ -394,5 +441,20 @@ mod tests {
         let err = HubConfig::load(Some(&file), &Overrides::default(), &Overrides::default()).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("hub.toml") && msg.contains("htp_listen"), "{msg}");
+    }
+
+    #[test]
+    fn a_database_url_is_logged_without_its_password_and_names_the_sqlite_file() {
+        assert_eq!(redact_url("postgres://opmas:s3cret@db:5432/opmas"), "postgres://opmas:***@db:5432/opmas");
+        assert_eq!(redact_url("postgres://opmas@db/opmas"), "postgres://opmas@db/opmas");
+        assert_eq!(redact_url("/var/lib/opmas/opmas.db"), "/var/lib/opmas/opmas.db");
+        let mut cfg = HubConfig { database_url: Some("postgresql://h/db".into()), ..HubConfig::default() };
+        assert!(cfg.is_postgres());
+        assert_eq!(cfg.db_path(), cfg.data_dir.join("opmas.db"));
+        cfg.database_url = Some("sqlite:///srv/hub.db".into());
+        assert!(!cfg.is_postgres());
+        assert_eq!(cfg.db_path(), PathBuf::from("/srv/hub.db"));
+        cfg.database_url = None;
+        assert_eq!(cfg.database(), cfg.data_dir.join("opmas.db").display().to_string());
     }
 }

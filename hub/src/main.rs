@@ -27,6 +27,11 @@ struct Common {
     /// Data directory holding opmas.db and admin.token [env: OPMAS_DATA_DIR] [default: ./opmas-data].
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Database: postgres://USER@HOST/DB for PostgreSQL, else a SQLite file
+    /// [env: OPMAS_DATABASE_URL] [default: opmas.db in the data directory].
+    /// A password is better given in PGPASSWORD than in the URL.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 /// The listeners of `serve`.
@@ -312,7 +317,7 @@ fn main() -> Result<()> {
         | Command::Archive { common, .. } => (common, Overrides::default()),
         Command::Demo { args } => return demo(args.clone()),
     };
-    let flags = Overrides { data_dir: common.data_dir.clone(), ..flags };
+    let flags = Overrides { data_dir: common.data_dir.clone(), database_url: common.database_url.clone(), ..flags };
     let cfg = HubConfig::load(common.config.as_deref(), &HubConfig::env_overrides()?, &flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -449,6 +454,12 @@ async fn device(cfg: HubConfig, command: DeviceCommand) -> Result<()> {
 /// one only if `create` (the hub does at its first start). `hint` ends the
 /// error when there is none.
 async fn open_store(cfg: &HubConfig, create: bool, hint: &str) -> Result<Store> {
+    if cfg.is_postgres() {
+        let label = cfg.database_label();
+        let store = Store::open(&cfg.database()).await.with_context(|| format!("opening {label}"))?;
+        eprintln!("using the hub database {label}");
+        return Ok(store);
+    }
     let db = cfg.db_path();
     if !db.exists() && !create {
         anyhow::bail!(
@@ -459,7 +470,7 @@ async fn open_store(cfg: &HubConfig, create: bool, hint: &str) -> Result<Store> 
         );
     }
     opmas_hub::store::create_private_dir(&cfg.data_dir)?;
-    let store = Store::open_sqlite(&db).await.with_context(|| format!("opening {}", db.display()))?;
+    let store = Store::open(&cfg.database()).await.with_context(|| format!("opening {}", db.display()))?;
     eprintln!("using the hub database {}", db.display());
     Ok(store)
 }

@@ -45,9 +45,9 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     let playbook_files = crate::seed::load_playbooks(cfg.playbooks_dir.as_deref())?;
     let alerting = crate::seed::load_alerting(cfg.alerting_file.as_deref())?;
     store::create_private_dir(&cfg.data_dir)?;
-    let store =
-        Store::open_sqlite(&cfg.db_path()).await.with_context(|| format!("opening {}", cfg.db_path().display()))?;
-    info!(path = %cfg.db_path().display(), "database ready");
+    let label = cfg.database_label();
+    let store = Store::open(&cfg.database()).await.with_context(|| format!("opening {label}"))?;
+    info!(database = %label, "database ready");
     if let Some(path) = store.ensure_admin_token(&cfg.data_dir, now_ms()).await? {
         info!(path = %path.display(), "created the admin API token (first start); read it from this file");
     }

@@ -111,6 +111,65 @@ impl Drop for Proc {
     }
 }
 
+/// A throwaway PostgreSQL server (`scripts/postgres.sh`), stopped on drop.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    /// The server's URL, ending in `/postgres`.
+    pub url: String,
+}
+
+impl Postgres {
+    /// Starts one; `None` (after saying why) when PostgreSQL is not
+    /// installed, unless `OPMAS_REQUIRE_POSTGRES=1`, when that fails the test.
+    pub fn start() -> Option<Postgres> {
+        let dir = tempfile::Builder::new().prefix("opmas-pg-e2e").tempdir_in("/tmp").ok()?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh");
+        let out = Command::new(script).arg("start").arg(dir.path()).output();
+        match out {
+            Ok(o) if o.status.success() => {
+                Some(Postgres { url: String::from_utf8_lossy(&o.stdout).trim().to_owned(), dir })
+            }
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if std::env::var("OPMAS_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                    panic!("PostgreSQL is required (OPMAS_REQUIRE_POSTGRES=1) but did not start: {why}");
+                }
+                eprintln!("skipped: PostgreSQL did not start: {why}");
+                None
+            }
+        }
+    }
+
+    /// Creates database `name` and returns its URL.
+    pub fn database(&self, name: &str) -> Result<String> {
+        let out = Command::new("psql").arg(&self.url).args(["-qc", &format!("CREATE DATABASE {name}")]).output()?;
+        if !out.status.success() {
+            bail!("creating database {name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let (base, _) = self.url.rsplit_once('/').context("a URL ending in /postgres")?;
+        Ok(format!("{base}/{name}"))
+    }
+
+    /// Runs `sql` in database `url`; its output, unaligned.
+    pub fn query(&self, url: &str, sql: &str) -> Result<String> {
+        let out = Command::new("psql").arg(url).args(["-Atqc", sql]).output()?;
+        if !out.status.success() {
+            bail!("{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh");
+        let _ = Command::new(script).arg("stop").arg(self.dir.path()).output();
+    }
+}
+
 /// A hub under test: its data dir, addresses, token and process.
 pub struct Hub {
     pub data_dir: PathBuf,
@@ -208,11 +267,18 @@ impl Hub {
         std::fs::read_to_string(self.data_dir.with_file_name("hub.log")).unwrap_or_default()
     }
 
+    /// The hub's `OPMAS_DATABASE_URL`, if the test gave it one, for the CLI
+    /// commands run beside it: they must open the same database.
+    fn database_env(&self) -> Vec<(OsString, OsString)> {
+        self.env.iter().filter(|(k, _)| k == "OPMAS_DATABASE_URL").cloned().collect()
+    }
+
     /// Enrols a device through the CLI, as an operator does.
     pub fn enrol(&self, name: &str) -> Result<Device> {
         let out = Command::new(bin("opmas-hub"))
             .args(["device", "add", name, "--json", "--data-dir"])
             .arg(&self.data_dir)
+            .envs(self.database_env())
             .args(["--hub-url", &format!("mqtt://{}", self.mqtt)])
             .output()?;
         if !out.status.success() {
@@ -231,6 +297,7 @@ impl Hub {
         let mut child = Command::new(bin("opmas-hub"))
             .args(["user", "add", name, "--role", role, "--password-stdin", "--data-dir"])
             .arg(&self.data_dir)
+            .envs(self.database_env())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -347,13 +347,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_row_is_isolated_and_both_devices_are_acked() {
         let (ingest, mut acks, _dir) = ingest().await;
-        sqlx::query(
-            "CREATE TRIGGER poison BEFORE INSERT ON findings WHEN NEW.src_ip = '198.51.100.66'
-             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-        )
-        .execute(ingest.store.writer())
-        .await
-        .unwrap();
+        crate::store::refuse_findings_from(&ingest.store, "198.51.100.66").await;
         let mut events = ingest.bus.subscribe();
         let id = |d: &str| DeviceId::new(d).unwrap();
         let msgs = vec![

@@ -109,13 +109,13 @@ const COLUMNS: &str = "id, created_ms, created_by, action, targets, devices, sta
      finding_id, incident_id, decided_by, decided_ms, undo_of, undo_after_ms";
 
 /// Inserts `a` (and, if it is sent, its commands) on `conn`.
-async fn insert(conn: &mut sqlx::SqliteConnection, a: &NewAction<'_>) -> Result<ActionRow, StoreError> {
+async fn insert(conn: &mut super::Conn, a: &NewAction<'_>) -> Result<ActionRow, StoreError> {
     let json = serde_json::to_string(a.action).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let devices = serde_json::to_string(a.devices).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let mut row: ActionRow = sqlx::query_as(&format!(
         "INSERT INTO actions (created_ms, created_by, action, targets, devices, state, reason, comment, playbook,
                               finding_id, incident_id, undo_of, undo_after_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
     ))
     .bind(a.now_ms)
     .bind(a.by)
@@ -140,7 +140,7 @@ async fn insert(conn: &mut sqlx::SqliteConnection, a: &NewAction<'_>) -> Result<
 
 /// One pending command per device for action `id`.
 async fn send_commands(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut super::Conn,
     id: i64,
     action: &Action,
     devices: &[String],
@@ -151,7 +151,7 @@ async fn send_commands(
     let mut out = Vec::with_capacity(devices.len());
     for d in devices {
         let c = insert_command(&mut *conn, d, action, by, now_ms, ttl_ms).await?;
-        sqlx::query("INSERT INTO action_commands (action_id, command_id) VALUES (?, ?)")
+        sqlx::query("INSERT INTO action_commands (action_id, command_id) VALUES ($1, $2)")
             .bind(id)
             .bind(c.id)
             .execute(&mut *conn)
@@ -185,7 +185,7 @@ impl Store {
             rows.push(insert(&mut tx, d).await?);
         }
         sqlx::query(
-            "INSERT INTO act_cursor (id, finding_id, incident_event) VALUES (1, ?, ?)
+            "INSERT INTO act_cursor (id, finding_id, incident_event) VALUES (1, $1, $2)
              ON CONFLICT (id) DO UPDATE SET finding_id = excluded.finding_id, incident_event = excluded.incident_event",
         )
         .bind(cursor.0)
@@ -214,7 +214,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT e.id, i.id, i.rule, i.key, i.severity, i.devices FROM incident_events e
                JOIN incidents i ON i.id = e.incident_id
-              WHERE e.id > ? AND e.kind = 'opened' ORDER BY e.id LIMIT ?",
+              WHERE e.id > $1 AND e.kind = 'opened' ORDER BY e.id LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit))
@@ -226,7 +226,7 @@ impl Store {
     /// counting skipped ones.
     pub async fn playbook_actions_since(&self, playbook: &str, since_ms: i64) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM actions WHERE playbook = ? AND created_ms >= ? AND state != 'skipped'",
+            "SELECT COUNT(*) FROM actions WHERE playbook = $1 AND created_ms >= $2 AND state != 'skipped'",
         )
         .bind(playbook)
         .bind(since_ms)
@@ -245,7 +245,7 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let json = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
         Ok(sqlx::query_scalar(
-            "SELECT MAX(a.created_ms) FROM actions a WHERE a.playbook = ? AND a.action = ? AND a.created_ms >= ?
+            "SELECT MAX(a.created_ms) FROM actions a WHERE a.playbook = $1 AND a.action = $2 AND a.created_ms >= $3
                 AND a.state IN ('sent', 'awaiting_approval', 'dry_run')
                 AND NOT EXISTS (SELECT 1 FROM actions u WHERE u.undo_of = a.id)",
         )
@@ -280,8 +280,8 @@ impl Store {
     ) -> Result<Option<ActionRow>, StoreError> {
         let mut tx = self.begin_write().await?;
         let row: Option<ActionRow> = sqlx::query_as(&format!(
-            "UPDATE actions SET state = 'sent', decided_by = ?, decided_ms = ?
-              WHERE id = ? AND state = 'awaiting_approval' RETURNING {COLUMNS}"
+            "UPDATE actions SET state = 'sent', decided_by = $1, decided_ms = $2
+              WHERE id = $3 AND state = 'awaiting_approval' RETURNING {COLUMNS}"
         ))
         .bind(by)
         .bind(now_ms)
@@ -299,8 +299,8 @@ impl Store {
     /// Rejects an action that waits for approval; `false` if it was not waiting.
     pub async fn reject_action(&self, id: i64, by: &str, now_ms: i64) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE actions SET state = 'rejected', decided_by = ?, decided_ms = ?
-              WHERE id = ? AND state = 'awaiting_approval'",
+            "UPDATE actions SET state = 'rejected', decided_by = $1, decided_ms = $2
+              WHERE id = $3 AND state = 'awaiting_approval'",
         )
         .bind(by)
         .bind(now_ms)
@@ -317,11 +317,12 @@ impl Store {
     /// one already may still run it; its answer is recorded then. Returns
     /// how many were cancelled.
     pub async fn cancel_action_commands(&self, id: i64, by: &str, now_ms: i64) -> Result<u64, StoreError> {
-        let n = sqlx::query(
-            "UPDATE commands SET state = 'expired', expires_ms = MIN(expires_ms, ?),
-                    message = 'cancelled by ' || ? || ' before the router answered'
-              WHERE state = 'pending' AND id IN (SELECT command_id FROM action_commands WHERE action_id = ?)",
-        )
+        let min = self.dialect().least();
+        let n = sqlx::query(&format!(
+            "UPDATE commands SET state = 'expired', expires_ms = {min}(expires_ms, $1),
+                    message = 'cancelled by ' || $2 || ' before the router answered'
+              WHERE state = 'pending' AND id IN (SELECT command_id FROM action_commands WHERE action_id = $3)",
+        ))
         .bind(now_ms)
         .bind(by)
         .bind(id)
@@ -335,7 +336,7 @@ impl Store {
     pub async fn undos_due(&self, now_ms: i64) -> Result<Vec<ActionRow>, StoreError> {
         let mut rows: Vec<ActionRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM actions a WHERE a.undo_after_ms IS NOT NULL AND a.state = 'sent'
-                AND COALESCE(a.decided_ms, a.created_ms) + a.undo_after_ms <= ?
+                AND COALESCE(a.decided_ms, a.created_ms) + a.undo_after_ms <= $1
                 AND NOT EXISTS (SELECT 1 FROM actions u WHERE u.undo_of = a.id) ORDER BY a.id LIMIT 100"
         ))
         .bind(now_ms)
@@ -352,7 +353,7 @@ impl Store {
 
     /// One action with its commands.
     pub async fn action(&self, id: i64) -> Result<Option<ActionRow>, StoreError> {
-        let row: Option<ActionRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM actions WHERE id = ?"))
+        let row: Option<ActionRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM actions WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -369,8 +370,7 @@ impl Store {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<ActionRow>, StoreError> {
-        let mut b: sqlx::QueryBuilder<sqlx::Sqlite> =
-            sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM actions WHERE id < "));
+        let mut b = super::Sql::new(format!("SELECT {COLUMNS} FROM actions WHERE id < "));
         b.push_bind(before_id.unwrap_or(i64::MAX));
         if let Some(s) = state {
             b.push(" AND state = ").push_bind(s.to_owned());
@@ -379,7 +379,8 @@ impl Store {
             b.push(" AND playbook = ").push_bind(p.to_owned());
         }
         b.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
-        let mut rows: Vec<ActionRow> = b.build_query_as().fetch_all(self.pool()).await?;
+        let (sql, args) = b.finish()?;
+        let mut rows: Vec<ActionRow> = sqlx::query_as_with(&sql, args).fetch_all(self.pool()).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         for (action_id, c) in self.action_commands(&ids).await? {
             if let Some(r) = rows.iter_mut().find(|r| r.id == action_id) {
@@ -395,16 +396,14 @@ impl Store {
             return Ok(Vec::new());
         }
         let cols = COMMAND_COLUMNS.split(',').map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ");
-        let mut b: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(format!(
+        let mut b = super::Sql::new(format!(
             "SELECT ac.action_id, {cols} FROM action_commands ac JOIN commands c ON c.id = ac.command_id
               WHERE ac.action_id IN ("
         ));
-        let mut sep = b.separated(", ");
-        for id in actions {
-            sep.push_bind(*id);
-        }
+        b.push_list(actions.iter().copied());
         b.push(") ORDER BY c.id");
-        let rows = b.build().fetch_all(self.pool()).await?;
+        let (sql, args) = b.finish()?;
+        let rows = sqlx::query_with(&sql, args).fetch_all(self.pool()).await?;
         use sqlx::{FromRow, Row};
         rows.iter()
             .map(|r| Ok((r.try_get::<i64, _>("action_id")?, CommandRow::from_row(r)?)))

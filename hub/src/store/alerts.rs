@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::incidents::IncidentRow;
-use super::{Store, StoreError};
+use super::{Flag, Store, StoreError};
 use crate::alert::config::{AlertConfig, Labels, Match};
 
 /// A group as stored.
@@ -123,7 +123,7 @@ impl Store {
     /// Replaces the alerting document (check it first).
     pub async fn put_alert_config(&self, cfg: &AlertConfig, by: &str, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO alert_config (id, doc, updated_by, updated_ms) VALUES (1, ?, ?, ?)
+            "INSERT INTO alert_config (id, doc, updated_by, updated_ms) VALUES (1, $1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated_by = excluded.updated_by, updated_ms = excluded.updated_ms",
         )
         .bind(serde_json::to_string(cfg).unwrap_or_default())
@@ -137,7 +137,7 @@ impl Store {
     /// Stores `cfg` unless there is a document already; `true` if stored.
     pub async fn seed_alert_config(&self, cfg: &AlertConfig, source: &str, now_ms: i64) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "INSERT INTO alert_config (id, doc, updated_by, updated_ms) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO alert_config (id, doc, updated_by, updated_ms) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
         )
         .bind(serde_json::to_string(cfg).unwrap_or_default())
         .bind(format!("seed:{source}"))
@@ -158,7 +158,7 @@ impl Store {
         }
         let newest: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM incident_events").fetch_one(self.pool()).await?;
-        sqlx::query("INSERT OR IGNORE INTO alert_cursor (id, event_id) VALUES (1, ?)")
+        sqlx::query("INSERT INTO alert_cursor (id, event_id) VALUES (1, $1) ON CONFLICT DO NOTHING")
             .bind(newest)
             .execute(self.writer())
             .await?;
@@ -169,7 +169,7 @@ impl Store {
     /// oldest first (comments are not changes).
     pub async fn incident_changes(&self, after: i64, limit: u32) -> Result<Vec<(i64, i64, String)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, incident_id, kind FROM incident_events WHERE id > ? AND kind != 'comment' ORDER BY id LIMIT ?",
+            "SELECT id, incident_id, kind FROM incident_events WHERE id > $1 AND kind != 'comment' ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(limit as i64)
@@ -182,15 +182,16 @@ impl Store {
         let Some(i) = self.incident(id).await? else { return Ok(None) };
         let pairs: Vec<(String, String)> = sqlx::query_as(
             "SELECT DISTINCT f.agent, f.kind FROM incident_findings m JOIN findings f ON f.id = m.finding_id
-              WHERE m.incident_id = ?",
+              WHERE m.incident_id = $1",
         )
         .bind(id)
         .fetch_all(self.pool())
         .await?;
         // The routers' tags in one query (an incident may span the fleet).
-        let mut tags: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT tag FROM device_tags WHERE device_id IN (SELECT value FROM json_each(?))",
-        )
+        let devices = self.dialect().json_strings("$1");
+        let mut tags: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT DISTINCT tag FROM device_tags WHERE device_id IN (SELECT value FROM {devices})"
+        ))
         .bind(serde_json::to_string(&i.devices).unwrap_or_else(|_| "[]".into()))
         .fetch_all(self.pool())
         .await?;
@@ -210,16 +211,19 @@ impl Store {
     pub async fn group_incidents(&self, entries: &[Grouping], cursor: i64, now_ms: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for g in entries {
-            let id: i64 = sqlx::query_scalar(
+            let (max, min) = (self.dialect().greatest(), self.dialect().least());
+            let id: i64 = sqlx::query_scalar(&format!(
                 "INSERT INTO alert_groups (route, receiver, group_key, created_ms, interval_ms, repeat_ms, next_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4 + ?7)
+                 VALUES ($1, $2, $3, $4, $5, $6, $4 + $7)
                  ON CONFLICT (route, receiver, group_key) DO UPDATE SET
                     interval_ms = excluded.interval_ms, repeat_ms = excluded.repeat_ms,
-                    next_ms = CASE WHEN next_ms IS NULL
-                        THEN MAX(?4, COALESCE(last_sent_ms + excluded.interval_ms, ?4 + ?7))
-                        ELSE MIN(next_ms, MAX(?4, COALESCE(last_sent_ms + excluded.interval_ms, next_ms))) END
+                    next_ms = CASE WHEN alert_groups.next_ms IS NULL
+                        THEN {max}($4, COALESCE(alert_groups.last_sent_ms + excluded.interval_ms, $4 + $7))
+                        ELSE {min}(alert_groups.next_ms,
+                                   {max}($4, COALESCE(alert_groups.last_sent_ms + excluded.interval_ms, alert_groups.next_ms)))
+                        END
                  RETURNING id",
-            )
+            ))
             .bind(&g.route)
             .bind(&g.receiver)
             .bind(&g.group_key)
@@ -229,13 +233,15 @@ impl Store {
             .bind(g.wait_ms)
             .fetch_one(&mut *tx)
             .await?;
-            sqlx::query("INSERT OR IGNORE INTO alert_group_incidents (group_id, incident_id) VALUES (?, ?)")
-                .bind(id)
-                .bind(g.incident)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO alert_group_incidents (group_id, incident_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(g.incident)
+            .execute(&mut *tx)
+            .await?;
         }
-        sqlx::query("INSERT INTO alert_cursor (id, event_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id")
+        sqlx::query("INSERT INTO alert_cursor (id, event_id) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id")
             .bind(cursor)
             .execute(&mut *tx)
             .await?;
@@ -247,7 +253,7 @@ impl Store {
     pub async fn due_groups(&self, now_ms: i64) -> Result<Vec<GroupRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, route, receiver, group_key, interval_ms, repeat_ms, last_sent_ms, last_digest
-               FROM alert_groups WHERE next_ms <= ? ORDER BY next_ms LIMIT 500",
+               FROM alert_groups WHERE next_ms <= $1 ORDER BY next_ms LIMIT 500",
         )
         .bind(now_ms)
         .fetch_all(self.pool())
@@ -256,8 +262,8 @@ impl Store {
 
     /// A group's incidents, each with whether a notification told of it.
     pub async fn group_members(&self, group: i64) -> Result<Vec<(IncidentRow, bool)>, StoreError> {
-        let ids: Vec<(i64, bool)> = sqlx::query_as(
-            "SELECT incident_id, told FROM alert_group_incidents WHERE group_id = ? ORDER BY incident_id",
+        let ids: Vec<(i64, Flag)> = sqlx::query_as(
+            "SELECT incident_id, told FROM alert_group_incidents WHERE group_id = $1 ORDER BY incident_id",
         )
         .bind(group)
         .fetch_all(self.pool())
@@ -265,7 +271,7 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for (id, told) in ids {
             if let Some(i) = self.incident(id).await? {
-                out.push((i, told));
+                out.push((i, told.0));
             }
         }
         Ok(out)
@@ -281,7 +287,7 @@ impl Store {
         if let Some((receiver, payload)) = &f.notify {
             outbox = Some(
                 sqlx::query_scalar(
-                    "INSERT INTO alert_outbox (group_id, receiver, payload, next_attempt_ms, created_ms) VALUES (?, ?, ?, ?4, ?4)
+                    "INSERT INTO alert_outbox (group_id, receiver, payload, next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, $4)
                      RETURNING id",
                 )
                 .bind(g.id)
@@ -293,7 +299,7 @@ impl Store {
             );
         }
         let sent = if outbox.is_some() { Some(now_ms) } else { g.last_sent_ms };
-        sqlx::query("UPDATE alert_groups SET next_ms = ?, last_sent_ms = ?, last_digest = ? WHERE id = ?")
+        sqlx::query("UPDATE alert_groups SET next_ms = $1, last_sent_ms = $2, last_digest = $3 WHERE id = $4")
             .bind(f.next_ms)
             .bind(sent)
             .bind(f.digest.as_ref().or(g.last_digest.as_ref()))
@@ -301,22 +307,22 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for i in &f.told {
-            sqlx::query("UPDATE alert_group_incidents SET told = 1 WHERE group_id = ? AND incident_id = ?")
+            sqlx::query("UPDATE alert_group_incidents SET told = 1 WHERE group_id = $1 AND incident_id = $2")
                 .bind(g.id)
                 .bind(i)
                 .execute(&mut *tx)
                 .await?;
         }
         for i in &f.drop {
-            sqlx::query("DELETE FROM alert_group_incidents WHERE group_id = ? AND incident_id = ?")
+            sqlx::query("DELETE FROM alert_group_incidents WHERE group_id = $1 AND incident_id = $2")
                 .bind(g.id)
                 .bind(i)
                 .execute(&mut *tx)
                 .await?;
         }
         sqlx::query(
-            "DELETE FROM alert_groups WHERE id = ? AND next_ms IS NULL
-                AND NOT EXISTS (SELECT 1 FROM alert_group_incidents WHERE group_id = ?1)",
+            "DELETE FROM alert_groups WHERE id = $1 AND next_ms IS NULL
+                AND NOT EXISTS (SELECT 1 FROM alert_group_incidents WHERE group_id = $1)",
         )
         .bind(g.id)
         .execute(&mut *tx)
@@ -332,9 +338,9 @@ impl Store {
     pub async fn outbox_due(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, group_id, receiver, payload, state, attempts, next_attempt_ms, last_error, created_ms, sent_ms
-               FROM alert_outbox o WHERE state = 'pending' AND next_attempt_ms <= ?
+               FROM alert_outbox o WHERE state = 'pending' AND next_attempt_ms <= $1
                 AND NOT EXISTS (SELECT 1 FROM alert_outbox p WHERE p.receiver = o.receiver AND p.state = 'pending' AND p.id < o.id)
-              ORDER BY id LIMIT ?",
+              ORDER BY id LIMIT $2",
         )
         .bind(now_ms)
         .bind(limit as i64)
@@ -351,16 +357,16 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let q = match result {
-            Ok(()) => sqlx::query("UPDATE alert_outbox SET state = 'sent', attempts = attempts + 1, sent_ms = ?, last_error = NULL WHERE id = ?")
+            Ok(()) => sqlx::query("UPDATE alert_outbox SET state = 'sent', attempts = attempts + 1, sent_ms = $1, last_error = NULL WHERE id = $2")
                 .bind(now_ms)
                 .bind(id),
             Err((error, Some(next))) => {
-                sqlx::query("UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?")
+                sqlx::query("UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_ms = $2 WHERE id = $3")
                     .bind(error.to_owned())
                     .bind(next)
                     .bind(id)
             }
-            Err((error, None)) => sqlx::query("UPDATE alert_outbox SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?")
+            Err((error, None)) => sqlx::query("UPDATE alert_outbox SET state = 'failed', attempts = attempts + 1, last_error = $1 WHERE id = $2")
                 .bind(error.to_owned())
                 .bind(id),
         };
@@ -372,7 +378,7 @@ impl Store {
     pub async fn notifications(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, group_id, receiver, payload, state, attempts, next_attempt_ms, last_error, created_ms, sent_ms
-               FROM alert_outbox WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2",
+               FROM alert_outbox WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(state)
         .bind(limit as i64)
@@ -414,19 +420,20 @@ impl Store {
     /// Each receiver with pending notifications, and whether the oldest
     /// of them failed its last attempt (the receiver is failing now).
     pub async fn receiver_health(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT receiver, last_error IS NOT NULL FROM alert_outbox o WHERE state = 'pending'
+        let rows: Vec<(String, Flag)> = sqlx::query_as(
+            "SELECT receiver, CASE WHEN last_error IS NULL THEN 0 ELSE 1 END FROM alert_outbox o WHERE state = 'pending'
                 AND NOT EXISTS (SELECT 1 FROM alert_outbox p WHERE p.receiver = o.receiver AND p.state = 'pending' AND p.id < o.id)
               ORDER BY receiver",
         )
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(|(r, failing)| (r, failing.0)).collect())
     }
 
     /// Incidents open and acknowledged.
     pub async fn incident_counts(&self) -> Result<(i64, i64), StoreError> {
         Ok(sqlx::query_as(
-            "SELECT COALESCE(SUM(state = 'open'), 0), COALESCE(SUM(state = 'acknowledged'), 0) FROM incidents",
+            "SELECT COUNT(CASE WHEN state = 'open' THEN 1 END), COUNT(CASE WHEN state = 'acknowledged' THEN 1 END) FROM incidents",
         )
         .fetch_one(self.pool())
         .await?)
@@ -443,7 +450,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO silences (matchers, starts_ms, ends_ms, created_by, comment, created_ms) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO silences (matchers, starts_ms, ends_ms, created_by, comment, created_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(serde_json::to_string(m).unwrap_or_default())
         .bind(starts_ms)
@@ -459,7 +466,7 @@ impl Store {
     pub async fn silences(&self, now_ms: Option<i64>) -> Result<Vec<Silence>, StoreError> {
         let rows: Vec<SilenceRow> = sqlx::query_as(
             "SELECT id, matchers, starts_ms, ends_ms, created_by, comment, created_ms FROM silences
-              WHERE ?1 IS NULL OR ends_ms > ?1 ORDER BY id DESC LIMIT 1000",
+              WHERE $1 IS NULL OR ends_ms > $1 ORDER BY id DESC LIMIT 1000",
         )
         .bind(now_ms)
         .fetch_all(self.pool())
@@ -480,7 +487,7 @@ impl Store {
 
     /// Ends a silence now; `false` if there is none with that id (or it had ended).
     pub async fn expire_silence(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE silences SET ends_ms = ?1 WHERE id = ?2 AND ends_ms > ?1")
+        let n = sqlx::query("UPDATE silences SET ends_ms = $1 WHERE id = $2 AND ends_ms > $1")
             .bind(now_ms)
             .bind(id)
             .execute(self.writer())
@@ -493,7 +500,7 @@ impl Store {
     pub async fn add_maintenance(&self, w: &Maintenance, now_ms: i64) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO maintenance (name, matchers, days, start_min, duration_ms, created_by, created_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(&w.name)
         .bind(serde_json::to_string(&w.matchers).unwrap_or_default())
@@ -529,7 +536,7 @@ impl Store {
 
     /// Deletes a maintenance window; `false` if there is none with that id.
     pub async fn delete_maintenance(&self, id: i64) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM maintenance WHERE id = ?").bind(id).execute(self.writer()).await?.rows_affected()
+        Ok(sqlx::query("DELETE FROM maintenance WHERE id = $1").bind(id).execute(self.writer()).await?.rows_affected()
             == 1)
     }
 

@@ -3,8 +3,8 @@
 //! archive file, and put back by an import (`crate::archive` owns the
 //! files). An imported row keeps its id, so importing twice adds nothing.
 
+use super::{Flag, Sql};
 use serde::{Deserialize, Serialize};
-use sqlx::QueryBuilder;
 
 use super::{Store, StoreError};
 
@@ -42,13 +42,14 @@ pub struct ArchivedFinding {
     pub evidence: String,
     pub received_ms: i64,
     pub identity: Option<String>,
+    #[sqlx(try_from = "Flag")]
     pub open: bool,
     #[sqlx(skip)]
     #[serde(default)]
     pub updates: Vec<ArchivedUpdate>,
 }
 
-const COLUMNS: &str = "id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service, host,
+const COLUMNS: &str = "id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, \"user\", service, host,
     count, first_ms, last_ms, summary, evidence, received_ms, identity, open";
 
 /// What an import did.
@@ -76,22 +77,21 @@ impl Store {
     /// The findings stored in `[from_ms, to_ms)`, by id, with their updates.
     pub async fn findings_stored_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ArchivedFinding>, StoreError> {
         let mut rows: Vec<ArchivedFinding> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM findings WHERE received_ms >= ? AND received_ms < ? ORDER BY id"
+            "SELECT {COLUMNS} FROM findings WHERE received_ms >= $1 AND received_ms < $2 ORDER BY id"
         ))
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(self.pool())
         .await?;
         for chunk in rows.chunks_mut(CHUNK) {
-            let mut q = QueryBuilder::new(
+            let mut q = Sql::new(
                 "SELECT finding_id, epoch, seq, count, last_ms, received_ms FROM finding_updates WHERE finding_id IN (",
             );
-            let mut ids = q.separated(", ");
-            for r in chunk.iter() {
-                ids.push_bind(r.id);
-            }
+            q.push_list(chunk.iter().map(|r| r.id));
             q.push(") ORDER BY finding_id, received_ms, seq");
-            let updates: Vec<(i64, i64, i64, i64, i64, i64)> = q.build_query_as().fetch_all(self.pool()).await?;
+            let (sql, args) = q.finish()?;
+            let updates: Vec<(i64, i64, i64, i64, i64, i64)> =
+                sqlx::query_as_with(&sql, args).fetch_all(self.pool()).await?;
             for (finding, epoch, seq, count, last_ms, received_ms) in updates {
                 if let Ok(i) = chunk.binary_search_by_key(&finding, |r| r.id) {
                     chunk[i].updates.push(ArchivedUpdate { epoch, seq, count, last_ms, received_ms });
@@ -117,7 +117,7 @@ impl Store {
             let mut tx = self.begin_write().await?;
             let n = sqlx::query(
                 "DELETE FROM findings WHERE id IN (SELECT id FROM findings
-                   WHERE received_ms >= ? AND received_ms < ? AND id BETWEEN ? AND ? LIMIT 5000)",
+                   WHERE received_ms >= $1 AND received_ms < $2 AND id BETWEEN $3 AND $4 LIMIT 5000)",
             )
             .bind(from_ms)
             .bind(to_ms)
@@ -146,7 +146,8 @@ impl Store {
                 continue;
             }
             let done = sqlx::query(&format!(
-                "INSERT OR IGNORE INTO findings ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO findings ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+                 ON CONFLICT DO NOTHING"
             ))
             .bind(r.id)
             .bind(&r.device_id)
@@ -168,7 +169,7 @@ impl Store {
             .bind(&r.evidence)
             .bind(r.received_ms)
             .bind(&r.identity)
-            .bind(r.open)
+            .bind(i64::from(r.open))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -179,8 +180,8 @@ impl Store {
             out.findings += 1;
             for u in &r.updates {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                 )
                 .bind(&r.device_id)
                 .bind(u.epoch)
@@ -193,7 +194,51 @@ impl Store {
                 .await?;
             }
         }
+        if self.dialect() == super::Dialect::Postgres {
+            // Rows put back with their ids leave the id sequence behind them;
+            // the next finding stored would take an id already used.
+            sqlx::query(
+                "SELECT setval(pg_get_serial_sequence('findings', 'id'), GREATEST((SELECT MAX(id) FROM findings), 1))",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_store;
+    use opmas_proto::kinds::DEVICE_OFFLINE;
+
+    #[tokio::test]
+    async fn archived_findings_restore_whole_into_a_new_database_and_new_findings_follow_them() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        for i in 0..3 {
+            store.lifecycle_finding("gw-1", &DEVICE_OFFLINE, "edge", format!("f{i}"), i == 2, 1000 + i).await.unwrap();
+        }
+        let rows = store.findings_stored_between(0, i64::MAX).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        let last = rows[2].id;
+        assert_eq!(store.delete_findings_archived(0, i64::MAX, rows[0].id, last).await.unwrap(), 3);
+        assert!(store.findings_stored_between(0, i64::MAX).await.unwrap().is_empty());
+
+        // A restore into a database that never had them.
+        let (fresh, _dir2) = test_store().await;
+        assert_eq!(fresh.import_findings(&rows).await.unwrap().device_gone, 3, "no such router there yet");
+        fresh.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        assert_eq!(fresh.import_findings(&rows).await.unwrap().findings, 3);
+        assert_eq!(fresh.import_findings(&rows).await.unwrap().present, 3, "twice adds nothing");
+        let back = fresh.findings_stored_between(0, i64::MAX).await.unwrap();
+        let view = |r: &super::ArchivedFinding| (r.id, r.summary.clone(), r.open, r.received_ms);
+        assert_eq!(back.iter().map(view).collect::<Vec<_>>(), rows.iter().map(view).collect::<Vec<_>>());
+        // The next finding takes an id after the restored ones.
+        fresh.lifecycle_finding("gw-1", &DEVICE_OFFLINE, "edge", "after".into(), false, 5000).await.unwrap();
+        let all = fresh.findings_stored_between(0, i64::MAX).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(all[3].id > last, "{:?}", all.iter().map(|r| r.id).collect::<Vec<_>>());
     }
 }

@@ -2,9 +2,9 @@
 //! ended (`pending`, then `done`, `failed`, `rejected` by the edge, or
 //! `expired` when no answer came in time).
 
+use super::Conn;
 use opmas_proto::msg::{Action, CommandResult, Outcome};
 use serde::Serialize;
-use sqlx::SqliteConnection;
 
 use super::{Store, StoreError};
 
@@ -74,7 +74,7 @@ pub(super) const COLUMNS: &str =
 /// answer, or one for another device's command, changes nothing). Returns
 /// whether it was recorded.
 pub(super) async fn record_result(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     r: &CommandResult,
     now_ms: i64,
@@ -85,8 +85,8 @@ pub(super) async fn record_result(
         Outcome::Rejected => "rejected",
     };
     let done = sqlx::query(
-        "UPDATE commands SET state = ?, message = ?, answered_ms = ?, duration_ms = ?
-          WHERE id = ? AND device_id = ? AND state IN ('pending', 'expired')",
+        "UPDATE commands SET state = $1, message = $2, answered_ms = $3, duration_ms = $4
+          WHERE id = $5 AND device_id = $6 AND state IN ('pending', 'expired')",
     )
     .bind(state)
     .bind(&r.message)
@@ -101,7 +101,7 @@ pub(super) async fn record_result(
 
 /// Stores a new pending command on `conn` (inside a caller's transaction).
 pub(super) async fn insert_command(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     action: &Action,
     by: &str,
@@ -110,7 +110,7 @@ pub(super) async fn insert_command(
 ) -> Result<CommandRow, StoreError> {
     let json = serde_json::to_string(action).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let res = sqlx::query_as::<_, CommandRow>(&format!(
-        "INSERT INTO commands (device_id, action, created_ms, created_by, expires_ms) VALUES (?, ?, ?, ?, ?)
+        "INSERT INTO commands (device_id, action, created_ms, created_by, expires_ms) VALUES ($1, $2, $3, $4, $5)
          RETURNING {COLUMNS}"
     ))
     .bind(device)
@@ -143,7 +143,7 @@ impl Store {
 
     /// Notes that command `id` was published (again) at `now_ms`.
     pub async fn command_sent(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE commands SET sent_ms = ?, sends = sends + 1 WHERE id = ?")
+        sqlx::query("UPDATE commands SET sent_ms = $1, sends = sends + 1 WHERE id = $2")
             .bind(now_ms)
             .bind(id)
             .execute(self.writer())
@@ -166,7 +166,7 @@ impl Store {
     /// Notes on a pending command why it has not reached its router yet
     /// (shown until it is answered or expires).
     pub async fn command_note(&self, id: i64, message: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE commands SET message = ? WHERE id = ? AND state = 'pending'")
+        sqlx::query("UPDATE commands SET message = $1 WHERE id = $2 AND state = 'pending'")
             .bind(message)
             .bind(id)
             .execute(self.writer())
@@ -178,7 +178,7 @@ impl Store {
     /// (sent again, in order, when it reconnects).
     pub async fn pending_commands(&self, device: &str, now_ms: i64) -> Result<Vec<CommandRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM commands WHERE device_id = ? AND state = 'pending' AND expires_ms > ? ORDER BY id"
+            "SELECT {COLUMNS} FROM commands WHERE device_id = $1 AND state = 'pending' AND expires_ms > $2 ORDER BY id"
         ))
         .bind(device)
         .bind(now_ms)
@@ -192,7 +192,7 @@ impl Store {
             "UPDATE commands SET state = 'expired',
                     message = 'no answer from the device before it expired'
                               || COALESCE(' (last try: ' || message || ')', '')
-              WHERE state = 'pending' AND expires_ms <= ?",
+              WHERE state = 'pending' AND expires_ms <= $1",
         )
         .bind(now_ms)
         .execute(self.writer())
@@ -201,7 +201,7 @@ impl Store {
     }
 
     pub async fn command(&self, id: i64) -> Result<Option<CommandRow>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM commands WHERE id = ?"))
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM commands WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?)
@@ -209,8 +209,7 @@ impl Store {
 
     /// Commands, newest first.
     pub async fn query_commands(&self, q: &CommandQuery) -> Result<Vec<CommandRow>, StoreError> {
-        let mut b: sqlx::QueryBuilder<sqlx::Sqlite> =
-            sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM commands WHERE 1 = 1"));
+        let mut b = super::Sql::new(format!("SELECT {COLUMNS} FROM commands WHERE 1 = 1"));
         if let Some(d) = &q.device {
             b.push(" AND device_id = ").push_bind(d);
         }
@@ -221,7 +220,8 @@ impl Store {
             b.push(" AND id < ").push_bind(c);
         }
         b.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64);
-        Ok(b.build_query_as().fetch_all(self.pool()).await?)
+        let (sql, args) = b.finish()?;
+        Ok(sqlx::query_as_with(&sql, args).fetch_all(self.pool()).await?)
     }
 }
 

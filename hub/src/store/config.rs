@@ -13,7 +13,7 @@ use opmas_proto::msg::{AgentConfig, ConfigDoc, Value};
 use opmas_proto::pattern::{Pattern, MAX_PATTERNS};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{Flag, Store, StoreError};
 
 /// The scope of the defaults seeded from `config/agents/*.yaml` (see
 /// `crate::seed`): below the fleet layer, shown as `default`, never edited
@@ -218,10 +218,10 @@ pub fn validate(agent: &str, layer: &Layer) -> Result<(), Vec<FieldError>> {
 }
 
 /// `agent_config` as stored: scope, agent, then [`LayerRow`].
-type ScopedLayerRow = (String, String, Option<bool>, String, Option<String>, Option<String>);
+type ScopedLayerRow = (String, String, Option<Flag>, String, Option<String>, Option<String>);
 
 /// A layer's columns: enabled, params, patterns, local response.
-type LayerRow = (Option<bool>, String, Option<String>, Option<String>);
+type LayerRow = (Option<Flag>, String, Option<String>, Option<String>);
 
 /// The columns [`LayerRow`] reads.
 const LAYER_COLUMNS: &str = "enabled, params, exclude_patterns, local_response";
@@ -230,7 +230,7 @@ const LAYER_COLUMNS: &str = "enabled, params, exclude_patterns, local_response";
 fn layer_of((enabled, params, patterns, local): LayerRow) -> Layer {
     let local: LocalColumn = local.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
     Layer {
-        enabled,
+        enabled: enabled.map(bool::from),
         params: serde_json::from_str(&params).unwrap_or_default(),
         exclude_patterns: patterns.and_then(|p| serde_json::from_str(&p).ok()),
         local_block: local.local_block,
@@ -242,14 +242,14 @@ fn layer_of((enabled, params, patterns, local): LayerRow) -> Layer {
 /// Writes `layer` as `scope`'s layer of `agent`.
 async fn put_layer(tx: &mut super::WriteTx, scope: &str, agent: &str, layer: &Layer) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO agent_config (scope, agent, enabled, params, exclude_patterns, local_response) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO agent_config (scope, agent, enabled, params, exclude_patterns, local_response) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (scope, agent) DO UPDATE
             SET enabled = excluded.enabled, params = excluded.params, exclude_patterns = excluded.exclude_patterns,
                 local_response = excluded.local_response",
     )
     .bind(scope)
     .bind(agent)
-    .bind(layer.enabled)
+    .bind(layer.enabled.map(i64::from))
     .bind(serde_json::to_string(&layer.params).unwrap_or_else(|_| "{}".into()))
     .bind(layer.exclude_patterns.as_ref().and_then(|p| serde_json::to_string(p).ok()))
     .bind(layer.local_column())
@@ -261,7 +261,7 @@ async fn put_layer(tx: &mut super::WriteTx, scope: &str, agent: &str, layer: &La
 /// `scope`'s stored layer of `agent`, if any.
 async fn stored_layer(tx: &mut super::WriteTx, scope: &str, agent: &str) -> Result<Option<Layer>, StoreError> {
     let row: Option<LayerRow> =
-        sqlx::query_as(&format!("SELECT {LAYER_COLUMNS} FROM agent_config WHERE scope = ? AND agent = ?"))
+        sqlx::query_as(&format!("SELECT {LAYER_COLUMNS} FROM agent_config WHERE scope = $1 AND agent = $2"))
             .bind(scope)
             .bind(agent)
             .fetch_optional(&mut **tx)
@@ -434,7 +434,7 @@ async fn record_change(
     now_ms: i64,
 ) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
-        "INSERT INTO config_changes (scope, agent, before, after, changed_by, changed_ms) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO config_changes (scope, agent, before, after, changed_by, changed_ms) VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING id",
     )
     .bind(scope)
@@ -451,7 +451,7 @@ impl Store {
     /// Every agent's layer in `scope`.
     pub async fn layers(&self, scope: &str) -> Result<BTreeMap<String, Layer>, StoreError> {
         let rows: Vec<ScopedLayerRow> =
-            sqlx::query_as(&format!("SELECT scope, agent, {LAYER_COLUMNS} FROM agent_config WHERE scope = ?"))
+            sqlx::query_as(&format!("SELECT scope, agent, {LAYER_COLUMNS} FROM agent_config WHERE scope = $1"))
                 .bind(scope)
                 .fetch_all(self.pool())
                 .await?;
@@ -485,7 +485,7 @@ impl Store {
         let mut version = 0i64;
         let mut layers = Vec::with_capacity(scopes.len());
         for scope in scopes {
-            let v: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM config_changes WHERE scope = ?")
+            let v: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM config_changes WHERE scope = $1")
                 .bind(&scope)
                 .fetch_one(self.pool())
                 .await?;
@@ -520,8 +520,8 @@ impl Store {
     pub async fn effective_version(&self, device: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COALESCE(MAX(c.id), 0) FROM config_changes c
-              WHERE c.scope IN ('seed', 'fleet') OR c.scope = 'device:' || ?1
-                 OR c.scope IN (SELECT 'tag:' || t.tag FROM device_tags t WHERE t.device_id = ?1)",
+              WHERE c.scope IN ('seed', 'fleet') OR c.scope = 'device:' || $1
+                 OR c.scope IN (SELECT 'tag:' || t.tag FROM device_tags t WHERE t.device_id = $1)",
         )
         .bind(device)
         .fetch_one(self.pool())
@@ -576,7 +576,7 @@ impl Store {
 
     /// The device's tags, in order.
     pub async fn tags(&self, device: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT tag FROM device_tags WHERE device_id = ? ORDER BY position")
+        Ok(sqlx::query_scalar("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY position")
             .bind(device)
             .fetch_all(self.pool())
             .await?)
@@ -584,7 +584,7 @@ impl Store {
 
     /// The devices carrying `tag`.
     pub async fn devices_with_tag(&self, tag: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT device_id FROM device_tags WHERE tag = ? ORDER BY device_id")
+        Ok(sqlx::query_scalar("SELECT device_id FROM device_tags WHERE tag = $1 ORDER BY device_id")
             .bind(tag)
             .fetch_all(self.pool())
             .await?)
@@ -596,9 +596,9 @@ impl Store {
     pub async fn set_tags(&self, device: &str, tags: &[String], by: &str, now_ms: i64) -> Result<i64, StoreError> {
         let before = self.tags(device).await?;
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM device_tags WHERE device_id = ?").bind(device).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM device_tags WHERE device_id = $1").bind(device).execute(&mut *tx).await?;
         for (i, t) in tags.iter().enumerate() {
-            sqlx::query("INSERT INTO device_tags (device_id, tag, position) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO device_tags (device_id, tag, position) VALUES ($1, $2, $3)")
                 .bind(device)
                 .bind(t)
                 .bind(i as i64)
@@ -675,7 +675,7 @@ impl Store {
     /// One change.
     pub async fn config_change(&self, id: i64) -> Result<Option<ChangeRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, scope, agent, before, after, changed_by, changed_ms FROM config_changes WHERE id = ?",
+            "SELECT id, scope, agent, before, after, changed_by, changed_ms FROM config_changes WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -691,7 +691,7 @@ impl Store {
     ) -> Result<Vec<ChangeRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, scope, agent, before, after, changed_by, changed_ms FROM config_changes
-              WHERE scope = ? AND (? IS NULL OR agent = ?) ORDER BY id DESC LIMIT ?",
+              WHERE scope = $1 AND ($2 IS NULL OR agent = $3) ORDER BY id DESC LIMIT $4",
         )
         .bind(scope)
         .bind(agent)

@@ -2,15 +2,15 @@
 //! `crate::watermark`), written in the same transaction as the findings it
 //! covers.
 
-use sqlx::SqliteConnection;
+use super::Conn;
 
 use super::{Store, StoreError};
 use crate::watermark::Watermark;
 
-pub(super) const LOAD_SQL: &str = "SELECT upto, dropped FROM deliveries WHERE device_id = ? AND epoch = ?";
+pub(super) const LOAD_SQL: &str = "SELECT upto, dropped FROM deliveries WHERE device_id = $1 AND epoch = $2";
 
 /// The watermark of `device`/`epoch`, or zero if nothing was stored yet.
-pub(super) async fn load(conn: &mut SqliteConnection, device: &str, epoch: u64) -> Result<Watermark, StoreError> {
+pub(super) async fn load(conn: &mut Conn, device: &str, epoch: u64) -> Result<Watermark, StoreError> {
     let row: Option<(i64, i64)> =
         sqlx::query_as(LOAD_SQL).bind(device).bind(epoch as i64).fetch_optional(&mut *conn).await?;
     Ok(row.map_or(Watermark::default(), |(upto, dropped)| Watermark { upto: upto as u64, dropped: dropped as u64 }))
@@ -18,14 +18,14 @@ pub(super) async fn load(conn: &mut SqliteConnection, device: &str, epoch: u64) 
 
 /// Saves the watermark of `device`/`epoch`.
 pub(super) async fn save(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     epoch: u64,
     w: Watermark,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO deliveries (device_id, epoch, upto, dropped, updated_ms) VALUES (?, ?, ?, ?, ?)
+        "INSERT INTO deliveries (device_id, epoch, upto, dropped, updated_ms) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (device_id, epoch) DO UPDATE SET upto = excluded.upto, dropped = excluded.dropped,
                                                       updated_ms = excluded.updated_ms",
     )
@@ -42,15 +42,15 @@ pub(super) async fn save(
 /// Counts `n` more findings of `device`/`epoch` that the database refused
 /// (see `uplink::Apply::Isolated`).
 pub(super) async fn add_unstorable(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     epoch: u64,
     n: u64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO deliveries (device_id, epoch, upto, dropped, unstorable, updated_ms) VALUES (?, ?, 0, 0, ?, ?)
-         ON CONFLICT (device_id, epoch) DO UPDATE SET unstorable = unstorable + excluded.unstorable,
+        "INSERT INTO deliveries (device_id, epoch, upto, dropped, unstorable, updated_ms) VALUES ($1, $2, 0, 0, $3, $4)
+         ON CONFLICT (device_id, epoch) DO UPDATE SET unstorable = deliveries.unstorable + excluded.unstorable,
                                                       updated_ms = excluded.updated_ms",
     )
     .bind(device)
@@ -81,7 +81,7 @@ impl Store {
     /// The device's deliveries, newest epoch first.
     pub async fn deliveries(&self, device: &str) -> Result<Vec<DeliveryRow>, StoreError> {
         let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT epoch, upto, dropped, unstorable, updated_ms FROM deliveries WHERE device_id = ?
+            "SELECT epoch, upto, dropped, unstorable, updated_ms FROM deliveries WHERE device_id = $1
              ORDER BY updated_ms DESC",
         )
         .bind(device)

@@ -1,7 +1,7 @@
 //! The `devices` table: enrolment, secrets, presence and the current epoch.
 
+use super::Conn;
 use serde::Serialize;
-use sqlx::SqliteConnection;
 
 use super::{Store, StoreError};
 
@@ -34,14 +34,14 @@ pub enum StatusChange {
 }
 
 /// The presence sweep (the `devices_by_presence` index).
-pub(super) const SWEEP_SQL: &str = "UPDATE devices SET status = 'offline', status_ms = ?
-     WHERE status IN ('online', 'stale') AND last_seen_ms < ? RETURNING id";
+pub(super) const SWEEP_SQL: &str = "UPDATE devices SET status = 'offline', status_ms = $1
+     WHERE status IN ('online', 'stale') AND last_seen_ms < $2 RETURNING id";
 
 /// Online devices silent for three of their heartbeat intervals (30 s
 /// until one says) become `stale`: still connected as far as the broker
 /// knows, but not reporting.
-pub(super) const STALE_SQL: &str = "UPDATE devices SET status = 'stale', status_ms = ?1
-     WHERE status = 'online' AND last_seen_ms < ?1 - 3 * COALESCE(heartbeat_ms, 30000) RETURNING id";
+pub(super) const STALE_SQL: &str = "UPDATE devices SET status = 'stale', status_ms = $1
+     WHERE status = 'online' AND last_seen_ms < $1 - 3 * COALESCE(heartbeat_ms, 30000) RETURNING id";
 
 const COLUMNS: &str = "id, name, created_ms, status, status_ms, last_seen_ms, epoch,
      CASE WHEN EXISTS (SELECT 1 FROM device_ssh s WHERE s.device_id = devices.id) THEN 'ssh' ELSE 'mqtt' END
@@ -54,13 +54,13 @@ fn finish(mut row: DeviceRow) -> DeviceRow {
 
 /// Enrols a device on `conn` (inside a caller's transaction, if any).
 pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: &str,
     name: &str,
     secret_hex: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let res = sqlx::query("INSERT INTO devices (id, name, secret, created_ms) VALUES (?, ?, ?, ?)")
+    let res = sqlx::query("INSERT INTO devices (id, name, secret, created_ms) VALUES ($1, $2, $3, $4)")
         .bind(id)
         .bind(name)
         .bind(secret_hex)
@@ -83,7 +83,7 @@ impl Store {
 
     /// Replaces a device's secret. Fails with [`StoreError::NoDevice`].
     pub async fn rekey_device(&self, id: &str, secret_hex: &str) -> Result<(), StoreError> {
-        let res = sqlx::query("UPDATE devices SET secret = ?, broker_hash = NULL WHERE id = ?")
+        let res = sqlx::query("UPDATE devices SET secret = $1, broker_hash = NULL WHERE id = $2")
             .bind(secret_hex)
             .bind(id)
             .execute(self.writer())
@@ -96,12 +96,12 @@ impl Store {
 
     /// Removes a device and its findings.
     pub async fn delete_device(&self, id: &str) -> Result<(), StoreError> {
-        let res = sqlx::query("DELETE FROM devices WHERE id = ?").bind(id).execute(self.writer()).await?;
+        let res = sqlx::query("DELETE FROM devices WHERE id = $1").bind(id).execute(self.writer()).await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::NoDevice(id.to_owned()));
         }
         // Its configuration layer goes too (its history stays, for the record).
-        sqlx::query("DELETE FROM agent_config WHERE scope = ?")
+        sqlx::query("DELETE FROM agent_config WHERE scope = $1")
             .bind(super::config::device_scope(id))
             .execute(self.writer())
             .await?;
@@ -122,7 +122,7 @@ impl Store {
     }
 
     pub async fn get_device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
-        let row: Option<DeviceRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices WHERE id = ?"))
+        let row: Option<DeviceRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -143,7 +143,7 @@ impl Store {
     pub async fn set_broker_hashes(&self, hashes: &[(String, String)]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for (id, hash) in hashes {
-            sqlx::query("UPDATE devices SET broker_hash = ? WHERE id = ?")
+            sqlx::query("UPDATE devices SET broker_hash = $1 WHERE id = $2")
                 .bind(hash)
                 .bind(id)
                 .execute(&mut *tx)
@@ -156,7 +156,7 @@ impl Store {
     /// The device's secret in hex, if it is enrolled.
     pub async fn device_secret(&self, id: &str) -> Result<Option<String>, StoreError> {
         let secret: Option<(String,)> =
-            sqlx::query_as("SELECT secret FROM devices WHERE id = ?").bind(id).fetch_optional(self.pool()).await?;
+            sqlx::query_as("SELECT secret FROM devices WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
         Ok(secret.map(|(s,)| s))
     }
 
@@ -177,12 +177,12 @@ impl Store {
 }
 
 /// Records that the device was heard from. Any message means it is online.
-pub(super) async fn touch(conn: &mut SqliteConnection, id: &str, now_ms: i64) -> Result<StatusChange, StoreError> {
+pub(super) async fn touch(conn: &mut Conn, id: &str, now_ms: i64) -> Result<StatusChange, StoreError> {
     let res = sqlx::query(
-        "UPDATE devices SET last_seen_ms = ?,
-             status_ms = CASE WHEN status = 'online' THEN status_ms ELSE ? END,
+        "UPDATE devices SET last_seen_ms = $1,
+             status_ms = CASE WHEN status = 'online' THEN status_ms ELSE $2 END,
              status = 'online'
-         WHERE id = ? AND status != 'online'",
+         WHERE id = $3 AND status != 'online'",
     )
     .bind(now_ms)
     .bind(now_ms)
@@ -192,20 +192,20 @@ pub(super) async fn touch(conn: &mut SqliteConnection, id: &str, now_ms: i64) ->
     if res.rows_affected() > 0 {
         return Ok(StatusChange::Changed);
     }
-    sqlx::query("UPDATE devices SET last_seen_ms = ? WHERE id = ?").bind(now_ms).bind(id).execute(&mut *conn).await?;
+    sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2").bind(now_ms).bind(id).execute(&mut *conn).await?;
     Ok(StatusChange::Unchanged)
 }
 
 /// Sets the presence from a status message (`online`, or the Last Will).
 pub(super) async fn set_status(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: &str,
     status: &str,
     now_ms: i64,
 ) -> Result<StatusChange, StoreError> {
     let res = sqlx::query(
-        "UPDATE devices SET status = ?, status_ms = ?, last_seen_ms = COALESCE(last_seen_ms, ?)
-         WHERE id = ? AND status != ?",
+        "UPDATE devices SET status = $1, status_ms = $2, last_seen_ms = COALESCE(last_seen_ms, $3)
+         WHERE id = $4 AND status != $5",
     )
     .bind(status)
     .bind(now_ms)

@@ -22,7 +22,7 @@ impl Table {
 }
 
 /// A stored document: its JSON, whether it is on, who changed it and when.
-pub(super) type Stored = (String, bool, String, i64);
+pub(super) type Stored = (String, super::Flag, String, i64);
 
 impl Store {
     /// Every document of `t` (not deleted), by name.
@@ -38,7 +38,7 @@ impl Store {
     /// One document of `t`.
     pub(super) async fn document(&self, t: Table, name: &str) -> Result<Option<Stored>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT spec, enabled, updated_by, updated_ms FROM {} WHERE name = ? AND deleted = 0",
+            "SELECT spec, enabled, updated_by, updated_ms FROM {} WHERE name = $1 AND deleted = 0",
             t.name()
         ))
         .bind(name)
@@ -58,19 +58,19 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let existed: Option<i64> =
-            sqlx::query_scalar(&format!("SELECT 1 FROM {} WHERE name = ? AND deleted = 0", t.name()))
+            sqlx::query_scalar(&format!("SELECT 1 FROM {} WHERE name = $1 AND deleted = 0", t.name()))
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
         sqlx::query(&format!(
-            "INSERT INTO {} (name, spec, enabled, deleted, updated_by, updated_ms) VALUES (?, ?, ?, 0, ?, ?)
+            "INSERT INTO {} (name, spec, enabled, deleted, updated_by, updated_ms) VALUES ($1, $2, $3, 0, $4, $5)
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, enabled = excluded.enabled, deleted = 0,
                 updated_by = excluded.updated_by, updated_ms = excluded.updated_ms",
             t.name()
         ))
         .bind(name)
         .bind(json)
-        .bind(enabled)
+        .bind(i64::from(enabled))
         .bind(by)
         .bind(now_ms)
         .execute(&mut *tx)
@@ -89,10 +89,10 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(&format!(
-            "UPDATE {} SET enabled = ?, updated_by = ?, updated_ms = ? WHERE name = ? AND deleted = 0",
+            "UPDATE {} SET enabled = $1, updated_by = $2, updated_ms = $3 WHERE name = $4 AND deleted = 0",
             t.name()
         ))
-        .bind(enabled)
+        .bind(i64::from(enabled))
         .bind(by)
         .bind(now_ms)
         .bind(name)
@@ -112,7 +112,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(&format!(
-            "UPDATE {} SET deleted = 1, updated_by = ?, updated_ms = ? WHERE name = ? AND deleted = 0",
+            "UPDATE {} SET deleted = 1, updated_by = $1, updated_ms = $2 WHERE name = $3 AND deleted = 0",
             t.name()
         ))
         .bind(by)
@@ -136,13 +136,13 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(&format!(
-            "INSERT INTO {} (name, spec, enabled, deleted, updated_by, updated_ms) VALUES (?, ?, ?, 0, ?, ?)
+            "INSERT INTO {} (name, spec, enabled, deleted, updated_by, updated_ms) VALUES ($1, $2, $3, 0, $4, $5)
              ON CONFLICT (name) DO NOTHING",
             t.name()
         ))
         .bind(name)
         .bind(json)
-        .bind(enabled)
+        .bind(i64::from(enabled))
         .bind(format!("seed:{source}"))
         .bind(now_ms)
         .execute(self.writer())

@@ -1,7 +1,9 @@
 //! The `findings` table: idempotent batch insert and the paginated query.
 
 use opmas_proto::msg::{Finding, Stage};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use std::fmt::Write as _;
+
+use super::{Conn, Dialect, Sql};
 
 use super::{Store, StoreError};
 
@@ -34,6 +36,7 @@ pub struct FindingRow {
     pub evidence_json: String,
     pub received_ms: i64,
     /// The edge may still update it (its attack or campaign goes on).
+    #[sqlx(try_from = "super::Flag")]
     pub open: bool,
     /// The source as a host name, when the log named no address.
     pub host: Option<String>,
@@ -95,7 +98,7 @@ const INSERT_ROWS: usize = 128;
 /// always follows its original. A sequence stored before is ignored by the
 /// unique keys, at the cost of an index lookup.
 pub(super) async fn insert_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     epoch: u64,
     findings: &[&Finding],
@@ -113,7 +116,7 @@ pub(super) async fn insert_batch(
 }
 
 async fn insert_new(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     epoch: u64,
     mut rows: &[&Finding],
@@ -123,35 +126,36 @@ async fn insert_new(
     while !rows.is_empty() {
         let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
         rows = rest;
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
+        let mut b = Sql::new(
+            "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, \"user\", service,
                                    count, first_ms, last_ms, summary, evidence, received_ms, identity, open,
                                    host) ",
         );
-        b.push_values(chunk, |mut row, f| {
-            row.push_bind(device)
-                .push_bind(epoch as i64)
-                .push_bind(f.seq as i64)
-                .push_bind(&f.agent)
-                .push_bind(&f.kind)
-                .push_bind(f.severity.get() as i64)
-                .push_bind(f.subject.src_ip.map(|ip| ip.to_string()))
-                .push_bind(&f.subject.mac)
-                .push_bind(&f.subject.iface)
-                .push_bind(&f.subject.user)
-                .push_bind(&f.subject.service)
-                .push_bind(f.count as i64)
-                .push_bind(f.first_ms as i64)
-                .push_bind(f.last_ms as i64)
-                .push_bind(&f.summary)
-                .push_bind(evidence_json(f))
-                .push_bind(received_ms)
-                .push_bind(identity(f))
-                .push_bind(is_open(f))
-                .push_bind(&f.subject.host);
+        b.push_values(chunk, |row, f| {
+            row.bind(device)
+                .bind(epoch as i64)
+                .bind(f.seq as i64)
+                .bind(&f.agent)
+                .bind(&f.kind)
+                .bind(f.severity.get() as i64)
+                .bind(f.subject.src_ip.map(|ip| ip.to_string()))
+                .bind(&f.subject.mac)
+                .bind(&f.subject.iface)
+                .bind(&f.subject.user)
+                .bind(&f.subject.service)
+                .bind(f.count as i64)
+                .bind(f.first_ms as i64)
+                .bind(f.last_ms as i64)
+                .bind(&f.summary)
+                .bind(evidence_json(f))
+                .bind(received_ms)
+                .bind(identity(f))
+                .bind(is_open(f))
+                .bind(&f.subject.host);
         });
         b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
-        let stored = b.build().persistent(true).execute(&mut *conn).await?.rows_affected();
+        let (sql, args) = b.finish()?;
+        let stored = sqlx::query_with(&sql, args).execute(&mut *conn).await?.rows_affected();
         counts.stored += stored;
         counts.duplicates += chunk.len() as u64 - stored;
     }
@@ -164,18 +168,26 @@ async fn insert_new(
 /// every finding of the device's epoch). Binds, in order:
 /// `(identity, count, last_ms, summary, evidence, severity, open)` per row,
 /// then `received_ms`, device and epoch. A closed finding stays closed.
-pub(super) fn update_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+pub(super) fn update_sql(dialect: Dialect, rows: usize) -> String {
+    let mut values = String::new();
+    for r in 0..rows {
+        let p = r * 7;
+        let sep = if r == 0 { "" } else { ", " };
+        let _ =
+            write!(values, "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
+    }
+    let (received, device, epoch) = (rows * 7 + 1, rows * 7 + 2, rows * 7 + 3);
+    let (max, min) = (dialect.greatest(), dialect.least());
     format!(
         "WITH u (identity, count, last_ms, summary, evidence, severity, open) AS (VALUES {values})
          UPDATE findings SET (count, last_ms, summary, evidence, severity, open) =
                 (SELECT u.count, u.last_ms, u.summary,
                         CASE WHEN u.evidence = '[]' THEN findings.evidence ELSE u.evidence END,
-                        MAX(findings.severity, u.severity),
-                        MIN(findings.open, u.open)
+                        {max}(findings.severity, u.severity),
+                        {min}(findings.open, u.open)
                    FROM u WHERE u.identity = findings.identity),
-                received_ms = ?
-          WHERE device_id = ? AND epoch = ? AND identity IN (SELECT identity FROM u)
+                received_ms = ${received}
+          WHERE device_id = ${device} AND epoch = ${epoch} AND identity IN (SELECT identity FROM u)
          RETURNING id, identity"
     )
 }
@@ -199,7 +211,7 @@ fn identity(f: &Finding) -> String {
 /// update whose original never arrived (dropped from a full spool) is
 /// stored as a finding of its own, and later updates then apply to it.
 async fn apply_updates(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     epoch: u64,
     updates: &[&Finding],
@@ -242,7 +254,7 @@ async fn apply_updates(
         taken = keys.iter().position(|&k| k >= n).unwrap_or(keys.len());
         keys.truncate(taken);
     }
-    let sql = update_sql(order.len());
+    let sql = update_sql(Dialect::of(conn), order.len());
     let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
     for (id, f) in &order {
         q = q
@@ -271,14 +283,14 @@ async fn apply_updates(
 /// ones after it update that finding. Rare (the edge's spool overflowed), so
 /// one statement at a time.
 async fn orphan(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     epoch: u64,
     f: &Finding,
     received_ms: i64,
     counts: &mut Inserted,
 ) -> Result<(), StoreError> {
-    let sql = update_sql(1);
+    let sql = update_sql(Dialect::of(conn), 1);
     let found: Option<(i64, String)> = sqlx::query_as(&sql)
         .bind(identity(f))
         .bind(f.count as i64)
@@ -301,7 +313,7 @@ async fn orphan(
 /// Records applied updates in `finding_updates`; one already recorded (a
 /// resent sequence) counts as a duplicate.
 async fn record_updates(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &str,
     epoch: u64,
     mut rows: &[(&Finding, i64)],
@@ -311,20 +323,20 @@ async fn record_updates(
     while !rows.is_empty() {
         let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
         rows = rest;
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms) ",
-        );
-        b.push_values(chunk, |mut row, (f, finding_id)| {
-            row.push_bind(device)
-                .push_bind(epoch as i64)
-                .push_bind(f.seq as i64)
-                .push_bind(*finding_id)
-                .push_bind(f.count as i64)
-                .push_bind(f.last_ms as i64)
-                .push_bind(received_ms);
+        let mut b =
+            Sql::new("INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms) ");
+        b.push_values(chunk, |row, (f, finding_id)| {
+            row.bind(device)
+                .bind(epoch as i64)
+                .bind(f.seq as i64)
+                .bind(*finding_id)
+                .bind(f.count as i64)
+                .bind(f.last_ms as i64)
+                .bind(received_ms);
         });
         b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
-        let recorded = b.build().persistent(true).execute(&mut *conn).await?.rows_affected();
+        let (sql, args) = b.finish()?;
+        let recorded = sqlx::query_with(&sql, args).execute(&mut *conn).await?.rows_affected();
         counts.updated += recorded;
         counts.duplicates += chunk.len() as u64 - recorded;
     }
@@ -332,12 +344,8 @@ async fn record_updates(
 }
 
 /// Closes the open findings of `device` from runs other than `epoch`.
-pub(super) async fn close_other_epochs(
-    conn: &mut SqliteConnection,
-    device: &str,
-    epoch: u64,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query("UPDATE findings SET open = 0 WHERE device_id = ? AND open = 1 AND epoch <> ?")
+pub(super) async fn close_other_epochs(conn: &mut Conn, device: &str, epoch: u64) -> Result<u64, StoreError> {
+    let done = sqlx::query("UPDATE findings SET open = 0 WHERE device_id = $1 AND open = 1 AND epoch <> $2")
         .bind(device)
         .bind(epoch as i64)
         .execute(&mut *conn)
@@ -357,8 +365,8 @@ fn evidence_json(f: &Finding) -> String {
 impl Store {
     /// Runs a findings query; newest (highest id) first.
     pub async fn query_findings(&self, q: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
+        let mut b = Sql::new(
+            "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, \"user\", service,
                     count, first_ms, last_ms, summary, evidence, received_ms, open, host FROM findings WHERE 1 = 1",
         );
         if let Some(d) = &q.device {
@@ -390,15 +398,16 @@ impl Store {
         }
         let order = if q.after_id.is_some() { "ASC" } else { "DESC" };
         b.push(format_args!(" ORDER BY id {order} LIMIT ")).push_bind(q.limit as i64);
-        let rows: Vec<FindingRow> = b.build_query_as().fetch_all(self.pool()).await?;
+        let (sql, args) = b.finish()?;
+        let rows: Vec<FindingRow> = sqlx::query_as_with(&sql, args).fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(finish).collect())
     }
 
     /// One finding by id.
     pub async fn finding(&self, id: i64) -> Result<Option<FindingRow>, StoreError> {
         let row: Option<FindingRow> = sqlx::query_as(
-            "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, user, service,
-                    count, first_ms, last_ms, summary, evidence, received_ms, open, host FROM findings WHERE id = ?",
+            "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, \"user\", service,
+                    count, first_ms, last_ms, summary, evidence, received_ms, open, host FROM findings WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -419,24 +428,23 @@ impl Store {
         device: Option<&str>,
         from_hour: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        let rows = match device {
-            Some(d) => {
-                sqlx::query_as(
-                    "SELECT hour, agent, SUM(n) FROM finding_hours WHERE device_id = ? AND hour >= ?
+        let rows =
+            match device {
+                Some(d) => sqlx::query_as(
+                    "SELECT hour, agent, CAST(SUM(n) AS BIGINT) FROM finding_hours WHERE device_id = $1 AND hour >= $2
                   GROUP BY hour, agent ORDER BY hour",
                 )
                 .bind(d)
                 .bind(from_hour)
                 .fetch_all(self.pool())
-                .await?
-            }
-            None => {
-                sqlx::query_as("SELECT hour, agent, n FROM fleet_hours WHERE hour >= ? AND n > 0 ORDER BY hour")
-                    .bind(from_hour)
-                    .fetch_all(self.pool())
-                    .await?
-            }
-        };
+                .await?,
+                None => {
+                    sqlx::query_as("SELECT hour, agent, n FROM fleet_hours WHERE hour >= $1 AND n > 0 ORDER BY hour")
+                        .bind(from_hour)
+                        .fetch_all(self.pool())
+                        .await?
+                }
+            };
         Ok(rows)
     }
 }

@@ -87,18 +87,20 @@ impl Store {
         let mut rows: Vec<FleetRow> = sqlx::query_as(
             "SELECT d.id, d.name, d.status, d.last_seen_ms,
                     h.received_ms AS heartbeat_ms, h.version, h.uptime_s,
-                    (SELECT COALESCE(SUM(n), 0) FROM finding_hours f
-                      WHERE f.device_id = d.id AND f.hour > ?) AS findings_24h,
+                    (SELECT COALESCE(CAST(SUM(n) AS BIGINT), 0) FROM finding_hours f
+                      WHERE f.device_id = d.id AND f.hour > $1) AS findings_24h,
                     (SELECT COUNT(*) FROM findings o WHERE o.device_id = d.id AND o.open = 1) AS open_findings
                FROM devices d
                LEFT JOIN heartbeats h ON h.device_id = d.id
                     AND h.received_ms = (SELECT MAX(received_ms) FROM heartbeats WHERE device_id = d.id)
-              GROUP BY d.id
               ORDER BY d.id",
         )
         .bind(from_hour)
         .fetch_all(self.pool())
         .await?;
+        // Two heartbeats of one router stored in the same millisecond would
+        // both match the join.
+        rows.dedup_by(|a, b| a.id == b.id);
         let agents: Vec<(String, String, String)> =
             sqlx::query_as("SELECT device_id, name, state FROM device_agents ORDER BY device_id, name")
                 .fetch_all(self.pool())

@@ -1,8 +1,8 @@
 //! The `heartbeats` and `device_agents` tables: each device's health as
 //! columns (see migration 0004), the latest heartbeat and a day of history.
 
+use super::{Conn, Sql};
 use opmas_proto::msg::{AgentState, Heartbeat};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Store, StoreError};
 
@@ -114,25 +114,25 @@ fn agent_changes(old: &[(String, String, i64)], old_epoch: Option<i64>, hb: &Hea
 /// Stores a heartbeat, the device's agents, its current epoch and its
 /// heartbeat interval; returns what changed in its agents' supervision.
 pub(super) async fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: &str,
     hb: &Heartbeat,
     now_ms: i64,
 ) -> Result<Vec<AgentChange>, StoreError> {
     let big = |v: u64| v.min(i64::MAX as u64) as i64;
     let old: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT name, state, restarts FROM device_agents WHERE device_id = ?")
+        sqlx::query_as("SELECT name, state, restarts FROM device_agents WHERE device_id = $1")
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
-    let old_epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM devices WHERE id = ?")
+    let old_epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM devices WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
         .flatten();
     let changes = agent_changes(&old, old_epoch, hb);
     sqlx::query(&format!(
-        "INSERT INTO heartbeats (device_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO heartbeats (device_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(id)
     .bind(now_ms)
@@ -156,27 +156,28 @@ pub(super) async fn record(
     .execute(&mut *conn)
     .await?;
     // The agents an edge reports replace those it reported before.
-    sqlx::query("DELETE FROM device_agents WHERE device_id = ?").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM device_agents WHERE device_id = $1").bind(id).execute(&mut *conn).await?;
     if !hb.agents.is_empty() {
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut b = Sql::new(
             "INSERT INTO device_agents (device_id, name, state, events, findings, evicted, restarts, last_error, excluded, updated_ms) ",
         );
-        b.push_values(&hb.agents, |mut row, a| {
-            row.push_bind(id)
-                .push_bind(&a.name)
-                .push_bind(state_name(a.state))
-                .push_bind(big(a.events))
-                .push_bind(big(a.findings))
-                .push_bind(big(a.evicted))
-                .push_bind(i64::from(a.restarts))
-                .push_bind(&a.last_error)
-                .push_bind(big(a.excluded))
-                .push_bind(now_ms);
+        b.push_values(&hb.agents, |row, a| {
+            row.bind(id)
+                .bind(&a.name)
+                .bind(state_name(a.state))
+                .bind(big(a.events))
+                .bind(big(a.findings))
+                .bind(big(a.evicted))
+                .bind(i64::from(a.restarts))
+                .bind(&a.last_error)
+                .bind(big(a.excluded))
+                .bind(now_ms);
         });
         b.push(" ON CONFLICT (device_id, name) DO NOTHING");
-        b.build().execute(&mut *conn).await?;
+        let (sql, args) = b.finish()?;
+        sqlx::query_with(&sql, args).execute(&mut *conn).await?;
     }
-    sqlx::query("UPDATE devices SET epoch = ?, heartbeat_ms = ? WHERE id = ?")
+    sqlx::query("UPDATE devices SET epoch = $1, heartbeat_ms = $2 WHERE id = $3")
         .bind(big(hb.epoch))
         .bind(i64::from(hb.interval_s.max(1)) * 1000)
         .bind(id)
@@ -189,14 +190,14 @@ impl Store {
     /// The device's latest heartbeat and its agents, if it sent one.
     pub async fn latest_heartbeat(&self, id: &str) -> Result<Option<(HeartbeatRow, Vec<AgentRow>)>, StoreError> {
         let row: Option<HeartbeatRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM heartbeats WHERE device_id = ? ORDER BY received_ms DESC LIMIT 1"
+            "SELECT {COLUMNS} FROM heartbeats WHERE device_id = $1 ORDER BY received_ms DESC LIMIT 1"
         ))
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
         let agents: Vec<AgentRow> =
-            sqlx::query_as(&format!("SELECT {AGENT_COLUMNS} FROM device_agents WHERE device_id = ? ORDER BY name"))
+            sqlx::query_as(&format!("SELECT {AGENT_COLUMNS} FROM device_agents WHERE device_id = $1 ORDER BY name"))
                 .bind(id)
                 .fetch_all(self.pool())
                 .await?;
@@ -207,7 +208,7 @@ impl Store {
     /// and the drops they report in all.
     pub async fn reported_spool_drops(&self) -> Result<(i64, i64), StoreError> {
         Ok(sqlx::query_as(
-            "SELECT COUNT(CASE WHEN h.spool_dropped > 0 THEN 1 END), COALESCE(SUM(h.spool_dropped), 0)
+            "SELECT COUNT(CASE WHEN h.spool_dropped > 0 THEN 1 END), COALESCE(CAST(SUM(h.spool_dropped) AS BIGINT), 0)
                FROM devices d JOIN heartbeats h ON h.device_id = d.id
                 AND h.received_ms = (SELECT MAX(received_ms) FROM heartbeats WHERE device_id = d.id)",
         )
@@ -218,7 +219,7 @@ impl Store {
     /// The device's heartbeats, newest first, at most `limit`.
     pub async fn heartbeats(&self, id: &str, limit: u32) -> Result<Vec<HeartbeatRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM heartbeats WHERE device_id = ? ORDER BY received_ms DESC LIMIT ?"
+            "SELECT {COLUMNS} FROM heartbeats WHERE device_id = $1 ORDER BY received_ms DESC LIMIT $2"
         ))
         .bind(id)
         .bind(limit as i64)
@@ -229,7 +230,7 @@ impl Store {
     /// Deletes heartbeats received before `cutoff_ms`; returns how many.
     pub async fn prune_heartbeats(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let res =
-            sqlx::query("DELETE FROM heartbeats WHERE received_ms < ?").bind(cutoff_ms).execute(self.writer()).await?;
+            sqlx::query("DELETE FROM heartbeats WHERE received_ms < $1").bind(cutoff_ms).execute(self.writer()).await?;
         Ok(res.rows_affected())
     }
 }

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use super::{Dialect, Sql};
 use serde::Serialize;
-use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Store, StoreError, WriteTx};
 use crate::correlate::engine::{Action, DeviceInfo, Fact, Member};
@@ -100,7 +100,8 @@ type FactRow = (
     Option<String>,
 );
 
-const FACT_COLUMNS: &str = "id, device_id, received_ms, agent, kind, severity, src_ip, mac, user, host, iface, service";
+const FACT_COLUMNS: &str =
+    "id, device_id, received_ms, agent, kind, severity, src_ip, mac, \"user\", host, iface, service";
 
 fn fact((id, device, t, agent, kind, severity, src_ip, mac, user, host, iface, service): FactRow) -> Fact {
     Fact {
@@ -121,7 +122,7 @@ fn fact((id, device, t, agent, kind, severity, src_ip, mac, user, host, iface, s
 }
 
 async fn event(tx: &mut WriteTx, id: i64, at_ms: i64, kind: &str, by: &str, text: &str) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO incident_events (incident_id, at_ms, kind, by, text) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO incident_events (incident_id, at_ms, kind, by, text) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(at_ms)
         .bind(kind)
@@ -155,20 +156,24 @@ const MEMBER_ROWS: usize = 400;
 async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
     let rows: Vec<(i64, i64)> = touched.iter().flat_map(|(id, t)| t.2.iter().map(|f| (*id, *f))).collect();
     for chunk in rows.chunks(MEMBER_ROWS) {
-        let mut q = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO incident_findings (incident_id, finding_id) ");
-        q.push_values(chunk, |mut b, (id, f)| {
-            b.push_bind(id).push_bind(f);
+        let mut q = Sql::new("INSERT INTO incident_findings (incident_id, finding_id) ");
+        q.push_values(chunk, |b, (id, f)| {
+            b.bind(id).bind(f);
         });
-        q.build().execute(&mut **tx).await?;
+        q.push(" ON CONFLICT DO NOTHING");
+        let (sql, args) = q.finish()?;
+        sqlx::query_with(&sql, args).execute(&mut **tx).await?;
     }
     for (id, (time_ms, added, _)) in touched {
         // The routers as a sorted set: the stored ones and the new ones.
-        sqlx::query(
-            "UPDATE incidents SET last_ms = MAX(last_ms, ?1),
-                devices = (SELECT json_group_array(value) FROM
-                    (SELECT value FROM json_each(incidents.devices) UNION SELECT value FROM json_each(?2) ORDER BY value)),
-                findings = (SELECT COUNT(*) FROM incident_findings WHERE incident_id = ?3) WHERE id = ?3",
-        )
+        let d = Dialect::of(tx);
+        let (max, stored, new) = (d.greatest(), d.json_strings("incidents.devices"), d.json_strings("$2"));
+        let set = d.json_agg("value ORDER BY value");
+        sqlx::query(&format!(
+            "UPDATE incidents SET last_ms = {max}(last_ms, $1),
+                devices = (SELECT {set} FROM (SELECT value FROM {stored} UNION SELECT value FROM {new}) AS s),
+                findings = (SELECT COUNT(*) FROM incident_findings WHERE incident_id = $3) WHERE id = $3",
+        ))
         .bind(time_ms)
         .bind(serde_json::to_string(&added).unwrap_or_else(|_| "[]".into()))
         .bind(id)
@@ -179,7 +184,7 @@ async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
 }
 
 async fn open_id(tx: &mut WriteTx, rule: &str, key: &str) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT id FROM incidents WHERE rule = ? AND key = ? AND state != 'resolved'")
+    Ok(sqlx::query_scalar("SELECT id FROM incidents WHERE rule = $1 AND key = $2 AND state != 'resolved'")
         .bind(rule)
         .bind(key)
         .fetch_optional(&mut **tx)
@@ -219,7 +224,7 @@ impl Store {
                     let devices: BTreeSet<&str> = key.strip_prefix("device=").into_iter().collect();
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO incidents (rule, key, severity, reason, first_ms, last_ms, devices, quiet_ms, opened_ms)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                     )
                     .bind(rule)
                     .bind(key)
@@ -250,8 +255,8 @@ impl Store {
                 }
                 Action::Resolve { rule, key, time_ms, why } => {
                     let id: Option<i64> = sqlx::query_scalar(
-                        "UPDATE incidents SET state = 'resolved', resolved_ms = ?1, changed_by = 'correlator', changed_ms = ?1
-                          WHERE rule = ?2 AND key = ?3 AND state != 'resolved' RETURNING id",
+                        "UPDATE incidents SET state = 'resolved', resolved_ms = $1, changed_by = 'correlator', changed_ms = $1
+                          WHERE rule = $2 AND key = $3 AND state != 'resolved' RETURNING id",
                     )
                     .bind(time_ms)
                     .bind(rule)
@@ -268,7 +273,7 @@ impl Store {
         }
         refresh(&mut tx, touched).await?;
         if let Some(c) = cursor {
-            sqlx::query("INSERT INTO correlator_cursor (id, finding_id) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET finding_id = excluded.finding_id")
+            sqlx::query("INSERT INTO correlator_cursor (id, finding_id) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET finding_id = excluded.finding_id")
                 .bind(c)
                 .execute(&mut *tx)
                 .await?;
@@ -287,7 +292,7 @@ impl Store {
     /// Findings after `after` (by id), oldest first, at most `limit`.
     pub async fn facts_after(&self, after: i64, limit: u32) -> Result<Vec<Fact>, StoreError> {
         let rows: Vec<FactRow> =
-            sqlx::query_as(&format!("SELECT {FACT_COLUMNS} FROM findings WHERE id > ? ORDER BY id LIMIT ?"))
+            sqlx::query_as(&format!("SELECT {FACT_COLUMNS} FROM findings WHERE id > $1 ORDER BY id LIMIT $2"))
                 .bind(after)
                 .bind(limit as i64)
                 .fetch_all(self.pool())
@@ -298,7 +303,7 @@ impl Store {
     /// Findings stored at or after `since_ms` and up to id `upto`, oldest first.
     pub async fn facts_between(&self, since_ms: i64, upto: i64) -> Result<Vec<Fact>, StoreError> {
         let rows: Vec<FactRow> = sqlx::query_as(&format!(
-            "SELECT {FACT_COLUMNS} FROM findings WHERE received_ms >= ? AND id <= ? ORDER BY id"
+            "SELECT {FACT_COLUMNS} FROM findings WHERE received_ms >= $1 AND id <= $2 ORDER BY id"
         ))
         .bind(since_ms)
         .bind(upto)
@@ -311,7 +316,7 @@ impl Store {
     /// oldest first, at most `limit`.
     pub async fn facts_since(&self, since_ms: i64, after: i64, limit: u32) -> Result<Vec<Fact>, StoreError> {
         let rows: Vec<FactRow> = sqlx::query_as(&format!(
-            "SELECT {FACT_COLUMNS} FROM findings WHERE received_ms >= ? AND id > ? ORDER BY id LIMIT ?"
+            "SELECT {FACT_COLUMNS} FROM findings WHERE received_ms >= $1 AND id > $2 ORDER BY id LIMIT $3"
         ))
         .bind(since_ms)
         .bind(after)
@@ -325,8 +330,8 @@ impl Store {
     /// first, at most `limit`, as facts.
     pub async fn heartbeat_facts_page(&self, after: &(i64, String), limit: u32) -> Result<Vec<Fact>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT device_id, received_ms FROM heartbeats WHERE (received_ms, device_id) > (?, ?)
-              ORDER BY received_ms, device_id LIMIT ?",
+            "SELECT device_id, received_ms FROM heartbeats WHERE (received_ms, device_id) > ($1, $2)
+              ORDER BY received_ms, device_id LIMIT $3",
         )
         .bind(after.0)
         .bind(&after.1)
@@ -375,7 +380,7 @@ impl Store {
 
     /// Incidents by the filters, newest first.
     pub async fn query_incidents(&self, q: &IncidentQuery) -> Result<Vec<IncidentRow>, StoreError> {
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM incidents WHERE 1 = 1"));
+        let mut b = Sql::new(format!("SELECT {COLUMNS} FROM incidents WHERE 1 = 1"));
         if let Some(s) = &q.state {
             b.push(" AND state = ").push_bind(s);
         }
@@ -386,7 +391,8 @@ impl Store {
             b.push(" AND severity >= ").push_bind(s);
         }
         if let Some(d) = &q.device {
-            b.push(" AND EXISTS (SELECT 1 FROM json_each(devices) WHERE value = ").push_bind(d).push(")");
+            let devices = self.dialect().json_strings("devices");
+            b.push(format_args!(" AND EXISTS (SELECT 1 FROM {devices} WHERE value = ")).push_bind(d).push(")");
         }
         if let Some(k) = &q.key {
             b.push(" AND key = ").push_bind(k);
@@ -395,13 +401,14 @@ impl Store {
             b.push(" AND id < ").push_bind(c);
         }
         b.push(" ORDER BY id DESC LIMIT ").push_bind(q.limit as i64);
-        let rows: Vec<IncidentRow> = b.build_query_as().fetch_all(self.pool()).await?;
+        let (sql, args) = b.finish()?;
+        let rows: Vec<IncidentRow> = sqlx::query_as_with(&sql, args).fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(finish).collect())
     }
 
     /// One incident.
     pub async fn incident(&self, id: i64) -> Result<Option<IncidentRow>, StoreError> {
-        let r: Option<IncidentRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM incidents WHERE id = ?"))
+        let r: Option<IncidentRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM incidents WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -411,7 +418,7 @@ impl Store {
     /// The incident's findings, oldest first (at most `limit`).
     pub async fn incident_findings(&self, id: i64, limit: u32) -> Result<Vec<super::FindingRow>, StoreError> {
         let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT finding_id FROM incident_findings WHERE incident_id = ? ORDER BY finding_id LIMIT ?",
+            "SELECT finding_id FROM incident_findings WHERE incident_id = $1 ORDER BY finding_id LIMIT $2",
         )
         .bind(id)
         .bind(limit as i64)
@@ -428,7 +435,7 @@ impl Store {
 
     /// The incident's timeline besides its findings, oldest first.
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
-        Ok(sqlx::query_as("SELECT at_ms, kind, by, text FROM incident_events WHERE incident_id = ? ORDER BY id")
+        Ok(sqlx::query_as("SELECT at_ms, kind, by, text FROM incident_events WHERE incident_id = $1 ORDER BY id")
             .bind(id)
             .fetch_all(self.pool())
             .await?)
@@ -449,7 +456,7 @@ impl Store {
     ) -> Result<Option<Option<IncidentChange>>, StoreError> {
         let mut tx = self.begin_write().await?;
         let Some((current, rule, key)): Option<(String, String, String)> =
-            sqlx::query_as("SELECT state, rule, key FROM incidents WHERE id = ?")
+            sqlx::query_as("SELECT state, rule, key FROM incidents WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -475,8 +482,8 @@ impl Store {
             )));
         }
         sqlx::query(
-            "UPDATE incidents SET state = ?1, changed_by = ?2, changed_ms = ?3,
-                resolved_ms = CASE WHEN ?1 = 'resolved' THEN ?3 ELSE NULL END WHERE id = ?4",
+            "UPDATE incidents SET state = $1, changed_by = $2, changed_ms = $3,
+                resolved_ms = CASE WHEN $1 = 'resolved' THEN $3 ELSE NULL END WHERE id = $4",
         )
         .bind(state)
         .bind(by)
@@ -493,7 +500,7 @@ impl Store {
     pub async fn comment_incident(&self, id: i64, by: &str, text: &str, now_ms: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM incidents WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+            sqlx::query_scalar("SELECT 1 FROM incidents WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
             return Ok(false);
         }
@@ -506,12 +513,14 @@ impl Store {
     /// `mac`, `user`, `host`, `iface`, `service`), first and last time.
     pub async fn sightings(&self, field: &str, value: &str) -> Result<Vec<Sighting>, StoreError> {
         let column = match field {
-            "src_ip" | "mac" | "user" | "host" | "iface" | "service" => field,
+            "src_ip" | "mac" | "host" | "iface" | "service" => field,
+            // A reserved word in PostgreSQL.
+            "user" => "\"user\"",
             _ => return Ok(Vec::new()),
         };
         Ok(sqlx::query_as(&format!(
             "SELECT device_id AS device, COUNT(*) AS findings, MIN(first_ms) AS first_ms, MAX(last_ms) AS last_ms
-               FROM findings WHERE {column} = ? GROUP BY device_id ORDER BY device_id LIMIT 100"
+               FROM findings WHERE {column} = $1 GROUP BY device_id ORDER BY device_id LIMIT 100"
         ))
         .bind(value)
         .fetch_all(self.pool())

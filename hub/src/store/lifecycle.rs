@@ -30,7 +30,7 @@ pub struct PresenceRow {
 impl Store {
     /// The device's presence changes, newest first.
     pub async fn presence_history(&self, device: &str, limit: u32) -> Result<Vec<PresenceRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT status, at_ms FROM presence_changes WHERE device_id = ? ORDER BY id DESC LIMIT ?")
+        Ok(sqlx::query_as("SELECT status, at_ms FROM presence_changes WHERE device_id = $1 ORDER BY id DESC LIMIT $2")
             .bind(device)
             .bind(limit as i64)
             .fetch_all(self.pool())
@@ -51,7 +51,7 @@ impl Store {
     ) -> Result<Finding, StoreError> {
         let mut tx = self.begin_write().await?;
         let seq: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM findings WHERE device_id = ? AND epoch = 0")
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM findings WHERE device_id = $1 AND epoch = 0")
                 .bind(device)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -84,8 +84,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
         let first: Option<i64> = sqlx::query_scalar(
-            "UPDATE findings SET open = 0, last_ms = ?
-              WHERE device_id = ? AND epoch = 0 AND kind = ? AND service = ? AND open = 1
+            "UPDATE findings SET open = 0, last_ms = $1
+              WHERE device_id = $2 AND epoch = 0 AND kind = $3 AND service = $4 AND open = 1
              RETURNING first_ms",
         )
         .bind(now_ms)

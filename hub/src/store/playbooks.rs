@@ -15,9 +15,9 @@ pub struct PlaybookRow {
     pub updated_ms: i64,
 }
 
-fn row((spec, enabled, by, ms): (String, bool, String, i64)) -> Option<PlaybookRow> {
+fn row((spec, enabled, by, ms): super::documents::Stored) -> Option<PlaybookRow> {
     let mut spec: PlaybookSpec = serde_json::from_str(&spec).ok()?;
-    spec.enabled = enabled;
+    spec.enabled = enabled.0;
     Some(PlaybookRow { spec, updated_by: by, updated_ms: ms })
 }
 

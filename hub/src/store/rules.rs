@@ -14,9 +14,9 @@ pub struct RuleRow {
     pub updated_ms: i64,
 }
 
-fn row((spec, enabled, by, ms): (String, bool, String, i64)) -> Option<RuleRow> {
+fn row((spec, enabled, by, ms): super::documents::Stored) -> Option<RuleRow> {
     let mut spec: RuleSpec = serde_json::from_str(&spec).ok()?;
-    spec.enabled = enabled;
+    spec.enabled = enabled.0;
     Some(RuleRow { spec, updated_by: by, updated_ms: ms })
 }
 

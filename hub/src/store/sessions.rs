@@ -22,7 +22,7 @@ impl Store {
     pub async fn create_session(&self, user_id: i64, now_ms: i64, ttl_ms: i64) -> Result<(String, String), StoreError> {
         let (token, csrf) = (new_token(), new_token());
         sqlx::query(
-            "INSERT INTO sessions (token_sha256, user_id, csrf, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (token_sha256, user_id, csrf, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(digest(&token))
         .bind(user_id)
@@ -32,7 +32,7 @@ impl Store {
         .execute(self.writer())
         .await?;
         // Ended sessions go as new ones come (indexed by expiry).
-        sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?").bind(now_ms).execute(self.writer()).await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1").bind(now_ms).execute(self.writer()).await?;
         Ok((token, csrf))
     }
 
@@ -40,7 +40,7 @@ impl Store {
     pub async fn session(&self, token: &str, now_ms: i64) -> Result<Option<SessionInfo>, StoreError> {
         let row: Option<(String, String, String, i64)> = sqlx::query_as(
             "SELECT u.name, u.role, s.csrf, s.expires_ms FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE s.token_sha256 = ? AND s.expires_ms > ?",
+              WHERE s.token_sha256 = $1 AND s.expires_ms > $2",
         )
         .bind(digest(token))
         .bind(now_ms)
@@ -56,7 +56,7 @@ impl Store {
 
     /// Ends the session of `token`; true if there was one.
     pub async fn end_session(&self, token: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE token_sha256 = ?")
+        let done = sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1")
             .bind(digest(token))
             .execute(self.writer())
             .await?;

@@ -23,7 +23,7 @@ pub struct SshTarget {
 }
 
 type Row = (String, String, i64, String, String, String, i64);
-const COLUMNS: &str = "device_id, host, port, user, host_key, services, enrolled_ms";
+const COLUMNS: &str = "device_id, host, port, \"user\", host_key, services, enrolled_ms";
 
 fn target(r: Row) -> Result<SshTarget, StoreError> {
     let (device_id, host, port, user, host_key, services, enrolled_ms) = r;
@@ -41,7 +41,7 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         super::devices::insert(&mut tx, &t.device_id, &t.device_id, secret_hex, t.enrolled_ms).await?;
         let services = serde_json::to_string(&t.services).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        sqlx::query(&format!("INSERT INTO device_ssh ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        sqlx::query(&format!("INSERT INTO device_ssh ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
             .bind(&t.device_id)
             .bind(&t.host)
             .bind(i64::from(t.port))
@@ -57,7 +57,7 @@ impl Store {
 
     /// How to reach `device` over SSH; `None` for a router with an agent.
     pub async fn ssh_target(&self, device: &str) -> Result<Option<SshTarget>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_ssh WHERE device_id = ?"))
+        let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM device_ssh WHERE device_id = $1"))
             .bind(device)
             .fetch_optional(self.pool())
             .await?;
@@ -77,7 +77,7 @@ impl Store {
     pub async fn ssh_remedies_done(&self, device: &str, since_ms: i64) -> Result<Vec<CommandRow>, StoreError> {
         let sql = format!(
             "SELECT {COMMAND_COLUMNS} FROM commands
-              WHERE device_id = ? AND state = 'done' AND created_ms >= ?
+              WHERE device_id = $1 AND state = 'done' AND created_ms >= $2
                 AND (action LIKE '{{\"BlockIp\":%' OR action LIKE '{{\"UnblockIp\":%'
                   OR action LIKE '{{\"BanClient\":%' OR action LIKE '{{\"UnbanClient\":%')
               ORDER BY id"
@@ -90,7 +90,7 @@ impl Store {
     pub async fn ssh_pending_commands(&self, now_ms: i64) -> Result<Vec<CommandRow>, StoreError> {
         let sql = format!(
             "SELECT {COMMAND_COLUMNS} FROM commands
-              WHERE state = 'pending' AND expires_ms > ?
+              WHERE state = 'pending' AND expires_ms > $1
                 AND device_id IN (SELECT device_id FROM device_ssh)
               ORDER BY id"
         );

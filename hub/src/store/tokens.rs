@@ -70,7 +70,7 @@ pub fn new_token() -> String {
 impl Store {
     /// Stores a token's digest under `name` with `role`.
     pub async fn insert_token(&self, name: &str, role: Role, token: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_tokens (name, token_sha256, role, created_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_tokens (name, token_sha256, role, created_ms) VALUES ($1, $2, $3, $4)")
             .bind(name)
             .bind(digest(token))
             .bind(role.as_str())
@@ -82,7 +82,7 @@ impl Store {
 
     /// Looks a presented token up by its digest.
     pub async fn verify_token(&self, token: &str) -> Result<Option<TokenInfo>, StoreError> {
-        let row: Option<TokenJoin> = sqlx::query_as(&format!("{TOKEN_JOIN} WHERE t.token_sha256 = ?"))
+        let row: Option<TokenJoin> = sqlx::query_as(&format!("{TOKEN_JOIN} WHERE t.token_sha256 = $1"))
             .bind(digest(token))
             .fetch_optional(self.pool())
             .await?;
@@ -94,7 +94,7 @@ impl Store {
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
             return Err(StoreError::Invalid(format!("{name:?} is not a token name: 1 to 64 printable characters")));
         }
-        let Some((user_id, role)) = sqlx::query_as::<_, (i64, String)>("SELECT id, role FROM users WHERE name = ?")
+        let Some((user_id, role)) = sqlx::query_as::<_, (i64, String)>("SELECT id, role FROM users WHERE name = $1")
             .bind(user)
             .fetch_optional(self.pool())
             .await?
@@ -102,17 +102,17 @@ impl Store {
             return Err(StoreError::NoUser(user.to_owned()));
         };
         let token = new_token();
-        let done = sqlx::query(
-            "INSERT INTO api_tokens (name, token_sha256, role, created_ms, user_id) VALUES (?, ?, ?, ?, ?)",
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (name, token_sha256, role, created_ms, user_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(name)
         .bind(digest(&token))
         .bind(role)
         .bind(now_ms)
         .bind(user_id)
-        .execute(self.writer())
+        .fetch_one(self.writer())
         .await?;
-        Ok((token, done.last_insert_rowid()))
+        Ok((token, id))
     }
 
     /// Every token, oldest first.
@@ -133,7 +133,7 @@ impl Store {
 
     /// Revokes token `id`: it is refused from the next request on.
     pub async fn revoke_token(&self, id: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = ?").bind(id).execute(self.writer()).await?;
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1").bind(id).execute(self.writer()).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Invalid(format!("no token with id {id}")));
         }

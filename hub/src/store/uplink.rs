@@ -18,9 +18,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::Conn;
 use opmas_proto::msg::{CommandResult, Finding, FindingBatch, Heartbeat, Status};
 use opmas_proto::DeviceId;
-use sqlx::{Acquire, SqliteConnection};
+use sqlx::Acquire;
 use tracing::{info, warn};
 
 use super::{commands, delivery, devices, findings, heartbeats, StatusChange, Store, StoreError};
@@ -80,12 +81,12 @@ pub struct Counts {
 macro_rules! guarded {
     ($tx:ident, $mode:expr, $counts:expr, $device:expr, $what:expr, |$c:ident| $step:expr) => {{
         if $mode == Apply::Together {
-            let $c: &mut SqliteConnection = &mut *$tx;
+            let $c: &mut Conn = &mut *$tx;
             Some($step.await?)
         } else {
             let mut sp = Acquire::begin(&mut *$tx).await?;
             let result = {
-                let $c: &mut SqliteConnection = &mut *sp;
+                let $c: &mut Conn = &mut *sp;
                 $step.await
             };
             match result {
@@ -299,7 +300,7 @@ fn add_inserted(c: &mut Counts, n: findings::Inserted) {
 /// counted; the watermark still moves past it (the edge would only resend
 /// it into the same refusal), and `deliveries.unstorable` records it.
 async fn insert_one_by_one(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     device: &DeviceId,
     epoch: u64,
     found: &[&Finding],
@@ -373,13 +374,7 @@ mod tests {
         for d in ["gw-bad", "gw-good"] {
             store.insert_device(d, d, "aa", 1).await.unwrap();
         }
-        sqlx::query(
-            "CREATE TRIGGER poison BEFORE INSERT ON findings WHEN NEW.src_ip = '198.51.100.66'
-             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
-        )
-        .execute(store.writer())
-        .await
-        .unwrap();
+        crate::store::refuse_findings_from(&store, "198.51.100.66").await;
         let msgs = vec![batch("gw-bad", 1..=3, 2), batch("gw-good", 1..=2, 0)];
         let marks = HashMap::new();
         let e = store.apply_uplink(&msgs, &marks, Apply::Together, Some(5)).await.unwrap_err();

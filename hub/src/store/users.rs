@@ -137,18 +137,19 @@ impl Store {
         check_name(name).map_err(StoreError::Invalid)?;
         check_password(password).map_err(StoreError::Invalid)?;
         let phc = hash(password).await?;
-        let res = sqlx::query(
-            "INSERT INTO users (name, role, password_hash, created_ms, password_changed_ms) VALUES (?, ?, ?, ?, ?)",
+        let res = sqlx::query_scalar(
+            "INSERT INTO users (name, role, password_hash, created_ms, password_changed_ms) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id",
         )
         .bind(name)
         .bind(role.as_str())
         .bind(phc)
         .bind(now_ms)
         .bind(now_ms)
-        .execute(self.writer())
+        .fetch_one(self.writer())
         .await;
         match res {
-            Ok(done) => Ok(done.last_insert_rowid()),
+            Ok(id) => Ok(id),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::UserExists(name.to_owned())),
             Err(e) => Err(e.into()),
         }
@@ -158,7 +159,7 @@ impl Store {
     pub async fn set_password(&self, name: &str, password: &str, now_ms: i64) -> Result<(), StoreError> {
         check_password(password).map_err(StoreError::Invalid)?;
         let phc = hash(password).await?;
-        let done = sqlx::query("UPDATE users SET password_hash = ?, password_changed_ms = ? WHERE name = ?")
+        let done = sqlx::query("UPDATE users SET password_hash = $1, password_changed_ms = $2 WHERE name = $3")
             .bind(phc)
             .bind(now_ms)
             .bind(name)
@@ -195,11 +196,12 @@ impl Store {
         if password.len() > MAX_PASSWORD {
             return Ok(None);
         }
-        let row: Option<(i64, String, String, i64, i64)> =
-            sqlx::query_as("SELECT id, role, password_hash, created_ms, password_changed_ms FROM users WHERE name = ?")
-                .bind(name)
-                .fetch_optional(self.pool())
-                .await?;
+        let row: Option<(i64, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, role, password_hash, created_ms, password_changed_ms FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
         let Some((id, role, phc, created_ms, password_changed_ms)) = row else {
             let dummy = DUMMY_HASH.get_or_try_init(|| hash("not a password of anyone")).await?;
             let _ = verify(password, dummy.clone()).await;
