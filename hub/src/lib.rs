@@ -23,6 +23,7 @@ pub mod files;
 pub mod http;
 pub mod ingest;
 pub mod keys;
+pub mod leader;
 pub mod lifecycle;
 pub mod mqtt;
 pub mod seed;

@@ -79,8 +79,11 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     info!(listen = %cfg.mqtt_listen, "embedded MQTT broker listening");
 
     let down_seq = Arc::new(AtomicU64::new(now_ms() as u64 * 1000));
+    // The duties one hub must run go to the leader (on SQLite, this hub).
+    let leader = crate::leader::Leadership::start(&store).await;
     let ssh = crate::act::ssh::SshTransport::new(store.clone(), &cfg.data_dir).context("the SSH transport")?;
-    tokio::spawn(ssh.clone().run());
+    let s = ssh.clone();
+    tokio::spawn(leader.clone().lead("ssh", move || s.clone().run()));
     let commander = crate::command::Commander {
         store: store.clone(),
         keys: keys.clone(),
@@ -91,16 +94,20 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     };
     tokio::spawn(commander.clone().run(bus.clone(), Duration::from_secs(5)));
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
-    tokio::spawn(crate::correlate::run(store.clone(), bus.clone(), stats.clone()));
-    tokio::spawn(crate::archive::run(store.clone(), cfg.archive_dir(), cfg.retention.findings_days));
+    let (s, b, st) = (store.clone(), bus.clone(), stats.clone());
+    tokio::spawn(leader.clone().lead("correlator", move || crate::correlate::run(s.clone(), b.clone(), st.clone())));
+    let (s, dir, days) = (store.clone(), cfg.archive_dir(), cfg.retention.findings_days);
+    tokio::spawn(leader.clone().lead("retention", move || crate::archive::run(s.clone(), dir.clone(), days)));
     let actor = crate::act::Actor { store: store.clone(), commander: commander.clone() };
-    tokio::spawn(crate::act::runner::run(actor, bus.clone()));
+    let b = bus.clone();
+    tokio::spawn(leader.clone().lead("playbooks", move || crate::act::runner::run(actor.clone(), b.clone())));
     let http = reqwest::Client::builder()
         .timeout(crate::alert::receivers::TIMEOUT)
         .user_agent(concat!("opmas-hub/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("the HTTP client of the alert receivers")?;
-    tokio::spawn(crate::alert::run(store.clone(), bus.clone(), http));
+    let (s, b) = (store.clone(), bus.clone());
+    tokio::spawn(leader.clone().lead("alerting", move || crate::alert::run(s.clone(), b.clone(), http.clone())));
     let ingest = Ingest {
         store: store.clone(),
         keys,
@@ -110,7 +117,8 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         down_seq,
     };
     tokio::spawn(ingest.run(broker.inbound));
-    tokio::spawn(ingest::presence(store.clone(), bus.clone(), Duration::from_secs(cfg.presence_timeout_s.max(1))));
+    let (s, b, timeout) = (store.clone(), bus.clone(), Duration::from_secs(cfg.presence_timeout_s.max(1)));
+    tokio::spawn(leader.clone().lead("presence sweep", move || ingest::presence(s.clone(), b.clone(), timeout)));
 
     let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
@@ -145,6 +153,7 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
         commander,
         mosquitto,
         archive: http::ArchiveSettings { dir: cfg.archive_dir(), hot_days: cfg.retention.findings_days },
+        leader,
     });
     Ok(Running {
         store,

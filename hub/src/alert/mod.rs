@@ -50,10 +50,21 @@ const TICK: Duration = Duration::from_secs(1);
 /// A notification is retried for this long, then marked failed.
 const GIVE_UP_MS: i64 = 86_400_000;
 
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs grouping and flushing, and the sender beside them, until the bus closes.
 pub async fn run(store: Store, bus: Bus, http: reqwest::Client) {
     let wake = Arc::new(Notify::new());
-    tokio::spawn(send_loop(store.clone(), http, wake.clone()));
+    // Stopped with this function (a replica that stops leading must not send).
+    let sender = tokio::spawn(send_loop(store.clone(), http, wake.clone()));
+    let _sender = AbortOnDrop(sender);
     let mut events = bus.subscribe();
     loop {
         match serve(&store, &mut events, &wake).await {

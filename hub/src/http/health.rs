@@ -72,6 +72,9 @@ async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> 
     text.push_str("# TYPE opmas_incidents gauge\n");
     let _ = writeln!(text, "opmas_incidents{{state=\"open\"}} {open}");
     let _ = writeln!(text, "opmas_incidents{{state=\"acknowledged\"}} {acknowledged}");
+    text.push_str("# HELP opmas_leader 1 while this replica runs the duties one hub must run.\n");
+    text.push_str("# TYPE opmas_leader gauge\n");
+    let _ = writeln!(text, "opmas_leader {}", u8::from(state.leader.is_leader()));
     state.stats.prometheus(&mut text);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
@@ -81,7 +84,11 @@ async fn metrics(State(state): State<AppState>, req: axum::extract::Request) -> 
     responses((status = 200, body = Health), (status = 500, body = ErrorBody)))]
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await?;
-    Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+    Ok(Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        leader: state.leader.is_leader(),
+    }))
 }
 
 /// Ingest and broker counters since the hub started.

@@ -116,6 +116,8 @@ pub struct AppState {
     pub mosquitto: Option<crate::broker::mosquitto::Mosquitto>,
     /// Where archived findings are, and how many days stay hot.
     pub archive: ArchiveSettings,
+    /// Whether this replica leads.
+    pub leader: crate::leader::Leadership,
 }
 
 /// The archive directory and the hot window (`[retention]`).
@@ -249,6 +251,7 @@ mod tests {
             commander: crate::command::test_commander(&store_for_commands),
             mosquitto: None,
             archive: Default::default(),
+            leader: crate::leader::Leadership::always(),
         };
         (router(state), dir)
     }

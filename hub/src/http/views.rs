@@ -290,6 +290,8 @@ pub struct Health {
     /// `ok`.
     pub status: String,
     pub version: String,
+    /// This replica runs the duties one hub must run (always, on SQLite).
+    pub leader: bool,
 }
 
 /// A signed-in session (`POST` and `GET /session`).

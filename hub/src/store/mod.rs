@@ -264,18 +264,71 @@ impl Store {
     }
 
     /// Starts a write transaction; on SQLite `BEGIN IMMEDIATE` on the one
-    /// writer, waiting for it if another write holds it.
+    /// writer, waiting for it if another write holds it. On PostgreSQL the
+    /// transaction first takes [`WRITE_LOCK`], so that the write
+    /// transactions of all hub replicas run one at a time as SQLite's do:
+    /// findings then commit in id order, which the cursors of the
+    /// correlator and the playbook runner rely on (a finding committed
+    /// after a higher id was read would be skipped), and read-then-write
+    /// steps (the next sequence of a lifecycle finding) never interleave.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self.dialect {
             Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.writer.begin().await?,
+            Dialect::Postgres => {
+                let mut tx = self.writer.begin().await?;
+                // The lock function returns `void`, which the Any driver cannot read.
+                sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
         })
+    }
+
+    /// A connection of its own for holding the leader lock (see
+    /// [`crate::leader`]); `None` on SQLite, where one hub is the only one.
+    pub async fn leader_connection(&self) -> Result<Option<LeaderConnection>, StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => Ok(None),
+            Dialect::Postgres => Ok(Some(LeaderConnection(self.pool.acquire().await?.detach()))),
+        }
     }
 
     /// Cheap liveness check for `/health`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// The PostgreSQL advisory lock every write transaction takes.
+const WRITE_LOCK: i64 = 0x6f_706d_6173_0001;
+/// The PostgreSQL advisory lock the leader holds for as long as it leads.
+const LEADER_LOCK: i64 = 0x6f_706d_6173_0002;
+
+/// A PostgreSQL session that may hold the leader lock; the lock goes with
+/// the session, so a leader that dies (or loses its connection) lets
+/// another take over at once.
+pub struct LeaderConnection(sqlx::AnyConnection);
+
+impl LeaderConnection {
+    /// Takes the leader lock if no other session holds it; true if this
+    /// session holds it now.
+    pub async fn try_lead(&mut self) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut self.0).await?)
+    }
+
+    /// Checks that the session (and so the lock) is still there.
+    pub async fn ping(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&mut self.0).await?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for LeaderConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaderConnection")
     }
 }
 

@@ -306,6 +306,7 @@ mod tests {
                 commander,
                 mosquitto: None,
                 archive: Default::default(),
+                leader: crate::leader::Leadership::always(),
             };
             App { store: state.store.clone(), app: router(state), _dir: dir }
         }
