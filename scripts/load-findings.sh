@@ -9,8 +9,10 @@
 #   scripts/load-findings.sh findings --edges 4 --sources 2000
 #   scripts/load-findings.sh reconnect --routers 500
 #
-# Full size: 20 edges x 5,000 sources (5 and 6 failures each), the same
-# with the router's default 1 MiB spool, and 2,000 routers restarted 5 times.
+# Full size: 20 edges x 5,000 sources (5 and 6 failures each), the first
+# again on two hub replicas with mosquitto and PostgreSQL (needs Debian's
+# mosquitto and postgresql), the same with the router's default 1 MiB
+# spool, and 2,000 routers restarted 5 times.
 # It exits non-zero if any finding is unaccounted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,9 @@ echo "### 20 edges x 5,000 sources x 5 failures (one finding each), 8 MiB spools
 echo
 echo "### 20 edges x 5,000 sources x 6 failures (each finding and its update), 8 MiB spools"
 "$load" findings --edges 20 --sources 5000 --failures 6
+echo
+echo "### the same burst on two hub replicas, mosquitto and PostgreSQL (doc/scale-out.md)"
+"$load" findings --edges 20 --sources 5000 --failures 5 --replicas
 echo
 echo "### 20 edges x 5,000 sources x 5 failures, the router's default 1 MiB spool (drops are counted)"
 "$load" findings --edges 20 --sources 5000 --failures 5 --spool-bytes 1048576

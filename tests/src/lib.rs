@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+pub mod cluster;
 pub mod netns;
 
 /// Path of a workspace binary.

@@ -7,6 +7,9 @@
 //!   produced, stored, dropped and unaccounted (counted straight from the
 //!   hub's database), time to done, findings/s, probe latency, hub RSS and
 //!   CPU.
+//!   With `--replicas`, the same burst goes to two hub replicas on
+//!   mosquitto and PostgreSQL (`opmas_e2e::cluster`) instead of one hub
+//!   on its embedded broker and SQLite.
 //! - `reconnect`: N simulated routers (real MQTT connections with real
 //!   device credentials and signed status messages, in this one process)
 //!   connect; the hub is killed and restarted several times. Prints hub RSS
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use opmas_e2e::cluster::Replicas;
 use opmas_e2e::{dropbear_attack, dropbear_burst, wait_for, Device, Edge, Hub};
 use serde_json::Value;
 
@@ -69,6 +73,10 @@ enum Scenario {
         /// figures are printed too.
         #[arg(long, default_value_t = 0)]
         rules: usize,
+        /// Two hub replicas on mosquitto and PostgreSQL instead of one hub
+        /// on its embedded broker and SQLite.
+        #[arg(long)]
+        replicas: bool,
     },
     /// Many routers connected; the hub restarted under them.
     Reconnect {
@@ -90,9 +98,14 @@ fn main() -> Result<()> {
         println!("working directory (kept): {}", dir.path().display());
     }
     match cli.scenario {
-        Scenario::Findings { edges, sources, failures, spool_bytes, timeout, fleet_nice, rules } => {
+        Scenario::Findings { edges, sources, failures, spool_bytes, timeout, fleet_nice, rules, replicas } => {
             let burst = Burst { edges, sources, failures, spool_bytes, fleet_nice, rules };
-            findings(dir.path(), &burst, Duration::from_secs(timeout))
+            let target = if replicas {
+                Target::Replicas(Replicas::start(dir.path(), 2, "")?.context("PostgreSQL is not installed")?)
+            } else {
+                Target::One(Hub::start(dir.path())?)
+            };
+            findings(dir.path(), &target, &burst, Duration::from_secs(timeout))
         }
         Scenario::Reconnect { routers, restarts, timeout } => {
             reconnect(dir.path(), routers, restarts, Duration::from_secs(timeout))
@@ -132,6 +145,96 @@ fn hub_pid(hub: &Hub) -> Result<u32> {
     hub.proc.as_ref().map(|p| p.pid()).context("hub not running")
 }
 
+/// The sum of [`sample`] over `pids` (the hub replicas).
+fn sample_all(pids: &[u32]) -> ProcSample {
+    pids.iter().map(|&p| sample(p)).fold(ProcSample::default(), |a, b| ProcSample {
+        rss_kib: a.rss_kib + b.rss_kib,
+        hwm_kib: a.hwm_kib + b.hwm_kib,
+        cpu_s: a.cpu_s + b.cpu_s,
+    })
+}
+
+/// The hub(s) under load.
+enum Target {
+    /// One hub on its embedded broker and SQLite.
+    One(Hub),
+    /// Hub replicas on mosquitto and PostgreSQL.
+    Replicas(Replicas),
+}
+
+impl Target {
+    /// The hub the API calls go to (any replica answers any).
+    fn api(&self) -> &Hub {
+        match self {
+            Target::One(h) => h,
+            Target::Replicas(r) => &r.hubs[0],
+        }
+    }
+
+    fn hubs(&self) -> Vec<&Hub> {
+        match self {
+            Target::One(h) => vec![h],
+            Target::Replicas(r) => r.hubs.iter().collect(),
+        }
+    }
+
+    fn pids(&self) -> Result<Vec<u32>> {
+        self.hubs().into_iter().map(hub_pid).collect()
+    }
+
+    fn enrol(&self, name: &str) -> Result<Device> {
+        match self {
+            Target::One(h) => h.enrol(name),
+            Target::Replicas(r) => r.enrol(name),
+        }
+    }
+
+    fn start_edge(&self, dir: &Path, d: &Device, opts: &str) -> Result<Edge> {
+        match self {
+            Target::One(h) => Edge::start_opts(dir, h, d, opts),
+            Target::Replicas(r) => Edge::start_url(dir, d, &r.broker_url(), opts),
+        }
+    }
+
+    /// The database, as a URL for sqlx's Any driver.
+    fn db_url(&self) -> String {
+        match self {
+            Target::One(h) => format!("sqlite://{}?mode=ro", h.data_dir.join("opmas.db").display()),
+            Target::Replicas(r) => r.db_url.clone(),
+        }
+    }
+
+    /// The counters of `/stats`, summed over the replicas.
+    fn stats(&self) -> Result<Value> {
+        let mut sum = serde_json::Map::new();
+        for h in self.hubs() {
+            for (k, v) in h.stats()?.as_object().into_iter().flatten() {
+                let n = sum.get(k).and_then(Value::as_u64).unwrap_or(0) + v.as_u64().unwrap_or(0);
+                sum.insert(k.clone(), Value::from(n));
+            }
+        }
+        Ok(Value::Object(sum))
+    }
+
+    fn log(&self) -> String {
+        self.hubs().iter().map(|h| h.log()).collect::<Vec<_>>().join("\n")
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::One(h) => format!("one hub, embedded broker, SQLite ({})", h.data_dir.display()),
+            Target::Replicas(r) => format!("{} hub replicas, mosquitto, PostgreSQL ({})", r.hubs.len(), r.db_url),
+        }
+    }
+}
+
+/// A read-only connection to the hub's database, whichever it is.
+async fn connect(db: &str) -> Result<sqlx::AnyConnection> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    Ok(sqlx::AnyConnection::connect(db).await?)
+}
+
 /// What the hub's database holds for one device's epoch.
 #[derive(Debug, Default, Clone, Copy)]
 struct Stored {
@@ -141,16 +244,14 @@ struct Stored {
     dropped: u64,
 }
 
-async fn stored(db: &Path, device: &str, epoch: u64) -> Result<Stored> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::ConnectOptions;
-    let mut conn = SqliteConnectOptions::new().filename(db).read_only(true).connect().await?;
+async fn stored(db: &str, device: &str, epoch: u64) -> Result<Stored> {
+    let mut conn = connect(db).await?;
     let one = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql).bind(device).bind(epoch as i64);
-    let (rows,) = one("SELECT COUNT(*) FROM findings WHERE device_id = ? AND epoch = ?").fetch_one(&mut conn).await?;
+    let (rows,) = one("SELECT COUNT(*) FROM findings WHERE device_id = $1 AND epoch = $2").fetch_one(&mut conn).await?;
     let (updates,) =
-        one("SELECT COUNT(*) FROM finding_updates WHERE device_id = ? AND epoch = ?").fetch_one(&mut conn).await?;
+        one("SELECT COUNT(*) FROM finding_updates WHERE device_id = $1 AND epoch = $2").fetch_one(&mut conn).await?;
     let mark: Option<(i64, i64)> =
-        sqlx::query_as("SELECT upto, dropped FROM deliveries WHERE device_id = ? AND epoch = ?")
+        sqlx::query_as("SELECT upto, dropped FROM deliveries WHERE device_id = $1 AND epoch = $2")
             .bind(device)
             .bind(epoch as i64)
             .fetch_optional(&mut conn)
@@ -159,13 +260,11 @@ async fn stored(db: &Path, device: &str, epoch: u64) -> Result<Stored> {
     Ok(Stored { rows: rows as u64, updates: updates as u64, upto: upto as u64, dropped: dropped as u64 })
 }
 
-async fn repeated_campaigns(db: &Path) -> Result<u64> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::ConnectOptions;
-    let mut conn = SqliteConnectOptions::new().filename(db).read_only(true).connect().await?;
+async fn repeated_campaigns(db: &str) -> Result<u64> {
+    let mut conn = connect(db).await?;
     let (n,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM (SELECT 1 FROM findings WHERE kind = 'ssh.bruteforce'
-                               GROUP BY device_id, src_ip HAVING COUNT(*) > 1)",
+                               GROUP BY device_id, src_ip HAVING COUNT(*) > 1) AS r",
     )
     .fetch_one(&mut conn)
     .await?;
@@ -249,9 +348,9 @@ fn deprioritise(pid: u32, nice: Option<i32>) -> Result<()> {
     Ok(())
 }
 
-fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
+fn findings(dir: &Path, target: &Target, burst: &Burst, timeout: Duration) -> Result<()> {
     let &Burst { edges, sources, failures, spool_bytes, fleet_nice, rules } = burst;
-    let hub = Hub::start(dir)?;
+    let hub = target.api();
     for rule in bench_rules(rules) {
         let (status, v) =
             hub.request("PUT", &format!("/rules/{}", rule["name"].as_str().unwrap_or("")), None, Some(&rule))?;
@@ -259,13 +358,13 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
             bail!("PUT rule: {status} {v}");
         }
     }
-    let pid = hub_pid(&hub)?;
-    println!("hub pid {pid}, data {}", hub.data_dir.display());
+    let pids = target.pids()?;
+    println!("{}: hub pids {pids:?}", target.describe());
     let opts = format!("\toption spool_bytes '{spool_bytes}'\n");
     let mut fleet = Vec::new();
     for i in 0..edges {
-        let d = hub.enrol(&format!("gw-load-{i:02}"))?;
-        let e = Edge::start_opts(dir, &hub, &d, &opts)?;
+        let d = target.enrol(&format!("gw-load-{i:02}"))?;
+        let e = target.start_edge(dir, &d, &opts)?;
         // The simulated fleet shares this machine's two cores with the hub;
         // real routers have their own. Lower priority keeps twenty parsing
         // edges from starving the hub and the probe router, whose timing
@@ -275,8 +374,8 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
         }
         fleet.push((d, e));
     }
-    let probe_dev = hub.enrol("gw-probe")?;
-    let probe = Edge::start_opts(dir, &hub, &probe_dev, &opts)?;
+    let probe_dev = target.enrol("gw-probe")?;
+    let probe = target.start_edge(dir, &probe_dev, &opts)?;
     for d in fleet.iter().map(|(d, _)| d).chain([&probe_dev]) {
         wait_for(Duration::from_secs(20), &format!("{} online", d.id), || {
             let (_, v) = hub.get(&format!("/devices/{}", d.id)).ok()?;
@@ -290,7 +389,7 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
         "burst: {edges} edges ({priority}) x {sources} sources x {failures} failures ({} lines per edge), spool_bytes {spool_bytes}",
         lines.len()
     );
-    let before = sample(pid);
+    let before = sample_all(&pids);
     let t0 = Instant::now();
     for (_, e) in &fleet {
         e.append(&lines)?;
@@ -307,14 +406,14 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
     // (time, findings correlated, findings stored) per sample.
     let mut correlated: Vec<(Duration, u64, u64)> = Vec::new();
     std::thread::scope(|s| -> Result<()> {
-        let probe_thread = s.spawn(|| probe_loop(&hub, &probe, &probe_dev, &done));
+        let probe_thread = s.spawn(|| probe_loop(hub, &probe, &probe_dev, &done));
         let deadline = t0 + timeout;
         while settled_at.len() < fleet.len() && Instant::now() < deadline {
             for (d, _) in &fleet {
                 if settled_at.contains_key(&d.id) {
                     continue;
                 }
-                if let Some(a) = edge_account(&hub, d) {
+                if let Some(a) = edge_account(hub, d) {
                     let m = moved_at.entry(d.id.clone()).or_insert((0, Duration::ZERO));
                     if a.hub_upto > m.0 {
                         *m = (a.hub_upto, t0.elapsed());
@@ -324,9 +423,9 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
                     }
                 }
             }
-            let now = sample(pid);
+            let now = sample_all(&pids);
             peak_rss = peak_rss.max(now.rss_kib);
-            if let Ok(st) = hub.stats() {
+            if let Ok(st) = target.stats() {
                 let n = st["findings_stored"].as_u64().unwrap_or(0) + st["findings_updated"].as_u64().unwrap_or(0);
                 timeline.push((t0.elapsed().as_secs_f64(), n));
                 let c = st["findings_correlated"].as_u64().unwrap_or(0);
@@ -339,16 +438,16 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
         latencies = probe_thread.join().map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
         Ok(())
     })?;
-    let after = sample(pid);
+    let after = sample_all(&pids);
     let wall = t0.elapsed();
 
     // The account, per device, from the edges' heartbeats and the database.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let db = hub.data_dir.join("opmas.db");
+    let db = target.db_url();
     let (mut produced, mut stored_seqs, mut rows, mut updates, mut hub_dropped, mut edge_dropped, mut unaccounted) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0i64);
     for (d, _) in &fleet {
-        let a = edge_account(&hub, d).unwrap_or_default();
+        let a = edge_account(hub, d).unwrap_or_default();
         let st = rt.block_on(stored(&db, &d.id, a.epoch))?;
         produced += a.produced;
         rows += st.rows;
@@ -366,8 +465,8 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
         }
     }
     let repeats = rt.block_on(repeated_campaigns(&db))?;
-    let stats = hub.stats().unwrap_or(Value::Null);
-    let log = hub.log();
+    let stats = target.stats().unwrap_or(Value::Null);
+    let log = target.log();
     let silent_offline = log.matches("device status (silent)").count();
     // Done: when the last watermark reached what its edge produced (the
     // heartbeats, which confirm it, come only every 2 s).
@@ -416,6 +515,16 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
         wall.as_secs_f64(),
         100.0 * (after.cpu_s - before.cpu_s) / wall.as_secs_f64()
     );
+    if let Target::Replicas(r) = target {
+        let m = sample(r.mosquitto.pid());
+        println!("  (hub figures: the sum of {} replicas)", r.hubs.len());
+        println!(
+            "broker RSS (mosquitto)                {} MiB at the end (VmHWM {} MiB), CPU {:.1} s",
+            m.rss_kib / 1024,
+            m.hwm_kib / 1024,
+            m.cpu_s
+        );
+    }
     println!("routers marked offline while alive    {silent_offline}");
     println!(
         "hub counters                          gaps {} duplicate batches {} store errors {}",
@@ -451,7 +560,7 @@ fn findings(dir: &Path, burst: &Burst, timeout: Duration) -> Result<()> {
             percentile(&l, 0.99),
             l.last().copied().unwrap_or(f64::NAN)
         );
-        println!("hub RSS after correlation             {} MiB", sample(pid).rss_kib / 1024);
+        println!("hub RSS after correlation             {} MiB", sample_all(&pids).rss_kib / 1024);
         if not_done {
             bail!("the correlator did not take every finding within {} s", timeout.as_secs());
         }
@@ -499,10 +608,9 @@ struct Correlation {
     latencies: Vec<f64>,
 }
 
-async fn correlation(db: &Path, t0: Instant, timeout: Duration) -> Result<Correlation> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    let opts = SqliteConnectOptions::new().filename(db).read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(opts).await?;
+async fn correlation(db: &str, t0: Instant, timeout: Duration) -> Result<Correlation> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db).await?;
     let (findings, last): (i64, i64) =
         sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM findings").fetch_one(&pool).await?;
     let deadline = Instant::now() + timeout;
