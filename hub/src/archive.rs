@@ -40,12 +40,51 @@ pub struct RetentionConfig {
     pub findings_days: u32,
     /// Where archive files go; unset: `DATA_DIR/archive`.
     pub archive_dir: Option<PathBuf>,
+    /// Days a resolved incident is kept after it resolved. 0 keeps them all.
+    pub incidents_days: u32,
+    /// Days of the audit trail (actions and commands, configuration and
+    /// presence changes, delivered notifications). 0 keeps it all.
+    pub audit_days: u32,
+    /// Days of heartbeat history (the charts of a router's page). At least 1.
+    pub heartbeats_days: u32,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { findings_days: 30, archive_dir: None }
+        RetentionConfig {
+            findings_days: 30,
+            archive_dir: None,
+            incidents_days: 180,
+            audit_days: 365,
+            heartbeats_days: 1,
+        }
     }
+}
+
+impl RetentionConfig {
+    /// How long heartbeats are kept, in milliseconds.
+    pub fn heartbeats_ms(&self) -> i64 {
+        i64::from(self.heartbeats_days.max(1)) * DAY_MS
+    }
+}
+
+/// What one retention pass did.
+#[derive(Clone, Debug, Default)]
+pub struct PassReport {
+    /// Days of findings written to archive files.
+    pub days_archived: usize,
+    /// Findings deleted after their day was archived.
+    pub findings_deleted: u64,
+    pub history: crate::store::retention::Pruned,
+}
+
+/// One retention pass at `now`: findings past the hot window to the archive
+/// and out of the database, then old incidents and audit rows.
+pub async fn pass(store: &Store, dir: &Path, cfg: &RetentionConfig, now: i64) -> Result<PassReport> {
+    let (days_archived, findings_deleted) = retire(store, dir, cfg.findings_days, now).await?;
+    let before = |days: u32| (days > 0).then(|| now - i64::from(days) * DAY_MS);
+    let history = store.prune_history(before(cfg.incidents_days), before(cfg.audit_days)).await?;
+    Ok(PassReport { days_archived, findings_deleted, history })
 }
 
 /// One archived day, as the manifest lists it.
@@ -224,16 +263,19 @@ pub async fn import(store: &Store, files: &[PathBuf]) -> Result<Imported> {
 }
 
 /// Runs retention every hour (the first pass a minute after the start).
-pub async fn run(store: Store, dir: PathBuf, hot_days: u32) {
-    if hot_days == 0 {
-        return;
-    }
+pub async fn run(store: Store, dir: PathBuf, cfg: RetentionConfig) {
     tokio::time::sleep(Duration::from_secs(60)).await;
     loop {
-        match retire(&store, &dir, hot_days, now_ms()).await {
-            Ok((0, 0)) => {}
-            Ok((days, deleted)) => info!(days, deleted, dir = %dir.display(), "findings archived and deleted"),
-            Err(e) => warn!(error = format!("{e:#}"), "archiving findings failed; trying again in an hour"),
+        match pass(&store, &dir, &cfg, now_ms()).await {
+            Ok(r) => {
+                if r.days_archived > 0 || r.findings_deleted > 0 {
+                    info!(days = r.days_archived, deleted = r.findings_deleted, dir = %dir.display(), "findings archived and deleted");
+                }
+                if r.history.total() > 0 {
+                    info!(pruned = ?r.history, "old incidents and audit rows deleted");
+                }
+            }
+            Err(e) => warn!(error = format!("{e:#}"), "retention failed; trying again in an hour"),
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }

@@ -562,11 +562,26 @@ async fn archive(cfg: HubConfig, command: ArchiveCommand) -> Result<()> {
         ArchiveCommand::Retire => {
             let store = open_store(&cfg, false, "").await?;
             let dir = cfg.archive_dir();
-            let (days, deleted) = archive::retire(&store, &dir, cfg.retention.findings_days, now_ms()).await?;
+            let r = archive::pass(&store, &dir, &cfg.retention, now_ms()).await?;
             out(&format!(
-                "{days} day(s) archived to {}; {deleted} findings older than {} days deleted from the database\n",
+                "{} day(s) archived to {}; {} findings older than {} days deleted from the database\n",
+                r.days_archived,
                 dir.display(),
+                r.findings_deleted,
                 cfg.retention.findings_days
+            ))?;
+            let h = &r.history;
+            out(&format!(
+                "deleted: {} incidents resolved over {} days ago; audit rows over {} days old: {} actions, {} commands, \
+                 {} configuration changes, {} presence changes, {} notifications\n",
+                h.incidents,
+                cfg.retention.incidents_days,
+                cfg.retention.audit_days,
+                h.actions,
+                h.commands,
+                h.config_changes,
+                h.presence_changes,
+                h.notifications
             ))?;
         }
         ArchiveCommand::List { dir } => {

@@ -96,8 +96,8 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     tokio::spawn(crate::lifecycle::run(store.clone(), bus.clone()));
     let (s, b, st) = (store.clone(), bus.clone(), stats.clone());
     tokio::spawn(leader.clone().lead("correlator", move || crate::correlate::run(s.clone(), b.clone(), st.clone())));
-    let (s, dir, days) = (store.clone(), cfg.archive_dir(), cfg.retention.findings_days);
-    tokio::spawn(leader.clone().lead("retention", move || crate::archive::run(s.clone(), dir.clone(), days)));
+    let (s, dir, keep) = (store.clone(), cfg.archive_dir(), cfg.retention.clone());
+    tokio::spawn(leader.clone().lead("retention", move || crate::archive::run(s.clone(), dir.clone(), keep.clone())));
     let actor = crate::act::Actor { store: store.clone(), commander: commander.clone() };
     let b = bus.clone();
     tokio::spawn(leader.clone().lead("playbooks", move || crate::act::runner::run(actor.clone(), b.clone())));
@@ -118,7 +118,10 @@ pub async fn start(cfg: &HubConfig) -> Result<Running> {
     };
     tokio::spawn(ingest.run(broker.inbound));
     let (s, b, timeout) = (store.clone(), bus.clone(), Duration::from_secs(cfg.presence_timeout_s.max(1)));
-    tokio::spawn(leader.clone().lead("presence sweep", move || ingest::presence(s.clone(), b.clone(), timeout)));
+    let heartbeats_ms = cfg.retention.heartbeats_ms();
+    tokio::spawn(
+        leader.clone().lead("presence sweep", move || ingest::presence(s.clone(), b.clone(), timeout, heartbeats_ms)),
+    );
 
     let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
         .await

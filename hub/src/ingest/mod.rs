@@ -269,13 +269,14 @@ fn decode(topic: &Topic, payload: &[u8], key: &Secret) -> Result<Option<Uplink>,
 /// Marks devices stale that missed three of their heartbeats and offline
 /// those silent for `timeout`, every few seconds, and publishes each going
 /// offline on `bus` (stale is recorded in the timeline, not an event: the
-/// device has not been given up on).
-pub async fn presence(store: Store, bus: Bus, timeout: Duration) {
+/// device has not been given up on). Heartbeats older than `heartbeats_ms`
+/// are deleted as it goes.
+pub async fn presence(store: Store, bus: Bus, timeout: Duration, heartbeats_ms: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(5).min(timeout));
     loop {
         tick.tick().await;
         let now = store::now_ms();
-        if let Err(e) = store.prune_heartbeats(now - store::heartbeats::RETENTION_MS).await {
+        if let Err(e) = store.prune_heartbeats(now - heartbeats_ms).await {
             error!(error = %e, "pruning old heartbeats failed");
         }
         match store.mark_stale(now).await {

@@ -6,9 +6,6 @@ use opmas_proto::msg::{AgentState, Heartbeat};
 
 use super::{Store, StoreError};
 
-/// How long heartbeats are kept (the presence sweep deletes older ones).
-pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
-
 /// One stored heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct HeartbeatRow {

@@ -37,6 +37,7 @@ pub mod heartbeats;
 pub mod incidents;
 pub mod lifecycle;
 pub mod playbooks;
+pub mod retention;
 pub mod rules;
 pub mod sessions;
 pub mod ssh;

@@ -180,7 +180,15 @@ impl Store {
                     let current = match watermarks.get(&key) {
                         Some(&(_, w)) => w,
                         None => {
-                            let w = match marks.get(device) {
+                            // On PostgreSQL other replicas move the watermark
+                            // too (the broker's shared subscription gives
+                            // them this router's other batches), so only the
+                            // database's is true: judged against a stale cached
+                            // one, the edge's floor would look like findings it
+                            // dropped. This transaction holds the write lock,
+                            // so what it reads stays true until it commits.
+                            let cached = marks.get(device).filter(|_| self.dialect() == super::Dialect::Sqlite);
+                            let w = match cached {
                                 Some(&(epoch, w)) if epoch == b.epoch => w,
                                 _ => delivery::load(&mut tx, id, b.epoch).await?,
                             };
