@@ -69,6 +69,9 @@ counters! {
     /// Finding batches not stored because findings before them never arrived
     /// (the broker skipped them); the ack reported the gap and the edge resends.
     batches_gap,
+    /// Finding batches after a gap held for another try (PostgreSQL
+    /// replicas: the batch before it may be committing on another replica).
+    batches_held,
     /// Finding sequences the edges dropped from full spools before sending
     /// them, as the batches' floors revealed (the edges count them too).
     findings_dropped_by_edge,

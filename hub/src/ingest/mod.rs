@@ -55,6 +55,15 @@ const INTAKE_BYTES: usize = 16 << 20;
 /// Watermarks kept in memory (one per device, its latest epoch); past this
 /// the cache is cleared and refilled from the database as devices speak.
 const WATERMARK_CACHE: usize = 100_000;
+/// How long a finding batch after a gap may be held for another try before
+/// the edge is told of the gap (PostgreSQL replicas; see
+/// `Store::apply_uplink_holding`).
+const HOLD_FOR: Duration = Duration::from_secs(2);
+/// How soon held batches are tried again when nothing else arrives.
+const HOLD_RETRY: Duration = Duration::from_millis(50);
+
+/// A finding batch held after a gap, since when.
+type Held = (std::time::Instant, DeviceId, Uplink);
 
 /// The ingest loop's dependencies.
 pub struct Ingest {
@@ -75,14 +84,27 @@ impl Ingest {
         let mut buf: Vec<Inbound> = Vec::with_capacity(TX_MESSAGES);
         let mut queue = FairQueue::default();
         let mut marks: HashMap<DeviceId, (u64, Watermark)> = HashMap::new();
+        let mut held: Vec<Held> = Vec::new();
         loop {
             buf.clear();
             if queue.is_empty() {
-                let Some(first) = rx.recv().await else {
-                    info!("ingest stopped: broker link closed");
-                    return;
+                // Held batches are tried again soon, with whatever came meanwhile.
+                let first = if held.is_empty() {
+                    rx.recv().await.map(Some)
+                } else {
+                    match tokio::time::timeout(HOLD_RETRY, rx.recv()).await {
+                        Ok(m) => m.map(Some),
+                        Err(_) => Some(None),
+                    }
                 };
-                queue.push(first);
+                match first {
+                    Some(Some(m)) => queue.push(m),
+                    Some(None) => {}
+                    None => {
+                        info!("ingest stopped: broker link closed");
+                        return;
+                    }
+                }
             }
             // Take in what is waiting, then one transaction's worth, fairly.
             while queue.bytes() < INTAKE_BYTES {
@@ -94,14 +116,21 @@ impl Ingest {
             queue.take(TX_MESSAGES, TX_BYTES, &mut buf);
             let started = std::time::Instant::now();
             add(&self.stats.messages, buf.len() as u64);
-            let mut verified = Vec::with_capacity(buf.len());
+            // Held batches first: they came before the new ones.
+            let mut since = Vec::with_capacity(held.len() + buf.len());
+            let mut verified = Vec::with_capacity(held.len() + buf.len());
+            for (t, device, msg) in held.drain(..) {
+                since.push(Some(t));
+                verified.push((device, msg));
+            }
             for msg in buf.drain(..) {
                 if let Some(v) = self.verify(msg).await {
+                    since.push(None);
                     verified.push(v);
                 }
             }
             if !verified.is_empty() {
-                self.apply(verified, &mut marks).await;
+                self.apply(verified, &since, &mut marks, &mut held).await;
                 self.stats.metrics.ingest(started.elapsed());
             }
         }
@@ -110,9 +139,25 @@ impl Ingest {
     /// Applies verified messages: all in one transaction if the database
     /// takes them; otherwise device by device, and a device that still fails
     /// row by row. Acks and events follow each commit.
-    async fn apply(&self, verified: Vec<(DeviceId, Uplink)>, marks: &mut HashMap<DeviceId, (u64, Watermark)>) {
-        let first = match self.store.apply_uplink(&verified, marks, Apply::Together, None).await {
-            Ok(applied) => return self.committed(applied, marks).await,
+    /// `since[i]` is when message `i` was first held (`None`: new); a
+    /// batch the store holds again goes back into `held`.
+    async fn apply(
+        &self,
+        verified: Vec<(DeviceId, Uplink)>,
+        since: &[Option<std::time::Instant>],
+        marks: &mut HashMap<DeviceId, (u64, Watermark)>,
+        held: &mut Vec<Held>,
+    ) {
+        let may_hold = |i: usize| since.get(i).copied().flatten().is_none_or(|t| t.elapsed() < HOLD_FOR);
+        let first = match self.store.apply_uplink_holding(&verified, marks, Apply::Together, None, &may_hold).await {
+            Ok(applied) => {
+                for &i in &applied.held {
+                    let (device, msg) = &verified[i];
+                    let t = since.get(i).copied().flatten().unwrap_or_else(std::time::Instant::now);
+                    held.push((t, device.clone(), msg.clone()));
+                }
+                return self.committed(applied, marks).await;
+            }
             Err(e) => e,
         };
         let mut by_device: BTreeMap<&DeviceId, Vec<(DeviceId, Uplink)>> = BTreeMap::new();
@@ -151,7 +196,7 @@ impl Ingest {
 
     /// After a commit: counts, the watermark cache, acks, events.
     async fn committed(&self, applied: Applied, marks: &mut HashMap<DeviceId, (u64, Watermark)>) {
-        let Applied { acks, marks: moved, counts: c, events } = applied;
+        let Applied { acks, marks: moved, counts: c, events, held: _ } = applied;
         let s = &self.stats;
         add(&s.findings_stored, c.findings_stored);
         add(&s.findings_duplicate, c.findings_duplicate);
@@ -161,6 +206,7 @@ impl Ingest {
         add(&s.messages_unstorable, c.messages_unstorable);
         add(&s.batches_duplicate, c.batches_duplicate);
         add(&s.batches_gap, c.batches_gap);
+        add(&s.batches_held, c.batches_held);
         add(&s.rejected_malformed, c.batches_invalid);
         add(&s.heartbeats, c.heartbeats);
         add(&s.downlink_refused_by_edge, c.downlink_refused_by_edge);
@@ -356,7 +402,7 @@ mod tests {
             (id("gw-good"), Uplink::Findings(batch(|_| "203.0.113.2", 1..=2))),
         ];
         let mut marks = HashMap::new();
-        ingest.apply(msgs, &mut marks).await;
+        ingest.apply(msgs, &[], &mut marks, &mut Vec::new()).await;
         let s = ingest.stats.snapshot();
         assert_eq!((s.findings_stored, s.findings_unstorable, s.store_errors), (4, 1, 0));
         assert_eq!((s.acks_sent, s.acks_dropped), (2, 0), "each device acked once");

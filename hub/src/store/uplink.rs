@@ -68,6 +68,9 @@ pub struct Counts {
     pub messages_unstorable: u64,
     pub batches_duplicate: u64,
     pub batches_gap: u64,
+    /// Finding batches after a gap held for another try instead (see
+    /// [`Store::apply_uplink_holding`]).
+    pub batches_held: u64,
     /// Finding batches that were not a run of sequences.
     pub batches_invalid: u64,
     pub heartbeats: u64,
@@ -115,6 +118,9 @@ pub struct Applied {
     pub counts: Counts,
     /// To publish after commit, in order.
     pub events: Vec<Event>,
+    /// Indices (into the messages) of finding batches held after a gap:
+    /// neither stored nor answered; the caller tries them again.
+    pub held: Vec<usize>,
 }
 
 impl Store {
@@ -130,6 +136,26 @@ impl Store {
         mode: Apply,
         now: Option<i64>,
     ) -> Result<Applied, StoreError> {
+        self.apply_uplink_holding(messages, marks, mode, now, &|_| false).await
+    }
+
+    /// [`Store::apply_uplink`], except that on PostgreSQL a finding batch
+    /// that follows a gap, and whose index `may_hold` accepts, is held
+    /// ([`Applied::held`]) instead of answered with a gap report. With
+    /// replicas the broker's shared subscription gives a router's batches
+    /// to different replicas, and the one before it is usually being
+    /// committed by another replica at that moment: tried again a moment
+    /// later it continues the watermark, where a gap report would have made
+    /// the edge send everything since again.
+    pub async fn apply_uplink_holding(
+        &self,
+        messages: &[(DeviceId, Uplink)],
+        marks: &HashMap<DeviceId, (u64, Watermark)>,
+        mode: Apply,
+        now: Option<i64>,
+        may_hold: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Result<Applied, StoreError> {
+        let hold = self.dialect() == super::Dialect::Postgres;
         let mut out = Applied::default();
         // Watermarks per device and epoch as this transaction found them
         // and as it leaves them.
@@ -143,7 +169,7 @@ impl Store {
         // Stored now: stamped once the transaction holds the database, not
         // while it waited for it (correlation latency counts from here).
         let now = now.unwrap_or_else(super::now_ms);
-        for (device, msg) in messages {
+        for (index, (device, msg)) in messages.iter().enumerate() {
             let id = device.as_str();
             match msg {
                 Uplink::Status(status) => {
@@ -204,6 +230,11 @@ impl Store {
                             continue;
                         }
                     };
+                    if verdict == Verdict::Gap && hold && may_hold(index) {
+                        out.counts.batches_held += 1;
+                        out.held.push(index);
+                        continue;
+                    }
                     if next.dropped > current.dropped {
                         out.counts.findings_dropped_by_edge += next.dropped - current.dropped;
                         warn!(
@@ -374,6 +405,45 @@ mod tests {
             seqs.clone().map(|s| finding(s, if s == poison { "198.51.100.66" } else { "203.0.113.1" })).collect();
         let b = FindingBatch { epoch: 7, floor: *seqs.start(), round: 0, findings };
         (DeviceId::new(device).unwrap(), Uplink::Findings(b))
+    }
+
+    /// A batch of `seqs` sent while the edge still holds everything from `floor`.
+    fn after_gap(seqs: std::ops::RangeInclusive<u64>, floor: u64) -> Vec<(DeviceId, Uplink)> {
+        let (id, mut msg) = batch("gw-1", seqs, 0);
+        if let Uplink::Findings(b) = &mut msg {
+            b.floor = floor;
+        }
+        vec![(id, msg)]
+    }
+
+    #[tokio::test]
+    async fn on_postgresql_a_batch_after_a_gap_is_held_until_the_one_before_it_is_stored() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let id = DeviceId::new("gw-1").unwrap();
+        let marks = HashMap::new();
+        let later = after_gap(3..=4, 1);
+        let first = store.apply_uplink_holding(&later, &marks, Apply::Together, Some(5), &|_| true).await.unwrap();
+        if store.dialect() == crate::store::Dialect::Sqlite {
+            // One hub gets a router's batches in order: a gap is real, and said at once.
+            assert!(first.held.is_empty());
+            assert_eq!(first.acks[&id].gap, Some(0));
+            return;
+        }
+        assert_eq!((first.held.as_slice(), first.counts.batches_held), ([0].as_slice(), 1));
+        assert!(first.acks.is_empty(), "nothing said to the edge yet");
+        // The batch before it is stored (by another replica), then the held one is tried again.
+        store.apply_uplink(&[batch("gw-1", 1..=2, 0)], &marks, Apply::Together, Some(6)).await.unwrap();
+        let again = store.apply_uplink_holding(&later, &marks, Apply::Together, Some(7), &|_| true).await.unwrap();
+        assert!(again.held.is_empty());
+        assert_eq!(again.acks[&id], AckOut { epoch: 7, upto: 4, gap: None });
+        let all = crate::store::FindingQuery { limit: 10, ..Default::default() };
+        assert_eq!(store.query_findings(&all).await.unwrap().len(), 4);
+        // Held past its time, a batch after a gap gets the gap report.
+        let stray = after_gap(9..=9, 5);
+        let late = store.apply_uplink_holding(&stray, &marks, Apply::Together, Some(8), &|_| false).await.unwrap();
+        assert!(late.held.is_empty());
+        assert_eq!(late.acks[&id], AckOut { epoch: 7, upto: 4, gap: Some(0) });
     }
 
     #[tokio::test]
