@@ -9,9 +9,12 @@
 //! dialect) are embedded in the binary and applied at open. Queries
 //! live beside the entity they serve ([`devices`], [`findings`], [`tokens`]);
 //! nothing outside this module writes SQL or sees a connection, a
-//! transaction or any other SQLite type: callers use domain operations
-//! ([`Store::apply_uplink`], [`Store::rekey_device`], ...), so that a
-//! PostgreSQL store can sit beside this one.
+//! transaction or any other database type: callers use domain operations
+//! ([`Store::apply_uplink`], [`Store::rekey_device`], ...).
+//!
+//! On PostgreSQL every write transaction first takes one advisory lock
+//! ([`Store::begin_write`]), so that the writes of all hub replicas run one
+//! at a time, as SQLite's do, and findings commit in id order.
 //!
 //! One writer (SQLite): every write goes through a pool of one connection, and write
 //! transactions start with `BEGIN IMMEDIATE`. SQLite allows one writer at a
