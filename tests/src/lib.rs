@@ -112,6 +112,14 @@ impl Drop for Proc {
     }
 }
 
+/// Waits for a brute-force finding from `ip`; on timeout fails the test
+/// with the hub's and the edge's logs.
+pub fn wait_for_bruteforce(hub: &Hub, edge: &Edge, ip: &str, timeout: Duration) {
+    if let Err(e) = wait_for(timeout, &format!("a finding for {ip}"), || (hub.bruteforces_from(ip) > 0).then_some(())) {
+        panic!("{e}\n--- hub log ---\n{}\n--- edge log ---\n{}", hub.log(), edge.log());
+    }
+}
+
 /// A throwaway PostgreSQL server (`scripts/postgres.sh`), stopped on drop.
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -377,6 +385,11 @@ impl Hub {
     }
 
     /// The hub's counters.
+    /// How many `ssh.bruteforce` findings (of the newest 50) have source `ip`.
+    pub fn bruteforces_from(&self, ip: &str) -> usize {
+        self.findings("kind=ssh.bruteforce&limit=50").unwrap_or_default().iter().filter(|f| f["src_ip"] == ip).count()
+    }
+
     pub fn stats(&self) -> Result<Value> {
         let (status, v) = self.get("/stats")?;
         if status != 200 {

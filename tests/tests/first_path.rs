@@ -6,16 +6,6 @@ use std::time::Duration;
 use opmas_e2e::{dropbear_attack, wait_for, Edge, Hub};
 use serde_json::Value;
 
-fn count_for(hub: &Hub, ip: &str) -> usize {
-    hub.findings("kind=ssh.bruteforce&limit=50").unwrap_or_default().iter().filter(|f| f["src_ip"] == ip).count()
-}
-
-fn wait_for_finding(hub: &Hub, edge: &Edge, ip: &str, timeout: Duration) {
-    if let Err(e) = wait_for(timeout, &format!("a finding for {ip}"), || (count_for(hub, ip) > 0).then_some(())) {
-        panic!("{e}\n--- hub log ---\n{}\n--- edge log ---\n{}", hub.log(), edge.log());
-    }
-}
-
 #[test]
 fn brute_force_arrives_exactly_once_across_hub_and_edge_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,7 +20,7 @@ fn brute_force_arrives_exactly_once_across_hub_and_edge_restarts() {
 
     // 1. Twenty failures from one address: one finding within 5 s.
     edge.append(&dropbear_attack("203.0.113.10", 20)).unwrap();
-    wait_for_finding(&hub, &edge, "203.0.113.10", Duration::from_secs(5));
+    opmas_e2e::wait_for_bruteforce(&hub, &edge, "203.0.113.10", Duration::from_secs(5));
     let f = &hub.findings("kind=ssh.bruteforce").unwrap()[0];
     assert_eq!(f["device_id"], Value::from(device.id.as_str()));
     assert_eq!(f["agent"], "security");
@@ -43,19 +33,19 @@ fn brute_force_arrives_exactly_once_across_hub_and_edge_restarts() {
     edge.append(&dropbear_attack("198.51.100.20", 8)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     hub.restart().unwrap();
-    wait_for_finding(&hub, &edge, "198.51.100.20", Duration::from_secs(15));
+    opmas_e2e::wait_for_bruteforce(&hub, &edge, "198.51.100.20", Duration::from_secs(15));
 
     // 3. The edge restarts; a third attack.
     edge.kill();
     edge.restart().unwrap();
     std::thread::sleep(Duration::from_millis(700));
     edge.append(&dropbear_attack("192.0.2.30", 6)).unwrap();
-    wait_for_finding(&hub, &edge, "192.0.2.30", Duration::from_secs(10));
+    opmas_e2e::wait_for_bruteforce(&hub, &edge, "192.0.2.30", Duration::from_secs(10));
 
     // Give any resend a chance to show up as a duplicate before counting.
     std::thread::sleep(Duration::from_secs(1));
     for ip in ["203.0.113.10", "198.51.100.20", "192.0.2.30"] {
-        assert_eq!(count_for(&hub, ip), 1, "findings for {ip}:\n{}", hub.log());
+        assert_eq!(hub.bruteforces_from(ip), 1, "findings for {ip}:\n{}", hub.log());
     }
     // The restarted edge reports the third attack's 12 lines in a heartbeat.
     wait_for(Duration::from_secs(6), "a heartbeat counting the lines", || {

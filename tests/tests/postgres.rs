@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use opmas_e2e::{dropbear_attack, wait_for, Edge, Hub, Postgres};
 
-fn count_for(hub: &Hub, ip: &str) -> usize {
-    hub.findings("kind=ssh.bruteforce&limit=50").unwrap_or_default().iter().filter(|f| f["src_ip"] == ip).count()
-}
-
-fn wait_for_finding(hub: &Hub, edge: &Edge, ip: &str, timeout: Duration) {
-    if let Err(e) = wait_for(timeout, &format!("a finding for {ip}"), || (count_for(hub, ip) > 0).then_some(())) {
-        panic!("{e}\n--- hub log ---\n{}\n--- edge log ---\n{}", hub.log(), edge.log());
-    }
-}
-
 #[test]
 fn a_hub_on_postgresql_stores_each_finding_once_across_a_restart() {
     let Some(pg) = Postgres::start() else { return };
@@ -35,7 +25,7 @@ fn a_hub_on_postgresql_stores_each_finding_once_across_a_restart() {
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", hub.log(), edge.log()));
 
     edge.append(&dropbear_attack("203.0.113.10", 20)).unwrap();
-    wait_for_finding(&hub, &edge, "203.0.113.10", Duration::from_secs(10));
+    opmas_e2e::wait_for_bruteforce(&hub, &edge, "203.0.113.10", Duration::from_secs(10));
     let f = &hub.findings("kind=ssh.bruteforce").unwrap()[0];
     assert_eq!(f["device_id"], device.id.as_str());
     assert_eq!(f["user"], "root");
@@ -46,10 +36,10 @@ fn a_hub_on_postgresql_stores_each_finding_once_across_a_restart() {
     edge.append(&dropbear_attack("198.51.100.20", 8)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     hub.restart().unwrap();
-    wait_for_finding(&hub, &edge, "198.51.100.20", Duration::from_secs(20));
+    opmas_e2e::wait_for_bruteforce(&hub, &edge, "198.51.100.20", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(1));
     for ip in ["203.0.113.10", "198.51.100.20"] {
-        assert_eq!(count_for(&hub, ip), 1, "findings for {ip}:\n{}", hub.log());
+        assert_eq!(hub.bruteforces_from(ip), 1, "findings for {ip}:\n{}", hub.log());
     }
 
     // What the API says is what PostgreSQL holds, and the hub made no SQLite file.
