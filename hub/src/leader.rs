@@ -42,21 +42,12 @@ impl Leadership {
     /// Leadership for the hub on `store`: [`Leadership::always`] on SQLite;
     /// on PostgreSQL, a task that campaigns for the leader lock.
     pub async fn start(store: &Store) -> Leadership {
-        let store = store.clone();
-        match store.leader_connection().await {
-            Ok(None) => Leadership::always(),
-            Ok(Some(conn)) => {
-                let (tx, rx) = watch::channel(false);
-                tokio::spawn(campaign(store, Some(conn), tx));
-                Leadership { rx, _tx: None }
-            }
-            Err(e) => {
-                warn!(error = %e, "no database session for the leader lock yet; trying again");
-                let (tx, rx) = watch::channel(false);
-                tokio::spawn(campaign(store, None, tx));
-                Leadership { rx, _tx: None }
-            }
+        if store.dialect() == crate::store::Dialect::Sqlite {
+            return Leadership::always();
         }
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(campaign(store.clone(), tx));
+        Leadership { rx, _tx: None }
     }
 
     /// True while this replica leads.
@@ -89,8 +80,9 @@ impl Leadership {
     }
 }
 
-/// Holds the leader lock while it can, on `conn` (a session of its own).
-async fn campaign(store: Store, mut conn: Option<crate::store::LeaderConnection>, tx: watch::Sender<bool>) {
+/// Holds the leader lock while it can, on a database session of its own.
+async fn campaign(store: Store, tx: watch::Sender<bool>) {
+    let mut conn: Option<crate::store::LeaderConnection> = None;
     let mut tick = tokio::time::interval(TRY_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
