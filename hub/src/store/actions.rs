@@ -370,7 +370,7 @@ impl Store {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<ActionRow>, StoreError> {
-        let mut b = super::Sql::new(format!("SELECT {COLUMNS} FROM actions WHERE id < "));
+        let mut b = super::Sql::new(self.dialect(), format!("SELECT {COLUMNS} FROM actions WHERE id < "));
         b.push_bind(before_id.unwrap_or(i64::MAX));
         if let Some(s) = state {
             b.push(" AND state = ").push_bind(s.to_owned());
@@ -396,10 +396,13 @@ impl Store {
             return Ok(Vec::new());
         }
         let cols = COMMAND_COLUMNS.split(',').map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ");
-        let mut b = super::Sql::new(format!(
-            "SELECT ac.action_id, {cols} FROM action_commands ac JOIN commands c ON c.id = ac.command_id
+        let mut b = super::Sql::new(
+            self.dialect(),
+            format!(
+                "SELECT ac.action_id, {cols} FROM action_commands ac JOIN commands c ON c.id = ac.command_id
               WHERE ac.action_id IN ("
-        ));
+            ),
+        );
         b.push_list(actions.iter().copied());
         b.push(") ORDER BY c.id");
         let (sql, args) = b.finish()?;

@@ -85,6 +85,7 @@ impl Store {
         .await?;
         for chunk in rows.chunks_mut(CHUNK) {
             let mut q = Sql::new(
+                self.dialect(),
                 "SELECT finding_id, epoch, seq, count, last_ms, received_ms FROM finding_updates WHERE finding_id IN (",
             );
             q.push_list(chunk.iter().map(|r| r.id));

@@ -209,7 +209,7 @@ impl Store {
 
     /// Commands, newest first.
     pub async fn query_commands(&self, q: &CommandQuery) -> Result<Vec<CommandRow>, StoreError> {
-        let mut b = super::Sql::new(format!("SELECT {COLUMNS} FROM commands WHERE 1 = 1"));
+        let mut b = super::Sql::new(self.dialect(), format!("SELECT {COLUMNS} FROM commands WHERE 1 = 1"));
         if let Some(d) = &q.device {
             b.push(" AND device_id = ").push_bind(d);
         }

@@ -127,6 +127,7 @@ async fn insert_new(
         let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
         rows = rest;
         let mut b = Sql::new(
+            Dialect::of(conn),
             "INSERT INTO findings (device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, \"user\", service,
                                    count, first_ms, last_ms, summary, evidence, received_ms, identity, open,
                                    host) ",
@@ -171,12 +172,12 @@ async fn insert_new(
 pub(super) fn update_sql(dialect: Dialect, rows: usize) -> String {
     let mut values = String::new();
     for r in 0..rows {
-        let p = r * 7;
+        let p = |i| dialect.param(r * 7 + i);
         let sep = if r == 0 { "" } else { ", " };
-        let _ =
-            write!(values, "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
+        let _ = write!(values, "{sep}({}, {}, {}, {}, {}, {}, {})", p(1), p(2), p(3), p(4), p(5), p(6), p(7));
     }
-    let (received, device, epoch) = (rows * 7 + 1, rows * 7 + 2, rows * 7 + 3);
+    let p = |n| dialect.param(rows * 7 + n);
+    let (received, device, epoch) = (p(1), p(2), p(3));
     let (max, min) = (dialect.greatest(), dialect.least());
     format!(
         "WITH u (identity, count, last_ms, summary, evidence, severity, open) AS (VALUES {values})
@@ -186,8 +187,8 @@ pub(super) fn update_sql(dialect: Dialect, rows: usize) -> String {
                         {max}(findings.severity, u.severity),
                         {min}(findings.open, u.open)
                    FROM u WHERE u.identity = findings.identity),
-                received_ms = ${received}
-          WHERE device_id = ${device} AND epoch = ${epoch} AND identity IN (SELECT identity FROM u)
+                received_ms = {received}
+          WHERE device_id = {device} AND epoch = {epoch} AND identity IN (SELECT identity FROM u)
          RETURNING id, identity"
     )
 }
@@ -323,8 +324,10 @@ async fn record_updates(
     while !rows.is_empty() {
         let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
         rows = rest;
-        let mut b =
-            Sql::new("INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms) ");
+        let mut b = Sql::new(
+            Dialect::of(conn),
+            "INSERT INTO finding_updates (device_id, epoch, seq, finding_id, count, last_ms, received_ms) ",
+        );
         b.push_values(chunk, |row, (f, finding_id)| {
             row.bind(device)
                 .bind(epoch as i64)
@@ -366,6 +369,7 @@ impl Store {
     /// Runs a findings query; newest (highest id) first.
     pub async fn query_findings(&self, q: &FindingQuery) -> Result<Vec<FindingRow>, StoreError> {
         let mut b = Sql::new(
+            self.dialect(),
             "SELECT id, device_id, epoch, seq, agent, kind, severity, src_ip, mac, iface, \"user\", service,
                     count, first_ms, last_ms, summary, evidence, received_ms, open, host FROM findings WHERE 1 = 1",
         );

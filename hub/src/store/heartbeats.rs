@@ -1,7 +1,7 @@
 //! The `heartbeats` and `device_agents` tables: each device's health as
 //! columns (see migration 0004), the latest heartbeat and a day of history.
 
-use super::{Conn, Sql};
+use super::{Conn, Dialect, Sql};
 use opmas_proto::msg::{AgentState, Heartbeat};
 
 use super::{Store, StoreError};
@@ -156,6 +156,7 @@ pub(super) async fn record(
     sqlx::query("DELETE FROM device_agents WHERE device_id = $1").bind(id).execute(&mut *conn).await?;
     if !hb.agents.is_empty() {
         let mut b = Sql::new(
+            Dialect::of(conn),
             "INSERT INTO device_agents (device_id, name, state, events, findings, evicted, restarts, last_error, excluded, updated_ms) ",
         );
         b.push_values(&hb.agents, |row, a| {

@@ -156,7 +156,7 @@ const MEMBER_ROWS: usize = 400;
 async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
     let rows: Vec<(i64, i64)> = touched.iter().flat_map(|(id, t)| t.2.iter().map(|f| (*id, *f))).collect();
     for chunk in rows.chunks(MEMBER_ROWS) {
-        let mut q = Sql::new("INSERT INTO incident_findings (incident_id, finding_id) ");
+        let mut q = Sql::new(Dialect::of(tx), "INSERT INTO incident_findings (incident_id, finding_id) ");
         q.push_values(chunk, |b, (id, f)| {
             b.bind(id).bind(f);
         });
@@ -380,7 +380,7 @@ impl Store {
 
     /// Incidents by the filters, newest first.
     pub async fn query_incidents(&self, q: &IncidentQuery) -> Result<Vec<IncidentRow>, StoreError> {
-        let mut b = Sql::new(format!("SELECT {COLUMNS} FROM incidents WHERE 1 = 1"));
+        let mut b = Sql::new(self.dialect(), format!("SELECT {COLUMNS} FROM incidents WHERE 1 = 1"));
         if let Some(s) = &q.state {
             b.push(" AND state = ").push_bind(s);
         }
