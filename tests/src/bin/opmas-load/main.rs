@@ -10,6 +10,9 @@
 //!   With `--replicas`, the same burst goes to two hub replicas on
 //!   mosquitto and PostgreSQL (`opmas_e2e::cluster`) instead of one hub
 //!   on its embedded broker and SQLite.
+//! - `push`: simulated routers send signed finding batches at a steady
+//!   rate through correlation rules; prints the rates stored and
+//!   correlated, incident latency and hub RSS (`push.rs`).
 //! - `reconnect`: N simulated routers (real MQTT connections with real
 //!   device credentials and signed status messages, in this one process)
 //!   connect; the hub is killed and restarted several times. Prints hub RSS
@@ -28,6 +31,8 @@ use clap::{Parser, Subcommand};
 use opmas_e2e::cluster::Replicas;
 use opmas_e2e::{dropbear_attack, dropbear_burst, wait_for, Device, Edge, Hub};
 use serde_json::Value;
+
+mod push;
 
 #[derive(Parser)]
 #[command(about = "OPMAS load scenarios against the real binaries (on loopback)")]
@@ -78,6 +83,28 @@ enum Scenario {
         #[arg(long)]
         replicas: bool,
     },
+    /// A steady rate of findings from simulated routers through the
+    /// correlation rules (the correlator's speed).
+    Push {
+        /// Simulated routers, each sending its share of the rate.
+        #[arg(long, default_value_t = 20)]
+        routers: usize,
+        /// Findings per second, over all routers.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// How long to push.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Correlation rules to load besides the shipped ones (see `bench_rules`).
+        #[arg(long, default_value_t = 100)]
+        rules: usize,
+        /// How often each router sends a batch, in ms.
+        #[arg(long, default_value_t = 100)]
+        batch_ms: u64,
+        /// Give up waiting for the hub this many seconds after the push.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Many routers connected; the hub restarted under them.
     Reconnect {
         #[arg(long, default_value_t = 2_000)]
@@ -106,6 +133,10 @@ fn main() -> Result<()> {
                 Target::One(Hub::start(dir.path())?)
             };
             findings(dir.path(), &target, &burst, Duration::from_secs(timeout))
+        }
+        Scenario::Push { routers, rate, seconds, rules, batch_ms, timeout } => {
+            let p = push::Push { routers, rate, seconds, rules, batch_ms, timeout: Duration::from_secs(timeout) };
+            push::push(dir.path(), &p)
         }
         Scenario::Reconnect { routers, restarts, timeout } => {
             reconnect(dir.path(), routers, restarts, Duration::from_secs(timeout))
@@ -351,13 +382,7 @@ fn deprioritise(pid: u32, nice: Option<i32>) -> Result<()> {
 fn findings(dir: &Path, target: &Target, burst: &Burst, timeout: Duration) -> Result<()> {
     let &Burst { edges, sources, failures, spool_bytes, fleet_nice, rules } = burst;
     let hub = target.api();
-    for rule in bench_rules(rules) {
-        let (status, v) =
-            hub.request("PUT", &format!("/rules/{}", rule["name"].as_str().unwrap_or("")), None, Some(&rule))?;
-        if status != 201 {
-            bail!("PUT rule: {status} {v}");
-        }
-    }
+    put_rules(hub, rules)?;
     let pids = target.pids()?;
     println!("{}: hub pids {pids:?}", target.describe());
     let opts = format!("\toption spool_bytes '{spool_bytes}'\n");
@@ -595,6 +620,18 @@ fn bench_rules(n: usize) -> Vec<Value> {
         rules.push(r);
     }
     rules
+}
+
+/// Stores `n` of [`bench_rules`] through the API.
+fn put_rules(hub: &Hub, n: usize) -> Result<()> {
+    for rule in bench_rules(n) {
+        let (status, v) =
+            hub.request("PUT", &format!("/rules/{}", rule["name"].as_str().unwrap_or("")), None, Some(&rule))?;
+        if status != 201 {
+            bail!("PUT rule: {status} {v}");
+        }
+    }
+    Ok(())
 }
 
 /// What the correlator did with the burst.
