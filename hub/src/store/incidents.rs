@@ -3,7 +3,7 @@
 //! and its cursor are committed together, so a restart neither repeats nor
 //! skips a finding.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{Dialect, Sql};
 use serde::Serialize;
@@ -150,9 +150,11 @@ fn add_members(touched: &mut Touched, id: i64, members: &[Member], time_ms: i64)
 
 /// Member rows per INSERT (two parameters each, well under SQLite's limit).
 const MEMBER_ROWS: usize = 400;
+/// Incidents per multi-row statement (nine parameters each at most).
+const INCIDENT_ROWS: usize = 200;
 
 /// Writes the touched incidents' members, then brings each one's count,
-/// routers and last time up to date.
+/// routers and last time up to date, a few hundred incidents per statement.
 async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
     let rows: Vec<(i64, i64)> = touched.iter().flat_map(|(id, t)| t.2.iter().map(|f| (*id, *f))).collect();
     for chunk in rows.chunks(MEMBER_ROWS) {
@@ -164,23 +166,52 @@ async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
         let (sql, args) = q.finish()?;
         sqlx::query_with(&sql, args).execute(&mut **tx).await?;
     }
-    for (id, (time_ms, added, _)) in touched {
+    let d = Dialect::of(tx);
+    let (max, stored, new) = (d.greatest(), d.json_strings("incidents.devices"), d.json_strings("t.added"));
+    let set = d.json_agg("value ORDER BY value");
+    let touched: Vec<(i64, i64, String)> = touched
+        .into_iter()
+        .map(|(id, (time_ms, added, _))| (id, time_ms, serde_json::to_string(&added).unwrap_or_else(|_| "[]".into())))
+        .collect();
+    for chunk in touched.chunks(INCIDENT_ROWS) {
         // The routers as a sorted set: the stored ones and the new ones.
-        let d = Dialect::of(tx);
-        let (max, stored, new) = (d.greatest(), d.json_strings("incidents.devices"), d.json_strings("$2"));
-        let set = d.json_agg("value ORDER BY value");
-        sqlx::query(&format!(
-            "UPDATE incidents SET last_ms = {max}(last_ms, $1),
+        let mut q = Sql::new(d, "WITH t (id, last_ms, added) AS (");
+        q.push_values(chunk, |b, (id, time_ms, added)| {
+            b.bind(*id).bind(*time_ms).bind(added.as_str());
+        });
+        q.push(format!(
+            ") UPDATE incidents SET last_ms = {max}(incidents.last_ms, t.last_ms),
                 devices = (SELECT {set} FROM (SELECT value FROM {stored} UNION SELECT value FROM {new}) AS s),
-                findings = (SELECT COUNT(*) FROM incident_findings WHERE incident_id = $3) WHERE id = $3",
-        ))
-        .bind(time_ms)
-        .bind(serde_json::to_string(&added).unwrap_or_else(|_| "[]".into()))
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+                findings = (SELECT COUNT(*) FROM incident_findings WHERE incident_id = incidents.id)
+              FROM t WHERE incidents.id = t.id",
+        ));
+        let (sql, args) = q.finish()?;
+        sqlx::query_with(&sql, args).execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// The open incidents among `pairs` (rule, key), by rule and key.
+async fn open_ids<'k>(
+    tx: &mut WriteTx,
+    pairs: &BTreeSet<(&'k str, &'k str)>,
+) -> Result<HashMap<(String, String), i64>, StoreError> {
+    let mut out = HashMap::default();
+    let pairs: Vec<_> = pairs.iter().collect();
+    for chunk in pairs.chunks(MEMBER_ROWS) {
+        let mut q = Sql::new(
+            Dialect::of(tx),
+            "SELECT id, rule, key FROM incidents WHERE state != 'resolved' AND (rule, key) IN (",
+        );
+        q.push_values(chunk, |b, (rule, key)| {
+            b.bind(*rule).bind(*key);
+        });
+        q.push(")");
+        let (sql, args) = q.finish()?;
+        let rows: Vec<(i64, String, String)> = sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
+        out.extend(rows.into_iter().map(|(id, rule, key)| ((rule, key), id)));
+    }
+    Ok(out)
 }
 
 async fn open_id(tx: &mut WriteTx, rule: &str, key: &str) -> Result<Option<i64>, StoreError> {
@@ -189,6 +220,75 @@ async fn open_id(tx: &mut WriteTx, rule: &str, key: &str) -> Result<Option<i64>,
         .bind(key)
         .fetch_optional(&mut **tx)
         .await?)
+}
+
+/// An incident the engine opened, written with the others of its
+/// transaction by [`insert_opened`]; `members` includes later ones.
+struct Opening<'a> {
+    rule: &'a str,
+    key: &'a str,
+    severity: i64,
+    why: &'a str,
+    first_ms: i64,
+    time_ms: i64,
+    quiet_ms: Option<i64>,
+    members: Vec<Member>,
+}
+
+/// Inserts the incidents in `opening`, with their "opened" events, a few
+/// hundred per statement; records their members in `touched` and their ids
+/// in `ids`, and says "opened" for each in `changes`.
+async fn insert_opened<'a>(
+    tx: &mut WriteTx,
+    opening: &mut Vec<Opening<'a>>,
+    ids: &mut HashMap<(String, String), i64>,
+    touched: &mut Touched,
+    changes: &mut Vec<IncidentChange>,
+) -> Result<(), StoreError> {
+    let d = Dialect::of(tx);
+    let opened_ms = super::now_ms();
+    for chunk in opening.chunks(INCIDENT_ROWS) {
+        let mut q = Sql::new(
+            d,
+            "INSERT INTO incidents (rule, key, severity, reason, first_ms, last_ms, devices, quiet_ms, opened_ms) ",
+        );
+        q.push_values(chunk, |b, o| {
+            // An absence incident is about the router in its key.
+            let devices: BTreeSet<&str> = o.key.strip_prefix("device=").into_iter().collect();
+            b.bind(o.rule)
+                .bind(o.key)
+                .bind(o.severity)
+                .bind(o.why)
+                .bind(o.first_ms)
+                .bind(o.time_ms)
+                .bind(serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into()))
+                .bind(o.quiet_ms)
+                .bind(opened_ms);
+        });
+        q.push(" RETURNING id, rule, key");
+        let (sql, args) = q.finish()?;
+        // RETURNING gives its rows in no promised order: matched by rule and key.
+        let rows: Vec<(i64, String, String)> = sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
+        let new: HashMap<(String, String), i64> = rows.into_iter().map(|(id, r, k)| ((r, k), id)).collect();
+        let mut events = Sql::new(d, "INSERT INTO incident_events (incident_id, at_ms, kind, by, text) ");
+        let mut placed = Vec::with_capacity(chunk.len());
+        for o in chunk {
+            let id = *new
+                .get(&(o.rule.to_owned(), o.key.to_owned()))
+                .ok_or_else(|| StoreError::Invalid(format!("incident {} {} was not inserted", o.rule, o.key)))?;
+            add_members(touched, id, &o.members, o.time_ms);
+            ids.insert((o.rule.to_owned(), o.key.to_owned()), id);
+            changes.push(IncidentChange { id, change: "opened" });
+            placed.push((id, o));
+        }
+        events.push_values(&placed, |b, (id, o)| {
+            b.bind(*id).bind(o.time_ms).bind("opened").bind(format!("rule:{}", o.rule)).bind(o.why);
+        });
+        let (sql, args) = events.finish()?;
+        sqlx::query_with(&sql, args).execute(&mut **tx).await?;
+    }
+    opening.clear();
+    Ok(())
 }
 
 impl Store {
@@ -202,8 +302,21 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut changes: Vec<IncidentChange> = Vec::new();
         let mut touched = Touched::new();
-        // Open incidents looked up in this transaction, by rule and key.
-        let mut ids: std::collections::HashMap<(&str, &str), i64> = Default::default();
+        // The open incidents the actions may name, looked up at once.
+        let named: BTreeSet<(&str, &str)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Open { rule, key, .. } | Action::Append { rule, key, .. } => {
+                    Some((rule.as_str(), key.as_str()))
+                }
+                Action::Resolve { .. } => None,
+            })
+            .collect();
+        let mut ids = if named.is_empty() { HashMap::default() } else { open_ids(&mut tx, &named).await? };
+        // Opened by this transaction, inserted together before anything
+        // that could read them (a resolve) and at the end.
+        let mut opening: Vec<Opening> = Vec::new();
+        let mut pending: HashMap<(&str, &str), usize> = HashMap::default();
         let updated = |changes: &mut Vec<IncidentChange>, id: i64| {
             if !changes.iter().any(|c| c.id == id) {
                 changes.push(IncidentChange { id, change: "updated" });
@@ -212,48 +325,42 @@ impl Store {
         for a in actions {
             match a {
                 Action::Open { rule, key, severity, time_ms, members, quiet_ms, why } => {
+                    let at = (rule.as_str(), key.as_str());
                     // Already open (the engine did not know it): it grows instead.
-                    if let Some(id) = open_id(&mut tx, rule, key).await? {
+                    if let Some(&id) = ids.get(&(rule.clone(), key.clone())) {
                         add_members(&mut touched, id, members, *time_ms);
                         updated(&mut changes, id);
-                        ids.insert((rule, key), id);
-                        continue;
+                    } else if let Some(&i) = pending.get(&at) {
+                        let o = &mut opening[i];
+                        o.members.extend(members.iter().cloned());
+                        o.time_ms = o.time_ms.max(*time_ms);
+                    } else {
+                        pending.insert(at, opening.len());
+                        opening.push(Opening {
+                            rule,
+                            key,
+                            severity: *severity,
+                            why,
+                            first_ms: members.iter().map(|m| m.time_ms).min().unwrap_or(*time_ms),
+                            time_ms: *time_ms,
+                            quiet_ms: *quiet_ms,
+                            members: members.clone(),
+                        });
                     }
-                    let first = members.iter().map(|m| m.time_ms).min().unwrap_or(*time_ms);
-                    // An absence incident is about the router in its key.
-                    let devices: BTreeSet<&str> = key.strip_prefix("device=").into_iter().collect();
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO incidents (rule, key, severity, reason, first_ms, last_ms, devices, quiet_ms, opened_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                    )
-                    .bind(rule)
-                    .bind(key)
-                    .bind(severity)
-                    .bind(why)
-                    .bind(first)
-                    .bind(time_ms)
-                    .bind(serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into()))
-                    .bind(quiet_ms)
-                    .bind(super::now_ms())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    add_members(&mut touched, id, members, *time_ms);
-                    ids.insert((rule, key), id);
-                    event(&mut tx, id, *time_ms, "opened", &format!("rule:{rule}"), why).await?;
-                    changes.push(IncidentChange { id, change: "opened" });
                 }
                 Action::Append { rule, key, time_ms, members } => {
-                    let id = match ids.get(&(rule.as_str(), key.as_str())) {
-                        Some(id) => Some(*id),
-                        None => open_id(&mut tx, rule, key).await?,
-                    };
-                    if let Some(id) = id {
-                        ids.insert((rule, key), id);
+                    if let Some(&i) = pending.get(&(rule.as_str(), key.as_str())) {
+                        let o = &mut opening[i];
+                        o.members.extend(members.iter().cloned());
+                        o.time_ms = o.time_ms.max(*time_ms);
+                    } else if let Some(&id) = ids.get(&(rule.clone(), key.clone())) {
                         add_members(&mut touched, id, members, *time_ms);
                         updated(&mut changes, id);
                     }
                 }
                 Action::Resolve { rule, key, time_ms, why } => {
+                    insert_opened(&mut tx, &mut opening, &mut ids, &mut touched, &mut changes).await?;
+                    pending.clear();
                     let id: Option<i64> = sqlx::query_scalar(
                         "UPDATE incidents SET state = 'resolved', resolved_ms = $1, changed_by = 'correlator', changed_ms = $1
                           WHERE rule = $2 AND key = $3 AND state != 'resolved' RETURNING id",
@@ -263,7 +370,7 @@ impl Store {
                     .bind(key)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    ids.remove(&(rule.as_str(), key.as_str()));
+                    ids.remove(&(rule.clone(), key.clone()));
                     if let Some(id) = id {
                         event(&mut tx, id, *time_ms, "resolved", "correlator", why).await?;
                         changes.push(IncidentChange { id, change: "resolved" });
@@ -271,6 +378,7 @@ impl Store {
                 }
             }
         }
+        insert_opened(&mut tx, &mut opening, &mut ids, &mut touched, &mut changes).await?;
         refresh(&mut tx, touched).await?;
         if let Some(c) = cursor {
             sqlx::query("INSERT INTO correlator_cursor (id, finding_id) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET finding_id = excluded.finding_id")
