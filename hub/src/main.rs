@@ -10,6 +10,10 @@ use opmas_hub::store::{now_ms, users, Store};
 use opmas_hub::{enrol, serve};
 use opmas_proto::DeviceId;
 
+/// See `hub/Cargo.toml` for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// OPMAS hub: MQTT broker, ingest, storage and REST API for a fleet of OpenWRT routers.
 #[derive(Parser, Debug)]
 #[command(version, about)]
