@@ -34,7 +34,7 @@ use rule::Rule;
 /// How often quiet and absence are judged and open incidents re-read.
 pub const TICK: Duration = Duration::from_secs(5);
 /// Findings read per transaction when catching up.
-const BATCH: u32 = 2000;
+const BATCH: u32 = 8000;
 
 /// The rules stored and enabled, checked; a stored rule that no longer
 /// checks (a later version refuses it) is skipped with a warning.
@@ -164,15 +164,27 @@ impl Drop for Committer {
 }
 
 /// Feeds the findings stored after `cursor`, a batch per transaction.
+/// While the engine feeds one batch, the next is read (on the database's
+/// own thread) and the one before is written: each finding waits for the
+/// slowest of the three steps, not for their sum.
 async fn catch_up(store: &Store, out: &mut Committer, engine: &mut Engine, cursor: &mut i64) -> Result<(), StoreError> {
+    let read = |after: i64| {
+        let store = store.clone();
+        tokio::spawn(async move { store.facts_after(after, BATCH).await })
+    };
+    let mut next = read(*cursor);
     loop {
-        let facts = store.facts_after(*cursor, BATCH).await?;
+        let facts = (&mut next).await.map_err(|e| StoreError::Invalid(format!("correlator read stopped: {e}")))??;
         let Some(last) = facts.last().map(|f| f.finding) else { return Ok(()) };
+        let full = facts.len() == BATCH as usize;
+        if full {
+            next = read(last);
+        }
         let actions: Vec<Action> = facts.iter().flat_map(|f| engine.feed(f)).collect();
         out.submit(actions, Some(last)).await?;
         out.stats.findings_correlated.fetch_add(facts.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *cursor = last;
-        if facts.len() < BATCH as usize {
+        if !full {
             return Ok(());
         }
     }

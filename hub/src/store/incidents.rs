@@ -191,13 +191,14 @@ async fn refresh(tx: &mut WriteTx, touched: Touched) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The open incidents among `pairs` (rule, key), by rule and key.
-async fn open_ids<'k>(
-    tx: &mut WriteTx,
-    pairs: &BTreeSet<(&'k str, &'k str)>,
-) -> Result<HashMap<(String, String), i64>, StoreError> {
+/// Open incidents by rule and key (borrowed from the actions applied).
+type OpenIds<'a> = HashMap<(&'a str, &'a str), i64>;
+
+/// The open incidents among `pairs` (rule, key).
+async fn open_ids<'k>(tx: &mut WriteTx, pairs: &BTreeSet<(&'k str, &'k str)>) -> Result<OpenIds<'k>, StoreError> {
     let mut out = HashMap::default();
-    let pairs: Vec<_> = pairs.iter().collect();
+    // Sorted, as the set is: a row finds its pair by binary search.
+    let pairs: Vec<(&'k str, &'k str)> = pairs.iter().copied().collect();
     for chunk in pairs.chunks(MEMBER_ROWS) {
         let mut q = Sql::new(
             Dialect::of(tx),
@@ -209,7 +210,11 @@ async fn open_ids<'k>(
         q.push(")");
         let (sql, args) = q.finish()?;
         let rows: Vec<(i64, String, String)> = sqlx::query_as_with(&sql, args).fetch_all(&mut **tx).await?;
-        out.extend(rows.into_iter().map(|(id, rule, key)| ((rule, key), id)));
+        for (id, rule, key) in rows {
+            if let Ok(i) = pairs.binary_search(&(rule.as_str(), key.as_str())) {
+                out.insert(pairs[i], id);
+            }
+        }
     }
     Ok(out)
 }
@@ -241,7 +246,7 @@ struct Opening<'a> {
 async fn insert_opened<'a>(
     tx: &mut WriteTx,
     opening: &mut Vec<Opening<'a>>,
-    ids: &mut HashMap<(String, String), i64>,
+    ids: &mut OpenIds<'a>,
     touched: &mut Touched,
     changes: &mut Vec<IncidentChange>,
 ) -> Result<(), StoreError> {
@@ -277,7 +282,7 @@ async fn insert_opened<'a>(
                 .get(&(o.rule.to_owned(), o.key.to_owned()))
                 .ok_or_else(|| StoreError::Invalid(format!("incident {} {} was not inserted", o.rule, o.key)))?;
             add_members(touched, id, &o.members, o.time_ms);
-            ids.insert((o.rule.to_owned(), o.key.to_owned()), id);
+            ids.insert((o.rule, o.key), id);
             changes.push(IncidentChange { id, change: "opened" });
             placed.push((id, o));
         }
@@ -317,8 +322,10 @@ impl Store {
         // that could read them (a resolve) and at the end.
         let mut opening: Vec<Opening> = Vec::new();
         let mut pending: HashMap<(&str, &str), usize> = HashMap::default();
-        let updated = |changes: &mut Vec<IncidentChange>, id: i64| {
-            if !changes.iter().any(|c| c.id == id) {
+        // Incidents already in `changes` (a campaign touches one many times).
+        let mut said: std::collections::HashSet<i64> = Default::default();
+        let mut updated = |changes: &mut Vec<IncidentChange>, id: i64| {
+            if said.insert(id) && !changes.iter().any(|c| c.id == id) {
                 changes.push(IncidentChange { id, change: "updated" });
             }
         };
@@ -327,7 +334,7 @@ impl Store {
                 Action::Open { rule, key, severity, time_ms, members, quiet_ms, why } => {
                     let at = (rule.as_str(), key.as_str());
                     // Already open (the engine did not know it): it grows instead.
-                    if let Some(&id) = ids.get(&(rule.clone(), key.clone())) {
+                    if let Some(&id) = ids.get(&at) {
                         add_members(&mut touched, id, members, *time_ms);
                         updated(&mut changes, id);
                     } else if let Some(&i) = pending.get(&at) {
@@ -353,7 +360,7 @@ impl Store {
                         let o = &mut opening[i];
                         o.members.extend(members.iter().cloned());
                         o.time_ms = o.time_ms.max(*time_ms);
-                    } else if let Some(&id) = ids.get(&(rule.clone(), key.clone())) {
+                    } else if let Some(&id) = ids.get(&(rule.as_str(), key.as_str())) {
                         add_members(&mut touched, id, members, *time_ms);
                         updated(&mut changes, id);
                     }
@@ -370,7 +377,7 @@ impl Store {
                     .bind(key)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    ids.remove(&(rule.clone(), key.clone()));
+                    ids.remove(&(rule.as_str(), key.as_str()));
                     if let Some(id) = id {
                         event(&mut tx, id, *time_ms, "resolved", "correlator", why).await?;
                         changes.push(IncidentChange { id, change: "resolved" });
