@@ -732,6 +732,16 @@ mod tests {
     }
 
     #[test]
+    fn the_udp_source_listens_on_loopback_unless_told_otherwise() {
+        let c = cfg("config source\n\toption type 'udp'\n").unwrap();
+        let listen: std::net::SocketAddr = "127.0.0.1:5514".parse().unwrap();
+        assert_eq!(c.sources, [SourceConfig::Udp { listen }], "a LAN client must not reach it by default");
+        let c = cfg("config source\n\toption type 'udp'\n\toption listen '192.168.1.1:514'\n").unwrap();
+        let listen: std::net::SocketAddr = "192.168.1.1:514".parse().unwrap();
+        assert_eq!(c.sources, [SourceConfig::Udp { listen }]);
+    }
+
+    #[test]
     fn urls_parse() {
         assert_eq!(parse_url("mqtt://hub").unwrap(), (Scheme::Mqtt, "hub".into(), 1883));
         assert_eq!(parse_url("mqtt://[::1]:1884").unwrap(), (Scheme::Mqtt, "::1".into(), 1884));

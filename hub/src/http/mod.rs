@@ -223,7 +223,24 @@ pub fn router(state: AppState) -> Router {
         .merge(health::metrics_router())
         .merge(crate::web::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers every answer carries, the API's JSON and errors as much as the
+/// pages: no type sniffing, no framing (the CSP's `frame-ancestors` for
+/// browsers that read it, `X-Frame-Options` for those that do not), no
+/// referrer beyond this hub. A page's own policy (`web::html_page`: scripts
+/// from this hub only) is kept; anything else gets one that allows nothing.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    resp
 }
 
 #[cfg(test)]
@@ -295,6 +312,33 @@ mod tests {
         assert_eq!(app.clone().oneshot(req.unwrap()).await.unwrap().status(), StatusCode::OK);
         let (status, _) = call(&app, "GET", "/api/v1/devices", "scrape-token", "").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn every_answer_forbids_framing_and_sniffing_and_pages_keep_their_script_policy() {
+        let (app, _dir) = app().await;
+        let get = |uri: &str, token: &str| {
+            Request::builder().uri(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap()
+        };
+        for (uri, token, status) in [
+            ("/api/v1/devices", "admin-token", StatusCode::OK),
+            ("/api/v1/devices", "wrong", StatusCode::UNAUTHORIZED),
+            ("/no/such/route", "admin-token", StatusCode::NOT_FOUND),
+            ("/signin", "", StatusCode::OK),
+        ] {
+            let resp = app.clone().oneshot(get(uri, token)).await.unwrap();
+            assert_eq!(resp.status(), status, "{uri}");
+            let h = resp.headers();
+            assert_eq!(h["x-content-type-options"], "nosniff", "{uri}");
+            assert_eq!(h["x-frame-options"], "DENY", "{uri}");
+            let csp = h["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+            if uri == "/signin" {
+                assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+            } else {
+                assert!(csp.starts_with("default-src 'none'"), "{uri}: {csp}");
+            }
+        }
     }
 
     /// Every `$ref` in `v` that does not point at a schema of `doc`.
