@@ -337,6 +337,49 @@ fn edge_account(hub: &Hub, d: &Device) -> Option<EdgeAccount> {
     })
 }
 
+/// `p50 .. ms, p99 .. ms, max .. ms` of `sorted`.
+fn spread(sorted: &[f64]) -> String {
+    format!(
+        "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.99),
+        sorted.last().copied().unwrap_or(f64::NAN)
+    )
+}
+
+/// The incidents opened and their latencies (ms, any order).
+fn print_incidents(mut latencies: Vec<f64>) {
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "incidents opened                      {} (latency from the finding stored to the incident stored: {})",
+        latencies.len(),
+        spread(&latencies)
+    );
+}
+
+/// The hub's memory and CPU over a scenario of `wall_s` seconds.
+fn print_hub_usage(before: ProcSample, peak_rss_kib: u64, after: ProcSample, wall_s: f64) {
+    println!(
+        "hub RSS                               {} MiB before, {} MiB peak (VmHWM {} MiB)",
+        before.rss_kib / 1024,
+        peak_rss_kib / 1024,
+        after.hwm_kib / 1024
+    );
+    let cpu = after.cpu_s - before.cpu_s;
+    println!(
+        "hub CPU                               {cpu:.1} s over {wall_s:.1} s ({:.0}% of one core)",
+        100.0 * cpu / wall_s
+    );
+}
+
+/// The hub's counters of trouble with what it was sent (`/stats`).
+fn print_counters(stats: &Value) {
+    println!(
+        "hub counters                          gaps {} duplicate batches {} store errors {}",
+        stats["batches_gap"], stats["batches_duplicate"], stats["store_errors"]
+    );
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -521,25 +564,8 @@ fn findings(dir: &Path, target: &Target, burst: &Burst, timeout: Duration) -> Re
             fleet.len()
         ),
     }
-    println!(
-        "probe latency (n={})                  p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        latencies.len(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or(f64::NAN)
-    );
-    println!(
-        "hub RSS                               {} MiB before, {} MiB peak (VmHWM {} MiB)",
-        before.rss_kib / 1024,
-        peak_rss / 1024,
-        after.hwm_kib / 1024
-    );
-    println!(
-        "hub CPU                               {:.1} s over {:.1} s ({:.0}% of one core)",
-        after.cpu_s - before.cpu_s,
-        wall.as_secs_f64(),
-        100.0 * (after.cpu_s - before.cpu_s) / wall.as_secs_f64()
-    );
+    println!("probe latency (n={})                  {}", latencies.len(), spread(&latencies));
+    print_hub_usage(before, peak_rss, after, wall.as_secs_f64());
     if let Target::Replicas(r) = target {
         let m = sample(r.mosquitto.pid());
         println!("  (hub figures: the sum of {} replicas)", r.hubs.len());
@@ -551,10 +577,7 @@ fn findings(dir: &Path, target: &Target, burst: &Burst, timeout: Duration) -> Re
         );
     }
     println!("routers marked offline while alive    {silent_offline}");
-    println!(
-        "hub counters                          gaps {} duplicate batches {} store errors {}",
-        stats["batches_gap"], stats["batches_duplicate"], stats["store_errors"]
-    );
+    print_counters(&stats);
     let curve: Vec<String> =
         timeline.iter().step_by((timeline.len() / 12).max(1)).map(|(t, n)| format!("{t:.1}s:{n}")).collect();
     println!("stored over time                      {}", curve.join(" "));
@@ -576,15 +599,7 @@ fn findings(dir: &Path, target: &Target, burst: &Burst, timeout: Duration) -> Re
             None => println!("findings correlated                   NOT DONE: cursor {} of {}", c.cursor, c.last),
         }
         let not_done = c.done.is_none();
-        let mut l = c.latencies;
-        l.sort_by(|a, b| a.total_cmp(b));
-        println!(
-            "incidents opened                      {} (latency from the finding stored to the incident stored: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms)",
-            l.len(),
-            percentile(&l, 0.5),
-            percentile(&l, 0.99),
-            l.last().copied().unwrap_or(f64::NAN)
-        );
+        print_incidents(c.latencies);
         println!("hub RSS after correlation             {} MiB", sample_all(&pids).rss_kib / 1024);
         if not_done {
             bail!("the correlator did not take every finding within {} s", timeout.as_secs());

@@ -28,7 +28,7 @@ use opmas_proto::msg::{Finding, FindingBatch, Severity, Stage, Status, Subject};
 use opmas_proto::{Channel, DeviceId, Envelope, Secret, Topic};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-use super::{correlation, enrol_many, hub_pid, percentile, put_rules, sample};
+use super::{correlation, enrol_many, hub_pid, print_counters, print_hub_usage, print_incidents, put_rules, sample};
 
 /// The shape of a push.
 pub struct Push {
@@ -137,31 +137,9 @@ pub fn push(dir: &Path, p: &Push) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(correlation(&db, t0, p.timeout))?;
-    let mut l = c.latencies;
-    l.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "incidents opened                      {} (latency from the finding stored to the incident stored: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms)",
-        l.len(),
-        percentile(&l, 0.5),
-        percentile(&l, 0.99),
-        l.last().copied().unwrap_or(f64::NAN)
-    );
-    println!(
-        "hub RSS                               {} MiB before, {} MiB peak (VmHWM {} MiB)",
-        before.rss_kib / 1024,
-        peak_rss / 1024,
-        after.hwm_kib / 1024
-    );
-    println!(
-        "hub CPU                               {:.1} s over {wall:.1} s ({:.0}% of one core)",
-        after.cpu_s - before.cpu_s,
-        100.0 * (after.cpu_s - before.cpu_s) / wall
-    );
-    let st = hub.stats()?;
-    println!(
-        "hub counters                          gaps {} duplicate batches {} store errors {}",
-        st["batches_gap"], st["batches_duplicate"], st["store_errors"]
-    );
+    print_incidents(c.latencies);
+    print_hub_usage(before, peak_rss, after, wall);
+    print_counters(&hub.stats()?);
     if stored_all.is_none() || correlated_all.is_none() {
         bail!("the hub did not store and correlate all {total} findings within {} s of the push", p.timeout.as_secs());
     }
