@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 // Seeded per process (keys are addresses attackers choose), and several
 // times faster than SipHash on short keys: a finding costs a few lookups
 // per rule.
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use super::rule::{KeyField, Rule, RuleType};
@@ -92,6 +92,16 @@ pub struct Member {
     pub time_ms: i64,
 }
 
+/// A finding as a window holds it: small and `Copy` (a window holds up to
+/// a threshold's count of them per key and rule), its router by number in
+/// [`Engine::names`]; a [`Member`] only when an incident takes it.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    finding: i64,
+    time_ms: i64,
+    device: u32,
+}
+
 /// What the engine decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -119,18 +129,33 @@ struct Open {
     quiet_ms: Option<i64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct KeyState {
-    steps: Vec<VecDeque<Member>>,
+    steps: Vec<VecDeque<Seen>>,
     newest_ms: i64,
+    /// No step's first finding is older than this (`i64::MAX`: all
+    /// empty): the steps are only walked for expired findings when this
+    /// says there may be some, since each step's queue is a cache miss
+    /// and a hundred rules on one key would walk a hundred of them for
+    /// every finding.
+    oldest_ms: i64,
     /// How many of the first step's findings each router has: a threshold's
     /// distinct routers, kept as findings come and go rather than counted
     /// again per finding (a full window of 1,000 would cost 1,000 per
     /// finding). Only kept for rules that ask for several routers.
-    routers: HashMap<Arc<str>, u32>,
+    routers: HashMap<u32, u32>,
 }
 
 impl KeyState {
+    fn new(steps: usize) -> KeyState {
+        KeyState {
+            steps: (0..steps).map(|_| VecDeque::new()).collect(),
+            newest_ms: 0,
+            oldest_ms: i64::MAX,
+            routers: HashMap::default(),
+        }
+    }
+
     fn pop_front(&mut self, step: usize) {
         let Some(m) = self.steps[step].pop_front() else { return };
         if step == 0 {
@@ -141,6 +166,33 @@ impl KeyState {
                 }
             }
         }
+    }
+
+    /// Drops the findings older than `window_ms` before `now_ms`.
+    fn expire(&mut self, now_ms: i64, window_ms: i64) {
+        if now_ms - self.oldest_ms <= window_ms {
+            return;
+        }
+        let mut oldest = i64::MAX;
+        for s in 0..self.steps.len() {
+            while self.steps[s].front().is_some_and(|m| now_ms - m.time_ms > window_ms) {
+                self.pop_front(s);
+            }
+            if let Some(m) = self.steps[s].front() {
+                oldest = oldest.min(m.time_ms);
+            }
+        }
+        self.oldest_ms = oldest;
+    }
+}
+
+/// Where rule `i`'s state is in a key's entry (sorted by rule): `hint`
+/// first, the place after the last rule's, since a finding visits rules
+/// in order.
+fn find(entry: &[(usize, KeyState)], i: usize, hint: usize) -> Result<usize, usize> {
+    match entry.get(hint) {
+        Some((r, _)) if *r == i => Ok(hint),
+        _ => entry.binary_search_by_key(&i, |(r, _)| *r),
     }
 }
 
@@ -178,8 +230,10 @@ pub struct Engine {
     /// Open incidents of rules the engine does not run (disabled or
     /// deleted since): they still resolve when quiet.
     orphans: HashMap<(String, String), Open>,
-    /// Routers' names, shared by every member that holds one.
-    names: HashSet<Arc<str>>,
+    /// Routers' numbers, as windows hold them, and names by number,
+    /// shared by every member that holds one.
+    numbers: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
     /// Per `agent\0kind\0severity`: the rules and steps that match it.
     routes: HashMap<String, Arc<[Route]>>,
     /// Rules of type absence (they take heartbeats, and match otherwise).
@@ -261,14 +315,20 @@ impl Engine {
         }
     }
 
-    /// The router's shared name.
-    fn name(&mut self, device: &str) -> Arc<str> {
-        if let Some(n) = self.names.get(device) {
-            return n.clone();
+    /// The router's number and shared name.
+    fn name(&mut self, device: &str) -> (u32, Arc<str>) {
+        if let Some(&n) = self.numbers.get(device) {
+            return (n, self.names[n as usize].clone());
         }
-        let n: Arc<str> = device.into();
-        self.names.insert(n.clone());
-        n
+        let name: Arc<str> = device.into();
+        let n = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.numbers.insert(name.clone(), n);
+        (n, name)
+    }
+
+    fn member(&self, seen: &Seen) -> Member {
+        Member { finding: seen.finding, device: self.names[seen.device as usize].clone(), time_ms: seen.time_ms }
     }
 
     /// The rules and steps a finding of this agent, kind and severity
@@ -301,7 +361,7 @@ impl Engine {
     /// Takes one fact; returns what it caused.
     pub fn feed(&mut self, fact: &Fact) -> Vec<Action> {
         let mut out = Vec::new();
-        let device = self.name(&fact.device);
+        let (number, device) = self.name(&fact.device);
         for a in 0..self.absence.len() {
             let i = self.absence[a];
             let rule = &self.rules[i].rule;
@@ -331,6 +391,9 @@ impl Engine {
             return out;
         }
         let mut keys: [Option<Option<String>>; KEY_SLOTS] = Default::default();
+        // Per key: where the last rule's state was in its entry.
+        let mut hints = [0usize; KEY_SLOTS];
+        let seen = Seen { finding: fact.finding, time_ms: fact.time_ms, device: number };
         let member = Member { finding: fact.finding, device, time_ms: fact.time_ms };
         for route in self.routes(fact).iter() {
             let i = route.rule;
@@ -354,7 +417,7 @@ impl Engine {
                     });
                     break;
                 }
-                if let Some(action) = self.step(i, step, key, member.clone()) {
+                if let Some(action) = self.step(i, step, key, seen, &mut hints[slot]) {
                     out.push(action);
                     break;
                 }
@@ -363,58 +426,56 @@ impl Engine {
         out
     }
 
-    /// Records `member` for `step` of rule `i` on `key`; opens an incident
-    /// if that completes the rule.
-    fn step(&mut self, i: usize, step: usize, key: &str, member: Member) -> Option<Action> {
-        let now = member.time_ms;
-        let mut at = self.keys.get(key).map(|e| e.binary_search_by_key(&i, |(r, _)| *r));
-        if !matches!(at, Some(Ok(_))) {
-            if self.rules[i].keys >= MAX_KEYS {
-                self.prune(now, Some(i));
+    /// Records `seen` for `step` of rule `i` on `key`; opens an incident
+    /// if that completes the rule. `hint`: where in the key's entry to
+    /// look first; left after this rule's place.
+    fn step(&mut self, i: usize, step: usize, key: &str, seen: Seen, hint: &mut usize) -> Option<Action> {
+        let now = seen.time_ms;
+        let pos = match self.keys.get(key).map(|e| find(e, i, *hint)) {
+            Some(Ok(pos)) => pos,
+            mut at => {
                 if self.rules[i].keys >= MAX_KEYS {
-                    self.keys_dropped += 1;
-                    return None;
+                    self.prune(now, Some(i));
+                    if self.rules[i].keys >= MAX_KEYS {
+                        self.keys_dropped += 1;
+                        return None;
+                    }
+                    at = self.keys.get(key).map(|e| find(e, i, *hint));
                 }
-                at = self.keys.get(key).map(|e| e.binary_search_by_key(&i, |(r, _)| *r));
+                let state = (i, KeyState::new(self.rules[i].rule.matchers.len()));
+                self.rules[i].keys += 1;
+                match (at, self.keys.get_mut(key)) {
+                    (Some(Err(pos)), Some(entry)) => {
+                        entry.insert(pos, state);
+                        pos
+                    }
+                    _ => {
+                        self.keys.insert(key.into(), vec![state]);
+                        0
+                    }
+                }
             }
-            let steps = (0..self.rules[i].rule.matchers.len()).map(|_| VecDeque::new()).collect();
-            let state = (i, KeyState { steps, ..KeyState::default() });
-            let pos = match (at, self.keys.get_mut(key)) {
-                (Some(Err(pos)), Some(entry)) => {
-                    entry.insert(pos, state);
-                    pos
-                }
-                _ => {
-                    self.keys.insert(key.into(), vec![state]);
-                    0
-                }
-            };
-            self.rules[i].keys += 1;
-            at = Some(Ok(pos));
-        }
-        let Some(Ok(pos)) = at else { return None };
+        };
+        *hint = pos + 1;
         let entry = self.keys.get_mut(key)?;
         let state = &mut self.rules[i];
         let rule = &state.rule;
         let ks = &mut entry.get_mut(pos)?.1;
-        for s in 0..ks.steps.len() {
-            while ks.steps[s].front().is_some_and(|m| now - m.time_ms > rule.window_ms) {
-                ks.pop_front(s);
-            }
-        }
+        ks.expire(now, rule.window_ms);
         let cap = if rule.spec.rule_type == RuleType::Threshold { rule.count as usize } else { STEP_CAP };
         // The same finding twice in a row (fed again): once is enough.
-        if ks.steps[step].back().is_some_and(|m| m.finding == member.finding) {
+        if ks.steps[step].back().is_some_and(|m| m.finding == seen.finding) {
             return None;
         }
         if ks.steps[step].len() == cap {
             ks.pop_front(step);
         }
         if step == 0 && state.count_routers {
-            *ks.routers.entry(member.device.clone()).or_default() += 1;
+            *ks.routers.entry(seen.device).or_default() += 1;
         }
-        ks.steps[step].push_back(member);
+        ks.steps[step].push_back(seen);
         ks.newest_ms = now;
+        ks.oldest_ms = ks.oldest_ms.min(now);
         let why = match rule.spec.rule_type {
             RuleType::All => ks
                 .steps
@@ -433,10 +494,11 @@ impl Engine {
             }
             RuleType::Absence => None,
         }?;
-        let mut members: Vec<Member> = ks.steps.iter().flatten().cloned().collect();
-        members.sort_by_key(|m| (m.time_ms, m.finding));
+        let mut seen: Vec<Seen> = ks.steps.iter().flatten().copied().collect();
+        seen.sort_by_key(|m| (m.time_ms, m.finding));
         let (name, severity, quiet) = (rule.spec.name.clone(), rule.severity, rule.quiet_ms);
         entry.remove(pos);
+        *hint = pos;
         if entry.is_empty() {
             self.keys.remove(key);
         }
@@ -447,7 +509,7 @@ impl Engine {
             key: key.to_owned(),
             severity,
             time_ms: now,
-            members,
+            members: seen.iter().map(|m| self.member(m)).collect(),
             quiet_ms: Some(quiet),
             why,
         })
@@ -546,8 +608,8 @@ fn key_of(rule: &Rule, fact: &Fact) -> Option<String> {
 }
 
 /// How many routers a window holds (rules that need at most one).
-fn distinct(q: &VecDeque<Member>) -> usize {
-    let mut seen: Vec<&str> = q.iter().map(|m| &*m.device).collect();
+fn distinct(q: &VecDeque<Seen>) -> usize {
+    let mut seen: Vec<u32> = q.iter().map(|m| m.device).collect();
     seen.sort_unstable();
     seen.dedup();
     seen.len()
@@ -555,7 +617,7 @@ fn distinct(q: &VecDeque<Member>) -> usize {
 
 /// True if each step has a finding no earlier than the previous step's,
 /// all within the window (the entries are pruned to it already).
-fn sequence_complete(steps: &[VecDeque<Member>]) -> bool {
+fn sequence_complete(steps: &[VecDeque<Seen>]) -> bool {
     let mut after = i64::MIN;
     for q in steps {
         match q.iter().map(|m| m.time_ms).filter(|t| *t >= after).min() {
@@ -676,6 +738,23 @@ mod tests {
         )]);
         e.feed(&finding(1, "gw-1", 0, "wifi.auth_failures", None));
         assert_eq!(kinds(&e.feed(&finding(2, "gw-1", MIN, "wifi.client_churn", None))), ["open fleet 2"]);
+    }
+
+    #[test]
+    fn a_window_forgets_what_is_older_than_it_and_keeps_the_newest_to_its_count() {
+        let mut e = Engine::new(vec![rule(
+            "name: three\ntype: threshold\nseverity: high\nwindow: 10m\nkey: src_ip\ncount: 3\nmatch:\n  - kind: ssh.bruteforce\n",
+        )]);
+        let ip = Some("192.0.2.9");
+        assert!(e.feed(&finding(1, "gw-1", 0, "ssh.bruteforce", ip)).is_empty());
+        assert!(e.feed(&finding(2, "gw-2", MIN, "ssh.bruteforce", ip)).is_empty());
+        // Both are out of the window by now: one in it, not three.
+        assert!(e.feed(&finding(3, "gw-1", 12 * MIN, "ssh.bruteforce", ip)).is_empty());
+        assert!(e.feed(&finding(4, "gw-1", 13 * MIN, "ssh.bruteforce", ip)).is_empty());
+        let a = e.feed(&finding(5, "gw-3", 14 * MIN, "ssh.bruteforce", ip));
+        let [Action::Open { members, .. }] = &a[..] else { panic!("{a:?}") };
+        let ids: Vec<(i64, &str)> = members.iter().map(|m| (m.finding, &*m.device)).collect();
+        assert_eq!(ids, [(3, "gw-1"), (4, "gw-1"), (5, "gw-3")]);
     }
 
     #[test]
