@@ -66,10 +66,13 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `cmd` with its output appended to `log`; killed when dropped.
+    /// Logs at info, or as `OPMAS_TEST_LOG` says (a `RUST_LOG` filter, to
+    /// see one module's debug lines in a test or a load run).
     pub fn spawn(mut cmd: Command, log: PathBuf) -> Result<Proc> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let err = out.try_clone()?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).env("NO_COLOR", "1").env("RUST_LOG", "info,rumqttd=warn");
+        let filter = std::env::var("OPMAS_TEST_LOG").unwrap_or_else(|_| "info,rumqttd=warn".into());
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).env("NO_COLOR", "1").env("RUST_LOG", filter);
         let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
         Ok(Proc { child, log })
     }

@@ -180,8 +180,16 @@ async fn catch_up(store: &Store, out: &mut Committer, engine: &mut Engine, curso
         if full {
             next = read(last);
         }
+        let t = std::time::Instant::now();
         let actions: Vec<Action> = facts.iter().flat_map(|f| engine.feed(f)).collect();
+        let fed = t.elapsed().as_millis() as u64;
         out.submit(actions, Some(last)).await?;
+        tracing::debug!(
+            facts = facts.len(),
+            fed_ms = fed,
+            waited_ms = t.elapsed().as_millis() as u64 - fed,
+            "correlation batch fed"
+        );
         out.stats.findings_correlated.fetch_add(facts.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *cursor = last;
         if !full {

@@ -44,10 +44,13 @@ use fair::FairQueue;
 
 /// Most messages applied in one transaction.
 pub const TX_MESSAGES: usize = 1024;
-/// Most payload bytes applied in one transaction: about 5,000 findings. A
-/// commit that takes long holds every device's ack back, so transactions are
-/// kept to a few tens of milliseconds even when the queue is deep.
-pub const TX_BYTES: usize = 2 << 20;
+/// Most payload bytes applied in one transaction: about 2,800 findings. A
+/// transaction that takes long holds every device's ack back, and the
+/// correlator's writes wait for it: at 2 MiB (5,000 findings) the
+/// correlator waited 200-600 ms for the writer at 10,000 findings/s and
+/// the incident latency's p99 was 2.1-2.4 s; at 512 KiB, 0.95-1.2 s
+/// (`scripts/bench-correlate.sh`).
+pub const TX_BYTES: usize = 512 << 10;
 /// Most payload bytes moved out of the broker's channel into the per-device
 /// queues. Past this they wait in the channel, which pushes back on the
 /// broker; every edge's send window (128 KiB) keeps a fleet's share small.
@@ -130,8 +133,16 @@ impl Ingest {
                 }
             }
             if !verified.is_empty() {
+                let messages = verified.len();
+                let applying = std::time::Instant::now();
                 self.apply(verified, &since, &mut marks, &mut held).await;
                 self.stats.metrics.ingest(started.elapsed());
+                debug!(
+                    messages,
+                    ms = applying.elapsed().as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "applied"
+                );
             }
         }
     }

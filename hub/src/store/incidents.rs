@@ -304,7 +304,9 @@ impl Store {
         actions: &[Action],
         cursor: Option<i64>,
     ) -> Result<Vec<IncidentChange>, StoreError> {
+        let t0 = std::time::Instant::now();
         let mut tx = self.begin_write().await?;
+        let waited_ms = t0.elapsed().as_millis() as u64;
         let mut changes: Vec<IncidentChange> = Vec::new();
         let mut touched = Touched::new();
         // The open incidents the actions may name, looked up at once.
@@ -386,6 +388,7 @@ impl Store {
             }
         }
         insert_opened(&mut tx, &mut opening, &mut ids, &mut touched, &mut changes).await?;
+        let incidents = touched.len();
         refresh(&mut tx, touched).await?;
         if let Some(c) = cursor {
             sqlx::query("INSERT INTO correlator_cursor (id, finding_id) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET finding_id = excluded.finding_id")
@@ -394,6 +397,15 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        // For a person tuning: how long the write waited for the writer
+        // (ingest holds it most of the time under load) and took in all.
+        tracing::debug!(
+            actions = actions.len(),
+            incidents,
+            waited_ms,
+            ms = t0.elapsed().as_millis() as u64,
+            "correlation written"
+        );
         Ok(changes)
     }
 
