@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use opmas_proto::msg::{Finding, Heartbeat};
 
+use crate::correlate::engine::Fact;
 use crate::store::heartbeats::AgentChange;
 use opmas_proto::DeviceId;
 use tokio::sync::broadcast;
@@ -28,8 +29,11 @@ pub const CAPACITY: usize = 4096;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// New findings and updates of one device, in sequence order (one event
-    /// per device and transaction).
-    Findings { device: DeviceId, epoch: u64, findings: Vec<Finding> },
+    /// per device and transaction). `stored`: the rows the transaction
+    /// added among them, by id, as the correlator takes them; `None` where
+    /// the publisher does not know them (the correlator then reads the
+    /// database).
+    Findings { device: DeviceId, epoch: u64, findings: Vec<Finding>, stored: Option<Vec<Fact>> },
     /// A device came online or went offline (its word, or the hub's
     /// presence sweep).
     Presence { device: DeviceId, online: bool },

@@ -52,7 +52,7 @@ async fn on_presence(store: &Store, bus: &Bus, device: &opmas_proto::DeviceId, o
         let summary = format!("{id} went offline (its Last Will, its word, or silence past the presence timeout)");
         store.lifecycle_finding(id, &DEVICE_OFFLINE, EDGE, summary, true, now).await?
     };
-    bus.publish([Event::Findings { device: device.clone(), epoch: EPOCH, findings: vec![f] }]);
+    bus.publish([Event::Findings { device: device.clone(), epoch: EPOCH, findings: vec![f], stored: None }]);
     Ok(())
 }
 
@@ -86,7 +86,7 @@ async fn on_agents(
         }
     }
     if !found.is_empty() {
-        bus.publish([Event::Findings { device: device.clone(), epoch: EPOCH, findings: found }]);
+        bus.publish([Event::Findings { device: device.clone(), epoch: EPOCH, findings: found, stored: None }]);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use opmas_proto::msg::{Finding, Stage};
 use std::fmt::Write as _;
 
 use super::{Conn, Dialect, Sql};
+use crate::correlate::engine::Fact;
 
 use super::{Store, StoreError};
 
@@ -91,25 +92,50 @@ fn chunk_len(len: usize) -> usize {
 /// (and stay in the connection's statement cache).
 const INSERT_ROWS: usize = 128;
 
+/// A new row as the correlator reads it back (`store::incidents`'s
+/// `FACT_COLUMNS`): the same conversions as the insert binds, so that a
+/// finding handed over in memory and the same one read from the database
+/// after the commit are equal (an update in the same batch may raise the
+/// severity: `apply_updates` raises it here too).
+fn fact_of(id: i64, device: &str, received_ms: i64, f: &Finding) -> Fact {
+    Fact {
+        finding: id,
+        device: device.to_owned(),
+        time_ms: received_ms,
+        heartbeat: false,
+        agent: f.agent.to_string(),
+        kind: f.kind.to_string(),
+        severity: f.severity.get() as i64,
+        src_ip: f.subject.src_ip.map(|ip| ip.to_string()),
+        mac: f.subject.mac.as_ref().map(|m| m.to_string()),
+        user: f.subject.user.as_ref().map(|m| m.to_string()),
+        host: f.subject.host.as_ref().map(|m| m.to_string()),
+        iface: f.subject.iface.as_ref().map(|m| m.to_string()),
+        service: f.subject.service.as_ref().map(|m| m.to_string()),
+    }
+}
+
 /// Stores `findings` of `device`/`epoch` on the caller's transaction: the
 /// new findings as multi-row inserts, then the updates, a chunk of distinct
 /// originals per statement, each applied to the finding it updates and
 /// recorded in `finding_updates`. Inserting first is safe because an update
 /// always follows its original. A sequence stored before is ignored by the
-/// unique keys, at the cost of an index lookup.
+/// unique keys, at the cost of an index lookup. The new rows are added to
+/// `facts`, by id, for the correlator.
 pub(super) async fn insert_batch(
     conn: &mut Conn,
     device: &str,
     epoch: u64,
     findings: &[&Finding],
     received_ms: i64,
+    facts: &mut Vec<Fact>,
 ) -> Result<Inserted, StoreError> {
     let mut counts = Inserted::default();
     let (updates, new): (Vec<&Finding>, Vec<&Finding>) = findings.iter().copied().partition(|f| f.is_update());
-    insert_new(conn, device, epoch, &new, received_ms, &mut counts).await?;
+    insert_new(conn, device, epoch, &new, received_ms, &mut counts, facts).await?;
     let mut rest = &updates[..];
     while !rest.is_empty() {
-        let taken = apply_updates(conn, device, epoch, rest, received_ms, &mut counts).await?;
+        let taken = apply_updates(conn, device, epoch, rest, received_ms, &mut counts, facts).await?;
         rest = &rest[taken..];
     }
     Ok(counts)
@@ -122,7 +148,9 @@ async fn insert_new(
     mut rows: &[&Finding],
     received_ms: i64,
     counts: &mut Inserted,
+    facts: &mut Vec<Fact>,
 ) -> Result<(), StoreError> {
+    let from = facts.len();
     while !rows.is_empty() {
         let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
         rows = rest;
@@ -154,12 +182,19 @@ async fn insert_new(
                 .bind(is_open(f))
                 .bind(&f.subject.host);
         });
-        b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING");
+        b.push(" ON CONFLICT (device_id, epoch, seq) DO NOTHING RETURNING id, seq");
         let (sql, args) = b.finish()?;
-        let stored = sqlx::query_with(&sql, args).execute(&mut *conn).await?.rows_affected();
-        counts.stored += stored;
-        counts.duplicates += chunk.len() as u64 - stored;
+        // Only the rows inserted come back, in no promised order.
+        let new: Vec<(i64, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
+        for (id, seq) in &new {
+            if let Some(f) = chunk.iter().find(|f| f.seq as i64 == *seq) {
+                facts.push(fact_of(*id, device, received_ms, f));
+            }
+        }
+        counts.stored += new.len() as u64;
+        counts.duplicates += (chunk.len() - new.len()) as u64;
     }
+    facts[from..].sort_unstable_by_key(|f| f.finding);
     Ok(())
 }
 
@@ -218,6 +253,7 @@ async fn apply_updates(
     updates: &[&Finding],
     received_ms: i64,
     counts: &mut Inserted,
+    facts: &mut Vec<Fact>,
 ) -> Result<usize, StoreError> {
     // Distinct identities in first-seen order, each with its merged update.
     let mut order: Vec<(String, Finding)> = Vec::new();
@@ -269,11 +305,18 @@ async fn apply_updates(
     }
     let found = q.bind(received_ms).bind(device).bind(epoch as i64).persistent(true).fetch_all(&mut *conn).await?;
     let found: std::collections::HashMap<String, i64> = found.into_iter().map(|(id, ident)| (ident, id)).collect();
+    // An update of a row this batch added raises its severity, as the
+    // correlator reading the row after the commit would see it.
+    for (ident, id) in &found {
+        if let (Ok(i), Some(&k)) = (facts.binary_search_by_key(id, |f| f.finding), index.get(ident)) {
+            facts[i].severity = facts[i].severity.max(order[k].1.severity.get() as i64);
+        }
+    }
     let mut history: Vec<(&Finding, i64)> = Vec::with_capacity(taken);
     for (f, &k) in updates[..taken].iter().zip(&keys) {
         match found.get(&order[k].0) {
             Some(&finding_id) => history.push((f, finding_id)),
-            None => orphan(conn, device, epoch, f, received_ms, counts).await?,
+            None => orphan(conn, device, epoch, f, received_ms, counts, facts).await?,
         }
     }
     record_updates(conn, device, epoch, &history, received_ms, counts).await?;
@@ -290,6 +333,7 @@ async fn orphan(
     f: &Finding,
     received_ms: i64,
     counts: &mut Inserted,
+    facts: &mut Vec<Fact>,
 ) -> Result<(), StoreError> {
     let sql = update_sql(Dialect::of(conn), 1);
     let found: Option<(i64, String)> = sqlx::query_as(&sql)
@@ -307,7 +351,7 @@ async fn orphan(
         .await?;
     match found {
         Some((finding_id, _)) => record_updates(conn, device, epoch, &[(f, finding_id)], received_ms, counts).await,
-        None => insert_new(conn, device, epoch, &[f], received_ms, counts).await,
+        None => insert_new(conn, device, epoch, &[f], received_ms, counts, facts).await,
     }
 }
 
@@ -477,7 +521,15 @@ mod tests {
         // 100 originals (more than one statement's worth), each updated
         // twice, the first update of each raising the severity; then an
         // orphan update and an update of that orphan.
-        let original = |i: u64| Finding { first_ms: 1000 + i, ..finding(i, "net.port_scan") };
+        let subject = Subject {
+            src_ip: Some("2001:db8::7".parse().unwrap()),
+            mac: Some("aa:bb:cc:dd:ee:ff".into()),
+            iface: Some("wlan0".into()),
+            user: Some("root".into()),
+            service: Some("dropbear".into()),
+            host: Some("evil.example".into()),
+        };
+        let original = |i: u64| Finding { first_ms: 1000 + i, subject: subject.clone(), ..finding(i, "net.port_scan") };
         let mut batch: Vec<Finding> = (1..=100).map(original).collect();
         let mut seq = 100;
         for round in 0..2 {
@@ -490,8 +542,13 @@ mod tests {
         let lost = Finding { first_ms: 77, ..finding(0, "net.port_scan") };
         batch.push(Finding { seq: 301, count: 6, stage: Stage::Update, ..lost.clone() });
         batch.push(Finding { seq: 302, count: 7, stage: Stage::Update, ..lost });
-        let n = insert_batch(&mut conn, "gw-1", 1, &refs(&batch), 5).await.unwrap();
+        let mut facts = Vec::new();
+        let n = insert_batch(&mut conn, "gw-1", 1, &refs(&batch), 5, &mut facts).await.unwrap();
         assert_eq!(n, Inserted { stored: 101, updated: 201, duplicates: 0 });
+        // The new rows handed to the correlator are the rows it would read,
+        // the orphan's among them.
+        assert_eq!(facts, store.facts_after(0, 1000).await.unwrap());
+        assert_eq!(facts.len(), 101);
         let rows: Vec<(i64, i64, i64)> = sqlx::query_as("SELECT seq, count, severity FROM findings ORDER BY seq")
             .fetch_all(&mut *conn)
             .await
@@ -503,8 +560,10 @@ mod tests {
             sqlx::query_as("SELECT COUNT(*) FROM finding_updates").fetch_one(&mut *conn).await.unwrap();
         assert_eq!(history.0, 201);
         // The same findings and updates again are duplicates, one each.
-        let again = insert_batch(&mut conn, "gw-1", 1, &refs(&batch[..300]), 6).await.unwrap();
+        let mut facts = Vec::new();
+        let again = insert_batch(&mut conn, "gw-1", 1, &refs(&batch[..300]), 6, &mut facts).await.unwrap();
         assert_eq!(again, Inserted { duplicates: 300, ..Default::default() });
+        assert!(facts.is_empty(), "{facts:?}");
     }
 
     fn finding(seq: u64, kind: &str) -> Finding {
@@ -530,14 +589,14 @@ mod tests {
         let mut conn = store.writer().acquire().await.unwrap();
         let batch = [finding(1, "ssh.bruteforce"), finding(2, "ssh.bruteforce")];
         assert_eq!(
-            insert_batch(&mut conn, "gw-1", u64::MAX, &refs(&batch), 5).await.unwrap(),
+            insert_batch(&mut conn, "gw-1", u64::MAX, &refs(&batch), 5, &mut Vec::new()).await.unwrap(),
             Inserted { stored: 2, ..Default::default() }
         );
         assert_eq!(
-            insert_batch(&mut conn, "gw-1", u64::MAX, &refs(&batch), 6).await.unwrap(),
+            insert_batch(&mut conn, "gw-1", u64::MAX, &refs(&batch), 6, &mut Vec::new()).await.unwrap(),
             Inserted { duplicates: 2, ..Default::default() }
         );
-        assert_eq!(insert_batch(&mut conn, "gw-1", 7, &refs(&batch[..1]), 7).await.unwrap().stored, 1);
+        assert_eq!(insert_batch(&mut conn, "gw-1", 7, &refs(&batch[..1]), 7, &mut Vec::new()).await.unwrap().stored, 1);
         drop(conn);
         let all = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(all.len(), 3);
@@ -551,20 +610,20 @@ mod tests {
         let (store, _dir) = test_store().await;
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
         let mut conn = store.writer().acquire().await.unwrap();
-        insert_batch(&mut conn, "gw-1", 1, &[&finding(1, "net.port_scan")], 5).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &[&finding(1, "net.port_scan")], 5, &mut Vec::new()).await.unwrap();
         let update =
             Finding { seq: 2, count: 900, last_ms: 9_000, stage: Stage::Update, ..finding(1, "net.port_scan") };
-        let n = insert_batch(&mut conn, "gw-1", 1, &[&update], 6).await.unwrap();
+        let n = insert_batch(&mut conn, "gw-1", 1, &[&update], 6, &mut Vec::new()).await.unwrap();
         assert_eq!(n, Inserted { updated: 1, ..Default::default() });
         // The same update again (same sequence) is recognised as a duplicate.
-        let n = insert_batch(&mut conn, "gw-1", 1, &[&update], 6).await.unwrap();
+        let n = insert_batch(&mut conn, "gw-1", 1, &[&update], 6, &mut Vec::new()).await.unwrap();
         assert_eq!(n, Inserted { duplicates: 1, ..Default::default() });
         let history: Vec<(i64, i64)> =
             sqlx::query_as("SELECT seq, count FROM finding_updates").fetch_all(&mut *conn).await.unwrap();
         assert_eq!(history, vec![(2, 900)]);
         // An update whose original is unknown (other subject) becomes a finding.
         let orphan = Finding { subject: Subject::default(), ..update.clone() };
-        assert_eq!(insert_batch(&mut conn, "gw-1", 1, &[&orphan], 7).await.unwrap().stored, 1);
+        assert_eq!(insert_batch(&mut conn, "gw-1", 1, &[&orphan], 7, &mut Vec::new()).await.unwrap().stored, 1);
         drop(conn);
         let rows = store.query_findings(&FindingQuery { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(rows.len(), 2);
@@ -578,12 +637,12 @@ mod tests {
         store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
         let mut conn = store.writer().acquire().await.unwrap();
         let original = finding(1, "ssh.bruteforce");
-        insert_batch(&mut conn, "gw-1", 1, &[&original], 5).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &[&original], 5, &mut Vec::new()).await.unwrap();
         let closed = Finding { seq: 2, count: 40, stage: Stage::Closed, evidence: vec![], ..original.clone() };
         // A late open update after the close (resent from an older round) does not reopen it.
         let late = Finding { seq: 3, count: 41, stage: Stage::Update, ..original.clone() };
-        insert_batch(&mut conn, "gw-1", 1, &[&closed], 6).await.unwrap();
-        insert_batch(&mut conn, "gw-1", 1, &[&late], 7).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &[&closed], 6, &mut Vec::new()).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &[&late], 7, &mut Vec::new()).await.unwrap();
         drop(conn);
         let open = |open| FindingQuery { open: Some(open), limit: 10, ..Default::default() };
         assert!(store.query_findings(&open(true)).await.unwrap().is_empty());
@@ -599,7 +658,7 @@ mod tests {
         let mut conn = store.writer().acquire().await.unwrap();
         let batch: Vec<Finding> =
             (1..=5).map(|i| finding(i, if i % 2 == 0 { "ssh.bruteforce" } else { "ssh.other" })).collect();
-        insert_batch(&mut conn, "gw-1", 1, &refs(&batch), 5).await.unwrap();
+        insert_batch(&mut conn, "gw-1", 1, &refs(&batch), 5, &mut Vec::new()).await.unwrap();
         drop(conn);
         let page1 = store.query_findings(&FindingQuery { limit: 2, ..Default::default() }).await.unwrap();
         let page2 = store

@@ -141,7 +141,7 @@ mod tests {
         };
         let old = opmas_proto::msg::Finding { seq: 2, first_ms: (now - 48 * 3_600_000) as u64, ..f.clone() };
         let mut conn = store.writer().acquire().await.unwrap();
-        crate::store::findings::insert_batch(&mut conn, "gw-1", 7, &[&f, &old], now).await.unwrap();
+        crate::store::findings::insert_batch(&mut conn, "gw-1", 7, &[&f, &old], now, &mut Vec::new()).await.unwrap();
         drop(conn);
         let rows = store.fleet(now).await.unwrap();
         assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["gw-1", "gw-2"]);

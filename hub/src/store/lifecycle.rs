@@ -68,7 +68,7 @@ impl Store {
             evidence: Vec::new(),
             stage: if open { Stage::New } else { Stage::Closed },
         };
-        super::findings::insert_batch(&mut tx, device, EPOCH, &[&f], now_ms).await?;
+        super::findings::insert_batch(&mut tx, device, EPOCH, &[&f], now_ms, &mut Vec::new()).await?;
         tx.commit().await?;
         Ok(f)
     }

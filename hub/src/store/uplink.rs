@@ -293,15 +293,18 @@ impl Store {
             }
         }
         for (&(device, epoch), found) in &to_store {
+            let mut facts = Vec::new();
             let stored = match mode {
                 Apply::Together => {
-                    let n = findings::insert_batch(&mut tx, device.as_str(), epoch, found, now).await?;
+                    let n = findings::insert_batch(&mut tx, device.as_str(), epoch, found, now, &mut facts).await?;
                     add_inserted(&mut out.counts, n);
                     found.iter().map(|f| (*f).clone()).collect()
                 }
-                Apply::Isolated => insert_one_by_one(&mut tx, device, epoch, found, now, &mut out.counts).await?,
+                Apply::Isolated => {
+                    insert_one_by_one(&mut tx, device, epoch, found, now, &mut out.counts, &mut facts).await?
+                }
             };
-            out.events.push(Event::Findings { device: device.clone(), epoch, findings: stored });
+            out.events.push(Event::Findings { device: device.clone(), epoch, findings: stored, stored: Some(facts) });
         }
         for (&(device, epoch), &(was, now_w)) in &watermarks {
             if now_w != was {
@@ -345,16 +348,19 @@ async fn insert_one_by_one(
     found: &[&Finding],
     now: i64,
     counts: &mut Counts,
+    facts: &mut Vec<crate::correlate::engine::Fact>,
 ) -> Result<Vec<Finding>, StoreError> {
     let mut stored = Vec::with_capacity(found.len());
     let mut refused = 0;
     for f in found {
         let mut sp = Acquire::begin(&mut *tx).await?;
-        match findings::insert_batch(&mut sp, device.as_str(), epoch, &[f], now).await {
+        let mut new = Vec::new();
+        match findings::insert_batch(&mut sp, device.as_str(), epoch, &[f], now, &mut new).await {
             Ok(n) => {
                 sp.commit().await?;
                 add_inserted(counts, n);
                 stored.push((*f).clone());
+                facts.append(&mut new);
             }
             Err(e) if e.is_row_error() => {
                 sp.rollback().await?;
