@@ -323,6 +323,22 @@ enum Shape<T> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Inputs the `log_line` fuzz target found to panic (`scripts/fuzz.sh`).
+    #[test]
+    fn crafted_lines_found_by_fuzzing_parse_or_fail_without_panicking() {
+        let ctx = Context::at(1_765_000_000_000);
+        let found = ["[555555555555555555555555555555555555555536405\u{e}\0\0\0\0\0\0\0"];
+        for line in found {
+            if let Ok(r) = parse_line(line, ctx) {
+                let _ = crate::classify::classify(&r);
+            }
+        }
+        // A pid too large for a pid is not one.
+        let r = parse_line("[99999999999] Dec  7 10:00:00 dropbear: x", ctx);
+        assert!(r.map_or(true, |r| r.pid.is_none()));
+    }
+
     use super::*;
 
     const CTX: Context = Context { year: 2024, now_ms: None };

@@ -40,7 +40,9 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// `min` to `max` ASCII digits.
+    /// `min` to `max` ASCII digits; `None` (nothing taken) if fewer, or if
+    /// their value does not fit a `u32` (a ten-digit "pid" in a crafted
+    /// line: found by the `log_line` fuzz target).
     #[inline]
     pub(super) fn digits(&mut self, min: usize, max: usize) -> Option<u32> {
         let b = self.s.as_bytes();
@@ -48,7 +50,7 @@ impl<'a> Scan<'a> {
         let mut k = 0;
         while k < max {
             match b.get(self.i + k) {
-                Some(&c) if c.is_ascii_digit() => n = n * 10 + u32::from(c - b'0'),
+                Some(&c) if c.is_ascii_digit() => n = n.checked_mul(10)?.checked_add(u32::from(c - b'0'))?,
                 _ => break,
             }
             k += 1;
@@ -129,4 +131,18 @@ pub(super) fn parse_u32(s: &str) -> Option<u32> {
         n = n * 10 + u32::from(c - b'0');
     }
     Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_past_u32_are_not_a_number_and_take_nothing() {
+        let mut sc = Scan::at("4294967295]", 0);
+        assert_eq!(sc.digits(1, 10), Some(u32::MAX));
+        let mut sc = Scan::at("4294967296]", 0);
+        assert_eq!(sc.digits(1, 10), None);
+        assert!(sc.eat(b'4'), "nothing was taken");
+    }
 }
