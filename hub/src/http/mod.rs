@@ -218,14 +218,32 @@ pub fn router(state: AppState) -> Router {
     let (public, protected, _doc) = api_routes();
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     let api = Router::new().merge(public).merge(protected);
-    Router::new()
+    let app = Router::new()
         .nest("/api/v1", api)
         .merge(health::metrics_router())
         .merge(crate::web::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
+        .layer(axum::middleware::map_response(security_headers));
+    bounded(app, REQUEST_TIMEOUT).with_state(state)
 }
+
+/// `router` with the request limits: [`MAX_BODY`], and `timeout` until the
+/// answer starts.
+fn bounded<S: Clone + Send + Sync + 'static>(router: Router<S>, timeout: std::time::Duration) -> Router<S> {
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+}
+
+/// The largest request body any route reads (413 past it): the biggest
+/// document anyone sends is a rule or playbook of at most 64 KiB
+/// (`web::editor::YAML_LEN`); sign-in takes 4 KiB only.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Longest a request may take until its answer starts (408 past it), so
+/// that a request stuck behind the database cannot hold a connection for
+/// ever. A live view's event stream is not cut: its answer has started.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Headers every answer carries, the API's JSON and errors as much as the
 /// pages: no type sniffing, no framing (the CSP's `frame-ancestors` for
@@ -339,6 +357,35 @@ mod tests {
                 assert!(csp.starts_with("default-src 'none'"), "{uri}: {csp}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_too_big_or_too_slow_is_refused_and_holds_nothing() {
+        use axum::routing::{get, post};
+        let limited = bounded(
+            Router::new()
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        "late"
+                    }),
+                )
+                .route("/echo", post(|body: String| async move { body.len().to_string() })),
+            std::time::Duration::from_millis(100),
+        );
+        let post = |n: usize| Request::post("/echo").body(Body::from("x".repeat(n))).unwrap();
+        assert_eq!(limited.clone().oneshot(post(1000)).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(limited.clone().oneshot(post(MAX_BODY + 1)).await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let t = std::time::Instant::now();
+        let slow = limited.oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+        // The hub's own router takes the same limit.
+        let (hub, _dir) = app().await;
+        let big = format!("{{\"name\": \"{}\"}}", "x".repeat(MAX_BODY));
+        let (status, _) = call(&hub, "PUT", "/api/v1/rules/big", "admin-token", &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     /// Every `$ref` in `v` that does not point at a schema of `doc`.
