@@ -56,7 +56,7 @@ done
 seed uci openwrt/files/opmas.config
 mkdir -p "$work/seeds/envelope"
 for c in status_online status_offline heartbeat finding_batch result ack config command; do
-    # The target's first byte picks the channel, in the order of Channel.
+    # The target's first byte picks the channel, in the order of Channel::ALL.
     case "$c" in
         status_*) i=0 ;; heartbeat) i=1 ;; finding_batch) i=2 ;; result) i=3 ;;
         ack) i=4 ;; config) i=5 ;; command) i=6 ;;

@@ -8,19 +8,9 @@ use opmas_edge::config::AgentsConfig;
 use opmas_proto::msg::{Ack, Command, CommandResult, ConfigDoc, FindingBatch, Heartbeat, Status};
 use opmas_proto::{Channel, DeviceId, Envelope, Secret, Topic};
 
-const CHANNELS: [Channel; 7] = [
-    Channel::Status,
-    Channel::Heartbeat,
-    Channel::Finding,
-    Channel::Result,
-    Channel::Ack,
-    Channel::Config,
-    Channel::Cmd,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else { return };
-    let channel = CHANNELS[pick as usize % CHANNELS.len()];
+    let channel = Channel::ALL[pick as usize % Channel::ALL.len()];
     let device = DeviceId::new("gw-fuzz").expect("a valid id");
     let key = Secret::from_bytes([7; 32]);
     let _ = Envelope::open(&Topic::new(device.clone(), channel), rest, &key);
