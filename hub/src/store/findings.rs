@@ -1,6 +1,6 @@
 //! The `findings` table: idempotent batch insert and the paginated query.
 
-use opmas_proto::msg::{Finding, Stage};
+use opmas_proto::msg::{Finding, Severity, Stage};
 use std::fmt::Write as _;
 
 use super::{Conn, Dialect, Sql};
@@ -103,15 +103,23 @@ fn fact_of(id: i64, device: &str, received_ms: i64, f: &Finding) -> Fact {
         device: device.to_owned(),
         time_ms: received_ms,
         heartbeat: false,
-        agent: f.agent.to_string(),
-        kind: f.kind.to_string(),
+        agent: f.agent.clone(),
+        kind: f.kind.clone(),
         severity: f.severity.get() as i64,
         src_ip: f.subject.src_ip.map(|ip| ip.to_string()),
-        mac: f.subject.mac.as_ref().map(|m| m.to_string()),
-        user: f.subject.user.as_ref().map(|m| m.to_string()),
-        host: f.subject.host.as_ref().map(|m| m.to_string()),
-        iface: f.subject.iface.as_ref().map(|m| m.to_string()),
-        service: f.subject.service.as_ref().map(|m| m.to_string()),
+        mac: f.subject.mac.clone(),
+        user: f.subject.user.clone(),
+        host: f.subject.host.clone(),
+        iface: f.subject.iface.clone(),
+        service: f.subject.service.clone(),
+    }
+}
+
+/// An update of finding `id` took `severity` into its row: so does the
+/// fact if the row was added by this batch (`facts` is by id).
+fn raise(facts: &mut [Fact], id: i64, severity: Severity) {
+    if let Ok(i) = facts.binary_search_by_key(&id, |f| f.finding) {
+        facts[i].severity = facts[i].severity.max(severity.get() as i64);
     }
 }
 
@@ -305,11 +313,9 @@ async fn apply_updates(
     }
     let found = q.bind(received_ms).bind(device).bind(epoch as i64).persistent(true).fetch_all(&mut *conn).await?;
     let found: std::collections::HashMap<String, i64> = found.into_iter().map(|(id, ident)| (ident, id)).collect();
-    // An update of a row this batch added raises its severity, as the
-    // correlator reading the row after the commit would see it.
-    for (ident, id) in &found {
-        if let (Ok(i), Some(&k)) = (facts.binary_search_by_key(id, |f| f.finding), index.get(ident)) {
-            facts[i].severity = facts[i].severity.max(order[k].1.severity.get() as i64);
+    for (ident, &id) in &found {
+        if let Some(&k) = index.get(ident) {
+            raise(facts, id, order[k].1.severity);
         }
     }
     let mut history: Vec<(&Finding, i64)> = Vec::with_capacity(taken);
@@ -350,7 +356,10 @@ async fn orphan(
         .fetch_optional(&mut *conn)
         .await?;
     match found {
-        Some((finding_id, _)) => record_updates(conn, device, epoch, &[(f, finding_id)], received_ms, counts).await,
+        Some((finding_id, _)) => {
+            raise(facts, finding_id, f.severity);
+            record_updates(conn, device, epoch, &[(f, finding_id)], received_ms, counts).await
+        }
         None => insert_new(conn, device, epoch, &[f], received_ms, counts, facts).await,
     }
 }
@@ -580,6 +589,19 @@ mod tests {
             evidence: vec!["line".into()],
             stage: Stage::New,
         }
+    }
+
+    #[tokio::test]
+    async fn an_orphan_raised_by_a_later_update_of_its_batch_is_handed_over_as_stored() {
+        let (store, _dir) = test_store().await;
+        store.insert_device("gw-1", "gw-1", "aa", 1).await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
+        let lost = Finding { count: 6, stage: Stage::Update, ..finding(1, "net.port_scan") };
+        let later = Finding { seq: 2, count: 7, severity: Severity::CRITICAL, ..lost.clone() };
+        let mut facts = Vec::new();
+        insert_batch(&mut conn, "gw-1", 1, &[&lost, &later], 5, &mut facts).await.unwrap();
+        assert_eq!(facts, store.facts_after(0, 10).await.unwrap());
+        assert_eq!(facts.iter().map(|f| f.severity).collect::<Vec<_>>(), [5]);
     }
 
     #[tokio::test]
