@@ -152,6 +152,26 @@ impl Committer {
         self.in_flight = Some(tokio::spawn(async move { apply(&store, &bus, &stats, &actions, cursor).await }));
         Ok(())
     }
+
+    /// After `n` findings up to `last` were fed (since `started`): submits
+    /// what they caused with the cursor at `last`, and counts them.
+    async fn fed(
+        &mut self,
+        actions: Vec<Action>,
+        cursor: &mut i64,
+        last: i64,
+        n: usize,
+        started: std::time::Instant,
+        from: &str,
+    ) -> Result<(), StoreError> {
+        let fed_ms = started.elapsed().as_millis() as u64;
+        self.submit(actions, Some(last)).await?;
+        let waited_ms = started.elapsed().as_millis() as u64 - fed_ms;
+        debug!(facts = n, fed_ms, waited_ms, from, "correlation batch fed");
+        self.stats.findings_correlated.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        *cursor = last;
+        Ok(())
+    }
 }
 
 impl Drop for Committer {
@@ -188,16 +208,7 @@ async fn catch_up(store: &Store, out: &mut Committer, engine: &mut Engine, curso
             (facts, actions)
         })
         .await?;
-        let fed = t.elapsed().as_millis() as u64;
-        out.submit(actions, Some(last)).await?;
-        debug!(
-            facts = facts.len(),
-            fed_ms = fed,
-            waited_ms = t.elapsed().as_millis() as u64 - fed,
-            "correlation batch fed from the database"
-        );
-        out.stats.findings_correlated.fetch_add(facts.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        *cursor = last;
+        out.fed(actions, cursor, last, facts.len(), t, "the database").await?;
         if !full {
             return Ok(());
         }
@@ -250,16 +261,8 @@ async fn take(
     })
     .await?;
     if last > *cursor {
-        let (n, fed) = (last - *cursor, t.elapsed().as_millis() as u64);
-        out.submit(actions, Some(last)).await?;
-        debug!(
-            facts = n,
-            fed_ms = fed,
-            waited_ms = t.elapsed().as_millis() as u64 - fed,
-            "correlation batch fed from ingest"
-        );
-        out.stats.findings_correlated.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        *cursor = last;
+        let n = (last - *cursor) as usize;
+        out.fed(actions, cursor, last, n, t, "ingest").await?;
     }
     if read {
         catch_up(store, out, engine, cursor).await?;
